@@ -1,0 +1,1 @@
+# Board descriptions: pin maps and calibration constants. Firmware logic never names a pin.

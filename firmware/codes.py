@@ -1,0 +1,90 @@
+# Stable numeric codes for events, alarms and refusals, with their names for people.
+# Numbers go into the event log and over the wire; names are for humans and JSON.
+from firmware.compat import const
+
+# Events in the log.
+EV_BOOT = const(1)
+EV_PROGRAM = const(2)
+EV_PB_START = const(3)        # a = dose_nl
+EV_PB_DENIED = const(4)       # a = reason
+EV_CB_START = const(5)        # a = dose_nl, b = duration_ms
+EV_CB_DENIED = const(6)       # a = reason
+EV_BOLUS_END = const(7)       # a = 1 patient / 2 clinician, b = 1 if cut short
+EV_ALARM = const(8)           # a = alarm code
+EV_ALARM_CLEAR = const(9)     # a = alarm code
+EV_STROKE_REFUSED = const(10)  # a = reason (first refusal of a run)
+EV_STOP = const(11)
+EV_RESUME = const(12)
+EV_REFILL = const(13)         # a = reservoir volume in uL
+EV_MISSED = const(14)         # a = strokes skipped because the loop ran late (never caught up)
+EV_STEP = const(15)           # a = step index, b = rate in nL/day
+
+EVENT_NAMES = {
+    EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
+    EV_PB_DENIED: "patient_bolus_denied", EV_CB_START: "clinician_bolus",
+    EV_CB_DENIED: "clinician_bolus_denied", EV_BOLUS_END: "bolus_end", EV_ALARM: "alarm",
+    EV_ALARM_CLEAR: "alarm_clear", EV_STROKE_REFUSED: "stroke_refused", EV_STOP: "stop",
+    EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
+}
+
+# Alarm codes (INTERFACES.md) and their priorities.
+AL_OCCLUSION = const(1)
+AL_RESERVOIR_LOW = const(2)
+AL_RESERVOIR_EMPTY = const(3)
+AL_MOTOR_STALL = const(4)
+AL_BATTERY_ERI = const(5)
+AL_BATTERY_EOS = const(6)
+AL_DOSE_LIMIT = const(7)
+AL_MEMORY_ERROR = const(8)
+AL_SENSOR_FAULT = const(9)
+AL_WATCHDOG_RESET = const(10)
+
+ALARM_NAMES = {
+    AL_OCCLUSION: "occlusion", AL_RESERVOIR_LOW: "reservoir_low",
+    AL_RESERVOIR_EMPTY: "reservoir_empty", AL_MOTOR_STALL: "motor_stall",
+    AL_BATTERY_ERI: "battery_eri", AL_BATTERY_EOS: "battery_eos", AL_DOSE_LIMIT: "dose_limit",
+    AL_MEMORY_ERROR: "memory_error", AL_SENSOR_FAULT: "sensor_fault",
+    AL_WATCHDOG_RESET: "watchdog_reset",
+}
+# Critical alarms stop delivery; warnings let it go on.
+CRITICAL = (AL_OCCLUSION, AL_RESERVOIR_EMPTY, AL_MOTOR_STALL, AL_BATTERY_EOS,
+            AL_MEMORY_ERROR, AL_SENSOR_FAULT)
+CRITICAL_MASK = 0
+for _code in CRITICAL:
+    CRITICAL_MASK |= 1 << _code
+
+
+def priority(alarm):
+    return "critical" if alarm in CRITICAL else "warning"
+
+
+# Why a request or a stroke was refused.
+R_LOCKOUT = const(1)
+R_MAX_PER_DAY = const(2)
+R_ALARM = const(3)
+R_DAILY_MAX = const(4)
+R_NOT_PROGRAMMED = const(5)
+R_STOPPED = const(6)
+R_NO_PATIENT_BOLUS = const(7)
+R_BOLUS_ACTIVE = const(8)
+R_MOTOR_RATE = const(9)
+R_BAD_VALUE = const(10)
+
+REASON_NAMES = {
+    R_LOCKOUT: "lockout", R_MAX_PER_DAY: "max_per_day", R_ALARM: "alarm",
+    R_DAILY_MAX: "daily_max", R_NOT_PROGRAMMED: "not_programmed", R_STOPPED: "stopped",
+    R_NO_PATIENT_BOLUS: "no_patient_bolus", R_BOLUS_ACTIVE: "bolus_active",
+    R_MOTOR_RATE: "motor_rate", R_BAD_VALUE: "bad_value",
+}
+REASON_TEXT = {
+    R_LOCKOUT: "the lockout since the last patient bolus has not passed",
+    R_MAX_PER_DAY: "the maximum number of patient boluses in 24 hours has been reached",
+    R_ALARM: "an alarm is active",
+    R_DAILY_MAX: "the dose would exceed the maximum daily dose",
+    R_NOT_PROGRAMMED: "the pump has no prescription",
+    R_STOPPED: "delivery is stopped",
+    R_NO_PATIENT_BOLUS: "the prescription has no patient bolus",
+    R_BOLUS_ACTIVE: "a bolus of this kind is already running",
+    R_MOTOR_RATE: "the motor cannot deliver that fast",
+    R_BAD_VALUE: "a value is out of range",
+}

@@ -1,0 +1,121 @@
+# The dose guard: an independent account of what reached the patient in the last 24 hours.
+#
+# It knows nothing of schedules or boluses. It counts approved strokes in 1440 one-minute
+# buckets plus the minute in progress, so the window it sums always covers at least the last
+# 24 hours (up to one minute more): it can refuse a little early, never a little late. A stroke
+# that would make the sum exceed the prescribed cap is refused.
+#
+# Power loss. The account lives in RAM and is saved to flash; strokes after the last save would
+# be forgotten by an unclean restart. So every save records a reserve of RESERVE strokes as if
+# already delivered, and the guard asks for a new save (needs_save) before it approves a stroke
+# beyond that reserve. A restart after power loss therefore sees at least everything that was
+# delivered, and counts the time the pump was off as not having passed: no restart can make
+# room for extra drug.
+from array import array
+
+from firmware.compat import const
+
+BUCKETS = const(1440)
+BUCKET_MS = const(60000)
+RESERVE = const(32)
+SAVE_LEN = const(1442)    # [idx, in_bucket_ms, bucket_0 .. bucket_1439]
+
+
+class DoseGuard:
+    def __init__(self):
+        self.buckets = array("i", [0] * BUCKETS)  # strokes in each past minute
+        self.idx = 0          # the bucket of the minute in progress
+        self.in_bucket_ms = 0
+        self.total = 0        # sum of all buckets
+        self.cap = 0          # strokes allowed in any 24 h; 0 refuses everything
+        self.unsaved = 0      # strokes approved since the last save
+        self.refusing = False  # the last stroke it was asked about was refused
+        self.saved_idx = 0    # bucket in progress at the last save
+        self.rotated = BUCKETS  # buckets moved since then (BUCKETS: rewrite them all)
+
+    def set_cap(self, strokes):
+        self.cap = strokes
+
+    def advance(self, dt_ms):
+        """Let dt_ms pass: whole minutes drop out of the far end of the window."""
+        t = self.in_bucket_ms + dt_ms
+        if t < BUCKET_MS:
+            self.in_bucket_ms = t
+            return
+        steps = t // BUCKET_MS
+        self.in_bucket_ms = t - steps * BUCKET_MS
+        if steps > BUCKETS:
+            steps = BUCKETS
+        self.rotated += steps
+        b = self.buckets
+        i = self.idx
+        while steps:
+            i += 1
+            if i == BUCKETS:
+                i = 0
+            self.total -= b[i]
+            b[i] = 0
+            steps -= 1
+        self.idx = i
+
+    def needs_save(self):
+        return self.unsaved >= RESERVE
+
+    def approve(self):
+        """Ask to deliver one stroke now. True means it has been counted as delivered."""
+        if self.total + 1 > self.cap or self.unsaved >= RESERVE:
+            self.refusing = True
+            return False
+        self.refusing = False
+        self.total += 1
+        self.buckets[self.idx] += 1
+        self.unsaved += 1
+        return True
+
+    def undo(self):
+        """The motor did not move after all: take the stroke back out of the account."""
+        self.total -= 1
+        self.buckets[self.idx] -= 1
+
+    def room(self):
+        """Strokes still allowed now."""
+        return self.cap - self.total
+
+    # Persistence: SAVE_LEN ints. The saved copy includes the reserve (see the top).
+    def save_into(self, out, at, clean=False):
+        """Update the saved account at out[at:] (out keeps the previous save, so only the
+        buckets that changed since are written). A clean save (before an orderly restart)
+        records the account exactly and approves nothing more until the next save."""
+        out[at] = self.idx
+        out[at + 1] = self.in_bucket_ms
+        b = self.buckets
+        n = self.rotated + 1
+        if n > BUCKETS:
+            n = BUCKETS
+        i = self.saved_idx if n < BUCKETS else 0
+        while n:
+            out[at + 2 + i] = b[i]
+            i += 1
+            if i == BUCKETS:
+                i = 0
+            n -= 1
+        self.saved_idx = self.idx
+        self.rotated = 0
+        if clean:
+            self.unsaved = RESERVE
+        else:
+            out[at + 2 + self.idx] = b[self.idx] + RESERVE
+            self.unsaved = 0
+
+    def load_from(self, src, at):
+        self.idx = src[at]
+        self.in_bucket_ms = src[at + 1]
+        b = self.buckets
+        total = 0
+        for i in range(BUCKETS):
+            b[i] = src[at + 2 + i]
+            total += b[i]
+        self.total = total
+        self.unsaved = 0
+        self.saved_idx = self.idx
+        self.rotated = BUCKETS

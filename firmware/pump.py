@@ -1,0 +1,365 @@
+# The pump's timing core: one object that turns a prescription into strokes.
+#
+# It never reads a clock. The shell (the main loop on a board, or the simulator) calls
+# service(now) at or after the time next_in_ms() asked for, and passes requests in with `now`.
+# A stroke has exactly one path, in _stroke():
+#
+#     scheduler proposes (StrokeClock) -> dose guard approves -> interlocks approve
+#     -> motor moves (hal.stroke) -> account and log
+#
+# Nothing is ever caught up: a stroke whose time passed while the pump was stopped, in alarm,
+# refused by the guard or too late to be delivered on time is dropped, not delivered later.
+from array import array
+
+from firmware import codes
+from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
+from firmware.bolus import PatientBolusPolicy
+from firmware.compat import const
+from firmware.guard import RESERVE, DoseGuard
+from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
+from firmware.rx import DAY_MS, Rx, bolus_rate
+from firmware.stroke_clock import StrokeClock
+from firmware.ticks import add, diff
+
+MAX_SLEEP_MS = const(3600000)  # service at least hourly: keeps every tick difference valid
+LATE_MS = const(2000)          # a stroke this late is dropped rather than delivered late
+NONE = const(1 << 29)          # "no such deadline" in ms
+STATE_MAGIC = const(0x5055)
+_HDR = const(4)                # [magic, flags, stop_left_ms, reservoir_nl]
+_PB_AT = _HDR
+_GUARD_AT = _HDR + PB_SAVE_LEN
+STATE_LEN = _GUARD_AT + GUARD_SAVE_LEN
+_F_STOPPED = const(1)
+
+
+class Pump:
+    def __init__(self, hal, log):
+        self.hal = hal          # stroke(), save_state(buf); board constants as attributes
+        self.log = log          # add(code, now, a, b)
+        self.stroke_nl = hal.STROKE_NL
+        self.clock = StrokeClock(self.stroke_nl)
+        self.guard = DoseGuard()
+        self.pb_policy = PatientBolusPolicy()
+        self.rx = None
+        self.t = 0              # ticks up to which time has been accounted
+        self.t_guard = 0        # ticks up to which the dose guard's window has moved
+        self.mono_s = 0         # seconds since boot (monotonic; small for 34 years)
+        self.mono_ms = 0        # and the milliseconds past it
+        self.tod_ms = 0         # pump clock: time of day
+        self.step = 0
+        self.stopped = False
+        self.stop_left_ms = 0
+        self.pb_on = False
+        self.pb_end = 0
+        self.cb_on = False
+        self.cb_end = 0
+        self.cb_rate = 0
+        self.alarms = 0         # bit (1 << code) per active alarm
+        self.strokes = 0        # strokes delivered since boot
+        self.missed = 0         # strokes dropped since boot (never caught up)
+        self.reservoir_nl = 0   # the pump's own account of the reservoir
+        self.state = array("i", [0] * STATE_LEN)
+
+    # ---- time ----------------------------------------------------------------------------
+    def _pass(self, ms):
+        """Move the scheduler's time forward by ms (>= 0)."""
+        self.t = add(self.t, ms)
+        m = self.mono_ms + ms
+        if m >= 1000:
+            s = m // 1000
+            self.mono_s += s
+            m -= s * 1000
+        self.mono_ms = m
+        tod = self.tod_ms + ms
+        if tod >= DAY_MS:
+            tod %= DAY_MS
+        self.tod_ms = tod
+
+    def _next_change_ms(self):
+        """ms from self.t to the next change of the total rate (NONE if there is none)."""
+        best = NONE
+        rx = self.rx
+        starts = rx.step_start_ms
+        if len(starts) > 1:
+            nxt = self.step + 1
+            start = starts[nxt] if nxt < len(starts) else DAY_MS
+            best = start - self.tod_ms
+        if self.pb_on:
+            d = diff(self.pb_end, self.t)
+            if d < best:
+                best = d
+        if self.cb_on:
+            d = diff(self.cb_end, self.t)
+            if d < best:
+                best = d
+        return best
+
+    def _delivering(self):
+        return self.rx is not None and not self.stopped
+
+    def next_in_ms(self, now):
+        """How long the shell may sleep before it must call service() again."""
+        if not self._delivering():
+            return MAX_SLEEP_MS
+        lag = diff(now, self.t)
+        best = self._next_change_ms() - lag
+        d = diff(self.clock.due, now)
+        if d < best:
+            best = d
+        if best > MAX_SLEEP_MS:
+            best = MAX_SLEEP_MS
+        return best if best > 0 else 0
+
+    def service(self, now):
+        """Do everything due up to `now`, in time order."""
+        lag = diff(now, self.t)
+        if lag < 0:
+            return
+        self.guard.advance(diff(now, self.t_guard))
+        self.t_guard = now
+        if self._delivering():
+            while True:
+                change = self._next_change_ms()
+                stroke = diff(self.clock.due, self.t)
+                if stroke <= change:
+                    if stroke > lag:
+                        break
+                    self._pass(stroke)
+                    lag -= stroke
+                    self._stroke(now, lag)
+                else:
+                    if change > lag:
+                        break
+                    self._pass(change)
+                    lag -= change
+                    self._rate_change()
+        self._pass(lag)
+
+    # ---- the one path of a stroke ----------------------------------------------------------
+    def _stroke(self, now, late_ms):
+        self.clock.stroke_done()
+        if late_ms > LATE_MS:
+            self.missed += 1
+            return
+        guard = self.guard
+        if guard.needs_save():
+            self.save()
+        if not guard.approve():
+            if not self.alarms & (1 << codes.AL_DOSE_LIMIT):
+                self.raise_alarm(codes.AL_DOSE_LIMIT, now)
+            return
+        if self.alarms & (1 << codes.AL_DOSE_LIMIT):
+            self.clear_alarm(codes.AL_DOSE_LIMIT, now)
+        if not self.hal.stroke():
+            guard.undo()
+            return
+        self.strokes += 1
+        self.reservoir_nl -= self.stroke_nl
+
+    # ---- rates -------------------------------------------------------------------------
+    def _total_rate(self):
+        rx = self.rx
+        rate = rx.step_rate_nl_day[self.step]
+        if self.pb_on:
+            rate += rx.pb_rate_nl_day
+        if self.cb_on:
+            rate += self.cb_rate
+        return rate
+
+    def _rate_change(self):
+        """Time self.t has reached a step start or a bolus end: apply what changed."""
+        rx = self.rx
+        if self.pb_on and self.pb_end == self.t:
+            self.pb_on = False
+            self.log.add(codes.EV_BOLUS_END, self.t, 1, 0)
+        if self.cb_on and self.cb_end == self.t:
+            self.cb_on = False
+            self.log.add(codes.EV_BOLUS_END, self.t, 2, 0)
+        step = rx.step_at(self.tod_ms)
+        if step != self.step:
+            self.step = step
+            self.log.add(codes.EV_STEP, self.t, step, rx.step_rate_nl_day[step])
+        self.clock.change_rate(self.t, self._total_rate(), 0)
+
+    # ---- alarms (the alarm manager proper comes with the safety interlocks) -----------------
+    def raise_alarm(self, code, now):
+        if not self.alarms & (1 << code):
+            self.alarms |= 1 << code
+            self.log.add(codes.EV_ALARM, now, code, 0)
+
+    def clear_alarm(self, code, now):
+        if self.alarms & (1 << code):
+            self.alarms &= ~(1 << code)
+            self.log.add(codes.EV_ALARM_CLEAR, now, code, 0)
+
+    def _critical(self):
+        return self.alarms & codes.CRITICAL_MASK
+
+    # ---- commands (these may allocate; they are not the steady state) ----------------------
+    def boot(self, now, tod_ms, params=None, state=None):
+        """Start after power-up or reset, from stored settings and state (either may be None).
+        Missed doses are not delivered: the stroke clock starts afresh."""
+        self.t = now
+        self.t_guard = now
+        self.tod_ms = tod_ms % DAY_MS
+        self.log.add(codes.EV_BOOT, now, 0, 0)
+        if state is not None:
+            self._load(state)
+        if params is not None:
+            self._install(now, Rx(params, self.hal))
+
+    def program(self, now, params):
+        """Install a new prescription (raises RxError and changes nothing if it is refused)."""
+        self.service(now)
+        rx = Rx(params, self.hal)
+        self._install(now, rx)
+        self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
+        self.save()
+        return rx
+
+    def _install(self, now, rx):
+        self.rx = rx
+        self.pb_on = False
+        self.cb_on = False
+        self.guard.set_cap(rx.max_daily_strokes)
+        self.step = rx.step_at(self.tod_ms)
+        self.clock.start(now, rx.step_rate_nl_day[self.step])
+        if self.stopped:
+            self.stop_left_ms = self.clock.left_ms(now)
+
+    def patient_bolus(self, now):
+        """Returns 0 if the bolus starts, else the reason it was refused (also logged)."""
+        self.service(now)
+        rx = self.rx
+        reason = self._common_refusal()
+        if not reason and not rx.pb_dose_nl:
+            reason = codes.R_NO_PATIENT_BOLUS
+        if not reason:
+            reason = self.pb_policy.reason_to_deny(self.mono_s, rx.pb_lockout_s, rx.pb_max)
+        if not reason and self.pb_on:
+            reason = codes.R_BOLUS_ACTIVE
+        if not reason and self.guard.room() * self.stroke_nl < rx.pb_dose_nl:
+            reason = codes.R_DAILY_MAX
+        if reason:
+            self.log.add(codes.EV_PB_DENIED, now, reason, 0)
+            return reason
+        self.pb_policy.record(self.mono_s + (1 if self.mono_ms else 0))
+        self.save()  # the start is on record before a drop is delivered
+        self.pb_on = True
+        self.pb_end = add(now, rx.pb_dur_ms)
+        self.clock.change_rate(now, self._total_rate(), rx.pb_lead)
+        self.log.add(codes.EV_PB_START, now, rx.pb_dose_nl, 0)
+        return 0
+
+    def clinician_bolus(self, now, dose_nl, dur_ms):
+        """Dose (nL) over dur_ms (0: as fast as the motor allows). 0 or a refusal reason."""
+        self.service(now)
+        rx = self.rx
+        reason = self._common_refusal()
+        if not reason and self.cb_on:
+            reason = codes.R_BOLUS_ACTIVE
+        if not reason and (type(dose_nl) is not int or type(dur_ms) is not int or dur_ms < 0
+                           or dur_ms > DAY_MS or dose_nl < self.stroke_nl
+                           or dose_nl > rx.max_daily_nl):
+            reason = codes.R_BAD_VALUE
+        spare = 0
+        if not reason:
+            top = max(rx.step_rate_nl_day) + rx.pb_rate_nl_day
+            spare = rx.max_motor_nl_day - top
+            if dur_ms == 0:
+                dur_ms = (dose_nl * DAY_MS + spare - 1) // spare if spare > 0 else DAY_MS + 1
+                if dur_ms > DAY_MS:
+                    reason = codes.R_MOTOR_RATE
+        if not reason:
+            rate, lead = bolus_rate(dose_nl, dur_ms)
+            if rate > spare:
+                reason = codes.R_MOTOR_RATE
+        if not reason and self.guard.room() * self.stroke_nl < dose_nl:
+            reason = codes.R_DAILY_MAX
+        if reason:
+            self.log.add(codes.EV_CB_DENIED, now, reason, 0)
+            return reason
+        self.cb_on = True
+        self.cb_rate = rate
+        self.cb_end = add(now, dur_ms)
+        self.clock.change_rate(now, self._total_rate(), lead)
+        self.log.add(codes.EV_CB_START, now, dose_nl, dur_ms)
+        return 0
+
+    def _common_refusal(self):
+        if self.rx is None:
+            return codes.R_NOT_PROGRAMMED
+        if self.stopped:
+            return codes.R_STOPPED
+        if self._critical() or self.alarms & (1 << codes.AL_DOSE_LIMIT):
+            return codes.R_ALARM
+        return 0
+
+    def stop(self, now):
+        """Suspend delivery; running boluses end here and are not resumed."""
+        self.service(now)
+        if self.stopped:
+            return
+        if self.rx is not None:
+            self._end_boluses(now)
+            self.stop_left_ms = self.clock.left_ms(now)
+        self.stopped = True
+        self.save()
+        self.log.add(codes.EV_STOP, now, 0, 0)
+
+    def resume(self, now):
+        self.service(now)
+        if not self.stopped:
+            return
+        self.stopped = False
+        if self.rx is not None:
+            # The phase is kept; the stopped time is not there. Re-time at today's basal rate.
+            self.clock.resume_at(now, self.stop_left_ms)
+            self.step = self.rx.step_at(self.tod_ms)
+            self.clock.change_rate(now, self._total_rate(), 0)
+        self.save()
+        self.log.add(codes.EV_RESUME, now, 0, 0)
+
+    def _end_boluses(self, now):
+        if self.pb_on:
+            self.pb_on = False
+            self.log.add(codes.EV_BOLUS_END, now, 1, 1)
+        if self.cb_on:
+            self.cb_on = False
+            self.log.add(codes.EV_BOLUS_END, now, 2, 1)
+
+    def set_time_of_day(self, now, tod_ms):
+        """The pump clock was set: the schedule follows it from now on."""
+        self.service(now)
+        self.tod_ms = tod_ms % DAY_MS
+        if self._delivering():
+            self.step = self.rx.step_at(self.tod_ms)
+            self.clock.change_rate(now, self._total_rate(), 0)
+
+    def refill(self, now, volume_nl):
+        self.service(now)
+        self.reservoir_nl = volume_nl
+        self.log.add(codes.EV_REFILL, now, volume_nl // 1000, 0)
+
+    # ---- persistence -------------------------------------------------------------------
+    def save(self, clean=False):
+        """Write the state that must survive a restart (limits, lockouts, stop) to flash."""
+        st = self.state
+        st[0] = STATE_MAGIC
+        st[1] = _F_STOPPED if self.stopped else 0
+        st[2] = self.stop_left_ms
+        # After an unclean restart assume the reserved strokes were delivered, as the guard does.
+        st[3] = self.reservoir_nl - (0 if clean else RESERVE * self.stroke_nl)
+        self.pb_policy.save_into(st, _PB_AT, self.mono_s)
+        self.guard.save_into(st, _GUARD_AT, clean)
+        self.hal.save_state(st)
+
+    def _load(self, src):
+        if len(src) != STATE_LEN or src[0] != STATE_MAGIC:
+            return False
+        self.stopped = bool(src[1] & _F_STOPPED)
+        self.stop_left_ms = src[2]
+        self.reservoir_nl = src[3] if src[3] > 0 else 0
+        self.pb_policy.load_from(src, _PB_AT, self.mono_s)
+        self.guard.load_from(src, _GUARD_AT)
+        return True

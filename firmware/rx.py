@@ -1,0 +1,131 @@
+# A prescription, converted once at programming time into the integers the delivery path uses.
+#
+# The host sends masses and rates in nanograms (exact integers); here they become volumes in
+# nanolitres through the concentration, and rates in nL/day. All the big arithmetic (products
+# above 2**30) happens in this module, once; the per-stroke path only sees the results, each
+# checked to be a small integer. The firmware checks its own hard limits again, whatever the
+# host checked: a refused prescription raises RxError and changes nothing.
+from firmware.compat import const
+
+DAY_MS = const(86400000)
+MAX_STEPS = const(13)
+MAX_PB_PER_DAY = const(24)
+SMALL = const(1 << 30)          # every value used per stroke stays below this
+MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
+
+
+class RxError(Exception):
+    def __init__(self, key, message):
+        Exception.__init__(self, key + ": " + message)
+        self.key = key
+        self.message = message
+
+
+def ng_to_nl(mass_ng, conc_ng_ml):
+    """Volume in nL holding mass_ng at conc_ng_ml (1 mL = 1e6 nL), to the nearest nL."""
+    return (mass_ng * 1000000 + conc_ng_ml // 2) // conc_ng_ml
+
+
+def _int(params, key, lo, hi):
+    v = params.get(key)
+    if type(v) is not int or v < lo or v > hi:
+        raise RxError(key, "must be an integer from %d to %d, got %r" % (lo, hi, v))
+    return v
+
+
+class Rx:
+    """Compiled prescription. Attribute names carry their units."""
+
+    def __init__(self, params, board):
+        stroke_nl = board.STROKE_NL
+        max_motor_nl_day = board.MAX_STROKES_PER_MIN * stroke_nl * 1440
+        min_rate = board.MIN_RATE_NL_DAY
+        self.stroke_nl = stroke_nl
+        self.conc_ng_ml = _int(params, "conc_ng_ml", 1, 1000000000)
+        conc = self.conc_ng_ml
+        steps = params.get("steps")
+        if type(steps) is not list or not 1 <= len(steps) <= MAX_STEPS:
+            raise RxError("steps", "must be a list of 1 to 13 [start_min, rate_ng_day] pairs")
+        self.step_start_ms = []
+        self.step_rate_nl_day = []
+        prev = -1
+        for i in range(len(steps)):
+            s = steps[i]
+            if type(s) is not list or len(s) != 2 or type(s[0]) is not int or type(s[1]) is not int:
+                raise RxError("steps[%d]" % i, "must be [start_min, rate_ng_day] integers")
+            start_min, rate_ng = s
+            if (i == 0 and start_min != 0) or start_min <= prev or start_min >= 1440:
+                raise RxError("steps[%d]" % i, "starts must begin at 00:00 and ascend within the day")
+            rate = ng_to_nl(rate_ng, conc)
+            if rate < min_rate or rate > max_motor_nl_day:
+                raise RxError("steps[%d]" % i, "rate %d nL/day is outside %d..%d nL/day"
+                              % (rate, min_rate, max_motor_nl_day))
+            prev = start_min
+            self.step_start_ms.append(start_min * 60000)
+            self.step_rate_nl_day.append(rate)
+        # Daily basal volume, exact in nL*ms/day units, then rounded up (conservative).
+        total = 0
+        n = len(steps)
+        for i in range(n):
+            end = self.step_start_ms[i + 1] if i + 1 < n else DAY_MS
+            total += self.step_rate_nl_day[i] * (end - self.step_start_ms[i])
+        self.basal_nl_day = (total + DAY_MS - 1) // DAY_MS
+
+        max_daily_ng = _int(params, "max_daily_ng", 1, 10 ** 12)
+        # The cap in whole strokes, rounded down: the guard never lets a stroke break it.
+        self.max_daily_nl = max_daily_ng * 1000000 // conc
+        self.max_daily_strokes = self.max_daily_nl // stroke_nl
+        if self.max_daily_strokes >= SMALL or self.max_daily_strokes < 1:
+            raise RxError("max_daily_ng", "gives %d strokes a day; must be 1 or more and small"
+                          % self.max_daily_strokes)
+        if self.basal_nl_day > self.max_daily_nl:
+            raise RxError("steps", "basal delivery of %d nL/day exceeds the maximum daily dose of "
+                          "%d nL" % (self.basal_nl_day, self.max_daily_nl))
+        self.low_res_nl = _int(params, "low_res_nl", 0, SMALL - 1)
+
+        pb = params.get("pb")
+        self.pb_dose_nl = 0
+        self.pb_dur_ms = 0
+        self.pb_lockout_s = 0
+        self.pb_max = 0
+        self.pb_rate_nl_day = 0
+        self.pb_lead = 0
+        if pb is not None:
+            if type(pb) is not list or len(pb) != 4:
+                raise RxError("pb", "must be [dose_ng, duration_s, lockout_s, max_per_day]")
+            p = {"pb.dose_ng": pb[0], "pb.duration_s": pb[1], "pb.lockout_s": pb[2],
+                 "pb.max_per_day": pb[3]}
+            dose_ng = _int(p, "pb.dose_ng", 1, 10 ** 12)
+            dur_s = _int(p, "pb.duration_s", 1, 86400)
+            self.pb_lockout_s = _int(p, "pb.lockout_s", 600, 86400)
+            self.pb_max = _int(p, "pb.max_per_day", 1, MAX_PB_PER_DAY)
+            if dur_s > self.pb_lockout_s:
+                raise RxError("pb.duration_s", "a patient bolus must end before its lockout does")
+            self.pb_dose_nl = ng_to_nl(dose_ng, conc)
+            if self.pb_dose_nl < stroke_nl or self.pb_dose_nl > self.max_daily_nl:
+                raise RxError("pb.dose_ng", "dose of %d nL must be at least one stroke (%d nL) "
+                              "and at most the daily maximum" % (self.pb_dose_nl, stroke_nl))
+            self.pb_dur_ms = dur_s * 1000
+            self.pb_rate_nl_day, self.pb_lead = bolus_rate(self.pb_dose_nl, self.pb_dur_ms)
+        top = max(self.step_rate_nl_day) + self.pb_rate_nl_day
+        if top > max_motor_nl_day:
+            raise RxError("pb", "basal plus patient bolus needs %d nL/day; the motor gives at most"
+                          " %d nL/day" % (top, max_motor_nl_day))
+        self.max_motor_nl_day = max_motor_nl_day
+
+    def step_at(self, tod_ms):
+        """Index of the basal step running at a time of day."""
+        starts = self.step_start_ms
+        i = len(starts) - 1
+        while starts[i] > tod_ms:
+            i -= 1
+        return i
+
+
+def bolus_rate(dose_nl, dur_ms):
+    """A bolus as an integer rate in nL/day plus a lead: the sub-nL remainder the rounding drops,
+    in nL*ms/day units, which the stroke clock credits when the bolus starts. Delivery then never
+    lags the evenly spread dose and never runs ahead of it by a nanolitre."""
+    num = dose_nl * DAY_MS
+    rate = num // dur_ms
+    return rate, num - rate * dur_ms

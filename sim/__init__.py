@@ -1,0 +1,1 @@
+# The pump simulator. engine.py also runs inside the MicroPython VM: keep imports here empty.

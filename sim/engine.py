@@ -1,0 +1,417 @@
+# The simulation engine: a virtual clock, the plant, and the firmware's timing core.
+#
+# This module runs both on CPython and inside the MicroPython VM (sim/mpy_main.py), so it keeps
+# to the subset both accept. It takes a plan (plain integers and strings, see sim/plan.py) and
+# returns a summary and, if asked, the full event trace.
+#
+# Time is event-driven: the engine asks the firmware when it next needs servicing, and jumps
+# straight to the earliest of that, the next scenario event and the next basal step; it never
+# ticks through idle milliseconds. The engine keeps its own truth (what the plant delivered, the
+# ideal integral of the prescription) and never trusts the firmware's account of itself.
+from firmware import codes
+from firmware.pump import Pump
+from firmware.ticks import MASK
+
+DAY_MS = 86400000
+HASH_MOD = 2147483647
+
+
+def rate_nl_day(rate_ng_day, conc_ng_ml):
+    """The prescription's volume rate: nearest whole nL/day (the documented programming step)."""
+    return (rate_ng_day * 1000000 + conc_ng_ml // 2) // conc_ng_ml
+
+
+class Rng:
+    """A small deterministic generator, identical on every runtime."""
+
+    def __init__(self, seed):
+        self.s = (seed * 2654435761 + 1) & 0x7FFFFFFF
+
+    def below(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.s >> 7) % n
+
+
+class Plant:
+    """The pump mechanism and reservoir as they really are."""
+
+    def __init__(self, stroke_nl, tolerance_ppm, reservoir_nl, rng):
+        self.stroke_nl = stroke_nl
+        self.tol = tolerance_ppm
+        self.reservoir_nl = reservoir_nl
+        self.rng = rng
+
+    def stroke(self):
+        vol = self.stroke_nl
+        if self.tol:
+            u = self.rng.below(2000001) - 1000000
+            vol += vol * self.tol * u // 1000000000000
+        if vol > self.reservoir_nl:
+            vol = self.reservoir_nl
+        self.reservoir_nl -= vol
+        return vol
+
+
+class Flash:
+    """What survives a restart: the settings and the last saved state record."""
+
+    def __init__(self):
+        self.params = None
+        self.state = None
+        self.saves = 0
+
+
+class Hal:
+    """The board as the firmware sees it, backed by the engine's plant and flash."""
+
+    def __init__(self, board, engine):
+        self.STROKE_NL = board.STROKE_NL
+        self.MAX_STROKES_PER_MIN = board.MAX_STROKES_PER_MIN
+        self.MIN_RATE_NL_DAY = board.MIN_RATE_NL_DAY
+        self.engine = engine
+
+    def stroke(self):
+        self.engine.on_stroke()
+        return True
+
+    def save_state(self, buf):
+        # The firmware only writes buf when it saves, so keeping a reference is a copy of the
+        # last saved record (the engine copies it when the firmware stops).
+        fl = self.engine.flash
+        fl.state = buf
+        fl.saves += 1
+
+
+class Log:
+    """The firmware's event sink: the engine reads events as they happen."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def add(self, code, now, a, b):
+        self.engine.on_event(code, a, b)
+
+
+class Engine:
+    def __init__(self, plan, board):
+        self.plan = plan
+        self.board = board
+        self.stroke_nl = board.STROKE_NL
+        self.end = plan["duration_ms"]
+        self.tod0 = plan["start_tod_ms"]
+        self.ticks0 = plan["start_ticks"]
+        self.events = plan["events"]
+        self.want_trace = plan.get("trace", False)
+        self.trace = []
+        self.hash = 1
+        self.rng = Rng(plan["seed"])
+        self.plant = Plant(self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"],
+                           self.rng)
+        self.flash = Flash()
+        self.hal = Hal(board, self)
+        self.log = Log(self)
+        self.t = 0                 # virtual ms since the start of the run
+        self.boot_t = 0            # when the running firmware booted
+        self.clock_shift = 0       # set_clock shifts of the pump's real-time clock
+        self.powered = True
+        self.power_on_at = 0
+        self.pump = None
+        self.reservoir_account = 0
+        # The prescription as the engine knows it (for the ideal).
+        self._set_rx(plan["rx"])
+        # Truth and accounting.
+        self.delivered_nl = 0      # what the plant really moved
+        self.strokes = 0
+        self.ideal_nl = 0          # the ideal integral: ideal_nl + ideal_frac / DAY_MS
+        self.ideal_frac = 0
+        self.seg_ideal_nl = 0      # the same since the last anchor (segment of fault-free time)
+        self.seg_ideal_frac = 0
+        self.seg_dlv = 0
+        self.seg_cmd = 0
+        self.max_err = 0
+        self.max_err_cmd = 0
+        self.fault_free = True
+        self.win_t = []            # stroke times and volumes of the last 24 h (truth)
+        self.win_v = []
+        self.win_head = 0
+        self.win_sum = 0
+        self.max_24h = 0
+        self.last_ms = 0           # ideal volume of the last millisecond, nL*ms/day units
+        self.boluses = []          # active boluses for the ideal: [start_t, dose_nl, dur_ms, last]
+        self.pb_requested = 0
+        self.pb_delivered = 0
+        self.pb_denied = 0
+        self.denials = {}
+        self.alarms = []
+        self.active_alarms = 0
+        self.stopped = False
+        self.missed = 0
+
+    # ---- the prescription as the engine sees it ---------------------------------------------
+    def _set_rx(self, params):
+        conc = params["conc_ng_ml"]
+        self.rx_params = params
+        self.step_ms = [s[0] * 60000 for s in params["steps"]]
+        self.step_rate = [rate_nl_day(s[1], conc) for s in params["steps"]]
+        pb = params.get("pb")
+        self.pb_dur_ms = pb[1] * 1000 if pb else 0
+
+    def tod(self, t):
+        return (self.tod0 + t + self.clock_shift) % DAY_MS
+
+    def ticks(self, t):
+        return (self.ticks0 + t - self.boot_t) & MASK
+
+    def _basal_rate(self, t):
+        tod = self.tod(t)
+        i = len(self.step_ms) - 1
+        while self.step_ms[i] > tod:
+            i -= 1
+        return self.step_rate[i]
+
+    def _next_step_in(self, t):
+        if len(self.step_ms) == 1:
+            return DAY_MS
+        tod = self.tod(t)
+        for s in self.step_ms:
+            if s > tod:
+                return s - tod
+        return DAY_MS - tod
+
+    def _delivering(self):
+        return self.powered and not self.stopped and not (self.active_alarms & codes.CRITICAL_MASK)
+
+    # ---- the ideal ----------------------------------------------------------------------------
+    def _accrue(self, t_next):
+        """Add the ideal delivery from self.t to t_next (the basal rate is constant in between)."""
+        dt = t_next - self.t
+        if dt <= 0 or not self._delivering():
+            return
+        add = self._basal_rate(self.t) * dt
+        per_ms = self._basal_rate(self.t)
+        for b in self.boluses:
+            per_ms += b[1] * DAY_MS // b[2]
+            k = t_next - b[0]
+            if k > b[2]:
+                k = b[2]
+            now_val = b[1] * DAY_MS * k // b[2]
+            add += now_val - b[3]
+            b[3] = now_val
+        self.last_ms = per_ms
+        if self.boluses:
+            self.boluses = [b for b in self.boluses if t_next - b[0] < b[2]]
+        frac = self.ideal_frac + add
+        whole = frac // DAY_MS
+        self.ideal_nl += whole
+        self.ideal_frac = frac - whole * DAY_MS
+        frac = self.seg_ideal_frac + add
+        whole = frac // DAY_MS
+        self.seg_ideal_nl += whole
+        self.seg_ideal_frac = frac - whole * DAY_MS
+
+    def _anchor(self):
+        """Start a new fault-free segment: the error is measured from here."""
+        self.seg_ideal_nl = 0
+        self.seg_ideal_frac = 0
+        self.seg_dlv = 0
+        self.seg_cmd = 0
+        self.fault_free = True
+
+    def _break(self):
+        self.fault_free = False
+
+    # ---- firmware callbacks --------------------------------------------------------------------
+    def on_stroke(self):
+        vol = self.plant.stroke()
+        t = self.t
+        self.strokes += 1
+        self.delivered_nl += vol
+        if self.fault_free:
+            # The firmware keeps time in whole milliseconds, so the gap is sampled on that grid:
+            # one millisecond before the stroke (ideal - delivered is largest there) and right
+            # after it (delivered - ideal is largest there). Values are rounded up to whole nL.
+            before = self.seg_ideal_nl * DAY_MS + self.seg_ideal_frac - self.last_ms
+            under_cmd = -((self.seg_cmd * DAY_MS - before) // DAY_MS)
+            under = -((self.seg_dlv * DAY_MS - before) // DAY_MS)
+            self.seg_dlv += vol
+            self.seg_cmd += self.stroke_nl
+            over_cmd = self.seg_cmd - self.seg_ideal_nl
+            over = self.seg_dlv - self.seg_ideal_nl
+            m = under if under > over else over
+            if m > self.max_err:
+                self.max_err = m
+            m = under_cmd if under_cmd > over_cmd else over_cmd
+            if m > self.max_err_cmd:
+                self.max_err_cmd = m
+        # Rolling 24 h of truth, window (t - 24 h, t].
+        self.win_t.append(t)
+        self.win_v.append(vol)
+        s = self.win_sum + vol
+        h = self.win_head
+        limit = t - DAY_MS
+        wt = self.win_t
+        while wt[h] <= limit:
+            s -= self.win_v[h]
+            h += 1
+        if h > 4096:
+            del self.win_t[:h]
+            del self.win_v[:h]
+            h = 0
+        self.win_head = h
+        self.win_sum = s
+        if s > self.max_24h:
+            self.max_24h = s
+        self._record(t, 0, vol, 0)
+
+    def on_event(self, code, a, b):
+        t = self.t
+        if code == codes.EV_PB_START:
+            self.pb_delivered += 1
+            self.boluses.append([t, a, self.pb_dur_ms, 0])
+        elif code == codes.EV_CB_START:
+            self.boluses.append([t, a, b, 0])
+        elif code == codes.EV_PB_DENIED:
+            self.pb_denied += 1
+            name = codes.REASON_NAMES.get(a, str(a))
+            self.denials[name] = self.denials.get(name, 0) + 1
+        elif code == codes.EV_BOLUS_END and b:
+            self.boluses = []  # cut short: the rest of the bolus is no longer meant
+            self._break()
+        elif code == codes.EV_ALARM:
+            self.alarms.append([t // 1000, codes.ALARM_NAMES.get(a, str(a)), codes.priority(a)])
+            self.active_alarms |= 1 << a
+            self._break()
+        elif code == codes.EV_ALARM_CLEAR:
+            self.active_alarms &= ~(1 << a)
+            if not self.active_alarms:
+                self._anchor()
+        elif code == codes.EV_STOP:
+            self.stopped = True
+            self._break()
+        elif code == codes.EV_RESUME:
+            self.stopped = False
+            self._anchor()
+        self._record(t, code, a, b)
+
+    def _record(self, t, code, a, b):
+        self.hash = (self.hash * 1000003 + t * 31 + code * 7 + a * 3 + b) % HASH_MOD
+        if self.want_trace:
+            self.trace.append([t, code, a, b])
+
+    # ---- life cycle ------------------------------------------------------------------------
+    def _boot(self):
+        self.boot_t = self.t
+        self.boluses = []
+        self.active_alarms = 0
+        pump = Pump(self.hal, self.log)
+        self.pump = pump
+        fl = self.flash
+        pump.boot(self.ticks(self.t), self.tod(self.t), fl.params, fl.state)
+        self.stopped = pump.stopped
+        self._anchor()
+
+    def _shutdown(self, clean):
+        pump = self.pump
+        pump.service(self.ticks(self.t))
+        self.missed += pump.missed
+        if clean:
+            pump.save(True)
+        if self.flash.state is not None:
+            self.flash.state = list(self.flash.state)
+        self.reservoir_account = self.flash.state[3] if self.flash.state else 0
+        self.pump = None
+        self.boluses = []
+
+    def _apply(self, ev):
+        action = ev[1]
+        args = ev[2]
+        pump = self.pump
+        now = self.ticks(self.t)
+        if action == "patient_bolus":
+            self.pb_requested += 1
+            if pump is None:
+                self.pb_denied += 1
+                self.denials["no_power"] = self.denials.get("no_power", 0) + 1
+            else:
+                pump.patient_bolus(now)
+        elif pump is None:
+            self._record(self.t, 100, 0, 0)  # the pump is off: nothing else can reach it
+        elif action == "clinician_bolus":
+            pump.clinician_bolus(now, args["dose_nl"], args.get("duration_ms", 0))
+        elif action == "refill":
+            pump.refill(now, args["volume_nl"])
+            self.plant.reservoir_nl = args["volume_nl"]
+        elif action == "reboot":
+            self._shutdown(True)
+            self._boot()
+        elif action == "power_loss":
+            self._shutdown(False)
+            self.powered = False
+            self.power_on_at = self.t + args["for_ms"]
+        elif action == "stop":
+            pump.stop(now)
+        elif action == "resume":
+            pump.resume(now)
+        else:
+            raise ValueError("unsupported action " + action)
+
+    def run(self):
+        self.flash.params = self.rx_params
+        self._boot()
+        self.pump.refill(self.ticks(0), self.plan["reservoir_nl"])
+        self.pump.save()
+        events = self.events
+        n = len(events)
+        i = 0
+        end = self.end
+        while True:
+            nxt = end
+            if i < n and events[i][0] < nxt:
+                nxt = events[i][0]
+            t = self.t
+            if self.powered:
+                wait = t + self.pump.next_in_ms(self.ticks(t))
+                if wait < nxt:
+                    nxt = wait
+                if self._delivering():
+                    step = t + self._next_step_in(t)
+                    if step < nxt:
+                        nxt = step
+            elif self.power_on_at < nxt:
+                nxt = self.power_on_at
+            self._accrue(nxt)
+            self.t = nxt
+            if self.powered:
+                self.pump.service(self.ticks(nxt))
+            elif nxt >= self.power_on_at:
+                self.powered = True
+                self._boot()
+            while i < n and events[i][0] <= nxt:
+                self._apply(events[i])
+                i += 1
+            if nxt >= end:
+                break
+        if self.pump is not None:
+            self.reservoir_account = self.pump.reservoir_nl
+            self.missed += self.pump.missed
+        return self.summary()
+
+    def summary(self):
+        return {
+            "duration_s": self.end // 1000,
+            "stroke_nl": self.stroke_nl,
+            "strokes": self.strokes,
+            "delivered_nl": self.delivered_nl,
+            "ideal_nl": self.ideal_nl + (1 if self.ideal_frac * 2 >= DAY_MS else 0),
+            "max_abs_error_nl": self.max_err,
+            "max_abs_error_commanded_nl": self.max_err_cmd,
+            "max_rolling_24h_nl": self.max_24h,
+            "patient_boluses": {"requested": self.pb_requested, "delivered": self.pb_delivered,
+                                "denied": self.pb_denied, "denied_by_reason": self.denials},
+            "alarms": [{"t_s": a[0], "code": a[1], "priority": a[2]} for a in self.alarms],
+            "reservoir_nl": self.reservoir_account,
+            "plant_reservoir_nl": self.plant.reservoir_nl,
+            "flash_saves": self.flash.saves,
+            "missed_strokes": self.missed,
+            "trace_hash": self.hash,
+        }
