@@ -23,13 +23,18 @@ from firmware.ticks import add, diff
 
 MAX_SLEEP_MS = const(3600000)  # service at least hourly: keeps every tick difference valid
 LATE_MS = const(2000)          # a stroke this late is dropped rather than delivered late
-NONE = const(1 << 29)          # "no such deadline" in ms
+NONE = const(1 << 28)          # "no change in sight" (re-checked when it comes, 3 days on)
 STATE_MAGIC = const(0x5055)
 _HDR = const(4)                # [magic, flags, stop_left_ms, reservoir_nl]
 _PB_AT = _HDR
 _GUARD_AT = _HDR + PB_SAVE_LEN
 STATE_LEN = _GUARD_AT + GUARD_SAVE_LEN
 _F_STOPPED = const(1)
+# The hot path inlines ticks.diff with these (see firmware/ticks.py) and tests alarm bits
+# directly: a function call or a module attribute per stroke costs more than the arithmetic.
+_HALF = const(1 << 29)
+_MASK = const((1 << 30) - 1)
+_DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 
 class Pump:
@@ -47,6 +52,7 @@ class Pump:
         self.mono_ms = 0        # and the milliseconds past it
         self.tod_ms = 0         # pump clock: time of day
         self.step = 0
+        self.change_at = 0      # ticks of the next rate change (a step start or a bolus end)
         self.stopped = False
         self.stop_left_ms = 0
         self.pb_on = False
@@ -63,7 +69,7 @@ class Pump:
     # ---- time ----------------------------------------------------------------------------
     def _pass(self, ms):
         """Move the scheduler's time forward by ms (>= 0)."""
-        self.t = add(self.t, ms)
+        self.t = (self.t + ms) & _MASK
         m = self.mono_ms + ms
         if m >= 1000:
             s = m // 1000
@@ -82,8 +88,12 @@ class Pump:
         starts = rx.step_start_ms
         if len(starts) > 1:
             nxt = self.step + 1
-            start = starts[nxt] if nxt < len(starts) else DAY_MS
-            best = start - self.tod_ms
+            if nxt < len(starts):
+                best = starts[nxt] - self.tod_ms
+            else:
+                # On the last step the next change is midnight. tod_ms == 0 means a stroke due
+                # exactly at midnight has just carried the clock there: the change is due now.
+                best = DAY_MS - self.tod_ms if self.tod_ms else 0
         if self.pb_on:
             d = diff(self.pb_end, self.t)
             if d < best:
@@ -94,16 +104,19 @@ class Pump:
                 best = d
         return best
 
+    def _replan(self):
+        """Something changed (rate, bolus, clock, prescription): find the next rate change."""
+        self.change_at = add(self.t, self._next_change_ms())
+
     def _delivering(self):
         return self.rx is not None and not self.stopped
 
     def next_in_ms(self, now):
         """How long the shell may sleep before it must call service() again."""
-        if not self._delivering():
+        if self.rx is None or self.stopped:
             return MAX_SLEEP_MS
-        lag = diff(now, self.t)
-        best = self._next_change_ms() - lag
-        d = diff(self.clock.due, now)
+        best = ((self.change_at - now + _HALF) & _MASK) - _HALF
+        d = ((self.clock.due - now + _HALF) & _MASK) - _HALF
         if d < best:
             best = d
         if best > MAX_SLEEP_MS:
@@ -112,28 +125,35 @@ class Pump:
 
     def service(self, now):
         """Do everything due up to `now`, in time order."""
-        lag = diff(now, self.t)
+        t = self.t
+        lag = ((now - t + _HALF) & _MASK) - _HALF
         if lag < 0:
             return
-        self.guard.advance(diff(now, self.t_guard))
+        self.guard.advance(((now - self.t_guard + _HALF) & _MASK) - _HALF)
         self.t_guard = now
-        if self._delivering():
+        if self.rx is not None and not self.stopped:
+            clock = self.clock
+            stroke = ((clock.due - t + _HALF) & _MASK) - _HALF
+            change = ((self.change_at - t + _HALF) & _MASK) - _HALF
             while True:
-                change = self._next_change_ms()
-                stroke = diff(self.clock.due, self.t)
                 if stroke <= change:
                     if stroke > lag:
                         break
                     self._pass(stroke)
                     lag -= stroke
+                    change -= stroke
                     self._stroke(now, lag)
+                    stroke = ((clock.due - self.t + _HALF) & _MASK) - _HALF
                 else:
                     if change > lag:
                         break
                     self._pass(change)
                     lag -= change
                     self._rate_change()
-        self._pass(lag)
+                    stroke = diff(clock.due, self.t)
+                    change = diff(self.change_at, self.t)
+        if lag:
+            self._pass(lag)
 
     # ---- the one path of a stroke ----------------------------------------------------------
     def _stroke(self, now, late_ms):
@@ -142,13 +162,13 @@ class Pump:
             self.missed += 1
             return
         guard = self.guard
-        if guard.needs_save():
+        if guard.unsaved >= RESERVE:
             self.save()
         if not guard.approve():
-            if not self.alarms & (1 << codes.AL_DOSE_LIMIT):
+            if not self.alarms & _DOSE_LIMIT_BIT:
                 self.raise_alarm(codes.AL_DOSE_LIMIT, now)
             return
-        if self.alarms & (1 << codes.AL_DOSE_LIMIT):
+        if self.alarms & _DOSE_LIMIT_BIT:
             self.clear_alarm(codes.AL_DOSE_LIMIT, now)
         if not self.hal.stroke():
             guard.undo()
@@ -180,6 +200,7 @@ class Pump:
             self.step = step
             self.log.add(codes.EV_STEP, self.t, step, rx.step_rate_nl_day[step])
         self.clock.change_rate(self.t, self._total_rate(), 0)
+        self._replan()
 
     # ---- alarms (the alarm manager proper comes with the safety interlocks) -----------------
     def raise_alarm(self, code, now):
@@ -224,6 +245,7 @@ class Pump:
         self.guard.set_cap(rx.max_daily_strokes)
         self.step = rx.step_at(self.tod_ms)
         self.clock.start(now, rx.step_rate_nl_day[self.step])
+        self._replan()
         if self.stopped:
             self.stop_left_ms = self.clock.left_ms(now)
 
@@ -248,6 +270,7 @@ class Pump:
         self.pb_on = True
         self.pb_end = add(now, rx.pb_dur_ms)
         self.clock.change_rate(now, self._total_rate(), rx.pb_lead)
+        self._replan()
         self.log.add(codes.EV_PB_START, now, rx.pb_dose_nl, 0)
         return 0
 
@@ -283,6 +306,7 @@ class Pump:
         self.cb_rate = rate
         self.cb_end = add(now, dur_ms)
         self.clock.change_rate(now, self._total_rate(), lead)
+        self._replan()
         self.log.add(codes.EV_CB_START, now, dose_nl, dur_ms)
         return 0
 
@@ -317,6 +341,7 @@ class Pump:
             self.clock.resume_at(now, self.stop_left_ms)
             self.step = self.rx.step_at(self.tod_ms)
             self.clock.change_rate(now, self._total_rate(), 0)
+            self._replan()
         self.save()
         self.log.add(codes.EV_RESUME, now, 0, 0)
 
@@ -335,6 +360,7 @@ class Pump:
         if self._delivering():
             self.step = self.rx.step_at(self.tod_ms)
             self.clock.change_rate(now, self._total_rate(), 0)
+            self._replan()
 
     def refill(self, now, volume_nl):
         self.service(now)

@@ -40,6 +40,9 @@ class Rx:
         stroke_nl = board.STROKE_NL
         max_motor_nl_day = board.MAX_STROKES_PER_MIN * stroke_nl * 1440
         min_rate = board.MIN_RATE_NL_DAY
+        if max_motor_nl_day >= MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2:
+            # A board whose numbers would push the stroke clock past its small-integer range.
+            raise RxError("board", "stroke volume, motor speed or minimum rate out of range")
         self.stroke_nl = stroke_nl
         self.conc_ng_ml = _int(params, "conc_ng_ml", 1, 1000000000)
         conc = self.conc_ng_ml

@@ -71,7 +71,8 @@ class Hal:
         self.engine = engine
 
     def stroke(self):
-        self.engine.on_stroke()
+        engine = self.engine
+        engine.pending.append(engine.t)
         return True
 
     def save_state(self, buf):
@@ -111,6 +112,8 @@ class Engine:
         self.hal = Hal(board, self)
         self.log = Log(self)
         self.t = 0                 # virtual ms since the start of the run
+        self.acc_t = 0             # the ideal is accounted up to here
+        self.pending = []          # times of strokes not yet accounted
         self.boot_t = 0            # when the running firmware booted
         self.clock_shift = 0       # set_clock shifts of the pump's real-time clock
         self.powered = True
@@ -155,6 +158,8 @@ class Engine:
         self.step_rate = [rate_nl_day(s[1], conc) for s in params["steps"]]
         pb = params.get("pb")
         self.pb_dur_ms = pb[1] * 1000 if pb else 0
+        self.basal = 0
+        self.step_end = 0
 
     def tod(self, t):
         return (self.tod0 + t + self.clock_shift) % DAY_MS
@@ -162,52 +167,53 @@ class Engine:
     def ticks(self, t):
         return (self.ticks0 + t - self.boot_t) & MASK
 
-    def _basal_rate(self, t):
+    def _find_step(self, t):
+        """The basal rate at virtual time t and when (absolute) it next changes."""
         tod = self.tod(t)
         i = len(self.step_ms) - 1
         while self.step_ms[i] > tod:
             i -= 1
-        return self.step_rate[i]
-
-    def _next_step_in(self, t):
-        if len(self.step_ms) == 1:
-            return DAY_MS
-        tod = self.tod(t)
-        for s in self.step_ms:
-            if s > tod:
-                return s - tod
-        return DAY_MS - tod
+        self.basal = self.step_rate[i]
+        nxt = self.step_ms[i + 1] if i + 1 < len(self.step_ms) else DAY_MS
+        self.step_end = t + nxt - tod
 
     def _delivering(self):
         return self.powered and not self.stopped and not (self.active_alarms & codes.CRITICAL_MASK)
 
     # ---- the ideal ----------------------------------------------------------------------------
     def _accrue(self, t_next):
-        """Add the ideal delivery from self.t to t_next (the basal rate is constant in between)."""
-        dt = t_next - self.t
+        """Add the ideal delivery from self.acc_t to t_next. The rate is constant in between:
+        the engine settles its accounts before anything can change it (a step boundary, an
+        event from the firmware, a scenario action)."""
+        dt = t_next - self.acc_t
+        self.acc_t = t_next
         if dt <= 0 or not self._delivering():
             return
-        add = self._basal_rate(self.t) * dt
-        per_ms = self._basal_rate(self.t)
-        for b in self.boluses:
-            per_ms += b[1] * DAY_MS // b[2]
-            k = t_next - b[0]
-            if k > b[2]:
-                k = b[2]
-            now_val = b[1] * DAY_MS * k // b[2]
-            add += now_val - b[3]
-            b[3] = now_val
-        self.last_ms = per_ms
+        per_ms = self.basal
+        add = per_ms * dt
         if self.boluses:
+            for b in self.boluses:
+                per_ms += b[1] * DAY_MS // b[2]
+                k = t_next - b[0]
+                if k > b[2]:
+                    k = b[2]
+                now_val = b[1] * DAY_MS * k // b[2]
+                add += now_val - b[3]
+                b[3] = now_val
             self.boluses = [b for b in self.boluses if t_next - b[0] < b[2]]
+        self.last_ms = per_ms
         frac = self.ideal_frac + add
-        whole = frac // DAY_MS
-        self.ideal_nl += whole
-        self.ideal_frac = frac - whole * DAY_MS
+        if frac >= DAY_MS:
+            whole = frac // DAY_MS
+            self.ideal_nl += whole
+            frac -= whole * DAY_MS
+        self.ideal_frac = frac
         frac = self.seg_ideal_frac + add
-        whole = frac // DAY_MS
-        self.seg_ideal_nl += whole
-        self.seg_ideal_frac = frac - whole * DAY_MS
+        if frac >= DAY_MS:
+            whole = frac // DAY_MS
+            self.seg_ideal_nl += whole
+            frac -= whole * DAY_MS
+        self.seg_ideal_frac = frac
 
     def _anchor(self):
         """Start a new fault-free segment: the error is measured from here."""
@@ -220,10 +226,23 @@ class Engine:
     def _break(self):
         self.fault_free = False
 
-    # ---- firmware callbacks --------------------------------------------------------------------
-    def on_stroke(self):
+    # ---- settling the accounts ------------------------------------------------------------
+    def _settle(self):
+        """Account every stroke the firmware made since the last settlement, each at its own
+        time and in order, then bring the ideal up to now. Strokes are only queued while the
+        firmware runs (Hal.stroke), which keeps the hot loop short."""
+        pending = self.pending
+        if pending:
+            accrue = self._accrue
+            account = self._account
+            for ts in pending:
+                accrue(ts)
+                account(ts)
+            del pending[:]
+        self._accrue(self.t)
+
+    def _account(self, t):
         vol = self.plant.stroke()
-        t = self.t
         self.strokes += 1
         self.delivered_nl += vol
         if self.fault_free:
@@ -264,6 +283,7 @@ class Engine:
         self._record(t, 0, vol, 0)
 
     def on_event(self, code, a, b):
+        self._settle()
         t = self.t
         if code == codes.EV_PB_START:
             self.pb_delivered += 1
@@ -313,6 +333,7 @@ class Engine:
     def _shutdown(self, clean):
         pump = self.pump
         pump.service(self.ticks(self.t))
+        self._settle()
         self.missed += pump.missed
         if clean:
             pump.save(True)
@@ -355,8 +376,21 @@ class Engine:
         else:
             raise ValueError("unsupported action " + action)
 
+    def _strokes_until(self, horizon):
+        """The hot loop: wake the firmware at each deadline it asks for, before `horizon` (the
+        next scenario event or basal step). Accounting waits for _settle()."""
+        pump = self.pump
+        base = self.ticks0 - self.boot_t
+        while True:
+            tn = self.t + pump.next_in_ms((base + self.t) & MASK)
+            if tn >= horizon:
+                return
+            self.t = tn
+            pump.service((base + tn) & MASK)
+
     def run(self):
         self.flash.params = self.rx_params
+        self._find_step(0)
         self._boot()
         self.pump.refill(self.ticks(0), self.plan["reservoir_nl"])
         self.pump.save()
@@ -368,22 +402,26 @@ class Engine:
             nxt = end
             if i < n and events[i][0] < nxt:
                 nxt = events[i][0]
+            if self.t >= self.step_end:
+                self._find_step(self.t)
+            if self.powered:
+                self._strokes_until(nxt if nxt < self.step_end else self.step_end)
             t = self.t
             if self.powered:
                 wait = t + self.pump.next_in_ms(self.ticks(t))
                 if wait < nxt:
                     nxt = wait
-                if self._delivering():
-                    step = t + self._next_step_in(t)
-                    if step < nxt:
-                        nxt = step
+                if self.step_end < nxt:
+                    nxt = self.step_end
             elif self.power_on_at < nxt:
                 nxt = self.power_on_at
-            self._accrue(nxt)
+            self._settle()
             self.t = nxt
             if self.powered:
                 self.pump.service(self.ticks(nxt))
+                self._settle()
             elif nxt >= self.power_on_at:
+                self._settle()  # the time off is not time the pump was meant to deliver
                 self.powered = True
                 self._boot()
             while i < n and events[i][0] <= nxt:

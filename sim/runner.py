@@ -53,4 +53,8 @@ def run_plan(plan: dict, runtime: str = "cpython") -> tuple[dict, list | None]:
         raise RuntimeFailure(f"MicroPython VM exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
                              f"{proc.stdout.strip()[-2000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "rx_error" in out:
+        from firmware.rx import RxError
+
+        raise RxError(*out["rx_error"])
     return out["summary"], out.get("trace")

@@ -1,0 +1,82 @@
+# Runs inside the MicroPython VM (see test_alloc.py): once a prescription is running, delivery
+# cycles (strokes, basal step changes, bolus ends, saves of the dose account) must not allocate.
+# Prints one line per phase, "OK <strokes>" or "FAIL <why>".
+import sys
+
+import micropython
+
+from firmware.pump import Pump
+from firmware.ticks import add
+
+
+class Hal:
+    STROKE_NL = 250
+    MAX_STROKES_PER_MIN = 600
+    MIN_RATE_NL_DAY = 48000
+
+    def __init__(self):
+        self.strokes = 0
+        self.saves = 0
+
+    def stroke(self):
+        self.strokes += 1
+        return True
+
+    def save_state(self, buf):
+        self.saves += 1
+
+
+class Log:
+    def __init__(self):
+        self.n = 0
+
+    def add(self, code, now, a, b):
+        self.n += 1
+
+
+def cycles(pump, now, n):
+    """n service cycles, each jumping to the next deadline, as the main loop does."""
+    for _ in range(n):
+        now = add(now, pump.next_in_ms(now))
+        pump.service(now)
+    return now
+
+
+def main():
+    start = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    hal = Hal()
+    pump = Pump(hal, Log())
+    params = {
+        "conc_ng_ml": 2000000,
+        "steps": [[0, 600000], [360, 900000], [720, 1000000], [1080, 700000]],
+        "max_daily_ng": 1500000,
+        "low_res_nl": 2000000,
+        "pb": [50000, 900, 7200, 4],
+    }
+    now = start
+    pump.boot(now, 23 * 3600000, params, None)
+    pump.refill(now, 20000000)
+    now = cycles(pump, now, 50)          # warm up outside the lock
+    ok = True
+    for phase in ("basal", "bolus"):
+        if phase == "bolus":
+            reason = pump.patient_bolus(now)  # a command: may allocate; its delivery may not
+            pump.clinician_bolus(now, 20000, 600000)
+            if reason:
+                print("FAIL patient bolus refused", reason)
+                ok = False
+        before = hal.strokes
+        micropython.heap_lock()
+        try:
+            now = cycles(pump, now, 5000)
+            micropython.heap_unlock()
+        except MemoryError:
+            micropython.heap_unlock()
+            print("FAIL", phase, "allocated after", hal.strokes - before, "strokes")
+            ok = False
+            continue
+        print("OK", phase, hal.strokes - before, "strokes", hal.saves, "saves")
+    print("DONE" if ok else "FAILED")
+
+
+main()
