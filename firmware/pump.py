@@ -48,6 +48,7 @@ class Pump:
         self.rx = None
         self.t = 0              # ticks up to which time has been accounted
         self.t_guard = 0        # ticks up to which the dose guard's window has moved
+        self.t_clock = 0        # ticks up to which mono_s/mono_ms/tod_ms are current
         self.mono_s = 0         # seconds since boot (monotonic; small for 34 years)
         self.mono_ms = 0        # and the milliseconds past it
         self.tod_ms = 0         # pump clock: time of day
@@ -67,9 +68,14 @@ class Pump:
         self.state = array("i", [0] * STATE_LEN)
 
     # ---- time ----------------------------------------------------------------------------
-    def _pass(self, ms):
-        """Move the scheduler's time forward by ms (>= 0)."""
-        self.t = (self.t + ms) & _MASK
+    def _sync(self):
+        """Bring the uptime and time-of-day counters up to self.t. They are read rarely (rate
+        changes, commands, saves), so the stroke path only moves self.t and leaves this to them;
+        service() also calls it at least daily so the tick difference stays valid."""
+        ms = ((self.t - self.t_clock + _HALF) & _MASK) - _HALF
+        if ms <= 0:
+            return
+        self.t_clock = self.t
         m = self.mono_ms + ms
         if m >= 1000:
             s = m // 1000
@@ -106,6 +112,7 @@ class Pump:
 
     def _replan(self):
         """Something changed (rate, bolus, clock, prescription): find the next rate change."""
+        self._sync()
         self.change_at = add(self.t, self._next_change_ms())
 
     def _delivering(self):
@@ -124,36 +131,47 @@ class Pump:
         return best if best > 0 else 0
 
     def service(self, now):
-        """Do everything due up to `now`, in time order."""
+        """Do everything due up to `now`, in time order. Returns next_in_ms(now)."""
         t = self.t
         lag = ((now - t + _HALF) & _MASK) - _HALF
         if lag < 0:
-            return
+            return 0
         self.guard.advance(((now - self.t_guard + _HALF) & _MASK) - _HALF)
         self.t_guard = now
-        if self.rx is not None and not self.stopped:
-            clock = self.clock
-            stroke = ((clock.due - t + _HALF) & _MASK) - _HALF
-            change = ((self.change_at - t + _HALF) & _MASK) - _HALF
-            while True:
-                if stroke <= change:
-                    if stroke > lag:
-                        break
-                    self._pass(stroke)
-                    lag -= stroke
-                    change -= stroke
-                    self._stroke(now, lag)
-                    stroke = ((clock.due - self.t + _HALF) & _MASK) - _HALF
-                else:
-                    if change > lag:
-                        break
-                    self._pass(change)
-                    lag -= change
-                    self._rate_change()
-                    stroke = diff(clock.due, self.t)
-                    change = diff(self.change_at, self.t)
-        if lag:
-            self._pass(lag)
+        if self.rx is None or self.stopped:
+            self.t = now
+            self._sync()
+            return MAX_SLEEP_MS
+        clock = self.clock
+        stroke = ((clock.due - t + _HALF) & _MASK) - _HALF
+        change = ((self.change_at - t + _HALF) & _MASK) - _HALF
+        while True:
+            if stroke <= change:
+                if stroke > lag:
+                    break
+                self.t = clock.due
+                lag -= stroke
+                change -= stroke
+                self._stroke(now, lag)
+                stroke = ((clock.due - self.t + _HALF) & _MASK) - _HALF
+            else:
+                if change > lag:
+                    break
+                self.t = self.change_at
+                lag -= change
+                self._rate_change()
+                stroke = diff(clock.due, self.t)
+                change = diff(self.change_at, self.t)
+        self.t = now
+        if ((now - self.t_clock + _HALF) & _MASK) - _HALF > DAY_MS:
+            self._sync()
+        # The next deadline, as next_in_ms(now) would compute it.
+        best = change - lag
+        if stroke - lag < best:
+            best = stroke - lag
+        if best > MAX_SLEEP_MS:
+            best = MAX_SLEEP_MS
+        return best if best > 0 else 0
 
     # ---- the one path of a stroke ----------------------------------------------------------
     def _stroke(self, now, late_ms):
@@ -188,6 +206,7 @@ class Pump:
 
     def _rate_change(self):
         """Time self.t has reached a step start or a bolus end: apply what changed."""
+        self._sync()
         rx = self.rx
         if self.pb_on and self.pb_end == self.t:
             self.pb_on = False
@@ -222,6 +241,7 @@ class Pump:
         Missed doses are not delivered: the stroke clock starts afresh."""
         self.t = now
         self.t_guard = now
+        self.t_clock = now
         self.tod_ms = tod_ms % DAY_MS
         self.log.add(codes.EV_BOOT, now, 0, 0)
         if state is not None:
@@ -239,6 +259,7 @@ class Pump:
         return rx
 
     def _install(self, now, rx):
+        self._sync()
         self.rx = rx
         self.pb_on = False
         self.cb_on = False
@@ -256,6 +277,7 @@ class Pump:
         reason = self._common_refusal()
         if not reason and not rx.pb_dose_nl:
             reason = codes.R_NO_PATIENT_BOLUS
+        self._sync()
         if not reason:
             reason = self.pb_policy.reason_to_deny(self.mono_s, rx.pb_lockout_s, rx.pb_max)
         if not reason and self.pb_on:
@@ -336,6 +358,7 @@ class Pump:
         if not self.stopped:
             return
         self.stopped = False
+        self._sync()
         if self.rx is not None:
             # The phase is kept; the stopped time is not there. Re-time at today's basal rate.
             self.clock.resume_at(now, self.stop_left_ms)
@@ -356,6 +379,7 @@ class Pump:
     def set_time_of_day(self, now, tod_ms):
         """The pump clock was set: the schedule follows it from now on."""
         self.service(now)
+        self._sync()
         self.tod_ms = tod_ms % DAY_MS
         if self._delivering():
             self.step = self.rx.step_at(self.tod_ms)
@@ -370,6 +394,7 @@ class Pump:
     # ---- persistence -------------------------------------------------------------------
     def save(self, clean=False):
         """Write the state that must survive a restart (limits, lockouts, stop) to flash."""
+        self._sync()
         st = self.state
         st[0] = STATE_MAGIC
         st[1] = _F_STOPPED if self.stopped else 0

@@ -233,11 +233,28 @@ class Engine:
         firmware runs (Hal.stroke), which keeps the hot loop short."""
         pending = self.pending
         if pending:
-            accrue = self._accrue
             account = self._account
-            for ts in pending:
-                accrue(ts)
-                account(ts)
+            if self.boluses or not self._delivering():
+                accrue = self._accrue
+                for ts in pending:
+                    accrue(ts)
+                    account(ts)
+            else:
+                # Constant basal rate, nothing else: _accrue's arithmetic, inline.
+                basal = self.basal
+                self.last_ms = basal
+                for ts in pending:
+                    add = basal * (ts - self.acc_t)
+                    self.acc_t = ts
+                    frac = self.ideal_frac + add
+                    whole = frac // DAY_MS
+                    self.ideal_nl += whole
+                    self.ideal_frac = frac - whole * DAY_MS
+                    frac = self.seg_ideal_frac + add
+                    whole = frac // DAY_MS
+                    self.seg_ideal_nl += whole
+                    self.seg_ideal_frac = frac - whole * DAY_MS
+                    account(ts)
             del pending[:]
         self._accrue(self.t)
 
@@ -381,12 +398,10 @@ class Engine:
         next scenario event or basal step). Accounting waits for _settle()."""
         pump = self.pump
         base = self.ticks0 - self.boot_t
-        while True:
-            tn = self.t + pump.next_in_ms((base + self.t) & MASK)
-            if tn >= horizon:
-                return
+        tn = self.t + pump.next_in_ms((base + self.t) & MASK)
+        while tn < horizon:
             self.t = tn
-            pump.service((base + tn) & MASK)
+            tn += pump.service((base + tn) & MASK)
 
     def run(self):
         self.flash.params = self.rx_params
