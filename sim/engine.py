@@ -255,7 +255,7 @@ class Engine:
                     self.seg_ideal_nl += whole
                     self.seg_ideal_frac = frac - whole * DAY_MS
                     account(ts)
-            del pending[:]
+            pending.clear()  # (del pending[:] makes a slice object on MicroPython)
         self._accrue(self.t)
 
     def _account(self, t):
@@ -266,9 +266,10 @@ class Engine:
             # The firmware keeps time in whole milliseconds, so the gap is sampled on that grid:
             # one millisecond before the stroke (ideal - delivered is largest there) and right
             # after it (delivered - ideal is largest there). Values are rounded up to whole nL.
-            before = self.seg_ideal_nl * DAY_MS + self.seg_ideal_frac - self.last_ms
-            under_cmd = -((self.seg_cmd * DAY_MS - before) // DAY_MS)
-            under = -((self.seg_dlv * DAY_MS - before) // DAY_MS)
+            # ideal 1 ms earlier, rounded up: seg_ideal_nl + ceil((frac - last_ms) / DAY_MS)
+            before = self.seg_ideal_nl - ((self.last_ms - self.seg_ideal_frac) // DAY_MS)
+            under_cmd = before - self.seg_cmd
+            under = before - self.seg_dlv
             self.seg_dlv += vol
             self.seg_cmd += self.stroke_nl
             over_cmd = self.seg_cmd - self.seg_ideal_nl

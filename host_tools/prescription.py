@@ -1,0 +1,217 @@
+"""Prescription files (TOML, INTERFACES.md): parsed, checked against the drug library and
+against themselves, and turned into the integers the firmware compiles."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_tools import druglib, units
+from host_tools.errors import InputError
+
+DAY_MS = 86_400_000
+MAX_STEPS = 13
+
+
+@dataclass(frozen=True)
+class BasalStep:
+    start_ms: int
+    rate_ng_per_day: int
+
+
+@dataclass(frozen=True)
+class PatientBolus:
+    dose_ng: int
+    duration_ms: int
+    lockout_ms: int
+    max_per_day: int
+
+
+@dataclass(frozen=True)
+class Prescription:
+    drug: str
+    concentration_ng_per_ml: int
+    steps: tuple[BasalStep, ...]
+    continuous: bool
+    patient_bolus: PatientBolus | None
+    max_daily_ng: int
+    low_reservoir_nl: int
+    warnings: tuple[str, ...] = ()
+
+    def daily_basal_ng(self) -> int:
+        """The schedule's total over a day (rounded down)."""
+        total = 0
+        for i, s in enumerate(self.steps):
+            end = self.steps[i + 1].start_ms if i + 1 < len(self.steps) else DAY_MS
+            total += s.rate_ng_per_day * (end - s.start_ms)
+        return total // DAY_MS
+
+    def to_firmware(self) -> dict:
+        """The integer prescription the firmware compiles (firmware/rx.py)."""
+        pb = self.patient_bolus
+        return {
+            "conc_ng_ml": self.concentration_ng_per_ml,
+            "steps": [[s.start_ms // 60_000, s.rate_ng_per_day] for s in self.steps],
+            "max_daily_ng": self.max_daily_ng,
+            "low_res_nl": self.low_reservoir_nl,
+            "pb": None if pb is None else [pb.dose_ng, pb.duration_ms // 1000,
+                                           pb.lockout_ms // 1000, pb.max_per_day],
+        }
+
+
+def _table(parent: dict, name: str, key: str, required: bool) -> dict | None:
+    v = parent.get(name)
+    if v is None:
+        if required:
+            raise InputError(key, "(missing)", "a table [" + key + "]")
+        return None
+    if not isinstance(v, dict):
+        raise InputError(key, v, "a table")
+    return v
+
+
+def _known(table: dict, allowed: tuple[str, ...], where: str) -> None:
+    for k in table:
+        if k not in allowed:
+            raise InputError(f"{where}{k}", table[k], "one of the keys " + ", ".join(allowed))
+
+
+def _whole_seconds(ms: int, key: str, text) -> int:
+    if ms % 1000:
+        raise InputError(key, text, "a whole number of seconds")
+    return ms
+
+
+def _basal(table: dict, w: str) -> tuple[tuple[BasalStep, ...], bool]:
+    _known(table, ("rate", "steps"), f"{w}basal.")
+    if ("rate" in table) == ("steps" in table):
+        raise InputError(f"{w}basal", table, 'either rate = "..." (continuous) or steps = [...]'
+                         " (flexible dosing), not both and not neither")
+    if "rate" in table:
+        rate = units.dose_rate_ng_per_day(table["rate"], f"{w}basal.rate")
+        if rate <= 0:
+            raise InputError(f"{w}basal.rate", table["rate"], "a rate above zero")
+        return (BasalStep(0, rate),), True
+    steps = table["steps"]
+    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_STEPS:
+        n = len(steps) if isinstance(steps, list) else steps
+        raise InputError(f"{w}basal.steps", n, f"a list of 1 to {MAX_STEPS} steps")
+    out: list[BasalStep] = []
+    for i, step in enumerate(steps):
+        k = f"{w}basal.steps[{i}]"
+        if not isinstance(step, dict):
+            raise InputError(k, step, '{ start = "HH:MM", rate = "..." }')
+        _known(step, ("start", "rate"), k + ".")
+        for need in ("start", "rate"):
+            if need not in step:
+                raise InputError(f"{k}.{need}", "(missing)", f"a {need} for every step")
+        start = units.time_of_day_ms(step["start"], f"{k}.start")
+        if i == 0 and start != 0:
+            raise InputError(f"{k}.start", step["start"], 'the first step to start at "00:00"')
+        if out and start <= out[-1].start_ms:
+            raise InputError(f"{k}.start", step["start"], "a start after the previous step's")
+        rate = units.dose_rate_ng_per_day(step["rate"], f"{k}.rate")
+        if rate <= 0:
+            raise InputError(f"{k}.rate", step["rate"], "a rate above zero")
+        out.append(BasalStep(start, rate))
+    return tuple(out), False
+
+
+def _patient_bolus(table: dict, w: str) -> PatientBolus:
+    k = f"{w}patient_bolus."
+    _known(table, ("dose", "duration", "lockout", "max_per_day"), k)
+    for need in ("dose", "duration", "lockout", "max_per_day"):
+        if need not in table:
+            raise InputError(k + need, "(missing)", "a value (the patient bolus needs all four)")
+    dose = units.mass_ng(table["dose"], k + "dose")
+    if dose <= 0:
+        raise InputError(k + "dose", table["dose"], "a dose above zero")
+    duration = _whole_seconds(units.duration_ms(table["duration"], k + "duration"),
+                              k + "duration", table["duration"])
+    lockout = _whole_seconds(units.duration_ms(table["lockout"], k + "lockout"),
+                             k + "lockout", table["lockout"])
+    if not 0 < duration <= DAY_MS:
+        raise InputError(k + "duration", table["duration"], "a duration from 1 s to 1 d")
+    if not 600_000 <= lockout <= DAY_MS:
+        raise InputError(k + "lockout", table["lockout"], "a lockout from 10 min to 1 d")
+    if duration > lockout:
+        raise InputError(k + "duration", table["duration"],
+                         f"a bolus that ends within its lockout ({table['lockout']})")
+    n = table["max_per_day"]
+    if type(n) is not int or not 1 <= n <= 24:
+        raise InputError(k + "max_per_day", n, "a whole number from 1 to 24")
+    return PatientBolus(dose, duration, lockout, n)
+
+
+def parse_prescription(table: dict, where: str = "", path=None) -> Prescription:
+    """Check a prescription table; raise InputError naming the first problem."""
+    try:
+        return _parse(table, where)
+    except InputError as e:
+        raise e.located(path) if path is not None else e
+
+
+def _parse(table: dict, w: str) -> Prescription:
+    _known(table, ("drug", "concentration", "basal", "patient_bolus", "limits"), w)
+    if "drug" not in table:
+        raise InputError(f"{w}drug", "(missing)", "a drug name from the library")
+    drug = druglib.get(table["drug"], f"{w}drug")
+    if "concentration" not in table:
+        raise InputError(f"{w}concentration", "(missing)", 'a concentration such as "25 mg/mL"')
+    conc = units.concentration_ng_per_ml(table["concentration"], f"{w}concentration")
+    if conc <= 0 or conc > drug.hard_concentration_ng_per_ml:
+        raise InputError(f"{w}concentration", table["concentration"],
+                         f"a concentration above zero and at most the library's hard limit for "
+                         f"{drug.name}, {_mass(drug.hard_concentration_ng_per_ml)}/mL")
+    steps, continuous = _basal(_table(table, "basal", f"{w}basal", True), w)
+    pb_table = _table(table, "patient_bolus", f"{w}patient_bolus", False)
+    pb = _patient_bolus(pb_table, w) if pb_table is not None else None
+    limits = _table(table, "limits", f"{w}limits", True)
+    _known(limits, ("max_daily_dose", "low_reservoir"), f"{w}limits.")
+    if "max_daily_dose" not in limits:
+        raise InputError(f"{w}limits.max_daily_dose", "(missing)", 'a dose such as "6 mg"')
+    max_daily = units.mass_ng(limits["max_daily_dose"], f"{w}limits.max_daily_dose")
+    if max_daily <= 0 or max_daily > drug.hard_daily_ng:
+        raise InputError(f"{w}limits.max_daily_dose", limits["max_daily_dose"],
+                         f"a daily dose above zero and at most the library's hard limit for "
+                         f"{drug.name}, {_mass(drug.hard_daily_ng)}")
+    low = units.volume_nl(limits.get("low_reservoir", "0 mL"), f"{w}limits.low_reservoir")
+    rx = Prescription(drug.name, conc, steps, continuous, pb, max_daily, low)
+    basal = rx.daily_basal_ng()
+    if basal > max_daily:
+        raise InputError(f"{w}basal", f"{_mass(basal)}/day",
+                         f"a basal schedule within limits.max_daily_dose ({_mass(max_daily)})")
+    if pb is not None and pb.dose_ng > max_daily:
+        raise InputError(f"{w}patient_bolus.dose", pb_table["dose"],
+                         f"a dose within limits.max_daily_dose ({_mass(max_daily)})")
+    warnings = []
+    if conc > drug.soft_concentration_ng_per_ml:
+        warnings.append(f"{drug.name} at {_mass(conc)}/mL is above the recommended maximum "
+                        f"concentration of {_mass(drug.soft_concentration_ng_per_ml)}/mL")
+    if max_daily > drug.soft_daily_ng:
+        warnings.append(f"a maximum daily dose of {_mass(max_daily)} is above the recommended "
+                        f"maximum of {_mass(drug.soft_daily_ng)} a day for {drug.name}")
+    if basal > drug.soft_daily_ng:
+        warnings.append(f"the basal schedule gives {_mass(basal)} a day, above the recommended "
+                        f"maximum of {_mass(drug.soft_daily_ng)} for {drug.name}")
+    return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings))
+
+
+def _mass(ng: int) -> str:
+    if ng >= 1_000_000:
+        return f"{ng / 1e6:g} mg"
+    return f"{ng / 1e3:g} mcg"
+
+
+def load_prescription(path) -> Prescription:
+    return parse_prescription(read_toml(path), path=path)
+
+
+def read_toml(path) -> dict:
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError("(file)", p.name, f"valid TOML ({e})", path) from None

@@ -1,0 +1,196 @@
+"""Scenario files for `pumpsim run` (TOML, INTERFACES.md).
+
+One addition to the format: an event may repeat, `every = "1 d"` (with an optional
+`until = "30 d"`, default the end of the run), so a year of daily boluses is one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from host_tools import units
+from host_tools.errors import InputError
+from host_tools.prescription import Prescription, parse_prescription, read_toml
+
+ALARM_CODES = ("occlusion", "reservoir_low", "reservoir_empty", "motor_stall", "battery_eri",
+               "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset")
+MAX_DURATION_MS = 3660 * 86_400_000
+
+
+def _choice(options):
+    def parse(text, key):
+        if text not in options:
+            raise InputError(key, text, "one of " + ", ".join(f'"{o}"' for o in options))
+        return text
+    return parse
+
+
+def _positive_duration(text, key):
+    ms = units.duration_ms(text, key)
+    if ms <= 0:
+        raise InputError(key, text, "a duration above zero")
+    return ms
+
+
+# action -> {key in the file: (name in Event.args, parser, required)}
+ACTIONS = {
+    "patient_bolus": {},
+    "clinician_bolus": {"dose": ("dose_ng", units.mass_ng, True),
+                        "duration": ("duration_ms", units.duration_ms, False)},
+    "refill": {"volume": ("volume_nl", units.volume_nl, True),
+               "concentration": ("concentration_ng_per_ml", units.concentration_ng_per_ml, False),
+               "residual": ("residual_nl", units.volume_nl, False)},
+    "occlusion": {"severity": ("severity", _choice(("full", "partial")), False)},
+    "clear_occlusion": {},
+    "motor_stall": {},
+    "clear_motor_stall": {},
+    "sensor_fault": {"sensor": ("sensor", _choice(("pressure", "battery")), True),
+                     "mode": ("mode", _choice(("stuck", "out_of_range", "noisy", "ok")), True)},
+    "battery": {"level": ("level_ppm", units.percent_ppm, True)},
+    "power_loss": {"for": ("for_ms", _positive_duration, True)},
+    "reboot": {},
+    "set_clock": {"shift": ("shift_ms", lambda t, k: units.duration_ms(t, k, True), True)},
+    "ack": {"alarm": ("alarm", _choice(ALARM_CODES), True)},
+}
+
+
+@dataclass(frozen=True)
+class Plant:
+    stroke_tolerance_ppm: int = 0
+    pressure_noise_pa: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    at_ms: int
+    action: str
+    args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    duration_ms: int
+    start_tod_ms: int
+    reservoir_nl: int
+    seed: int
+    prescription: Prescription
+    plant: Plant
+    events: tuple[Event, ...]
+    expect: dict
+    path: str | None = None
+
+
+def _known(table: dict, allowed, where: str) -> None:
+    for k in table:
+        if k not in allowed:
+            raise InputError(f"{where}{k}", table[k], "one of the keys " + ", ".join(allowed))
+
+
+def _events(items, duration: int) -> list[Event]:
+    if not isinstance(items, list):
+        raise InputError("event", items, "[[event]] tables")
+    out: list[tuple[int, int, Event]] = []
+    for i, ev in enumerate(items):
+        k = f"event[{i}]"
+        if not isinstance(ev, dict):
+            raise InputError(k, ev, "an [[event]] table")
+        action = ev.get("do")
+        if action not in ACTIONS:
+            raise InputError(f"{k}.do", action if action is not None else "(missing)",
+                             "one of the actions " + ", ".join(ACTIONS))
+        spec = ACTIONS[action]
+        _known(ev, ("at", "do", "every", "until", *spec), f"{k}.")
+        if "at" not in ev:
+            raise InputError(f"{k}.at", "(missing)", "an offset from the start, such as \"1 d 2 h\"")
+        at = units.duration_ms(ev["at"], f"{k}.at")
+        if at > duration:
+            raise InputError(f"{k}.at", ev["at"], "a time within the scenario's duration")
+        args = {}
+        for name, (arg, parse, required) in spec.items():
+            if name in ev:
+                args[arg] = parse(ev[name], f"{k}.{name}")
+            elif required:
+                raise InputError(f"{k}.{name}", "(missing)", f"a value: {action} needs {name}")
+        times = [at]
+        if "every" in ev:
+            every = _positive_duration(ev["every"], f"{k}.every")
+            until = units.duration_ms(ev["until"], f"{k}.until") if "until" in ev else duration
+            times = range(at, min(until, duration) + 1, every)
+        elif "until" in ev:
+            raise InputError(f"{k}.until", ev["until"], "until only together with every")
+        out.extend((t, i, Event(t, action, dict(args))) for t in times)
+    out.sort(key=lambda x: (x[0], x[1]))
+    return [e for _, _, e in out]
+
+
+def _expect(table: dict) -> dict:
+    volumes = {"delivered_min": "delivered_min_nl", "delivered_max": "delivered_max_nl",
+               "max_abs_error_max": "max_abs_error_max_nl",
+               "max_rolling_24h_max": "max_rolling_24h_max_nl", "reservoir_min": "reservoir_min_nl"}
+    counts = ("patient_boluses_delivered", "patient_boluses_denied")
+    _known(table, ("alarms", *volumes, *counts), "expect.")
+    out: dict = {}
+    if "alarms" in table:
+        alarms = table["alarms"]
+        if not isinstance(alarms, list):
+            raise InputError("expect.alarms", alarms, "a list of alarm codes")
+        for a in alarms:
+            _choice(ALARM_CODES)(a, "expect.alarms")
+        out["alarms"] = list(alarms)
+    for k, name in volumes.items():
+        if k in table:
+            out[name] = units.volume_nl(table[k], f"expect.{k}")
+    for k in counts:
+        if k in table:
+            if type(table[k]) is not int or table[k] < 0:
+                raise InputError(f"expect.{k}", table[k], "a whole number, 0 or more")
+            out[k] = table[k]
+    return out
+
+
+def parse_scenario(table: dict, path=None) -> Scenario:
+    try:
+        return _parse(table, path)
+    except InputError as e:
+        raise e.located(path) if path is not None and e.path is None else e
+
+
+def _parse(table: dict, path) -> Scenario:
+    _known(table, ("scenario", "prescription", "plant", "event", "expect"), "")
+    s = table.get("scenario")
+    if not isinstance(s, dict):
+        raise InputError("scenario", s if s is not None else "(missing)", "a [scenario] table")
+    _known(s, ("duration", "start", "reservoir", "seed"), "scenario.")
+    for need in ("duration", "reservoir"):
+        if need not in s:
+            raise InputError(f"scenario.{need}", "(missing)", f"a {need}")
+    duration = units.duration_ms(s["duration"], "scenario.duration")
+    if not 0 < duration <= MAX_DURATION_MS:
+        raise InputError("scenario.duration", s["duration"], "a duration from 1 ms to 3660 d")
+    start = units.time_of_day_ms(s.get("start", "00:00"), "scenario.start")
+    reservoir = units.volume_nl(s["reservoir"], "scenario.reservoir")
+    seed = s.get("seed", 0)
+    if type(seed) is not int or seed < 0:
+        raise InputError("scenario.seed", seed, "a whole number, 0 or more")
+    if not isinstance(table.get("prescription"), dict):
+        raise InputError("prescription", table.get("prescription", "(missing)"),
+                         "a [prescription] table")
+    rx = parse_prescription(table["prescription"], where="prescription.")
+    p = table.get("plant", {})
+    if not isinstance(p, dict):
+        raise InputError("plant", p, "a [plant] table")
+    _known(p, ("stroke_tolerance", "pressure_noise"), "plant.")
+    tol = units.percent_ppm(p.get("stroke_tolerance", "0 %"), "plant.stroke_tolerance")
+    if tol > 200_000:
+        raise InputError("plant.stroke_tolerance", p["stroke_tolerance"], "at most 20 %")
+    plant = Plant(tol, units.pressure_pa(p.get("pressure_noise", "0 kPa"), "plant.pressure_noise"))
+    events = _events(table.get("event", []), duration)
+    expect_table = table.get("expect", {})
+    if not isinstance(expect_table, dict):
+        raise InputError("expect", expect_table, "an [expect] table")
+    return Scenario(duration, start, reservoir, seed, rx, plant, tuple(events),
+                    _expect(expect_table), str(path) if path is not None else None)
+
+
+def load_scenario(path) -> Scenario:
+    return parse_scenario(read_toml(path), path=path)
