@@ -49,10 +49,12 @@ class PatientBolusPolicy:
         out[at] = self.head
         for i in range(SLOTS):
             s = self.starts_s[i]
-            out[at + 1 + i] = now_s - s if s != NEVER else -1
+            # A start is rounded up, so a bolus saved in the second it began has age -1: keep
+            # it (it only lengthens the lockout). DAY_S or more means "no bolus in the window".
+            out[at + 1 + i] = now_s - s if s != NEVER else DAY_S
 
     def load_from(self, src, at, now_s):
         self.head = src[at] % SLOTS
         for i in range(SLOTS):
             age = src[at + 1 + i]
-            self.starts_s[i] = now_s - age if 0 <= age < DAY_S else NEVER
+            self.starts_s[i] = now_s - age if age < DAY_S else NEVER
