@@ -1,0 +1,69 @@
+"""Regressions for bugs found in the timing core, each pinned to the smallest case that showed it."""
+
+from firmware import codes
+from firmware.pump import Pump
+from firmware.ticks import add
+
+DAY = 86_400_000
+
+
+class Hal:
+    STROKE_NL = 250
+    MAX_STROKES_PER_MIN = 600
+    MIN_RATE_NL_DAY = 48_000
+
+    def __init__(self):
+        self.saved = None
+        self.strokes = 0
+
+    def stroke(self):
+        self.strokes += 1
+        return True
+
+    def save_state(self, buf):
+        self.saved = list(buf)
+
+
+class Log:
+    def __init__(self):
+        self.events = []
+
+    def add(self, code, now, a, b):
+        self.events.append((code, now, a, b))
+
+
+def test_lockout_survives_a_restart_in_the_second_the_bolus_started():
+    """A bolus start is stored rounded up to the next second; saved in that same second its age
+    was -1, which the loader read as 'no bolus', and the lockout vanished after a reboot."""
+    params = {"conc_ng_ml": 25_000_000, "steps": [[0, 2_000_000]], "max_daily_ng": 6_000_000,
+              "low_res_nl": 0, "pb": [200_000, 600, 7200, 4]}
+    hal = Hal()
+    pump = Pump(hal, Log())
+    pump.boot(0, 0, params, None)
+    assert pump.patient_bolus(500) == 0
+    pump.save(clean=True)
+    again = Pump(hal, Log())
+    again.boot(1000, 0, params, hal.saved)
+    assert again.patient_bolus(2000) == codes.R_LOCKOUT
+    # and it is allowed once the lockout has passed (time without power does not count)
+    assert again.patient_bolus(1000 + 7_201_000) == 0
+
+
+def test_a_stroke_exactly_at_midnight_does_not_swallow_the_midnight_step():
+    """At 375 000 nL/day strokes are exactly 57.6 s apart, so one lands on midnight. Time was
+    carried to midnight by that stroke, the time of day wrapped to 0 and the last step's
+    'next change at midnight' moved a whole day away: step 3's rate ran on until morning."""
+    params = {"conc_ng_ml": 2_000_000,
+              "steps": [[0, 700_000], [360, 850_000], [720, 900_000], [1080, 750_000]],
+              "max_daily_ng": 1_200_000, "low_res_nl": 0, "pb": None}
+    hal = Hal()
+    pump = Pump(hal, Log())
+    pump.boot(0, 0, params, None)
+    now = 0
+    while now < DAY + 60_000:
+        now = add(now, pump.next_in_ms(now))
+        pump.service(now)
+    assert pump.step == 0
+    assert pump.clock.rate == 350_000  # 700 mcg/day at 2000 mcg/mL
+    # a day of four steps: 0.8 mg/day = 400 000 nL = 1600 strokes, give or take the last one
+    assert 1600 <= hal.strokes <= 1601 + 2
