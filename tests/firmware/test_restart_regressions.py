@@ -49,21 +49,30 @@ def test_lockout_survives_a_restart_in_the_second_the_bolus_started():
     assert again.patient_bolus(1000 + 7_201_000) == 0
 
 
-def test_a_stroke_exactly_at_midnight_does_not_swallow_the_midnight_step():
-    """At 375 000 nL/day strokes are exactly 57.6 s apart, so one lands on midnight. Time was
-    carried to midnight by that stroke, the time of day wrapped to 0 and the last step's
-    'next change at midnight' moved a whole day away: step 3's rate ran on until morning."""
+def test_every_step_change_happens_on_time_even_with_a_stroke_exactly_at_midnight():
+    """At 375 000 nL/day strokes are exactly 57.6 s apart, and this schedule puts one exactly on
+    midnight. An early version carried time to midnight with that stroke, wrapped the time of
+    day to 0 and so lost the midnight step change (step 3's rate ran on into the morning). The
+    core now keeps the next change as an absolute tick; this guards the behaviour: each step
+    change, midnight included, happens at its exact millisecond, day after day."""
     params = {"conc_ng_ml": 2_000_000,
               "steps": [[0, 700_000], [360, 850_000], [720, 900_000], [1080, 750_000]],
               "max_daily_ng": 1_200_000, "low_res_nl": 0, "pb": None}
     hal = Hal()
-    pump = Pump(hal, Log())
+    log = Log()
+    pump = Pump(hal, log)
     pump.boot(0, 0, params, None)
     now = 0
-    while now < DAY + 60_000:
+    stroke_at_midnight = False
+    while now < 3 * DAY + 60_000:
         now = add(now, pump.next_in_ms(now))
+        before = hal.strokes
         pump.service(now)
-    assert pump.step == 0
+        if now % DAY == 0 and hal.strokes > before:
+            stroke_at_midnight = True
+    assert stroke_at_midnight  # the case that once failed really occurs here
+    steps = [(now, a) for code, now, a, b in log.events if code == codes.EV_STEP]
+    expected = [(d * DAY + h * 3_600_000, i) for d in range(3) for i, h in enumerate((0, 6, 12, 18))
+                if (d, i) != (0, 0)] + [(3 * DAY, 0)]
+    assert steps == expected
     assert pump.clock.rate == 350_000  # 700 mcg/day at 2000 mcg/mL
-    # a day of four steps: 0.8 mg/day = 400 000 nL = 1600 strokes, give or take the last one
-    assert 1600 <= hal.strokes <= 1601 + 2
