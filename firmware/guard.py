@@ -1,8 +1,10 @@
 # The dose guard: an independent account of what reached the patient in the last 24 hours.
 #
 # It knows nothing of schedules or boluses. It counts approved strokes in 1440 one-minute
-# buckets plus the minute in progress, so the window it sums always covers at least the last
-# 24 hours (up to one minute more): it can refuse a little early, never a little late. A stroke
+# buckets plus one for the minute in progress (1441 in all), so the window it sums always covers
+# at least the last 24 hours (up to one minute more): it can refuse a little early, never a little
+# late. (With 1440 in all, the oldest minute would drop out up to a minute too soon: the property
+# test found a 193rd stroke in a 24 h window capped at 192.) A stroke
 # that would make the sum exceed the prescribed cap is refused.
 #
 # Power loss. The account lives in RAM and is saved to flash; strokes after the last save would
@@ -15,10 +17,10 @@ from array import array
 
 from firmware.compat import const
 
-BUCKETS = const(1440)
+BUCKETS = const(1441)
 BUCKET_MS = const(60000)
 RESERVE = const(32)
-SAVE_LEN = const(1442)    # [idx, in_bucket_ms, bucket_0 .. bucket_1439]
+SAVE_LEN = const(1443)    # [idx, in_bucket_ms, bucket_0 .. bucket_1440]
 
 
 class DoseGuard:

@@ -24,7 +24,7 @@ from firmware.ticks import add, diff
 MAX_SLEEP_MS = const(3600000)  # service at least hourly: keeps every tick difference valid
 LATE_MS = const(2000)          # a stroke this late is dropped rather than delivered late
 NONE = const(1 << 28)          # "no change in sight" (re-checked when it comes, 3 days on)
-STATE_MAGIC = const(0x5055)
+STATE_MAGIC = const(0x5056)  # changes with the layout
 _HDR = const(4)                # [magic, flags, stop_left_ms, reservoir_nl]
 _PB_AT = _HDR
 _GUARD_AT = _HDR + PB_SAVE_LEN
@@ -261,8 +261,7 @@ class Pump:
     def _install(self, now, rx):
         self._sync()
         self.rx = rx
-        self.pb_on = False
-        self.cb_on = False
+        self._end_boluses(now)  # a new prescription cuts short what the old one started
         self.guard.set_cap(rx.max_daily_strokes)
         self.step = rx.step_at(self.tod_ms)
         self.clock.start(now, rx.step_rate_nl_day[self.step])

@@ -78,12 +78,21 @@ class Rx:
         # The cap in whole strokes, rounded down: the guard never lets a stroke break it.
         self.max_daily_nl = max_daily_ng * 1000000 // conc
         self.max_daily_strokes = self.max_daily_nl // stroke_nl
-        if self.max_daily_strokes >= SMALL or self.max_daily_strokes < 1:
-            raise RxError("max_daily_ng", "gives %d strokes a day; must be 1 or more and small"
-                          % self.max_daily_strokes)
-        if self.basal_nl_day > self.max_daily_nl:
-            raise RxError("steps", "basal delivery of %d nL/day exceeds the maximum daily dose of "
-                          "%d nL" % (self.basal_nl_day, self.max_daily_nl))
+        # A cap the motor could never reach cannot protect anyone and usually means a slip of
+        # units; refusing it also keeps every count in the guard below 2**28.
+        motor_strokes_day = board.MAX_STROKES_PER_MIN * 1440
+        if self.max_daily_strokes < 1 or self.max_daily_strokes > motor_strokes_day:
+            raise RxError("max_daily_ng", "gives %d strokes a day; must be from 1 to %d (what the "
+                          "motor can pump in a day)" % (self.max_daily_strokes, motor_strokes_day))
+        # Any 24 hours of the basal hold the same exact volume; delivered in whole strokes, a
+        # window can hold that volume rounded up to a stroke. The cap must allow that much, or
+        # the basal alone would run into the dose limit every day.
+        basal_strokes = (total + DAY_MS * stroke_nl - 1) // (DAY_MS * stroke_nl)
+        if basal_strokes > self.max_daily_strokes:
+            raise RxError("steps", "basal delivery of %d nL/day needs %d strokes a day; the maximum"
+                          " daily dose of %d nL allows %d" % (self.basal_nl_day, basal_strokes,
+                                                             self.max_daily_nl,
+                                                             self.max_daily_strokes))
         self.low_res_nl = _int(params, "low_res_nl", 0, SMALL - 1)
 
         pb = params.get("pb")

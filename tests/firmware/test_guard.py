@@ -1,0 +1,109 @@
+"""The dose guard alone, and the prescription checks that keep its cap meaningful."""
+
+from array import array
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware.guard import RESERVE, SAVE_LEN, DoseGuard
+from firmware.rx import Rx, RxError
+from pump_harness import DAY, Bench, Board
+
+BOARD = Board(250, 600, 48000)
+
+
+@given(cap=st.integers(1, 40),
+       gaps=st.lists(st.integers(0, 3 * 3_600_000) | st.integers(0, 120_000), min_size=1,
+                     max_size=120))
+def test_no_24h_window_ever_holds_more_than_the_cap(cap, gaps):
+    """Ask for a stroke after each gap; the approved ones, judged by exact 24 h windows ending at
+    each of them, never exceed the cap. (The guard's window is 24 h plus up to one minute.)"""
+    g = DoseGuard()
+    g.set_cap(cap)
+    t = 0
+    approved = []
+    for gap in gaps:
+        g.advance(gap)
+        t += gap
+        if g.needs_save():
+            g.save_into(array("i", [0] * SAVE_LEN), 0)
+        if g.approve():
+            approved.append(t)
+            assert sum(1 for a in approved if a > t - DAY) <= cap
+    assert g.total == sum(g.buckets) and g.total <= cap
+
+
+def test_the_oldest_minute_stays_counted_for_a_full_day():
+    """Regression (found by the state machine): with 1440 buckets in all, a stroke made in the
+    first second of a minute dropped out of the account at 23 h 59 min 1 s, and a 193rd stroke
+    fitted in a 24 h window capped at 192."""
+    g = DoseGuard()
+    g.set_cap(1)
+    g.advance(1000)
+    assert g.approve()
+    g.advance(DAY - 1000)          # exactly 24 h after that stroke's minute began
+    assert not g.approve()
+    g.advance(1000)                # the stroke is now 24 h old and out of every window ending now
+    g.advance(60_000)
+    assert g.approve()
+
+
+def test_the_193rd_stroke_regression_through_the_pump():
+    """The state machine's failing case: 48000 nL/day (192 strokes) under a 48000 nL cap, a
+    one-stroke patient bolus at the start, three days of delivery."""
+    b = Bench(BOARD)
+    b.power_on(0, None, None)
+    assert b.program({"conc_ng_ml": 1_000_000, "steps": [[0, 48000], [1, 48000], [91, 48000]],
+                      "low_res_nl": 0, "max_daily_ng": 48000, "pb": [250, 1, 600, 1]})
+    b.patient_bolus()
+    b.advance(3 * DAY - 1)   # the bench raises on any 24 h window over the cap
+    assert len(b.strokes) >= 3 * 192 - 2
+
+
+def test_a_save_reserves_strokes_and_a_clean_save_reserves_none():
+    g = DoseGuard()
+    g.set_cap(1000)
+    out = array("i", [0] * SAVE_LEN)
+    for _ in range(5):
+        assert g.approve()
+    g.save_into(out, 0)
+    restored = DoseGuard()
+    restored.load_from(out, 0)
+    assert restored.total == 5 + RESERVE          # power loss: assume the reserve went out
+    # it approves no more than RESERVE strokes before it asks for another save
+    n = 0
+    while g.approve():
+        n += 1
+    assert n == RESERVE and g.needs_save()
+    g.save_into(out, 0, clean=True)
+    restored.load_from(out, 0)
+    assert restored.total == 5 + RESERVE          # exact: every approved stroke, no more
+    assert not g.approve()                        # nothing after a clean save
+
+
+def _params(**kw):
+    p = {"conc_ng_ml": 1_000_000, "steps": [[0, 48000]], "max_daily_ng": 48000,
+         "low_res_nl": 0, "pb": None}
+    p.update(kw)
+    return p
+
+
+def test_a_cap_below_the_basal_in_whole_strokes_is_refused():
+    """Regression (state machine): a basal of 66700 nL/day under a 66700 nL cap is 266.8 strokes
+    a day against a cap of 266: the basal alone would hit the dose limit every day."""
+    steps = [[0, 48000], [1308, 252000]]  # 43600 + 23100 = 66700 nL/day
+    with pytest.raises(RxError) as e:
+        Rx(_params(steps=steps, max_daily_ng=66700), BOARD)
+    assert e.value.key == "steps" and "267 strokes" in e.value.message
+    assert Rx(_params(steps=steps, max_daily_ng=66750), BOARD).max_daily_strokes == 267
+
+
+def test_a_cap_beyond_what_the_motor_can_pump_is_refused():
+    """Regression (state machine): a cap of 2**30 - 1 strokes put a value above 2**30 in the
+    pump's state. No cap can exceed a day of the motor at full speed."""
+    motor_day_ng = 600 * 1440 * 250  # nL at 1 mg/mL is ng
+    assert Rx(_params(max_daily_ng=motor_day_ng), BOARD).max_daily_strokes == 600 * 1440
+    with pytest.raises(RxError) as e:
+        Rx(_params(max_daily_ng=motor_day_ng + 250), BOARD)
+    assert e.value.key == "max_daily_ng"
