@@ -5,3 +5,37 @@ STROKE_NL = 250               # nominal volume moved by one stroke of the pump h
 MAX_STROKES_PER_MIN = 600     # the motor's limit: 10 strokes a second (9 mL/h)
 MIN_RATE_NL_DAY = 48000       # slowest basal rate accepted: 0.048 mL/day
 RESERVOIR_NL = 20000000       # 20 mL reservoir
+
+# ---- interlocks (issue: safety) ---------------------------------------------------------------
+# Outlet pressure sensor on a 16-bit ADC reading (read_u16): 0 kPa at P_RAW_ZERO, P_RAW_PER_KPA
+# counts per kPa (a 0..400 kPa gauge part spanning 10 %..90 % of the ADC). Readings outside
+# P_RAW_MIN..P_RAW_MAX mean a broken wire or sensor, not a pressure.
+P_RAW_ZERO = 6554
+P_RAW_PER_KPA = 131
+P_RAW_MIN = 3000
+P_RAW_MAX = 62000
+# The catheter's compliance (about 25 nL per kPa) makes each 250 nL stroke raise the outlet
+# pressure by about 10 kPa; through an open catheter it falls back within milliseconds. A
+# residual pressure of 2.5 strokes' worth before a stroke means the last strokes had nowhere
+# to go: an occlusion, caught on the third stroke into it.
+STROKE_RISE_PA = 10000
+OCCLUSION_PA = 25000
+# Reservoir: delivery stops with this much left, before air can reach the catheter.
+RESERVOIR_MIN_NL = 500000
+# A measured residual at refill may differ from the pump's account by this much (nL, plus
+# REFILL_TOLERANCE_PCT of the account) before it is logged and alarmed.
+REFILL_TOLERANCE_NL = 1000000
+REFILL_TOLERANCE_PCT = 15
+CATHETER_NL = 200000          # drug held in the catheter: the bridge after a concentration change
+STALL_RETRIES = 2             # a failed stroke is retried this many times, then motor_stall
+# Battery: a 3:1 divider into the 3.3 V ADC; mV = raw * B_MV_NUM // B_MV_DEN.
+B_MV_NUM = 9900
+B_MV_DEN = 65535
+B_MV_MIN = 2000               # readings outside this range are a sensor fault
+B_MV_MAX = 3600
+B_ERI_MV = 2850               # elective replacement indicator (about 30 % left)
+B_EOS_MV = 2750               # end of service: delivery stops (about 10 % left)
+B_SAG_MIN_MV = 10             # the cell always sags at least this much under the motor's load
+B_NOISE_MV = 150              # more back-and-forth than this across the averaged readings: a fault
+CHECK_MS = 60000              # battery and sensor checks, alarm tones
+WDT_TIMEOUT_MS = 8000         # RP2040 watchdog (at most about 8.3 s)

@@ -18,6 +18,10 @@ EV_RESUME = const(12)
 EV_REFILL = const(13)         # a = reservoir volume in uL
 EV_MISSED = const(14)         # a = strokes skipped because the loop ran late (never caught up)
 EV_STEP = const(15)           # a = step index, b = rate in nL/day
+EV_ACK = const(16)            # a = alarm code
+EV_MOTOR_RETRY = const(17)    # a = failed attempts before the stroke went through
+EV_REFILL_CHECK = const(18)   # a = expected residual uL (the pump's account), b = measured uL
+EV_CONCENTRATION = const(19)  # a = new concentration in ug/mL, b = bridge volume in nL
 
 EVENT_NAMES = {
     EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
@@ -25,6 +29,8 @@ EVENT_NAMES = {
     EV_CB_DENIED: "clinician_bolus_denied", EV_BOLUS_END: "bolus_end", EV_ALARM: "alarm",
     EV_ALARM_CLEAR: "alarm_clear", EV_STROKE_REFUSED: "stroke_refused", EV_STOP: "stop",
     EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
+    EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
+    EV_CONCENTRATION: "concentration_change",
 }
 
 # Alarm codes (INTERFACES.md) and their priorities.
@@ -38,14 +44,20 @@ AL_DOSE_LIMIT = const(7)
 AL_MEMORY_ERROR = const(8)
 AL_SENSOR_FAULT = const(9)
 AL_WATCHDOG_RESET = const(10)
+AL_BATTERY_SENSOR = const(11)    # reported as sensor_fault, a warning: delivery goes on
+AL_REFILL_DISCREPANCY = const(12)  # the measured residual disagrees with the pump's account
 
 ALARM_NAMES = {
     AL_OCCLUSION: "occlusion", AL_RESERVOIR_LOW: "reservoir_low",
     AL_RESERVOIR_EMPTY: "reservoir_empty", AL_MOTOR_STALL: "motor_stall",
     AL_BATTERY_ERI: "battery_eri", AL_BATTERY_EOS: "battery_eos", AL_DOSE_LIMIT: "dose_limit",
     AL_MEMORY_ERROR: "memory_error", AL_SENSOR_FAULT: "sensor_fault",
-    AL_WATCHDOG_RESET: "watchdog_reset",
+    AL_WATCHDOG_RESET: "watchdog_reset", AL_BATTERY_SENSOR: "sensor_fault",
+    AL_REFILL_DISCREPANCY: "refill_discrepancy",
 }
+# Alarms that record something that happened rather than a condition that persists: an
+# acknowledgement clears them.
+EVENT_ALARMS_MASK = (1 << AL_WATCHDOG_RESET) | (1 << AL_REFILL_DISCREPANCY)
 # Critical alarms stop delivery; warnings let it go on.
 CRITICAL = (AL_OCCLUSION, AL_RESERVOIR_EMPTY, AL_MOTOR_STALL, AL_BATTERY_EOS,
             AL_MEMORY_ERROR, AL_SENSOR_FAULT)
@@ -69,12 +81,14 @@ R_NO_PATIENT_BOLUS = const(7)
 R_BOLUS_ACTIVE = const(8)
 R_MOTOR_RATE = const(9)
 R_BAD_VALUE = const(10)
+R_BRIDGE_UNCONFIRMED = const(11)
 
 REASON_NAMES = {
     R_LOCKOUT: "lockout", R_MAX_PER_DAY: "max_per_day", R_ALARM: "alarm",
     R_DAILY_MAX: "daily_max", R_NOT_PROGRAMMED: "not_programmed", R_STOPPED: "stopped",
     R_NO_PATIENT_BOLUS: "no_patient_bolus", R_BOLUS_ACTIVE: "bolus_active",
     R_MOTOR_RATE: "motor_rate", R_BAD_VALUE: "bad_value",
+    R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed",
 }
 REASON_TEXT = {
     R_LOCKOUT: "the lockout since the last patient bolus has not passed",
@@ -87,4 +101,16 @@ REASON_TEXT = {
     R_BOLUS_ACTIVE: "a bolus of this kind is already running",
     R_MOTOR_RATE: "the motor cannot deliver that fast",
     R_BAD_VALUE: "a value is out of range",
+    R_BRIDGE_UNCONFIRMED: "a concentration change needs the bridge volume confirmed",
+}
+
+# Buzzer patterns (played by the board: hal.tone(pattern)). Critical alarms sound two
+# alternating tones every 10 minutes until acknowledged; warnings a single tone once an hour.
+TONE_CRITICAL = const(1)
+TONE_WARNING = const(2)
+TONE_EVERY_MS = {TONE_CRITICAL: 600000, TONE_WARNING: 3600000}
+# (frequency Hz, duration ms) pairs, in order.
+TONE_PATTERNS = {
+    TONE_CRITICAL: ((880, 200), (660, 200), (880, 200), (660, 200)),
+    TONE_WARNING: ((1000, 300),),
 }

@@ -38,6 +38,13 @@ class DoseGuard:
     def set_cap(self, strokes):
         self.cap = strokes
 
+    def assume_full(self, strokes):
+        """Nothing is known of the last 24 hours (a lost account): count `strokes`, more than
+        any cap allows, as delivered this minute. Delivery can start again a day from now."""
+        self.buckets[self.idx] += strokes
+        self.total += strokes
+        self.rotated = BUCKETS
+
     def advance(self, dt_ms):
         """Let dt_ms pass: whole minutes drop out of the far end of the window."""
         t = self.in_bucket_ms + dt_ms

@@ -17,15 +17,17 @@ from firmware.bolus import PatientBolusPolicy
 from firmware.compat import const
 from firmware.guard import RESERVE, DoseGuard
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
-from firmware.rx import DAY_MS, Rx, bolus_rate
+from firmware.monitor import BAD, Monitor
+from firmware.rx import DAY_MS, Rx, RxError, bolus_rate
 from firmware.stroke_clock import StrokeClock
 from firmware.ticks import add, diff
 
 MAX_SLEEP_MS = const(3600000)  # service at least hourly: keeps every tick difference valid
 LATE_MS = const(2000)          # a stroke this late is dropped rather than delivered late
 NONE = const(1 << 28)          # "no change in sight" (re-checked when it comes, 3 days on)
-STATE_MAGIC = const(0x5056)  # changes with the layout
-_HDR = const(4)                # [magic, flags, stop_left_ms, reservoir_nl]
+STATE_MAGIC = const(0x5057)  # changes with the layout
+_HDR = const(5)                # [magic, flags, stop_left_ms, reservoir_nl, alarms]
+BOOT_WATCHDOG = const(1)       # boot(cause=...): the watchdog reset the board
 _PB_AT = _HDR
 _GUARD_AT = _HDR + PB_SAVE_LEN
 STATE_LEN = _GUARD_AT + GUARD_SAVE_LEN
@@ -35,6 +37,8 @@ _F_STOPPED = const(1)
 _HALF = const(1 << 29)
 _MASK = const((1 << 30) - 1)
 _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
+_RES_LOW_BIT = const(1 << 2)     # 1 << codes.AL_RESERVOIR_LOW
+_CRITICAL = const(858)           # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 
 
 class Pump:
@@ -62,6 +66,15 @@ class Pump:
         self.cb_end = 0
         self.cb_rate = 0
         self.alarms = 0         # bit (1 << code) per active alarm
+        self.acked = 0          # alarms silenced by an acknowledgement
+        self.tone_at = 0        # ticks of the next buzzer pattern
+        self.mon = Monitor(hal)
+        self.check_ms = hal.CHECK_MS
+        self.check_at = 0       # ticks of the next periodic check
+        self.stroke_at = -1     # ticks of the last stroke
+        self.reservoir_min_nl = hal.RESERVOIR_MIN_NL
+        self.stall_retries = hal.STALL_RETRIES
+        self.params = None      # the prescription as programmed (for a concentration change)
         self.strokes = 0        # strokes delivered since boot
         self.missed = 0         # strokes dropped since boot (never caught up)
         self.reservoir_nl = 0   # the pump's own account of the reservoir
@@ -120,9 +133,12 @@ class Pump:
 
     def next_in_ms(self, now):
         """How long the shell may sleep before it must call service() again."""
+        best = ((self.check_at - now + _HALF) & _MASK) - _HALF
         if self.rx is None or self.stopped:
-            return MAX_SLEEP_MS
-        best = ((self.change_at - now + _HALF) & _MASK) - _HALF
+            return best if best > 0 else 0
+        d = ((self.change_at - now + _HALF) & _MASK) - _HALF
+        if d < best:
+            best = d
         d = ((self.clock.due - now + _HALF) & _MASK) - _HALF
         if d < best:
             best = d
@@ -141,7 +157,9 @@ class Pump:
         if self.rx is None or self.stopped:
             self.t = now
             self._sync()
-            return MAX_SLEEP_MS
+            if ((now - self.check_at + _HALF) & _MASK) - _HALF >= 0:
+                self._check(now)
+            return self.next_in_ms(now)
         clock = self.clock
         stroke = ((clock.due - t + _HALF) & _MASK) - _HALF
         change = ((self.change_at - t + _HALF) & _MASK) - _HALF
@@ -165,8 +183,13 @@ class Pump:
         self.t = now
         if ((now - self.t_clock + _HALF) & _MASK) - _HALF > DAY_MS:
             self._sync()
+        best = ((self.check_at - now + _HALF) & _MASK) - _HALF
+        if best <= 0:
+            self._check(now)  # may start or stop delivery: ask afresh
+            return self.next_in_ms(now)
         # The next deadline, as next_in_ms(now) would compute it.
-        best = change - lag
+        if change - lag < best:
+            best = change - lag
         if stroke - lag < best:
             best = stroke - lag
         if best > MAX_SLEEP_MS:
@@ -179,6 +202,19 @@ class Pump:
         if late_ms > LATE_MS:
             self.missed += 1
             return
+        if self.alarms & _CRITICAL:
+            return  # no stroke while a critical alarm is active (and none owed afterwards)
+        if self.reservoir_nl - self.stroke_nl < self.reservoir_min_nl:
+            self.raise_alarm(codes.AL_RESERVOIR_EMPTY, now)
+            return
+        mon = self.mon
+        before = mon.pressure_pa()
+        if before == BAD:
+            self.raise_alarm(codes.AL_SENSOR_FAULT, now)
+            return
+        if before >= mon.occlusion_pa:
+            self.raise_alarm(codes.AL_OCCLUSION, now)
+            return
         guard = self.guard
         if guard.unsaved >= RESERVE:
             self.save()
@@ -188,11 +224,25 @@ class Pump:
             return
         if self.alarms & _DOSE_LIMIT_BIT:
             self.clear_alarm(codes.AL_DOSE_LIMIT, now)
-        if not self.hal.stroke():
-            guard.undo()
-            return
+        hal = self.hal
+        tries = 0
+        while not hal.stroke():
+            tries += 1
+            if tries > self.stall_retries:
+                guard.undo()  # the stroke did not happen: it is not counted
+                self.raise_alarm(codes.AL_MOTOR_STALL, now)
+                return
+        if tries:
+            self.log.add(codes.EV_MOTOR_RETRY, now, tries, 0)
+        self.stroke_at = now
         self.strokes += 1
         self.reservoir_nl -= self.stroke_nl
+        if not mon.rise_ok(before, mon.pressure_pa()):
+            self.raise_alarm(codes.AL_SENSOR_FAULT, now)
+        if mon.probe and not mon.probe_under_load():
+            self.raise_alarm(codes.AL_BATTERY_SENSOR, now)
+        if self.reservoir_nl <= self.rx.low_res_nl and not self.alarms & _RES_LOW_BIT:
+            self.raise_alarm(codes.AL_RESERVOIR_LOW, now)
 
     # ---- rates -------------------------------------------------------------------------
     def _total_rate(self):
@@ -223,38 +273,134 @@ class Pump:
 
     # ---- alarms (the alarm manager proper comes with the safety interlocks) -----------------
     def raise_alarm(self, code, now):
-        if not self.alarms & (1 << code):
-            self.alarms |= 1 << code
-            self.log.add(codes.EV_ALARM, now, code, 0)
+        bit = 1 << code
+        if self.alarms & bit:
+            return
+        self.alarms |= bit
+        self.acked &= ~bit
+        self.log.add(codes.EV_ALARM, now, code, 0)
+        if bit & _CRITICAL:
+            # Delivery stops: running boluses end here and are not resumed later.
+            self._end_boluses(now)
+        if bit != _DOSE_LIMIT_BIT:
+            self.save()  # the alarm survives a restart
+        self.tone_at = now  # sound at the next check
 
     def clear_alarm(self, code, now):
-        if self.alarms & (1 << code):
-            self.alarms &= ~(1 << code)
+        bit = 1 << code
+        if self.alarms & bit:
+            self.alarms &= ~bit
+            self.acked &= ~bit
             self.log.add(codes.EV_ALARM_CLEAR, now, code, 0)
+            if bit & _CRITICAL and not self.alarms & _CRITICAL and self._delivering():
+                # Delivery starts again from now: nothing missed is made up.
+                self._sync()
+                self.clock.start(now, self._total_rate())
+                self._replan()
+
+    def ack(self, now, code):
+        """Silence an alarm. A condition that persists stays active (and stops delivery if it
+        is critical); an alarm that only records an event is cleared."""
+        self.service(now)
+        bit = 1 << code
+        if not self.alarms & bit:
+            return False
+        self.log.add(codes.EV_ACK, now, code, 0)
+        if bit & codes.EVENT_ALARMS_MASK:
+            self.clear_alarm(code, now)
+        else:
+            self.acked |= bit
+        return True
+
+    def tone_due(self, now):
+        """The buzzer pattern to sound now (0: none): critical alarms every 10 minutes and
+        warnings every hour, while any alarm of that priority is unacknowledged."""
+        loud = self.alarms & ~self.acked
+        if not loud or diff(now, self.tone_at) < 0:
+            return 0
+        tone = codes.TONE_CRITICAL if loud & _CRITICAL else codes.TONE_WARNING
+        self.tone_at = add(now, codes.TONE_EVERY_MS[tone])
+        return tone
+
+    def _check(self, now):
+        """Every CHECK_MS, stopped or not: battery, the occlusion's end, the buzzer."""
+        self.check_at = add(now, self.check_ms)
+        mon = self.mon
+        hal = self.hal
+        # The battery is read at rest: not in the millisecond of a stroke (the cell sags then).
+        mv = mon.check_battery() if self.stroke_at != now else 0
+        if mv == BAD:
+            self.raise_alarm(codes.AL_BATTERY_SENSOR, now)
+        elif mv and mon.mv_n >= 4:
+            if mv <= hal.B_EOS_MV:
+                self.raise_alarm(codes.AL_BATTERY_EOS, now)
+            elif mv > hal.B_EOS_MV + 20:
+                self.clear_alarm(codes.AL_BATTERY_EOS, now)
+            if mv <= hal.B_ERI_MV:
+                self.raise_alarm(codes.AL_BATTERY_ERI, now)
+            elif mv > hal.B_ERI_MV + 20:
+                self.clear_alarm(codes.AL_BATTERY_ERI, now)
+        if self.alarms & (1 << codes.AL_OCCLUSION):
+            p = mon.pressure_pa()
+            if p == BAD:
+                self.raise_alarm(codes.AL_SENSOR_FAULT, now)
+            elif p < mon.occlusion_pa // 2:
+                self.clear_alarm(codes.AL_OCCLUSION, now)
+        tone = self.tone_due(now)
+        if tone:
+            hal.tone(tone)
 
     def _critical(self):
         return self.alarms & codes.CRITICAL_MASK
 
     # ---- commands (these may allocate; they are not the steady state) ----------------------
-    def boot(self, now, tod_ms, params=None, state=None):
-        """Start after power-up or reset, from stored settings and state (either may be None).
-        Missed doses are not delivered: the stroke clock starts afresh."""
+    def boot(self, now, tod_ms, params=None, state=None, cause=0, damaged=False):
+        """Start after power-up or reset, from stored settings and state (either may be None:
+        a factory-fresh pump). Missed doses are not delivered: the stroke clock starts afresh.
+        cause is BOOT_WATCHDOG after a watchdog reset. damaged says the store saw a damaged
+        record: with state, the store fell back to the previous record (A/B), at most one save
+        older, so RESERVE more strokes are counted as delivered; without state, or with a
+        state or settings record that does not make sense, memory_error is raised: delivery
+        stays stopped until the pump is reprogrammed, and the dose account is taken as full
+        (nothing known about the last 24 hours may open room for more drug)."""
         self.t = now
         self.t_guard = now
         self.t_clock = now
+        self.check_at = now
+        self.tone_at = now
         self.tod_ms = tod_ms % DAY_MS
-        self.log.add(codes.EV_BOOT, now, 0, 0)
+        self.log.add(codes.EV_BOOT, now, cause, 0)
+        corrupt = False
         if state is not None:
-            self._load(state)
+            if not self._load(state):
+                corrupt = True
+            elif damaged:
+                self.guard.assume_full(RESERVE)
+        elif damaged:
+            corrupt = True
+        rx = None
         if params is not None:
-            self._install(now, Rx(params, self.hal))
+            try:
+                rx = Rx(params, self.hal)
+            except RxError:
+                corrupt = True
+        if corrupt:
+            self.guard.assume_full(self.hal.MAX_STROKES_PER_MIN * 1440)
+            self.raise_alarm(codes.AL_MEMORY_ERROR, now)
+        elif rx is not None:
+            self.params = params
+            self._install(now, rx)
+        if cause == BOOT_WATCHDOG:
+            self.raise_alarm(codes.AL_WATCHDOG_RESET, now)
 
     def program(self, now, params):
         """Install a new prescription (raises RxError and changes nothing if it is refused)."""
         self.service(now)
         rx = Rx(params, self.hal)
+        self.params = params
         self._install(now, rx)
         self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
+        self.clear_alarm(codes.AL_MEMORY_ERROR, now)
         self.save()
         return rx
 
@@ -353,7 +499,14 @@ class Pump:
         self.log.add(codes.EV_STOP, now, 0, 0)
 
     def resume(self, now):
+        """Resume after a stop. It is also the clinician's word that a latched fault was seen
+        to and fixed (motor stall, a sensor fault): those alarms clear, and come straight back
+        if the fault is still there."""
         self.service(now)
+        for code in (codes.AL_MOTOR_STALL, codes.AL_SENSOR_FAULT, codes.AL_BATTERY_SENSOR):
+            self.clear_alarm(code, now)
+        self.mon.bad_rises = 0
+        self.mon.reset_battery()
         if not self.stopped:
             return
         self.stopped = False
@@ -385,10 +538,59 @@ class Pump:
             self.clock.change_rate(now, self._total_rate(), 0)
             self._replan()
 
-    def refill(self, now, volume_nl):
+    def refill(self, now, volume_nl, conc_ng_ml=0, residual_nl=-1, bridge_nl=-1):
+        """The reservoir now holds volume_nl. Optional: the new concentration (a change needs
+        bridge_nl equal to the catheter's volume, which the host showed the clinician) and the
+        residual measured when the old drug was drawn out. Returns 0 or a refusal reason; a
+        refused refill changes nothing."""
         self.service(now)
+        hal = self.hal
+        if type(volume_nl) is not int or not 0 <= volume_nl <= hal.RESERVOIR_NL:
+            return self._refuse_refill(now, codes.R_BAD_VALUE)
+        rx = None
+        if conc_ng_ml and self.rx is not None and conc_ng_ml != self.rx.conc_ng_ml:
+            if bridge_nl != hal.CATHETER_NL:
+                return self._refuse_refill(now, codes.R_BRIDGE_UNCONFIRMED)
+            params = {}
+            for k in self.params:
+                params[k] = self.params[k]
+            params["conc_ng_ml"] = conc_ng_ml
+            try:
+                rx = Rx(params, hal)
+            except RxError:
+                return self._refuse_refill(now, codes.R_BAD_VALUE)
+        if residual_nl >= 0:
+            expected = self.reservoir_nl
+            tol = hal.REFILL_TOLERANCE_NL + expected * hal.REFILL_TOLERANCE_PCT // 100
+            self.log.add(codes.EV_REFILL_CHECK, now, expected // 1000, residual_nl // 1000)
+            if residual_nl - expected > tol or expected - residual_nl > tol:
+                self.raise_alarm(codes.AL_REFILL_DISCREPANCY, now)
+        if rx is not None:
+            self.params = params
+            self._install(now, rx)
+            self.log.add(codes.EV_CONCENTRATION, now, conc_ng_ml // 1000, bridge_nl)
         self.reservoir_nl = volume_nl
         self.log.add(codes.EV_REFILL, now, volume_nl // 1000, 0)
+        if volume_nl - self.stroke_nl >= self.reservoir_min_nl:
+            self.clear_alarm(codes.AL_RESERVOIR_EMPTY, now)
+        if self.rx is not None and volume_nl > self.rx.low_res_nl:
+            self.clear_alarm(codes.AL_RESERVOIR_LOW, now)
+        self.save()
+        return 0
+
+    def _refuse_refill(self, now, reason):
+        self.log.add(codes.EV_REFILL, now, -1, reason)
+        return reason
+
+    def time_to_empty_s(self):
+        """Seconds until the reservoir reaches its minimum at today's basal rates (the basal
+        only: boluses come on top). -1 without a prescription."""
+        if self.rx is None:
+            return -1
+        left = self.reservoir_nl - self.reservoir_min_nl
+        if left <= 0:
+            return 0
+        return left * 86400 // self.rx.basal_nl_day
 
     # ---- persistence -------------------------------------------------------------------
     def save(self, clean=False):
@@ -400,6 +602,7 @@ class Pump:
         st[2] = self.stop_left_ms
         # After an unclean restart assume the reserved strokes were delivered, as the guard does.
         st[3] = self.reservoir_nl - (0 if clean else RESERVE * self.stroke_nl)
+        st[4] = self.alarms & ~_DOSE_LIMIT_BIT  # the dose limit is re-derived from the account
         self.pb_policy.save_into(st, _PB_AT, self.mono_s)
         self.guard.save_into(st, _GUARD_AT, clean)
         self.hal.save_state(st)
@@ -410,6 +613,7 @@ class Pump:
         self.stopped = bool(src[1] & _F_STOPPED)
         self.stop_left_ms = src[2]
         self.reservoir_nl = src[3] if src[3] > 0 else 0
+        self.alarms = src[4]
         self.pb_policy.load_from(src, _PB_AT, self.mono_s)
         self.guard.load_from(src, _GUARD_AT)
         return True

@@ -13,7 +13,8 @@ from host_tools.errors import InputError
 from host_tools.prescription import Prescription, parse_prescription, read_toml
 
 ALARM_CODES = ("occlusion", "reservoir_low", "reservoir_empty", "motor_stall", "battery_eri",
-               "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset")
+               "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset",
+               "refill_discrepancy")
 MAX_DURATION_MS = 3660 * 86_400_000
 
 
@@ -51,6 +52,12 @@ ACTIONS = {
     "reboot": {},
     "set_clock": {"shift": ("shift_ms", lambda t, k: units.duration_ms(t, k, True), True)},
     "ack": {"alarm": ("alarm", _choice(ALARM_CODES), True)},
+    # beyond INTERFACES.md: stop and resume delivery (resume also clears a latched fault that
+    # was fixed), a hung control loop (the watchdog resets the board)
+    "stop": {},
+    "resume": {},
+    "hang": {},
+    "corrupt_flash": {},         # every stored state record is damaged: seen at the next boot
 }
 
 

@@ -10,6 +10,7 @@
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
 from firmware.pump import Pump
+from firmware.store import RecordStore, pack_ints, unpack_ints
 from firmware.ticks import MASK
 
 DAY_MS = 86400000
@@ -32,14 +33,104 @@ class Rng:
         return (self.s >> 7) % n
 
 
-class Plant:
-    """The pump mechanism and reservoir as they really are."""
+# 2**(-i/16) in 1/65536ths: pressure decays by halves, exactly the same on every runtime.
+HALF_16 = (65536, 62757, 60097, 57549, 55109, 52773, 50535, 48393, 46341, 44376, 42495, 40693,
+           38968, 37316, 35734, 34219)
+COMPLIANCE_NL_PER_KPA = 25     # the catheter's compliance
+OPEN_HALF_MS = 7               # pressure half-life through an open catheter
+PARTIAL_HALF_MS = 400          # ... through a partly occluded one (a kinked catheter)
+NOISY_PA = 40000               # a failing sensor's noise
+BAT_FULL = 1000000000          # battery charge units
+BAT_DAY_DRAIN = 391000         # about 7 years from full to empty at rest
+BAT_STROKE_DRAIN = 20
+BAT_EMPTY_MV = 2700            # open-circuit voltage at 0 % ...
+BAT_FULL_MV = 3200             # ... and at 100 %
+BAT_SAG_MV = 40                # under the motor's load
+BAT_NOISY_MV = 400
 
-    def __init__(self, stroke_nl, tolerance_ppm, reservoir_nl, rng):
+
+class Plant:
+    """The pump mechanism, catheter, reservoir, battery and sensors as they really are."""
+
+    def __init__(self, stroke_nl, tolerance_ppm, reservoir_nl, rng, board, noise_pa, seed):
         self.stroke_nl = stroke_nl
         self.tol = tolerance_ppm
         self.reservoir_nl = reservoir_nl
         self.rng = rng
+        self.board = board
+        self.sensor_rng = Rng(seed + 7919)  # sensor noise does not disturb the stroke volumes
+        self.noise_pa = noise_pa
+        self.stalled = False
+        self.rise_pa = stroke_nl * 1000 // COMPLIANCE_NL_PER_KPA
+        self.p_pa = 0              # outlet pressure at p_t
+        self.p_t = 0
+        self.half_ms = OPEN_HALF_MS  # 0: fully occluded, nothing flows
+        self.p_mode = "ok"
+        self.p_stuck = 0
+        self.b_mode = "ok"
+        self.b_stuck = 0
+        self.charge = BAT_FULL
+        self.charge_t = 0
+        self.last_stroke_t = -1
+        self.occluded_strokes = 0  # strokes pushed since the catheter was last occluded
+
+    # ---- catheter pressure ---------------------------------------------------------------
+    def pressure(self, t):
+        """Outlet pressure (Pa) at virtual time t, decayed through the catheter since p_t."""
+        dt = t - self.p_t
+        self.p_t = t
+        p = self.p_pa
+        if p and dt > 0 and self.half_ms:
+            q = dt * 16 // self.half_ms
+            p = 0 if q >= 16 * 40 else ((p >> (q >> 4)) * HALF_16[q & 15]) >> 16
+            self.p_pa = p
+        return p
+
+    def push(self, t):
+        """A stroke into the catheter at t."""
+        self.pressure(t)
+        self.p_pa += self.rise_pa
+        self.last_stroke_t = t
+        if self.half_ms != OPEN_HALF_MS:
+            self.occluded_strokes += 1
+        self.charge -= BAT_STROKE_DRAIN
+
+    def read_pressure(self, t):
+        b = self.board
+        if self.p_mode == "out_of_range":
+            return 65535
+        if self.p_mode == "stuck":
+            return self.p_stuck
+        pa = self.pressure(t)
+        n = NOISY_PA if self.p_mode == "noisy" else self.noise_pa
+        if n:
+            pa += self.sensor_rng.below(2 * n + 1) - n
+        raw = b.P_RAW_ZERO + pa * b.P_RAW_PER_KPA // 1000
+        return 0 if raw < 0 else 65535 if raw > 65535 else raw
+
+    # ---- battery ---------------------------------------------------------------------------
+    def battery_mv(self, t):
+        c = self.charge - (t - self.charge_t) * BAT_DAY_DRAIN // DAY_MS
+        if c < 0:
+            c = 0
+        return BAT_EMPTY_MV + (BAT_FULL_MV - BAT_EMPTY_MV) * c // BAT_FULL
+
+    def set_battery(self, t, level_ppm):
+        self.charge = level_ppm * 1000
+        self.charge_t = t
+
+    def read_battery(self, t):
+        b = self.board
+        if self.b_mode == "out_of_range":
+            return 0
+        if self.b_mode == "stuck":
+            return self.b_stuck
+        mv = self.battery_mv(t)
+        if t == self.last_stroke_t:
+            mv -= BAT_SAG_MV
+        if self.b_mode == "noisy":
+            mv += self.sensor_rng.below(2 * BAT_NOISY_MV + 1) - BAT_NOISY_MV
+        return mv * b.B_MV_DEN // b.B_MV_NUM + 1
 
     def stroke(self):
         vol = self.stroke_nl
@@ -52,28 +143,84 @@ class Plant:
         return vol
 
 
+class MemDev:
+    """Flash files in memory, for firmware.store (the virtual board uses files on disk)."""
+
+    def __init__(self):
+        self.files = {}
+
+    def read(self, path):
+        return self.files.get(path)
+
+    def write(self, path, data):
+        self.files[path] = bytes(data)
+
+
 class Flash:
-    """What survives a restart: the settings and the last saved state record."""
+    """What survives a restart: the settings and the state record, kept in the firmware's
+    power-loss-safe A/B store. While the pump runs, `state` is the buffer it last saved (it
+    writes that buffer only when it saves); the record goes into the store when the pump stops,
+    which is the same as writing every save and keeping the last."""
 
     def __init__(self):
         self.params = None
         self.state = None
         self.saves = 0
+        self.store = RecordStore(MemDev(), "state")
+        self.failing = False       # corrupt_flash: the records are found damaged at next boot
+
+    def commit(self):
+        if self.state is not None:
+            self.store.save(pack_ints(self.state))
+            self.state = None
+
+    def load(self):
+        """(state as a list or None, whether a damaged record was seen)."""
+        if self.failing:
+            self.failing = False
+            self.corrupt()
+        payload = self.store.load()
+        state = list(unpack_ints(payload)) if payload is not None else None
+        return state, self.store.corrupt
+
+    def corrupt(self):
+        """Damage every stored record (a failing flash part)."""
+        files = self.store.dev.files
+        for path in files:
+            data = bytearray(files[path])
+            data[len(data) // 2] ^= 0x5A
+            files[path] = bytes(data)
 
 
 class Hal:
     """The board as the firmware sees it, backed by the engine's plant and flash."""
 
     def __init__(self, board, engine):
-        self.STROKE_NL = board.STROKE_NL
-        self.MAX_STROKES_PER_MIN = board.MAX_STROKES_PER_MIN
-        self.MIN_RATE_NL_DAY = board.MIN_RATE_NL_DAY
+        for name in dir(board):
+            if name.isupper():
+                setattr(self, name, getattr(board, name))  # the board's constants
         self.engine = engine
 
     def stroke(self):
         engine = self.engine
+        plant = engine.plant
+        if plant.stalled:
+            return False
         engine.pending.append(engine.t)
+        plant.push(engine.t)
         return True
+
+    def read_pressure(self):
+        engine = self.engine
+        return engine.plant.read_pressure(engine.t)
+
+    def read_battery(self):
+        engine = self.engine
+        return engine.plant.read_battery(engine.t)
+
+    def tone(self, pattern):
+        engine = self.engine
+        engine.tones[pattern - 1] += 1
 
     def save_state(self, buf):
         # The firmware only writes buf when it saves, so keeping a reference is a copy of the
@@ -107,7 +254,10 @@ class Engine:
         self.hash = 1
         self.rng = Rng(plan["seed"])
         self.plant = Plant(self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"],
-                           self.rng)
+                           self.rng, board, plan.get("pressure_noise_pa", 0), plan["seed"])
+        self.tones = [0, 0]        # critical, warning patterns sounded
+        self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
+        self.boot_cause = 0
         self.flash = Flash()
         self.hal = Hal(board, self)
         self.log = Log(self)
@@ -317,6 +467,10 @@ class Engine:
             self._break()
         elif code == codes.EV_ALARM:
             self.alarms.append([t // 1000, codes.ALARM_NAMES.get(a, str(a)), codes.priority(a)])
+            if a == codes.AL_OCCLUSION and self.occlusions and self.occlusions[-1][2] < 0:
+                occ = self.occlusions[-1]
+                occ[1] = self.plant.occluded_strokes
+                occ[2] = t
             self.active_alarms |= 1 << a
             self._break()
         elif code == codes.EV_ALARM_CLEAR:
@@ -344,20 +498,27 @@ class Engine:
         pump = Pump(self.hal, self.log)
         self.pump = pump
         fl = self.flash
-        pump.boot(self.ticks(self.t), self.tod(self.t), fl.params, fl.state)
+        state, damaged = fl.load()
+        pump.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
+                  damaged)
+        self.boot_cause = 0
         self.stopped = pump.stopped
+        self.active_alarms = pump.alarms  # alarms kept from before the restart
         self._anchor()
+        if self.active_alarms & codes.CRITICAL_MASK:
+            self._break()
 
-    def _shutdown(self, clean):
+    def _shutdown(self, clean, hung=False):
         pump = self.pump
-        pump.service(self.ticks(self.t))
+        if not hung:
+            pump.service(self.ticks(self.t))
         self._settle()
         self.missed += pump.missed
         if clean:
             pump.save(True)
-        if self.flash.state is not None:
-            self.flash.state = list(self.flash.state)
-        self.reservoir_account = self.flash.state[3] if self.flash.state else 0
+        fl = self.flash
+        self.reservoir_account = fl.state[3] if fl.state is not None else 0
+        fl.commit()
         self.pump = None
         self.boluses = []
 
@@ -378,7 +539,19 @@ class Engine:
         elif action == "clinician_bolus":
             pump.clinician_bolus(now, args["dose_nl"], args.get("duration_ms", 0))
         elif action == "refill":
-            pump.refill(now, args["volume_nl"])
+            conc = args.get("conc_ng_ml", 0)
+            # The clinician saw the bridge volume the host showed and confirmed it.
+            r = pump.refill(now, args["volume_nl"], conc, args.get("residual_nl", -1),
+                            self.board.CATHETER_NL if conc else -1)
+            if r == 0 and conc and conc != self.rx_params["conc_ng_ml"]:
+                self._settle()
+                params = {}
+                for k in self.rx_params:
+                    params[k] = self.rx_params[k]
+                params["conc_ng_ml"] = conc
+                self._set_rx(params)
+                self.flash.params = params
+                self._find_step(self.t)
             self.plant.reservoir_nl = args["volume_nl"]
         elif action == "reboot":
             self._shutdown(True)
@@ -391,6 +564,52 @@ class Engine:
             pump.stop(now)
         elif action == "resume":
             pump.resume(now)
+        elif action == "occlusion":
+            plant = self.plant
+            plant.pressure(self.t)
+            plant.half_ms = 0 if args.get("severity", "full") == "full" else PARTIAL_HALF_MS
+            plant.occluded_strokes = 0
+            self.occlusions.append([self.t, -1, -1, -1])
+        elif action == "clear_occlusion":
+            plant = self.plant
+            # What the catheter held under pressure now flows to the patient at once.
+            released = plant.pressure(self.t) * COMPLIANCE_NL_PER_KPA // 1000
+            plant.half_ms = OPEN_HALF_MS
+            if self.occlusions and self.occlusions[-1][3] < 0:
+                self.occlusions[-1][3] = released
+        elif action == "motor_stall":
+            self.plant.stalled = True
+        elif action == "clear_motor_stall":
+            self.plant.stalled = False
+        elif action == "sensor_fault":
+            plant = self.plant
+            mode = args["mode"]
+            if args["sensor"] == "pressure":
+                plant.p_stuck = plant.read_pressure(self.t)
+                plant.p_mode = mode
+            else:
+                plant.b_stuck = plant.read_battery(self.t)
+                plant.b_mode = mode
+        elif action == "battery":
+            self.plant.set_battery(self.t, args["level_ppm"])
+        elif action == "set_clock":
+            shift = args["shift_ms"]
+            self._settle()
+            self.clock_shift += shift
+            pump.set_time_of_day(now, self.tod(self.t))
+            self._find_step(self.t)
+        elif action == "ack":
+            for code in codes.ALARM_NAMES:
+                if codes.ALARM_NAMES[code] == args["alarm"]:
+                    pump.ack(now, code)
+        elif action == "corrupt_flash":
+            self.flash.failing = True  # the records are found damaged at the next boot
+        elif action == "hang":
+            # The loop stops; the watchdog resets the board when its timeout runs out.
+            self._shutdown(False, True)
+            self.powered = False
+            self.boot_cause = 1
+            self.power_on_at = self.t + self.board.WDT_TIMEOUT_MS
         else:
             raise ValueError("unsupported action " + action)
 
@@ -468,4 +687,9 @@ class Engine:
             "flash_saves": self.flash.saves,
             "missed_strokes": self.missed,
             "trace_hash": self.hash,
+            "tones": {"critical": self.tones[0], "warning": self.tones[1]},
+            "occlusions": [{"t_s": o[0] // 1000, "strokes_to_alarm": o[1],
+                            "time_to_alarm_s": (o[2] - o[0]) // 1000 if o[2] >= 0 else -1,
+                            "released_nl": o[3]} for o in self.occlusions],
+            "plant_pressure_kpa": self.plant.pressure(self.t) // 1000,
         }

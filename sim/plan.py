@@ -5,10 +5,7 @@ from __future__ import annotations
 from firmware.rx import ng_to_nl
 from host_tools.errors import InputError
 
-# The actions this simulator runs today. The fault actions (occlusion, motor_stall, sensor_fault,
-# battery, set_clock, ack) are parsed but arrive with the safety interlocks.
-SUPPORTED = ("patient_bolus", "clinician_bolus", "refill", "reboot", "power_loss")
-
+from host_tools.scenario import ACTIONS
 
 def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
     rx = scenario.prescription
@@ -16,25 +13,23 @@ def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
     conc = params["conc_ng_ml"]
     events = []
     for i, ev in enumerate(scenario.events):
-        key = f"event[{i}].do"
-        if ev.action not in SUPPORTED:
-            raise InputError(key, ev.action,
-                             "one of the actions this simulator supports yet: " + ", ".join(SUPPORTED),
-                             path=scenario.path)
+        if ev.action not in ACTIONS:  # the parser already refuses these; belt and braces
+            raise InputError(f"event[{i}].do", ev.action, "a known action", path=scenario.path)
         args: dict = {}
         if ev.action == "clinician_bolus":
             args["dose_nl"] = ng_to_nl(ev.args["dose_ng"], conc)
             args["duration_ms"] = ev.args.get("duration_ms", 0)
         elif ev.action == "refill":
-            for extra in ("concentration_ng_per_ml", "residual_nl"):
-                if extra in ev.args:
-                    name = extra.split("_")[0]
-                    raise InputError(f"event[{i}].{name}", "(given)",
-                                     "no concentration or residual yet: refills with them arrive "
-                                     "with the safety interlocks", path=scenario.path)
             args["volume_nl"] = ev.args["volume_nl"]
+            if "concentration_ng_per_ml" in ev.args:
+                conc = ev.args["concentration_ng_per_ml"]  # later doses convert at the new one
+                args["conc_ng_ml"] = conc
+            if "residual_nl" in ev.args:
+                args["residual_nl"] = ev.args["residual_nl"]
         elif ev.action == "power_loss":
             args["for_ms"] = ev.args["for_ms"]
+        else:
+            args = dict(ev.args)
         events.append([ev.at_ms, ev.action, args])
     return {
         "duration_ms": scenario.duration_ms,
@@ -43,6 +38,7 @@ def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
         "reservoir_nl": scenario.reservoir_nl,
         "seed": scenario.seed,
         "tolerance_ppm": scenario.plant.stroke_tolerance_ppm,
+        "pressure_noise_pa": scenario.plant.pressure_noise_pa,
         "rx": params,
         "events": events,
         "trace": trace,

@@ -15,6 +15,7 @@ tod(v) = (tod0 + v) mod DAY.
 from bisect import bisect_right
 from fractions import Fraction
 
+from boards import virtual
 from firmware import codes
 from firmware.pump import Pump
 
@@ -177,19 +178,53 @@ class Dead(AssertionError):
     pass
 
 
-class Hal:
+class HealthyHal:
+    """A healthy virtual board: the catheter open, the battery good, the sensors sound (the
+    faults are exercised through the simulator's plant). Subclasses add what they record."""
+
+    def __init__(self, board=None):
+        for name in dir(virtual):
+            if name.isupper():
+                setattr(self, name, getattr(virtual, name))
+        if board is not None:
+            self.STROKE_NL = board.STROKE_NL
+            self.MAX_STROKES_PER_MIN = board.MAX_STROKES_PER_MIN
+            self.MIN_RATE_NL_DAY = board.MIN_RATE_NL_DAY
+        self.B_SAG_MIN_MV = 0
+        self.pa = 0
+
+    def stroke(self):
+        self.pa = self.STROKE_RISE_PA
+        return True
+
+    def read_pressure(self):
+        # the rise of the last stroke, read once right after it; gone by the next reading
+        pa, self.pa = self.pa, 0
+        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
+
+    def read_battery(self):
+        # A steady 3.1 V: this fake has no clock to tell rest from load, so its sag check is off
+        # (B_SAG_MIN_MV = 0); the simulator's plant exercises it.
+        mv = 3100
+        return mv * self.B_MV_DEN // self.B_MV_NUM + 1
+
+    def tone(self, pattern):
+        pass
+
+
+class Hal(HealthyHal):
     def __init__(self, bench, board):
+        HealthyHal.__init__(self, board)
         self.bench = bench
         self.alive = True
-        self.STROKE_NL = board.STROKE_NL
-        self.MAX_STROKES_PER_MIN = board.MAX_STROKES_PER_MIN
-        self.MIN_RATE_NL_DAY = board.MIN_RATE_NL_DAY
+        self.RESERVOIR_MIN_NL = 0
+        self.RESERVOIR_NL = 1 << 29  # never runs dry here
 
     def stroke(self):
         if not self.alive:
             raise Dead("a pump that is powered off moved its motor")
         self.bench.on_stroke()
-        return True
+        return HealthyHal.stroke(self)
 
     def save_state(self, buf):
         if not self.alive:
@@ -259,6 +294,8 @@ class Bench:
         self.clear_pending = False
         self.boots += 1
         self.pump.boot(self.tick(), self.tod(), params, state)
+        if state is None:
+            assert self.pump.refill(self.tick(), self.hal.RESERVOIR_NL) == 0
         if params is not None:
             self.plan = compile_rx(params, self.board)
         self._begin_stretch("boot")
@@ -466,7 +503,8 @@ class Bench:
 
 
 def walk_ints(obj, path="pump", seen=None, skip=("hal", "log")):
-    """Yield (path, value) for every int reachable from obj's attributes, lists and arrays."""
+    """Yield (path, value) for every int reachable from obj's attributes, lists and arrays
+    (never through a hal or a log: those are the outside world)."""
     if seen is None:
         seen = set()
     if isinstance(obj, bool):
@@ -489,7 +527,7 @@ def walk_ints(obj, path="pump", seen=None, skip=("hal", "log")):
         for k, x in vars(obj).items():
             if k in skip:
                 continue
-            yield from walk_ints(x, "%s.%s" % (path, k), seen, ())
+            yield from walk_ints(x, "%s.%s" % (path, k), seen, skip)
 
 
 def big_ints(pump):

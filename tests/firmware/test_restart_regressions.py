@@ -3,22 +3,20 @@
 from firmware import codes
 from firmware.pump import Pump
 from firmware.ticks import add
+from pump_harness import HealthyHal
 
 DAY = 86_400_000
 
 
-class Hal:
-    STROKE_NL = 250
-    MAX_STROKES_PER_MIN = 600
-    MIN_RATE_NL_DAY = 48_000
-
+class Hal(HealthyHal):
     def __init__(self):
+        HealthyHal.__init__(self)
         self.saved = None
         self.strokes = 0
 
     def stroke(self):
         self.strokes += 1
-        return True
+        return HealthyHal.stroke(self)
 
     def save_state(self, buf):
         self.saved = list(buf)
@@ -40,6 +38,7 @@ def test_lockout_survives_a_restart_in_the_second_the_bolus_started():
     hal = Hal()
     pump = Pump(hal, Log())
     pump.boot(0, 0, params, None)
+    pump.refill(0, 20_000_000)
     assert pump.patient_bolus(500) == 0
     pump.save(clean=True)
     again = Pump(hal, Log())
@@ -62,6 +61,7 @@ def test_every_step_change_happens_on_time_even_with_a_stroke_exactly_at_midnigh
     log = Log()
     pump = Pump(hal, log)
     pump.boot(0, 0, params, None)
+    pump.refill(0, 20_000_000)
     now = 0
     stroke_at_midnight = False
     while now < 3 * DAY + 60_000:

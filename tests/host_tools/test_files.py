@@ -138,8 +138,11 @@ BAD_SCENARIOS = [
     ("unknown top-level table", ("[scenario]", "[scenery]\n[scenario]"), "scenery"),
     ("bad prescription inside", ('"2 mg/day"', '"2 mg"'), "prescription.basal.rate"),
     ("unknown expectation", ("[[event]]", "[expect]\nvibes = 1\n[[event]]"), "expect.vibes"),
-    ("action not simulated yet", ('do = "clinician_bolus"\ndose = "0.1 mg"', 'do = "occlusion"'),
-     "event[0].do"),
+    ("bad occlusion severity", ('do = "clinician_bolus"\ndose = "0.1 mg"',
+                                'do = "occlusion"\nseverity = "total"'), "event[0].severity"),
+    ("bad sensor", ('do = "clinician_bolus"\ndose = "0.1 mg"',
+                    'do = "sensor_fault"\nsensor = "thermometer"\nmode = "stuck"'),
+     "event[0].sensor"),
 ]
 
 

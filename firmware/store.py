@@ -1,0 +1,187 @@
+# Power-loss-safe record storage: A/B slots, each holding one whole record.
+#
+# Nothing the flash offers is atomic: a write can stop after any byte and leave a short file, a
+# mix of new bytes over the old ones, or garbage. So every save goes to the slot that does NOT
+# hold the newest valid record, and a record only counts when its check passes. A cut save
+# therefore leaves the previous record untouched in the other slot, and load() finds it.
+#
+# Record layout (little-endian), one file per slot, `name + ".a"` and `name + ".b"`:
+#
+#   offset  size  field
+#   0       4     magic  b"PSR1"
+#   4       4     sequence number, unsigned, 0 <= seq < 2**30, +1 per save (wraps to 0)
+#   8       4     payload length n, unsigned
+#   12      n     payload
+#   12+n    4     check: the first 4 bytes of SHA-256(bytes 0 .. 12+n-1)
+#
+# A slot is valid only when the magic, the length (the file is exactly 16 + n bytes), the
+# sequence range and the check all agree. SHA-256 comes from `hashlib`, present on the rp2 port,
+# the unix port and CPython alike, so no CRC32 from `binascii` is needed.
+#
+# Runs unchanged on MicroPython and CPython.
+
+import struct
+from array import array
+
+from hashlib import sha256
+
+MAGIC = b"PSR1"
+HEAD_LEN = 12
+CHECK_LEN = 4
+SEQ_MASK = 0x3FFFFFFF   # sequence numbers stay below 2**30 (small ints on a 32-bit VM)
+SEQ_HALF = 0x20000000   # a is newer than b when 0 < (a - b) mod 2**30 < 2**29
+SLOTS = (".a", ".b")
+
+
+def newer(a, b):
+    """True when sequence number a comes after b (serial-number order, survives the wrap)."""
+    d = (a - b) & SEQ_MASK
+    return 0 < d < SEQ_HALF
+
+
+def encode(seq, payload):
+    """The bytes of one record."""
+    n = len(payload)
+    buf = bytearray(HEAD_LEN + n + CHECK_LEN)
+    buf[0:4] = MAGIC
+    struct.pack_into("<II", buf, 4, seq & SEQ_MASK, n)
+    buf[HEAD_LEN:HEAD_LEN + n] = payload
+    buf[HEAD_LEN + n:] = sha256(memoryview(buf)[:HEAD_LEN + n]).digest()[:CHECK_LEN]
+    return bytes(buf)
+
+
+def decode(data):
+    """(seq, payload) of a valid record, or None for anything else (short, torn, corrupt)."""
+    if data is None or len(data) < HEAD_LEN + CHECK_LEN:
+        return None
+    if data[0:4] != MAGIC:
+        return None
+    seq, n = struct.unpack_from("<II", data, 4)
+    if seq > SEQ_MASK or len(data) != HEAD_LEN + n + CHECK_LEN:
+        return None
+    end = HEAD_LEN + n
+    if sha256(memoryview(data)[:end]).digest()[:CHECK_LEN] != data[end:]:
+        return None
+    return seq, bytes(data[HEAD_LEN:end])
+
+
+class RecordStore:
+    """Two-slot record store over `dev` (read(path) -> bytes or None; write(path, data)).
+
+    After load() (save() runs it first if needed):
+      seq      sequence number of the newest valid record, or None
+      slot     index (0 = ".a", 1 = ".b") of the slot holding it, or None
+      corrupt  True when a slot exists (read gave bytes) but holds no valid record. After a
+               power cut during a save this is expected while the other slot is still good;
+               it means lost data only when load() also returned None.
+    """
+
+    def __init__(self, dev, name):
+        self.dev = dev
+        self.paths = (name + SLOTS[0], name + SLOTS[1])
+        self.seq = None
+        self.slot = None
+        self.corrupt = False
+        self.loaded = False
+
+    def load(self):
+        """Payload of the newest valid record, or None when neither slot holds one."""
+        best = None
+        best_slot = None
+        corrupt = False
+        for i in (0, 1):
+            raw = self.dev.read(self.paths[i])
+            if raw is None:
+                continue
+            rec = decode(raw)
+            if rec is None:
+                corrupt = True
+            elif best is None or newer(rec[0], best[0]):
+                best = rec
+                best_slot = i
+        self.corrupt = corrupt
+        self.loaded = True
+        if best is None:
+            self.seq = None
+            self.slot = None
+            return None
+        self.seq = best[0]
+        self.slot = best_slot
+        return best[1]
+
+    def save(self, payload):
+        """Write payload as the next record into the other slot; True when it reads back intact.
+
+        If the power fails during the write, the slot written is the one that did not hold the
+        newest record, so that record survives.
+        """
+        if not self.loaded:
+            self.load()
+        if self.seq is None:
+            seq = 1
+            target = 0
+        else:
+            seq = (self.seq + 1) & SEQ_MASK
+            target = 1 - self.slot
+        rec = encode(seq, payload)
+        self.dev.write(self.paths[target], rec)
+        self.seq = seq
+        self.slot = target
+        return self.dev.read(self.paths[target]) == rec
+
+
+def pack_ints(values):
+    """Little-endian int32 bytes of an array('i') (or any sequence of ints)."""
+    return struct.pack("<%di" % len(values), *values)
+
+
+def unpack_ints(data, into=None):
+    """array('i') from pack_ints() bytes; fills `into` in place when given (lengths must match)."""
+    if len(data) % 4:
+        raise ValueError("int32 data length")
+    n = len(data) // 4
+    if into is None:
+        into = array("i", [0] * n)
+    elif len(into) != n:
+        raise ValueError("int32 count")
+    for i in range(n):
+        into[i] = struct.unpack_from("<i", data, 4 * i)[0]
+    return into
+
+
+class FileDev:
+    """The `dev` interface on a real filesystem (littlefs on the Pico, any directory on a host).
+
+    Uses only open(): MicroPython's `os` lacks most of CPython's path helpers.
+    """
+
+    def __init__(self, root):
+        while len(root) > 1 and root[-1] == "/":
+            root = root[:-1]
+        self.root = root
+
+    def _path(self, path):
+        if not self.root:
+            return path
+        if self.root == "/":
+            return "/" + path
+        return self.root + "/" + path
+
+    def read(self, path):
+        try:
+            f = open(self._path(path), "rb")
+        except OSError:
+            return None
+        try:
+            return f.read()
+        finally:
+            f.close()
+
+    def write(self, path, data):
+        f = open(self._path(path), "wb")
+        try:
+            f.write(data)
+            if hasattr(f, "flush"):
+                f.flush()
+        finally:
+            f.close()
