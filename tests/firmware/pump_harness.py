@@ -502,9 +502,10 @@ class Bench:
             self._begin_stretch("resume")
 
 
-def walk_ints(obj, path="pump", seen=None, skip=("hal", "log")):
+def walk_ints(obj, path="pump", seen=None, skip=("hal", "log", "params")):
     """Yield (path, value) for every int reachable from obj's attributes, lists and arrays
-    (never through a hal or a log: those are the outside world)."""
+    (never through a hal or a log, the outside world, nor the programmed params: the host's
+    input, kept only to convert again at a concentration change, never used per stroke)."""
     if seen is None:
         seen = set()
     if isinstance(obj, bool):
