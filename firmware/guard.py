@@ -21,6 +21,7 @@ BUCKETS = const(1441)
 BUCKET_MS = const(60000)
 RESERVE = const(32)
 SAVE_LEN = const(1443)    # [idx, in_bucket_ms, bucket_0 .. bucket_1440]
+_BUCKET_MAX = const(1 << 24)  # a rescaled bucket saturates here (above any daily cap)
 
 
 class DoseGuard:
@@ -43,6 +44,24 @@ class DoseGuard:
         any cap allows, as delivered this minute. Delivery can start again a day from now."""
         self.buckets[self.idx] += strokes
         self.total += strokes
+        self.rotated = BUCKETS
+
+    def rescale(self, num, den):
+        """The concentration changed from num to den (ng/mL): express the strokes already in the
+        window in strokes of the new drug, rounded up, so the cap (set in new strokes) still
+        bounds the drug that reached the patient. Without this, a change to a weaker solution
+        would let the window hold more drug than the cap. Not on the stroke path."""
+        b = self.buckets
+        total = 0
+        for i in range(BUCKETS):
+            v = b[i]
+            if v:
+                v = (v * num + den - 1) // den
+                if v > _BUCKET_MAX:
+                    v = _BUCKET_MAX
+                b[i] = v
+                total += v
+        self.total = total
         self.rotated = BUCKETS
 
     def advance(self, dt_ms):

@@ -376,6 +376,9 @@ class Pump:
                 corrupt = True
             elif damaged:
                 self.guard.assume_full(RESERVE)
+                # and the reservoir account, like the guard's, is one reserve short of the truth
+                left = self.reservoir_nl - RESERVE * self.stroke_nl
+                self.reservoir_nl = left if left > 0 else 0
         elif damaged:
             corrupt = True
         rx = None
@@ -453,6 +456,7 @@ class Pump:
                            or dose_nl > rx.max_daily_nl):
             reason = codes.R_BAD_VALUE
         spare = 0
+        rate = lead = 0
         if not reason:
             top = max(rx.step_rate_nl_day) + rx.pb_rate_nl_day
             spare = rx.max_motor_nl_day - top
@@ -548,6 +552,7 @@ class Pump:
         if type(volume_nl) is not int or not 0 <= volume_nl <= hal.RESERVOIR_NL:
             return self._refuse_refill(now, codes.R_BAD_VALUE)
         rx = None
+        params = None
         if conc_ng_ml and self.rx is not None and conc_ng_ml != self.rx.conc_ng_ml:
             if bridge_nl != hal.CATHETER_NL:
                 return self._refuse_refill(now, codes.R_BRIDGE_UNCONFIRMED)
@@ -566,6 +571,8 @@ class Pump:
             if residual_nl - expected > tol or expected - residual_nl > tol:
                 self.raise_alarm(codes.AL_REFILL_DISCREPANCY, now)
         if rx is not None:
+            # What the window already holds was the old drug: count it in new strokes.
+            self.guard.rescale(self.rx.conc_ng_ml, conc_ng_ml)
             self.params = params
             self._install(now, rx)
             self.log.add(codes.EV_CONCENTRATION, now, conc_ng_ml // 1000, bridge_nl)

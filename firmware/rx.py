@@ -16,7 +16,7 @@ MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
 
 class RxError(Exception):
     def __init__(self, key, message):
-        Exception.__init__(self, key + ": " + message)
+        super().__init__(key + ": " + message)
         self.key = key
         self.message = message
 

@@ -122,7 +122,7 @@ class RecordStore:
             target = 0
         else:
             seq = (self.seq + 1) & SEQ_MASK
-            target = 1 - self.slot
+            target = 1 - self.slot  # pyright: ignore[reportOperatorIssue]  (slot is set with seq)
         rec = encode(seq, payload)
         self.dev.write(self.paths[target], rec)
         self.seq = seq

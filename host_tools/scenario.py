@@ -1,7 +1,12 @@
 """Scenario files for `pumpsim run` (TOML, INTERFACES.md).
 
-One addition to the format: an event may repeat, `every = "1 d"` (with an optional
-`until = "30 d"`, default the end of the run), so a year of daily boluses is one table.
+Additions to the format:
+- an event may repeat, `every = "1 d"` (with an optional `until = "30 d"`, default the end of
+  the run), so a year of daily boluses is one table;
+- `do = "program"` reprograms the pump mid-run with a `prescription` table: keys it gives
+  (drug, concentration, basal, patient_bolus, limits) replace the same keys of the scenario's
+  [prescription], the others are kept. It is checked like any prescription file. A change of
+  concentration comes only with a refill (`refill` with `concentration`).
 """
 
 from __future__ import annotations
@@ -58,7 +63,10 @@ ACTIONS = {
     "resume": {},
     "hang": {},
     "corrupt_flash": {},         # every stored state record is damaged: seen at the next boot
+    # a new prescription mid-run (parsed by _program, not by a parser here)
+    "program": {"prescription": ("prescription", None, True)},
 }
+RX_KEYS = ("drug", "concentration", "basal", "patient_bolus", "limits")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Scenario:
     events: tuple[Event, ...]
     expect: dict
     path: str | None = None
+    fleet: dict = field(default_factory=dict)   # the [fleet] table, parsed (see _fleet)
 
 
 def _known(table: dict, allowed, where: str) -> None:
@@ -93,7 +102,18 @@ def _known(table: dict, allowed, where: str) -> None:
             raise InputError(f"{where}{k}", table[k], "one of the keys " + ", ".join(allowed))
 
 
-def _events(items, duration: int) -> list[Event]:
+def _program(table, base: dict, key: str) -> dict:
+    """A program event's prescription: its keys over the scenario's [prescription]."""
+    if not isinstance(table, dict):
+        raise InputError(key, table, "a prescription table, e.g. { basal = { rate = \"3 mg/day\" } }")
+    _known(table, RX_KEYS, f"{key}.")
+    merged = dict(base)
+    merged.update(table)
+    return {"prescription": parse_prescription(merged, where=f"{key}."),
+            "concentration_given": "concentration" in table}
+
+
+def _events(items, duration: int, base_rx: dict | None = None) -> list[Event]:
     if not isinstance(items, list):
         raise InputError("event", items, "[[event]] tables")
     out: list[tuple[int, int, Event]] = []
@@ -113,6 +133,12 @@ def _events(items, duration: int) -> list[Event]:
         if at > duration:
             raise InputError(f"{k}.at", ev["at"], "a time within the scenario's duration")
         args = {}
+        if action == "program":
+            if "prescription" not in ev:
+                raise InputError(f"{k}.prescription", "(missing)",
+                                 "a prescription table: program needs prescription")
+            args = _program(ev["prescription"], base_rx or {}, f"{k}.prescription")
+            spec = {}
         for name, (arg, parse, required) in spec.items():
             if name in ev:
                 args[arg] = parse(ev[name], f"{k}.{name}")
@@ -155,6 +181,58 @@ def _expect(table: dict) -> dict:
     return out
 
 
+def _range(value, key, parse):
+    """One value or [low, high] -> (low, high), each parsed."""
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise InputError(key, value, "one value or a [low, high] pair")
+        lo, hi = parse(value[0], f"{key}[0]"), parse(value[1], f"{key}[1]")
+        if hi < lo:
+            raise InputError(key, value, "a [low, high] pair with low <= high")
+        return lo, hi
+    v = parse(value, key)
+    return v, v
+
+
+def _count(value, key):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InputError(key, value, "a number, 0 or more")
+    return float(value)
+
+
+# [fleet] key -> (parser of one value, is a [low, high] range, default)
+FLEET_KEYS = {
+    "stroke_tolerance": (units.percent_ppm, True, None),
+    "pressure_noise": (units.pressure_pa, True, None),
+    "patient_boluses_per_day": (_count, True, (0.0, 0.0)),
+    "occlusions_per_year": (_count, False, 0.0),
+    "occlusion_lasts": (_positive_duration, False, 6 * 3_600_000),
+    "motor_stalls_per_year": (_count, False, 0.0),
+    "motor_stall_lasts": (_positive_duration, False, 12 * 3_600_000),
+    "power_losses_per_year": (_count, False, 0.0),
+    "power_loss_lasts": (_positive_duration, False, 10 * 60_000),
+}
+
+
+def _fleet(table) -> dict:
+    """The [fleet] table: how the pumps of `pumpsim fleet` differ (docs/reports.md). Ranges
+    are drawn per pump, uniformly; rates are the mean of a Poisson process per pump."""
+    if not isinstance(table, dict):
+        raise InputError("fleet", table, "a [fleet] table")
+    _known(table, tuple(FLEET_KEYS), "fleet.")
+    out = {}
+    for key, (parse, ranged, default) in FLEET_KEYS.items():
+        if key in table:
+            out[key] = (_range(table[key], f"fleet.{key}", parse) if ranged
+                        else parse(table[key], f"fleet.{key}"))
+        elif default is not None:
+            out[key] = default
+    tol = out.get("stroke_tolerance")
+    if tol is not None and tol[1] > 200_000:
+        raise InputError("fleet.stroke_tolerance", table["stroke_tolerance"], "at most 20 %")
+    return out
+
+
 def parse_scenario(table: dict, path=None) -> Scenario:
     try:
         return _parse(table, path)
@@ -163,7 +241,7 @@ def parse_scenario(table: dict, path=None) -> Scenario:
 
 
 def _parse(table: dict, path) -> Scenario:
-    _known(table, ("scenario", "prescription", "plant", "event", "expect"), "")
+    _known(table, ("scenario", "prescription", "plant", "event", "expect", "fleet"), "")
     s = table.get("scenario")
     if not isinstance(s, dict):
         raise InputError("scenario", s if s is not None else "(missing)", "a [scenario] table")
@@ -191,12 +269,13 @@ def _parse(table: dict, path) -> Scenario:
     if tol > 200_000:
         raise InputError("plant.stroke_tolerance", p["stroke_tolerance"], "at most 20 %")
     plant = Plant(tol, units.pressure_pa(p.get("pressure_noise", "0 kPa"), "plant.pressure_noise"))
-    events = _events(table.get("event", []), duration)
+    events = _events(table.get("event", []), duration, table["prescription"])
     expect_table = table.get("expect", {})
     if not isinstance(expect_table, dict):
         raise InputError("expect", expect_table, "an [expect] table")
     return Scenario(duration, start, reservoir, seed, rx, plant, tuple(events),
-                    _expect(expect_table), str(path) if path is not None else None)
+                    _expect(expect_table), str(path) if path is not None else None,
+                    _fleet(table.get("fleet", {})))
 
 
 def load_scenario(path) -> Scenario:

@@ -1,10 +1,14 @@
 """pumpsim: run the pump in virtual time.
 
-  pumpsim run SCENARIO.toml [--runtime cpython|micropython] [--json]
+  pumpsim run SCENARIO.toml [--runtime cpython|micropython] [--json] [--report DIR]
+  pumpsim accuracy PRESCRIPTION.toml [--duration T] [--tolerance P] [--plot FILE] [--json]
+  pumpsim fleet SCENARIO.toml --pumps N [--workers K] [--engine local|dask] [--json]
+  pumpsim board ... / pumpsim inject ...   (the virtual Pico: sim/board.py)
 
 Exit status: 0 the run finished and every [expect] check passed; 1 an expectation failed (each
-failure is named); 2 the scenario file is invalid or the firmware refused its prescription
-(nothing ran); 3 the simulated runtime itself failed.
+failure is named; for a fleet: a pump broke its daily cap or failed its checks); 2 the file is
+invalid or the firmware refused its prescription (nothing ran); 3 the simulated runtime itself
+failed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,54 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead")
     run.add_argument("--trace", action="store_true",
                      help="with --json, include every event and stroke (large)")
+    run.add_argument("--report", metavar="DIR",
+                     help="also write plots (PNG), an HTML page and a JUnit XML file of the "
+                          "[expect] checks into DIR (see docs/reports.md)")
+
+    acc = sub.add_parser(
+        "accuracy", help="the IEC 60601-2-24 trumpet curve of a prescription",
+        description="Run a prescription on the simulated pump, sample the delivered volume "
+                    "every 30 s and compute the trumpet curve of IEC 60601-2-24 (windows of 2, "
+                    "5, 11, 19, 31 min, 1 h, 6 h, 24 h), once with an exact mechanism (what the "
+                    "controller contributes: quantisation, at most one stroke) and once with the "
+                    "stroke-volume tolerance (what the mechanism adds). Prints the table and "
+                    "writes the plot.")
+    acc.add_argument("prescription", metavar="PRESCRIPTION.toml")
+    acc.add_argument("--duration", default="3 d",
+                     help="length of the run (default 3 d; the analysis starts after 1 h)")
+    acc.add_argument("--tolerance", default="2 %",
+                     help="stroke-volume tolerance of the second run (default 2 %%)")
+    acc.add_argument("--seed", type=int, default=1, help="seed of the mechanism's variation")
+    acc.add_argument("--plot", metavar="FILE",
+                     help="where to write the plot (default build/accuracy/NAME-trumpet.png)")
+    acc.add_argument("--json", action="store_true", help="print one JSON object instead")
+
+    fl = sub.add_parser(
+        "fleet", help="run many pumps that differ by seed and summarise them",
+        description="Run N copies of a scenario, each pump with its own seed: stroke-volume "
+                    "tolerance, sensor noise, random faults and patient bolus habits as the "
+                    "scenario's [fleet] table says (docs/reports.md). Prints the distribution "
+                    "of dose error, alarms per pump-year, time to an occlusion alarm and cap "
+                    "violations. Exit 1 if any pump broke its daily cap.")
+    fl.add_argument("scenario", metavar="SCENARIO.toml")
+    fl.add_argument("--pumps", type=int, required=True, help="how many pumps")
+    fl.add_argument("--workers", type=int, default=None,
+                    help="processes (local) or tasks at once; default: one per core")
+    fl.add_argument("--engine", choices=("local", "dask"), default="local",
+                    help="local processes (default) or Dask (its local scheduler, or the "
+                         "cluster at --dask-scheduler)")
+    fl.add_argument("--dask-scheduler", metavar="ADDRESS",
+                    help="with --engine dask: a running Dask scheduler, e.g. tcp://host:8786 "
+                         "(needs the `distributed` package)")
+    fl.add_argument("--duration", help="override the scenario's duration, e.g. \"30 d\"")
+    fl.add_argument("--json", action="store_true", help="print one JSON object instead")
+    fl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    # The virtual Pico lives in sim/board.py; these two only hand their arguments over.
+    for name, text in (("board", "boot a virtual Pico on a pseudo-terminal"),
+                       ("inject", "act on a running virtual board through its harness channel")):
+        b = sub.add_parser(name, help=text, description=text, add_help=False)
+        b.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
@@ -102,43 +154,76 @@ def _human(scn, result: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args) -> int:
+def run_scenario(path, runtime: str = "cpython", trace: bool = False, report_dir=None):
+    """Load, run and check one scenario: (exit code, scenario, result, human summary or the
+    error message). With report_dir, also write its report there (sim/report.py)."""
     try:
-        scn = load_scenario(args.scenario)
-        plan = build_plan(scn, trace=args.trace)
+        scn = load_scenario(path)
+        plan = build_plan(scn, trace=trace)
     except InputError as e:
-        print(f"pumpsim: {e}", file=sys.stderr)
-        return 2
+        return 2, None, None, f"pumpsim: {e}"
     except OSError as e:
-        print(f"pumpsim: cannot read {args.scenario}: {e.strerror}", file=sys.stderr)
-        return 2
+        return 2, None, None, f"pumpsim: cannot read {path}: {e.strerror}"
+    if report_dir is not None:
+        from sim.report import sample_ms_for
+
+        plan["sample_ms"] = sample_ms_for(scn.duration_ms)
     started = time.perf_counter()
     try:
-        summary, trace = run_plan(plan, args.runtime)
+        summary, trace_rows = run_plan(plan, runtime)
     except RxError as e:
-        print(f"pumpsim: the firmware refused the prescription: {e}", file=sys.stderr)
-        return 2
+        return 2, None, None, f"pumpsim: the firmware refused the prescription: {e}"
     except RuntimeFailure as e:
-        print(f"pumpsim: {e}", file=sys.stderr)
-        return 3
-    result = {"runtime": args.runtime, **summary}
+        return 3, None, None, f"pumpsim: {e}"
+    sampled = summary.pop("series", None)
+    result = {"runtime": runtime, **summary}
     result["wall_s"] = round(time.perf_counter() - started, 3)
     result["expect"] = expect.check(scn.expect, summary)
     result["expect_ok"] = all(c["ok"] for c in result["expect"])
     result["warnings"] = list(scn.prescription.warnings)
-    if trace is not None:
-        result["trace"] = trace
+    text = _human(scn, result)
+    if report_dir is not None:
+        from sim.report import write_report
+
+        write_report(report_dir, scn, result, sampled, text)
+    if trace_rows is not None:
+        result["trace"] = trace_rows
+    return (0 if result["expect_ok"] else 1), scn, result, text
+
+
+def cmd_run(args) -> int:
+    code, scn, result, text = run_scenario(args.scenario, args.runtime, args.trace, args.report)
+    if scn is None:
+        print(text, file=sys.stderr)
+        return code
     if args.json:
         print(json.dumps(result))
     else:
-        print(_human(scn, result))
-    return 0 if result["expect_ok"] else 1
+        print(text)
+        if args.report:
+            print(f"Report     {args.report}/index.html")
+    return code
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # board and inject take their arguments as they are (sim/board.py parses them).
+    if argv and argv[0] in ("board", "inject"):
+        from sim import board
+
+        rest = argv[1:]
+        return board.main_board(rest) if argv[0] == "board" else board.main_inject(rest)
     args = _parser().parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "accuracy":
+        from sim import accuracy
+
+        return accuracy.cmd_accuracy(args)
+    if args.command == "fleet":
+        from sim import fleet
+
+        return fleet.cmd_fleet(args)
     return 2
 
 

@@ -10,6 +10,7 @@
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
 from firmware.pump import Pump
+from firmware.rx import RxError
 from firmware.store import RecordStore, pack_ints, unpack_ints
 from firmware.ticks import MASK
 
@@ -143,6 +144,49 @@ class Plant:
         return vol
 
 
+class SampledPlant(Plant):
+    """The plant of a sampled run (plan["sample_ms"]): it also notes the outlet pressure
+    right after each stroke (its peak), in step with Engine.pending. A subclass, so a run
+    without samples pays nothing per stroke for it."""
+
+    def push(self, t):
+        Plant.push(self, t)
+        self.peaks.append(self.p_pa)
+
+
+PLANT_FAULTS = ("occlusion", "clear_occlusion", "motor_stall", "clear_motor_stall",
+                "sensor_fault", "battery")
+
+
+def plant_fault(plant, t, action, args):
+    """Apply a fault (or its end) to the plant at virtual time t: shared by the scenario engine
+    and the virtual Pico. Returns the volume (nL) an occlusion released when it cleared."""
+    released = 0
+    if action == "occlusion":
+        plant.pressure(t)
+        plant.half_ms = 0 if args.get("severity", "full") == "full" else PARTIAL_HALF_MS
+        plant.occluded_strokes = 0
+    elif action == "clear_occlusion":
+        # What the catheter held under pressure now flows to the patient at once.
+        released = plant.pressure(t) * COMPLIANCE_NL_PER_KPA // 1000
+        plant.half_ms = OPEN_HALF_MS
+    elif action == "motor_stall":
+        plant.stalled = True
+    elif action == "clear_motor_stall":
+        plant.stalled = False
+    elif action == "sensor_fault":
+        mode = args["mode"]
+        if args["sensor"] == "pressure":
+            plant.p_stuck = plant.read_pressure(t)
+            plant.p_mode = mode
+        else:
+            plant.b_stuck = plant.read_battery(t)
+            plant.b_mode = mode
+    elif action == "battery":
+        plant.set_battery(t, args["level_ppm"])
+    return released
+
+
 class MemDev:
     """Flash files in memory, for firmware.store (the virtual board uses files on disk)."""
 
@@ -253,8 +297,17 @@ class Engine:
         self.trace = []
         self.hash = 1
         self.rng = Rng(plan["seed"])
-        self.plant = Plant(self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"],
+        # Sampled series for reports and the accuracy method (sim/report.py, sim/accuracy.py):
+        # every sample_ms of virtual time one row of SERIES_COLUMNS. Off (0) by default.
+        self.sample_ms = plan.get("sample_ms", 0)
+        self.next_sample = 0
+        self.series = []
+        self.marks = []            # firmware events [t, code, a, b] of a sampled run
+        self.acts = []             # scenario actions [t, action] of a sampled run
+        self.peak_pa = 0           # highest stroke peak since the last sample
+        self.plant = (SampledPlant if self.sample_ms else Plant)(self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"],
                            self.rng, board, plan.get("pressure_noise_pa", 0), plan["seed"])
+        self.plant.peaks = []
         self.tones = [0, 0]        # critical, warning patterns sounded
         self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
         self.boot_cause = 0
@@ -381,6 +434,9 @@ class Engine:
         """Account every stroke the firmware made since the last settlement, each at its own
         time and in order, then bring the ideal up to now. Strokes are only queued while the
         firmware runs (Hal.stroke), which keeps the hot loop short."""
+        if self.sample_ms:
+            self._settle_sampled()
+            return
         pending = self.pending
         if pending:
             account = self._account
@@ -407,6 +463,46 @@ class Engine:
                     account(ts)
             pending.clear()  # (del pending[:] makes a slice object on MicroPython)
         self._accrue(self.t)
+
+    def _settle_sampled(self):
+        """_settle for a sampled run: the same accounts, with a sample taken at every grid
+        time passed on the way. The ideal is integer arithmetic that adds up exactly in pieces,
+        so the extra stops change no figure and no trace."""
+        pending = self.pending
+        peaks = self.plant.peaks
+        for j in range(len(pending)):
+            ts = pending[j]
+            self._sample_before(ts)
+            self._accrue(ts)
+            self._account(ts)
+            if peaks[j] > self.peak_pa:
+                self.peak_pa = peaks[j]
+        pending.clear()
+        peaks.clear()
+        self._sample_before(self.t)
+        self._accrue(self.t)
+
+    def _sample_before(self, t):
+        """Take the samples due strictly before t (a stroke at a sample's own time counts in
+        that sample). Strokes still to come at t are not known yet, hence strictly."""
+        g = self.next_sample
+        if g >= t:
+            return
+        step = self.sample_ms
+        plant = self.plant
+        while g < t and g <= self.end:
+            self._accrue(g)
+            p = self.peak_pa
+            self.peak_pa = 0
+            if plant.half_ms == 0 and plant.p_pa > p:
+                p = plant.p_pa  # a fully occluded catheter holds its pressure
+            on = self._delivering()
+            self.series.append([g, self.delivered_nl, self.ideal_nl, self.ideal_frac,
+                                plant.reservoir_nl, p, self.basal,
+                                self.last_ms if on else 0, self.active_alarms,
+                                1 if on else 0])
+            g += step
+        self.next_sample = g
 
     def _account(self, t):
         vol = self.plant.stroke()
@@ -483,6 +579,12 @@ class Engine:
         elif code == codes.EV_RESUME:
             self.stopped = False
             self._anchor()
+        elif code == codes.EV_PROGRAM:
+            # A new prescription restarts the stroke clock: the error is measured from here.
+            if not self.active_alarms and not self.stopped:
+                self._anchor()
+        if self.sample_ms:
+            self.marks.append([t, code, a, b])
         self._record(t, code, a, b)
 
     def _record(self, t, code, a, b):
@@ -527,6 +629,8 @@ class Engine:
         args = ev[2]
         pump = self.pump
         now = self.ticks(self.t)
+        if self.sample_ms:
+            self.acts.append([self.t, action])
         if action == "patient_bolus":
             self.pb_requested += 1
             if pump is None:
@@ -536,6 +640,17 @@ class Engine:
                 pump.patient_bolus(now)
         elif pump is None:
             self._record(self.t, 100, 0, 0)  # the pump is off: nothing else can reach it
+        elif action == "program":
+            params = args["rx"]
+            try:
+                pump.program(now, params)
+            except RxError:
+                self._record(self.t, 101, 0, 0)  # refused: the old prescription runs on
+            else:
+                self._settle()
+                self._set_rx(params)
+                self.flash.params = params
+                self._find_step(self.t)
         elif action == "clinician_bolus":
             pump.clinician_bolus(now, args["dose_nl"], args.get("duration_ms", 0))
         elif action == "refill":
@@ -564,34 +679,12 @@ class Engine:
             pump.stop(now)
         elif action == "resume":
             pump.resume(now)
-        elif action == "occlusion":
-            plant = self.plant
-            plant.pressure(self.t)
-            plant.half_ms = 0 if args.get("severity", "full") == "full" else PARTIAL_HALF_MS
-            plant.occluded_strokes = 0
-            self.occlusions.append([self.t, -1, -1, -1])
-        elif action == "clear_occlusion":
-            plant = self.plant
-            # What the catheter held under pressure now flows to the patient at once.
-            released = plant.pressure(self.t) * COMPLIANCE_NL_PER_KPA // 1000
-            plant.half_ms = OPEN_HALF_MS
-            if self.occlusions and self.occlusions[-1][3] < 0:
+        elif action in PLANT_FAULTS:
+            released = plant_fault(self.plant, self.t, action, args)
+            if action == "occlusion":
+                self.occlusions.append([self.t, -1, -1, -1])
+            elif action == "clear_occlusion" and self.occlusions and self.occlusions[-1][3] < 0:
                 self.occlusions[-1][3] = released
-        elif action == "motor_stall":
-            self.plant.stalled = True
-        elif action == "clear_motor_stall":
-            self.plant.stalled = False
-        elif action == "sensor_fault":
-            plant = self.plant
-            mode = args["mode"]
-            if args["sensor"] == "pressure":
-                plant.p_stuck = plant.read_pressure(self.t)
-                plant.p_mode = mode
-            else:
-                plant.b_stuck = plant.read_battery(self.t)
-                plant.b_mode = mode
-        elif action == "battery":
-            self.plant.set_battery(self.t, args["level_ppm"])
         elif action == "set_clock":
             shift = args["shift_ms"]
             self._settle()
@@ -667,9 +760,17 @@ class Engine:
         if self.pump is not None:
             self.reservoir_account = self.pump.reservoir_nl
             self.missed += self.pump.missed
+        if self.sample_ms:
+            self._sample_before(end + 1)
         return self.summary()
 
     def summary(self):
+        out = self._summary()
+        if self.sample_ms:
+            out["series"] = self.sampled()
+        return out
+
+    def _summary(self):
         return {
             "duration_s": self.end // 1000,
             "stroke_nl": self.stroke_nl,
@@ -693,3 +794,16 @@ class Engine:
                             "released_nl": o[3]} for o in self.occlusions],
             "plant_pressure_kpa": self.plant.pressure(self.t) // 1000,
         }
+
+    def sampled(self):
+        """The sampled series of a run with plan["sample_ms"] (see SERIES_COLUMNS)."""
+        return {"sample_ms": self.sample_ms, "columns": SERIES_COLUMNS, "rows": self.series,
+                "events": self.marks, "actions": self.acts}
+
+
+# One row per sample: time (ms from the start); delivered (truth, nL); the ideal as
+# ideal_nl + ideal_frac / 86400000; the plant's reservoir (nL); the highest outlet pressure since
+# the previous sample (Pa); the programmed basal rate and the ideal total rate (basal and
+# boluses, 0 while not delivering), nL/day; the active alarms (bit mask); delivering (1/0).
+SERIES_COLUMNS = ["t_ms", "delivered_nl", "ideal_nl", "ideal_frac", "reservoir_nl",
+                  "pressure_pa", "basal_nl_day", "rate_nl_day", "alarms", "delivering"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from firmware.rx import ng_to_nl
 from host_tools.errors import InputError
-
 from host_tools.scenario import ACTIONS
+
 
 def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
     rx = scenario.prescription
@@ -28,6 +28,16 @@ def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
                 args["residual_nl"] = ev.args["residual_nl"]
         elif ev.action == "power_loss":
             args["for_ms"] = ev.args["for_ms"]
+        elif ev.action == "program":
+            new = ev.args["prescription"].to_firmware()
+            if new["conc_ng_ml"] != conc:
+                if ev.args["concentration_given"]:
+                    raise InputError(f"event[{i}].prescription.concentration",
+                                     new["conc_ng_ml"], f"the concentration in the reservoir "
+                                     f"({conc} ng/mL): a new one comes with a refill",
+                                     path=scenario.path)
+                new["conc_ng_ml"] = conc  # the drug in the reservoir since the last refill
+            args["rx"] = new
         else:
             args = dict(ev.args)
         events.append([ev.at_ms, ev.action, args])

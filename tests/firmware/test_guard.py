@@ -107,3 +107,24 @@ def test_a_cap_beyond_what_the_motor_can_pump_is_refused():
     with pytest.raises(RxError) as e:
         Rx(_params(max_daily_ng=motor_day_ng + 250), BOARD)
     assert e.value.key == "max_daily_ng"
+
+
+def test_a_weaker_solution_does_not_open_room_in_the_window():
+    """After a change from 25 to 10 mg/mL, strokes of the old drug count 2.5 times (rounded up)
+    against the cap in new strokes: the mass in any 24 h stays under the prescribed maximum."""
+    from firmware.guard import DoseGuard
+
+    g = DoseGuard()
+    g.set_cap(1000)
+    for minute in range(5):
+        for _ in range(3):
+            assert g.approve()
+        g.unsaved = 0
+        g.advance(60_000)
+    assert g.total == 15
+    g.rescale(25_000_000, 10_000_000)
+    assert g.total == 5 * 8  # ceil(3 * 2.5) per minute
+    g.rescale(10_000_000, 25_000_000)   # and back: never below the true mass
+    assert g.total == 5 * 4  # ceil(8 * 0.4)
+    g.rescale(1, 10 ** 9)
+    assert g.total == 5      # anything non-zero stays at least one stroke

@@ -38,3 +38,29 @@ def test_the_check_bites_when_the_loop_allocates(tmp_path):
     bad.write_text(script)
     out = run_in_vm(bad)
     assert "FAIL basal allocated" in out and out.strip().endswith("FAILED"), out
+
+
+def test_the_whole_control_loop_runs_with_the_heap_locked():
+    """firmware/app.py's loop: service, serial poll, clock, watchdog feed and wait, for 6000
+    cycles with the heap locked; the watchdog is fed every cycle and no nap is longer than half
+    its timeout."""
+    from boards import virtual
+
+    out = run_in_vm(HERE / "loop_check.py")
+    lines = out.strip().splitlines()
+    assert lines[-1] == "DONE", out
+    ok = lines[0].split()
+    strokes, saves, cycles = int(ok[1]), int(ok[2]), int(ok[3])
+    assert strokes > 1000 and saves > 10 and cycles == 6000, out
+    assert int(ok[5]) <= virtual.WDT_TIMEOUT_MS // 2, out
+    assert int(ok[7]) == cycles, out  # fed once per completed cycle
+
+
+def test_the_loop_check_bites_when_the_loop_allocates(tmp_path):
+    script = (HERE / "loop_check.py").read_text().replace(
+        "    def read_byte(self):\n        return -1\n",
+        "    def read_byte(self):\n        self.junk = [1]\n        return -1\n")
+    bad = tmp_path / "loop_bad.py"
+    bad.write_text(script)
+    out = run_in_vm(bad)
+    assert "FAIL allocated" in out and out.strip().endswith("FAILED"), out

@@ -1,0 +1,263 @@
+# The HAL shared by every RP2040 board: what boards/__init__.py promises, built from one board
+# file's data (pins, calibration, limits). boards/pico.py and boards/implant.py only pass their
+# constants in; nothing here knows which board it runs on.
+#
+# Things a newcomer gets wrong on this chip, and how this file avoids them:
+#
+# - Step timing. A Python loop cannot toggle a pin at an even rate (the garbage collector and
+#   USB interrupts stretch it), and a jittery step train makes a stepper lose steps: silent
+#   under-delivery. A PIO state machine makes the pulses; Python only says how many.
+# - Allocation. stroke(), read_pressure(), read_battery(), wait() and read_byte() run with the
+#   heap possibly locked. They touch only preallocated objects and small ints: the bound
+#   methods they call are looked up into attributes once, in __init__.
+# - The watchdog cannot be stopped once started and bites after at most about 8.3 s. wait()
+#   therefore never sleeps longer than half the timeout, so the loop comes round to feed it.
+# - Ctrl-C on the USB serial line would raise KeyboardInterrupt inside the control loop.
+#   __init__ turns that off (micropython.kbd_intr(-1)); the maintenance command turns it back
+#   on (micropython.kbd_intr(3)) before it hands the REPL over.
+# - The pump head only ever turns forward: DIR is set once, here, and never changed. Turning
+#   back would pull fluid (spinal fluid, through the catheter) into the pump.
+import binascii
+import os
+import select
+import sys
+import time
+
+import machine
+import micropython
+import rp2
+
+from boards import stepgen, tmc2209
+from firmware.codes import TONE_PATTERNS
+from firmware.store import FileDev
+
+try:
+    from typing_extensions import TYPE_CHECKING  # pyright: ignore[reportMissingModuleSource]
+except ImportError:
+    TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rp2.asm_pio import *  # noqa: F403  the PIO assembler's names, for the type checker
+
+_EPOCH_2024 = time.mktime((2024, 1, 1, 0, 0, 0, 0, 0))  # the pump clock counts from here
+_WDT_MAX_MS = 8300
+
+
+# One stroke: Python puts (steps - 1) into the TX FIFO; the machine sends that many + 1 pulses
+# on the STEP pin, each exactly stepgen.CYCLES_PER_STEP cycles long, then pushes a 0 into the RX
+# FIFO to say it is done. A small 0 is read back without allocating (a bigger number might not).
+@rp2.asm_pio(set_init=rp2.PIO.OUT_LOW)
+def step_pulses():
+    pull(block)                 # noqa: F405
+    mov(x, osr)                 # noqa: F405
+    label("step")               # noqa: F405
+    set(pins, 1)[15]            # noqa: F405  high for 16 cycles (stepgen.HIGH_CYCLES)
+    set(pins, 0)[14]            # noqa: F405  low for 15 cycles ...
+    jmp(x_dec, "step")          # noqa: F405  ... + 1 (stepgen.LOW_CYCLES)
+    mov(isr, null)              # noqa: F405
+    push(block)                 # noqa: F405
+
+
+def _pin_out(num, value):
+    return machine.Pin(num, machine.Pin.OUT, value=value)
+
+
+class Rp2Hal:
+    """The HAL of an RP2040 board described by `cfg`, a board file's globals()."""
+
+    def __init__(self, cfg):
+        # Board data, readable as hal.NAME by the firmware (monitor, pump) as on the virtual board.
+        for name in cfg:
+            if name.isupper():
+                setattr(self, name, cfg[name])
+        micropython.kbd_intr(-1)
+        self._steps_m1 = cfg["STEPS_PER_STROKE"] - 1
+        self._stroke_limit_ms = 2 * stepgen.stroke_ms(cfg["STEPS_PER_STROKE"], cfg["STEP_HZ"]) + 20
+        self._wait_cap_ms = _WDT_MAX_MS // 2
+        self._en_on = cfg["EN_ACTIVE"]
+        self._en_off = 1 - self._en_on
+        # Motor: driver disabled until a stroke, direction fixed forward.
+        self._en = _pin_out(cfg["PIN_ENABLE"], self._en_off)
+        _pin_out(cfg["PIN_DIR"], cfg["DIR_FORWARD"])
+        self._diag = machine.Pin(cfg["PIN_DIAG"], machine.Pin.IN, machine.Pin.PULL_DOWN)
+        self._sm_id = cfg["STEP_SM"]
+        self._sm_hz = stepgen.sm_freq_hz(cfg["STEP_HZ"])
+        self._step_pin = machine.Pin(cfg["PIN_STEP"], machine.Pin.OUT, value=0)
+        self._sm = rp2.StateMachine(self._sm_id)
+        self._start_sm()
+        self._driver_ok = self._setup_driver(cfg)
+        # Sensors.
+        if cfg["PIN_SMPS_PWM"] is not None:
+            _pin_out(cfg["PIN_SMPS_PWM"], 1)  # quieter 3.3 V rail: less ADC noise
+        self._adc_p = machine.ADC(machine.Pin(cfg["PIN_PRESSURE_ADC"]))
+        self._adc_b = machine.ADC(machine.Pin(cfg["PIN_BATTERY_ADC"]))
+        self._read_p = self._adc_p.read_u16
+        self._read_b = self._adc_b.read_u16
+        # Buzzer and LED.
+        self._pwm = machine.PWM(machine.Pin(cfg["PIN_BUZZER"]))
+        self._pwm.duty_u16(0)
+        self._tone_steps = ()
+        self._tone_i = 0
+        self._timer = machine.Timer(-1)  # a software timer: its callback may allocate
+        self._tone_cb = self._tone_next
+        self._led = None if cfg["PIN_LED"] is None else _pin_out(cfg["PIN_LED"], 0)
+        # Clock, watchdog, serial line.
+        self._rtc = machine.RTC()
+        self._wdt = None
+        self._stdin = sys.stdin.buffer
+        self._stdout = sys.stdout.buffer
+        self._poll = select.poll()
+        self._poll.register(sys.stdin, select.POLLIN)
+        self._ipoll = self._poll.ipoll
+        self._byte = bytearray(1)
+        self._ticks = time.ticks_ms
+        self._ticks_diff = time.ticks_diff
+
+    # ---- motor ----------------------------------------------------------------------------
+    def _start_sm(self):
+        self._sm.init(step_pulses, freq=self._sm_hz, set_base=self._step_pin)
+        self._sm.active(1)
+
+    def _setup_driver(self, cfg):
+        """Switch on the driver's stall detection over its UART; True when the driver counted
+        every write. Without it a stall would go unseen, so stroke() then refuses to run."""
+        uart = machine.UART(cfg["DRIVER_UART"], baudrate=115200, tx=machine.Pin(cfg["PIN_UART_TX"]),
+                            rx=machine.Pin(cfg["PIN_UART_RX"]), timeout=20)
+        addr = cfg["DRIVER_ADDR"]
+        before = self._driver_read(uart, addr, tmc2209.IFCNT)
+        if before is None:
+            return False
+        writes = tmc2209.setup_writes(addr, cfg["STALL_SGTHRS"], cfg["MOTOR_IHOLD"],
+                                      cfg["MOTOR_IRUN"])
+        for reg, value in writes:
+            uart.write(tmc2209.write_datagram(addr, reg, value))
+            time.sleep_ms(2)
+        uart.read()  # drop the echo of our own writes
+        after = self._driver_read(uart, addr, tmc2209.IFCNT)
+        return after is not None and (after - before) & 0xFF == len(writes)
+
+    def _driver_read(self, uart, addr, reg):
+        uart.read()
+        uart.write(tmc2209.read_request(addr, reg))
+        time.sleep_ms(5)
+        return tmc2209.parse_reply(uart.read(12), reg)
+
+    def stroke(self):
+        """One whole stroke; False if the driver reported a stall or fault (or never answered).
+        Busy-waits the few ms the pulses take: no allocation."""
+        if not self._driver_ok:
+            return False
+        sm = self._sm
+        diag = self._diag
+        en = self._en
+        ticks = self._ticks
+        en.value(self._en_on)   # enabling also clears a latched driver error
+        ok = True
+        t0 = ticks()
+        sm.put(self._steps_m1)
+        while sm.rx_fifo() == 0:
+            if diag.value():
+                # Stop driving the motor at once; the machine finishes its pulses into a
+                # disabled driver, so the FIFOs stay in step for the next stroke.
+                en.value(self._en_off)
+                ok = False
+            if self._ticks_diff(ticks(), t0) > self._stroke_limit_ms:
+                en.value(self._en_off)
+                self._sm.active(0)
+                self._start_sm()   # the machine hung: start it afresh (allocates; rare)
+                return False
+        sm.get()
+        en.value(self._en_off)
+        return ok
+
+    # ---- sensors --------------------------------------------------------------------------
+    def read_pressure(self):
+        return self._read_p()
+
+    def read_battery(self):
+        return self._read_b()
+
+    # ---- buzzer and LED -------------------------------------------------------------------
+    def tone(self, pattern):
+        """Start a buzzer pattern (firmware/codes.py TONE_*) and return at once; a timer plays
+        the rest. A new pattern replaces one still playing."""
+        steps = TONE_PATTERNS.get(pattern)
+        if not steps:
+            return
+        self._timer.deinit()
+        self._tone_steps = steps
+        self._tone_i = 0
+        self._tone_next(None)
+
+    def _tone_next(self, _timer):
+        i = self._tone_i
+        if i >= len(self._tone_steps):
+            self._pwm.duty_u16(0)
+            return
+        hz, ms = self._tone_steps[i]
+        self._tone_i = i + 1
+        self._pwm.freq(hz)
+        self._pwm.duty_u16(32768)
+        self._timer.init(mode=machine.Timer.ONE_SHOT, period=ms, callback=self._tone_cb,
+                         hard=False)
+
+    def led(self, on):
+        if self._led is not None:
+            self._led.value(1 if on else 0)
+
+    # ---- time -----------------------------------------------------------------------------
+    def ticks_ms(self):
+        return self._ticks()
+
+    def clock_ts(self):
+        return time.time() - _EPOCH_2024
+
+    def set_clock_ts(self, ts):
+        t = time.gmtime(_EPOCH_2024 + ts)  # (year, month, day, h, min, s, weekday, yearday)
+        self._rtc.datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+
+    def reset_cause(self):
+        return 1 if machine.reset_cause() == machine.WDT_RESET else 0
+
+    def start_watchdog(self, timeout_ms):
+        timeout_ms = min(timeout_ms, _WDT_MAX_MS)
+        self._wait_cap_ms = timeout_ms // 2
+        self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+
+    def reset(self):
+        machine.reset()
+
+    # ---- serial line ----------------------------------------------------------------------
+    def wait(self, ms):
+        """Sleep up to ms (never more than half the watchdog timeout); return early when a byte
+        is waiting on the serial line."""
+        if ms > self._wait_cap_ms:
+            ms = self._wait_cap_ms
+        if ms < 0:
+            ms = 0
+        for _ in self._ipoll(ms):
+            break
+
+    def read_byte(self):
+        for _ in self._ipoll(0):
+            if self._stdin.readinto(self._byte, 1) == 1:
+                return self._byte[0]
+            break
+        return -1
+
+    def write(self, data):
+        self._stdout.write(data)
+
+    # ---- identity and storage ---------------------------------------------------------------
+    def uid(self):
+        return binascii.hexlify(machine.unique_id()).decode()
+
+    def storage(self):
+        try:
+            os.mkdir("/data")
+        except OSError:
+            pass  # it exists already
+        return FileDev("/data")

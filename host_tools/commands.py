@@ -1,0 +1,894 @@
+"""pumpctl's commands: one do_* function each, between the command line and the client library.
+
+Each do_* takes a Context (the open link, output streams, what the person may be asked) and the
+parsed arguments, talks to the pump only through host_tools.link, and returns an exit status.
+Errors travel as exceptions and pumpctl.main turns them into exit codes: InputError and
+UsageError 2 (nothing was sent that changes anything), PumpError 1, LinkError 3.
+
+Host-side checks here only help: every value is checked again by the pump.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timedelta
+
+from host_tools import druglib, link, titration, units
+from host_tools.errors import InputError
+from host_tools.link import Key, Link, LinkError, PumpError
+
+EPOCH = datetime(2024, 1, 1)   # the pump clock counts seconds from here, in local time
+DAY_S = 86_400
+META_MAX = 512
+
+
+class UsageError(Exception):
+    """The command cannot go ahead as given (exit 2); nothing that changes the pump was sent."""
+
+
+# ---- the context every command gets ------------------------------------------------------------
+
+class Context:
+    """Options, streams and the (lazily opened) link to the pump."""
+
+    def __init__(self, opts, stdout=None, stderr=None, stdin=None):
+        self.opts = opts
+        self.out = stdout or sys.stdout
+        self.err = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
+        self.json = bool(getattr(opts, "json", False))
+        self._link: Link | None = None
+        self.found: link.Found | None = None
+
+    # -- output --------------------------------------------------------------------------------
+    def show(self, text: str = "") -> None:
+        """Text for the person: on stdout, or on stderr when stdout carries JSON."""
+        print(text, file=self.err if self.json else self.out)
+
+    def warn(self, text: str) -> None:
+        print(f"pumpctl: {text}", file=self.err)
+
+    def result(self, obj: dict, lines=()) -> None:
+        if self.json:
+            print(json.dumps(obj), file=self.out)
+        else:
+            for line in lines:
+                print(line, file=self.out)
+
+    # -- asking --------------------------------------------------------------------------------
+    @property
+    def interactive(self) -> bool:
+        try:
+            return self.stdin.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def ask(self, prompt: str) -> str:
+        print(prompt, end="", file=self.err, flush=True)
+        line = self.stdin.readline()
+        if not line:
+            raise UsageError("no answer (end of input): nothing was changed")
+        return line.strip()
+
+    def need_confirmation(self, yes: int, twice: bool, what: str, confirm=None) -> None:
+        """Before anything is sent: make sure the person can be asked, or has already said yes."""
+        if confirm is not None or yes >= (2 if twice else 1) or self.interactive:
+            return
+        how = ("--yes --yes or --confirm VOLUME" if twice else "--yes")
+        raise UsageError(f"{what} needs confirmation and standard input is not a terminal: "
+                         f"give {how} to confirm without a prompt")
+
+    def confirm(self, question: str, yes: int) -> None:
+        if yes >= 1:
+            return
+        if self.ask(f"{question} [y/N] ").lower() not in ("y", "yes"):
+            raise UsageError("not confirmed: nothing was changed")
+
+    def confirm_volume(self, what: str, volume_nl: int, yes: int, confirm) -> None:
+        """Two steps for a bolus that empties into the patient: yes, then the volume typed
+        again (or --yes --yes, or --confirm VOLUME given beforehand)."""
+        if confirm is not None:
+            v = units.volume_nl(confirm, "--confirm")
+            if v != volume_nl:
+                raise InputError("--confirm", confirm, f"the {what} volume shown, {vol(volume_nl)}")
+            return
+        if yes >= 2:
+            return
+        self.confirm(f"Give the {what} of {vol(volume_nl)}?", yes)
+        typed = self.ask(f"Type the {what} volume again to confirm ({vol(volume_nl)}): ")
+        if units.volume_nl(typed, "typed volume") != volume_nl:
+            raise UsageError(f"the typed volume {typed!r} is not {vol(volume_nl)}: nothing was "
+                             "given")
+
+    # -- the pump ------------------------------------------------------------------------------
+    def link(self, role: str = "clinician") -> Link:
+        """Open the link on first use: find the port, pick the key."""
+        if self._link is None:
+            port = self._port()
+            key = self._key(role)
+            timeout = getattr(self.opts, "timeout", None) or 3.0
+            self._link = Link.open(port, key, timeout_s=timeout)
+        return self._link
+
+    def _port(self) -> str:
+        given = getattr(self.opts, "port", None)
+        if given:
+            self.found = link.board_for_port(given)
+            return given
+        pumps = link.find_pumps()
+        if not pumps:
+            raise LinkError("no pump found: connect a Pico by USB, start `pumpsim board`, or "
+                            "give --port")
+        if len(pumps) > 1:
+            listed = "; ".join(f"{p.port} ({p.description})" for p in pumps)
+            raise UsageError(f"{len(pumps)} pumps found, choose one with --port: {listed}")
+        self.found = pumps[0]
+        return self.found.port
+
+    def _key(self, role: str) -> Key | None:
+        path = getattr(self.opts, "key", None) or os.environ.get("PUMPCTL_KEY")
+        if path:
+            return link.load_key(path)
+        board = self.found.board if self.found else None
+        if board:
+            order = ("patient_key", "clinician_key") if role == "patient" else ("clinician_key",)
+            for name in order:
+                if board.get(name) and os.path.exists(board[name]):
+                    return link.load_key(board[name])
+        return None
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+
+# ---- showing quantities ------------------------------------------------------------------------
+
+def unit_of(text) -> str:
+    """The mass unit a clinician wrote in "25 mg/mL" or "50 mcg/day": mg or mcg."""
+    t = str(text or "").lower()
+    return "mcg" if any(u in t for u in ("mcg", "ug", "µg", "μg")) else "mg"
+
+
+def mass(ng: int, unit: str | None = None) -> str:
+    unit = unit or ("mg" if ng >= 1_000_000 else "mcg")
+    return f"{ng / 1e6:.6g} mg" if unit == "mg" else f"{ng / 1e3:.6g} mcg"
+
+
+def vol(nl: int) -> str:
+    return f"{nl / 1e6:.6g} mL" if abs(nl) >= 1_000_000 else f"{nl / 1e3:.6g} uL"
+
+
+def span(s: int) -> str:
+    if s <= 0:
+        return "0 s"
+    parts = []
+    for size, name in ((DAY_S, "d"), (3600, "h"), (60, "min")):
+        if s >= size:
+            parts.append(f"{s // size} {name}")
+            s %= size
+    if s and len(parts) < 2:
+        parts.append(f"{s} s")
+    return " ".join(parts[:2])
+
+
+def pump_time(ts: int) -> str:
+    return (EPOCH + timedelta(seconds=ts)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def host_now_ts() -> int:
+    return int((datetime.now() - EPOCH).total_seconds())
+
+
+def ng_to_nl(ng: int, conc_ng_ml: int) -> int:
+    return (ng * 1_000_000 + conc_ng_ml // 2) // conc_ng_ml
+
+
+def nl_to_ng(nl: int, conc_ng_ml: int) -> int:
+    return nl * conc_ng_ml // 1_000_000
+
+
+def daily_basal_ng(steps) -> int:
+    """The daily total of a [[start_min, rate_ng_day], ...] schedule (rounded down)."""
+    total = 0
+    for i, (start, rate) in enumerate(steps):
+        end = steps[i + 1][0] if i + 1 < len(steps) else 1440
+        total += rate * (end - start)
+    return total // 1440
+
+
+def hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _body(reply: dict) -> dict:
+    return {k: v for k, v in reply.items() if k not in ("id", "ok", "cmd", "repeat")}
+
+
+def _catheter_nl(ctx: Context) -> tuple[int, str]:
+    """The catheter's volume: the pump reports it in `info`; older firmware does not."""
+    got = ctx.link().info().get("catheter_nl")
+    if isinstance(got, int) and got > 0:
+        return got, ""
+    from boards import virtual
+
+    return virtual.CATHETER_NL, " (the pump did not report it: boards/virtual.py's value)"
+
+
+# ---- ports, info -------------------------------------------------------------------------------
+
+def do_ports(ctx: Context, args) -> int:
+    pumps = link.find_pumps()
+    rows = [{"port": p.port, "kind": p.kind, "description": p.description,
+             **({"control": p.board.get("control"), "flash": p.board.get("flash")}
+                if p.board else {})} for p in pumps]
+    lines = [f"{p.port:28} {p.kind:8} {p.description}" for p in pumps] or ["no pumps found"]
+    ctx.result({"ports": rows}, lines)
+    return 0
+
+
+def do_info(ctx: Context, args) -> int:
+    info = _body(ctx.link().info())
+    ctr = info.get("ctr") or {}
+    lines = [f"pump id      {info.get('pump_id')}",
+             f"firmware     {info.get('firmware')}",
+             f"board        {info.get('board')} ({info.get('stroke_nl')} nL a stroke)",
+             f"pump clock   {pump_time(info.get('clock_ts', 0))}",
+             f"uptime       {span(info.get('uptime_s', 0))}",
+             f"provisioned  {'yes' if info.get('provisioned') else 'no'}",
+             f"counters     clinician {ctr.get('clinician')}, patient {ctr.get('patient')}"]
+    ctx.result(info, lines)
+    return 0
+
+
+# ---- status, alarms ----------------------------------------------------------------------------
+
+def _settings_or_none(ctx: Context) -> dict | None:
+    """The stored prescription, when this key may read it (the patient key may not)."""
+    lk = ctx.link()
+    if lk.key is None or lk.key.role != "clinician":
+        return None
+    return lk.call("settings", changes=False).get("settings")
+
+
+def _alarm_text(alarms) -> str:
+    if not alarms:
+        return "none"
+    return ", ".join(f"{a['code']} ({a['priority']}{', acknowledged' if a.get('acked') else ''})"
+                     for a in alarms)
+
+
+def do_status(ctx: Context, args) -> int:
+    lk = ctx.link()
+    st = _body(lk.call("status", changes=False))
+    settings = _settings_or_none(ctx)
+    if ctx.json:
+        ctx.result(st)
+        return 0
+    meta = (settings or {}).get("meta") or {}
+    conc = (settings or {}).get("conc_ng_ml")
+    u = meta.get("units") or unit_of(meta.get("concentration"))
+
+    def dose(nl, per=""):
+        if conc:
+            return f"{mass(nl_to_ng(nl, conc), u)}{per} ({vol(nl)}{per})"
+        return f"{vol(nl)}{per}"
+
+    if not st.get("programmed"):
+        therapy = "not programmed"
+    elif st.get("stopped"):
+        left = st.get("stop_left_s", 0)
+        therapy = "STOPPED" + (f", resumes by itself in {span(left)}" if left else
+                               ", until `pumpctl resume`")
+    elif st.get("delivering"):
+        therapy = "delivering"
+    else:
+        therapy = "NOT delivering: a critical alarm is active"
+    lines = [f"therapy      {therapy}"]
+    if settings:
+        cu = unit_of(meta.get("concentration"))
+        lines.append(f"drug         {meta.get('drug', '?')} at {mass(conc, cu)}/mL")
+    if st.get("programmed"):
+        step = st.get("step", 0)
+        start = ""
+        if settings and step < len(settings.get("steps", [])):
+            start = f", step {step + 1} from {hhmm(settings['steps'][step][0])}"
+        lines += [f"basal now    {dose(st.get('rate_nl_day', 0), '/day')}{start}",
+                  f"basal a day  {dose(st.get('basal_nl_day', 0))}",
+                  f"last 24 h    {dose(st.get('delivered_24h_nl', 0))} of at most "
+                  f"{dose(st.get('max_daily_nl', 0))}"]
+    refill = st.get("refill_ts", -1)
+    res = f"reservoir    {vol(st.get('reservoir_nl', 0))}"
+    if refill is not None and refill >= 0:
+        res += f", reaches its low level {pump_time(refill)[:16]}"
+    lines.append(res)
+    b = st.get("bolus") or {}
+    running = [k for k in ("patient", "clinician") if b.get(k)]
+    lines += [f"boluses      {', '.join(running) + ' running' if running else 'none running'}",
+              f"battery      {st.get('battery_mv')} mV",
+              f"alarms       {_alarm_text(st.get('alarms'))}",
+              f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
+    ctx.result(st, lines)
+    return 0
+
+
+def do_alarms(ctx: Context, args) -> int:
+    al = _body(ctx.link().call("alarms", changes=False))
+    alarms = al.get("alarms") or []
+    lines = [f"{a['code']:20} {a['priority']:9} {'acknowledged' if a.get('acked') else ''}"
+             for a in alarms] or ["no active alarms"]
+    ctx.result(al, lines)
+    return 0
+
+
+def alarm_codes() -> list[str]:
+    from firmware import codes
+
+    return sorted(set(codes.ALARM_NAMES.values()))
+
+
+def do_ack(ctx: Context, args) -> int:
+    if args.code not in alarm_codes():
+        raise InputError("CODE", args.code, "an alarm code: " + ", ".join(alarm_codes()))
+    reply = _body(ctx.link().call("ack", {"code": args.code}))
+    ctx.result(reply, [f"{args.code} acknowledged"])
+    return 0
+
+
+# ---- program -----------------------------------------------------------------------------------
+
+def _strings(raw: dict, rx) -> dict:
+    """What the clinician wrote, as short strings for the pump to keep with the settings."""
+    basal = raw.get("basal") or {}
+    if "rate" in basal:
+        first, text = basal["rate"], str(basal["rate"])
+    else:
+        steps = basal.get("steps") or []
+        first = steps[0].get("rate") if steps else ""
+        text = ", ".join(f"{s.get('start')} {s.get('rate')}" for s in steps)
+    meta = {"drug": rx.drug, "units": unit_of(first),
+            "concentration": str(raw.get("concentration", ""))}
+    limits = raw.get("limits") or {}
+    if "max_daily_dose" in limits:
+        meta["max_daily_dose"] = str(limits["max_daily_dose"])
+    if "low_reservoir" in limits:
+        meta["low_reservoir"] = str(limits["low_reservoir"])
+    pb = raw.get("patient_bolus")
+    if pb:
+        meta["patient_bolus"] = (f"{pb.get('dose')} over {pb.get('duration')}, lockout "
+                                 f"{pb.get('lockout')}, at most {pb.get('max_per_day')} a day")
+    meta["basal"] = text
+    return meta
+
+
+def meta_size(meta: dict) -> int:
+    # Measured as the firmware measures it (MicroPython's json.dumps puts spaces after , and :).
+    return len(json.dumps(meta, ensure_ascii=False))
+
+
+def build_params(raw: dict, rx, override: str | None) -> dict:
+    params = rx.to_firmware()
+    if params.get("pb") is None:
+        params.pop("pb", None)
+    meta = _strings(raw, rx)
+    if override:
+        meta["titration_override"] = override
+    for optional in ("basal", "patient_bolus", "low_reservoir", "max_daily_dose"):
+        if meta_size(meta) <= META_MAX:
+            break
+        meta.pop(optional, None)
+    if meta_size(meta) > META_MAX:
+        raise InputError("--override-titration", override,
+                         f"a shorter reason (the pump keeps at most {META_MAX} bytes of notes)")
+    params["meta"] = meta
+    return params
+
+
+def describe(params: dict | None) -> dict[str, str]:
+    """A prescription's rows for the side-by-side view, in the units the clinician wrote."""
+    if not params:
+        return {}
+    meta = params.get("meta") or {}
+    conc = params["conc_ng_ml"]
+    u = meta.get("units") or unit_of(meta.get("concentration"))
+    cu = unit_of(meta.get("concentration")) if meta.get("concentration") else u
+    rows = {"drug": meta.get("drug", "(not recorded)"),
+            "concentration": f"{mass(conc, cu)}/mL"}
+    for start, rate in params["steps"]:
+        rows[f"basal from {hhmm(start)}"] = (f"{mass(rate, u)}/day "
+                                             f"({vol(ng_to_nl(rate, conc))}/day)")
+    daily = daily_basal_ng(params["steps"])
+    rows["basal a day"] = f"{mass(daily, u)} ({vol(ng_to_nl(daily, conc))})"
+    pb = params.get("pb")
+    rows["patient bolus"] = (f"{mass(pb[0], u)} over {span(pb[1])}, lockout {span(pb[2])}, "
+                             f"{pb[3]} a day" if pb else "none")
+    rows["max daily dose"] = mass(params["max_daily_ng"], u)
+    rows["low reservoir"] = vol(params["low_res_nl"])
+    return rows
+
+
+def side_by_side(old: dict | None, new: dict) -> list[str]:
+    a, b = describe(old), describe(new)
+    labels = list(dict.fromkeys(
+        ["drug", "concentration"]
+        + sorted({k for k in list(a) + list(b) if k.startswith("basal from")})
+        + ["basal a day", "patient bolus", "max daily dose", "low reservoir"]))
+    w = max([len(a.get(k, "")) for k in labels] + [20])
+    lines = [f"  {'':16} {'now on the pump':{w}}   new", f"  {'':16} {'-' * w}   {'-' * 15}"]
+    for k in labels:
+        old_t, new_t = a.get(k, "-" if a else "(nothing)"), b.get(k, "-")
+        mark = "*" if old_t != new_t else " "
+        lines.append(f"{mark} {k:16} {old_t:{w}}   {new_t}")
+    return lines
+
+
+def _old_change(settings: dict | None, new_drug: str) -> titration.Change | None:
+    if not settings:
+        return None
+    name = (settings.get("meta") or {}).get("drug")
+    try:
+        drug = druglib.get(name).name if name else new_drug
+    except InputError:
+        drug = str(name)
+    return titration.Change(0, drug, daily_basal_ng(settings["steps"]))
+
+
+def do_program(ctx: Context, args) -> int:
+    from boards import virtual
+    from firmware.rx import Rx, RxError
+    from host_tools.prescription import load_prescription, read_toml
+
+    try:
+        rx = load_prescription(args.file)
+        raw = read_toml(args.file)
+    except OSError as e:
+        raise InputError("FILE.toml", str(args.file), f"a readable file ({e.strerror})") from None
+    override = args.override_titration
+    if override is not None and not override.strip():
+        raise InputError("--override-titration", override, "a reason in words")
+    params = build_params(raw, rx, override)
+    try:
+        Rx(params, virtual)
+    except RxError as e:
+        raise InputError(f"{args.file}: {e.key}", e.message, "a prescription the firmware "
+                         "accepts") from None
+    ctx.need_confirmation(args.yes, False, "program")
+
+    lk = ctx.link()
+    old = lk.call("settings", changes=False).get("settings")
+    info = lk.info(refresh=True)
+    now_ts, pump_id = info.get("clock_ts", 0), str(info.get("pump_id"))
+    new_ng = rx.daily_basal_ng()
+    old_change = _old_change(old, rx.drug)
+    history = titration.load_history(pump_id)
+    broken = titration.check(druglib.get(rx.drug).titration, rx.drug, old_change, new_ng,
+                             now_ts, history)
+
+    ctx.show(f"Pump {pump_id}: {args.file}")
+    for line in side_by_side(old, params):
+        ctx.show(line)
+    for w in rx.warnings:
+        ctx.show(f"  warning: {w}")
+    if broken and not override:
+        for b in broken:
+            ctx.warn(f"titration: {b}")
+        raise UsageError("the change breaks the titration guard (drugs.toml); nothing was "
+                         "written. To go ahead anyway, give --override-titration \"REASON\"")
+    for b in broken:
+        ctx.show(f"  titration guard overridden: {b}")
+    if override:
+        ctx.show(f"  override reason (stored in the pump): {override}")
+
+    ctx.confirm(f"Write these settings to pump {pump_id}?", args.yes)
+    written = lk.call("program", {"params": params}).get("settings")
+    read = lk.call("settings", changes=False).get("settings")
+    for what, got in (("the program reply", written), ("`settings`", read)):
+        if got != params:
+            raise PumpError("E_VERIFY", f"{what} does not match what was sent: the pump holds "
+                            f"{json.dumps(got)}; check it before relying on it")
+    change = titration.Change(now_ts, rx.drug, new_ng,
+                              titration.is_increase(old_change, rx.drug, new_ng), override)
+    try:
+        titration.record(pump_id, change)
+    except OSError as e:
+        ctx.warn(f"could not record the change for the titration guard: {e}")
+    st = lk.call("status", changes=False)
+    delivering = bool(st.get("delivering"))
+    ctx.result({"programmed": True, "verified": True, "pump_id": pump_id, "params": params,
+                "delivering": delivering, "stopped": st.get("stopped"),
+                "alarms": st.get("alarms"), "titration": broken, "override": override},
+               [f"written and read back: the pump holds exactly these settings",
+                f"the pump is {'delivering' if delivering else 'NOT delivering'}"
+                f" at {vol(st.get('rate_nl_day', 0))}/day now"])
+    if not delivering:
+        if st.get("stopped"):
+            why = "delivery is stopped: `pumpctl resume` starts it"
+        elif st.get("alarms"):
+            why = f"alarms: {_alarm_text(st.get('alarms'))}"
+        else:
+            why = (f"the reservoir holds {vol(st.get('reservoir_nl', 0))}: record a refill with "
+                   "`pumpctl refill --volume V`")
+        ctx.warn(f"the new settings are stored but the pump is not delivering ({why})")
+        return 0 if st.get("stopped") else 1
+    return 0
+
+
+# ---- boluses -----------------------------------------------------------------------------------
+
+def _current(ctx: Context) -> tuple[dict, dict]:
+    """The stored prescription and the status, for anything that converts doses."""
+    lk = ctx.link()
+    settings = lk.call("settings", changes=False).get("settings")
+    if not settings:
+        raise PumpError("E_REFUSED", "the pump has no prescription: program it first",
+                        "not_programmed")
+    return settings, lk.call("status", changes=False)
+
+
+def _dose_nl(text: str, conc: int) -> tuple[int, int | None]:
+    """A dose as a mass ("0.5 mg", converted with the pump's concentration) or a volume."""
+    try:
+        ng = units.mass_ng(text, "--dose")
+        return ng_to_nl(ng, conc), ng
+    except InputError:
+        pass
+    try:
+        return units.volume_nl(text, "--dose"), None
+    except InputError:
+        raise InputError("--dose", text, 'a dose such as "0.5 mg", "50 mcg" or a volume such '
+                         'as "20 uL"') from None
+
+
+def do_bolus(ctx: Context, args) -> int:
+    dur_s = 0
+    if args.duration:
+        ms = units.duration_ms(args.duration, "--duration")
+        if ms % 1000 or not 0 < ms <= DAY_S * 1000:
+            raise InputError("--duration", args.duration, "whole seconds from 1 s to 1 d")
+        dur_s = ms // 1000
+    settings, st = _current(ctx)
+    conc = settings["conc_ng_ml"]
+    u = (settings.get("meta") or {}).get("units")
+    dose_nl, _ = _dose_nl(args.dose, conc)
+    stroke = ctx.link().info().get("stroke_nl") or 1
+    if dose_nl < stroke:
+        raise InputError("--dose", args.dose, f"at least one stroke ({vol(stroke)})")
+    cap = st.get("max_daily_nl", 0)
+    if cap and dose_nl > cap:
+        raise InputError("--dose", args.dose, f"at most the maximum daily dose "
+                         f"({mass(nl_to_ng(cap, conc), u)}, {vol(cap)})")
+    reply = _body(ctx.link().call("bolus", {"dose_nl": dose_nl, "duration_s": dur_s,
+                                            "kind": "clinician"}))
+    how = f"over {span(dur_s)}" if dur_s else "as fast as the motor allows"
+    ctx.result({**reply, "dose_nl": dose_nl, "duration_s": dur_s},
+               [f"clinician bolus started: {mass(nl_to_ng(dose_nl, conc), u)} "
+                f"({vol(dose_nl)}) {how}"])
+    return 0
+
+
+def do_patient_bolus(ctx: Context, args) -> int:
+    reply = _body(ctx.link("patient").call("patient_bolus"))
+    ctx.result(reply, ["patient bolus started"])
+    return 0
+
+
+def do_prime(ctx: Context, args) -> int:
+    volume = units.volume_nl(args.volume, "--volume")
+    if volume <= 0:
+        raise InputError("--volume", args.volume, "a volume above zero")
+    ctx.need_confirmation(args.yes, True, "a priming bolus", args.confirm)
+    settings, st = _current(ctx)
+    catheter, note = _catheter_nl(ctx)
+    if volume > catheter:
+        raise InputError("--volume", args.volume, f"at most the catheter's volume, "
+                         f"{vol(catheter)}{note}: a priming bolus fills an empty catheter, and "
+                         "anything beyond it reaches the patient")
+    conc = settings["conc_ng_ml"]
+    meta = settings.get("meta") or {}
+    ctx.show(f"Priming bolus: {vol(volume)} as fast as the motor allows, to fill the catheter "
+             f"({vol(catheter)}{note}).")
+    ctx.show(f"It holds {mass(nl_to_ng(volume, conc), meta.get('units'))} of "
+             f"{meta.get('drug', 'drug')}: if the catheter is already full, the patient gets "
+             "all of it at once.")
+    ctx.confirm_volume("priming bolus", volume, args.yes, args.confirm)
+    reply = _body(ctx.link().call("bolus", {"dose_nl": volume, "duration_s": 0,
+                                            "kind": "prime"}))
+    ctx.result({**reply, "dose_nl": volume}, [f"priming bolus started: {vol(volume)}"])
+    return 0
+
+
+def bridge_plan(catheter_nl: int, old_conc: int, new_conc: int, basal_nl_day: int):
+    """The bridge bolus after a concentration change: (dose_nl, duration_s), or None.
+
+    The catheter still holds old drug, pushed out by whatever the pump moves. At the new,
+    stronger concentration the basal moves less volume, so the old drug would trickle out too
+    slowly (under-dosing). Adding the difference between the old and the new volume rates, for
+    as long as the old rate takes to empty the catheter, delivers the old drug at its prescribed
+    dose; then the new drug reaches the tip and the basal alone carries on. When the new drug is
+    weaker no bolus can help: the catheter empties faster than prescribed (see
+    bridge_overdose)."""
+    if new_conc <= old_conc or basal_nl_day <= 0:
+        return None
+    # The old volume rate (the same dose in old drug) is basal * new / old; kept as a fraction
+    # so nothing is rounded until the end.
+    duration_s = catheter_nl * DAY_S * old_conc // (basal_nl_day * new_conc)
+    # The pump takes a bolus of at most a day. A slower flush gets the right rate for its first
+    # day; after that the rest of the old drug leaves at the new rate (_show_bridge says so).
+    duration_s = min(duration_s, DAY_S)
+    dose_nl = basal_nl_day * (new_conc - old_conc) * duration_s // (old_conc * DAY_S)
+    return dose_nl, duration_s
+
+
+def bridge_overdose(catheter_nl: int, old_conc: int, new_conc: int, basal_nl_day: int):
+    """When the concentration goes down: (hours, factor) the old drug runs stronger than
+    prescribed while it leaves the catheter."""
+    if new_conc >= old_conc or basal_nl_day <= 0:
+        return None
+    return catheter_nl * DAY_S // basal_nl_day, old_conc / new_conc
+
+
+def _show_bridge(ctx: Context, catheter: int, note: str, old_conc: int, new_conc: int,
+                 basal_nl_day: int, u: str | None):
+    ctx.show(f"The catheter holds {vol(catheter)}{note} of the old drug "
+             f"({mass(nl_to_ng(catheter, old_conc), u)} at {mass(old_conc, u)}/mL).")
+    plan = bridge_plan(catheter, old_conc, new_conc, basal_nl_day)
+    over = bridge_overdose(catheter, old_conc, new_conc, basal_nl_day)
+    if plan:
+        dose, dur = plan
+        ctx.show(f"Bridge bolus: {vol(dose)} over {span(dur)}, so the old drug keeps reaching "
+                 "the patient at the prescribed dose until the new drug arrives.")
+        full = catheter * DAY_S * old_conc // (basal_nl_day * new_conc)
+        if full > dur:
+            ctx.show(f"  The catheter takes {span(full)} to flush at the old rate; a bolus lasts "
+                     "at most 1 d, so after it the rest of the old drug arrives more slowly.")
+    elif over:
+        secs, factor = over
+        ctx.show(f"WARNING: the new drug is weaker. For about {span(secs)} the old drug leaves "
+                 f"the catheter at the new volume rate: {factor:.3g} times the prescribed dose. "
+                 "No bridge bolus can help; consider a lower rate for that time.")
+    return plan
+
+
+def do_bridge(ctx: Context, args) -> int:
+    old_conc = units.concentration_ng_per_ml(args.old_concentration, "--old-concentration")
+    if old_conc <= 0:
+        raise InputError("--old-concentration", args.old_concentration, "a concentration "
+                         "above zero")
+    ctx.need_confirmation(args.yes, True, "a bridge bolus", args.confirm)
+    settings, st = _current(ctx)
+    catheter, note = _catheter_nl(ctx)
+    new_conc = settings["conc_ng_ml"]
+    u = (settings.get("meta") or {}).get("units")
+    plan = _show_bridge(ctx, catheter, note, old_conc, new_conc, st.get("basal_nl_day", 0), u)
+    if not plan or plan[0] <= 0:
+        raise UsageError(f"no bridge bolus applies: the pump's concentration "
+                         f"({mass(new_conc, u)}/mL) is not above {args.old_concentration}")
+    dose, dur = plan
+    ctx.confirm_volume("bridge bolus", dose, args.yes, args.confirm)
+    reply = _body(ctx.link().call("bolus", {"dose_nl": dose, "duration_s": dur,
+                                            "kind": "bridge"}))
+    ctx.result({**reply, "dose_nl": dose, "duration_s": dur},
+               [f"bridge bolus started: {vol(dose)} over {span(dur)}"])
+    return 0
+
+
+# ---- refill ------------------------------------------------------------------------------------
+
+def do_refill(ctx: Context, args) -> int:
+    volume = units.volume_nl(args.volume, "--volume")
+    new_conc = (units.concentration_ng_per_ml(args.concentration, "--concentration")
+                if args.concentration else 0)
+    if args.concentration and new_conc <= 0:
+        raise InputError("--concentration", args.concentration, "a concentration above zero")
+    residual = units.volume_nl(args.residual, "--residual") if args.residual else -1
+    ctx.need_confirmation(args.yes, False, "refill")
+
+    lk = ctx.link()
+    info = lk.info()
+    top = info.get("reservoir_max_nl")
+    if isinstance(top, int) and volume > top:
+        raise InputError("--volume", args.volume, f"at most the reservoir's {vol(top)} (the "
+                         "volume in the reservoir after refilling)")
+    settings = lk.call("settings", changes=False).get("settings")
+    st = lk.call("status", changes=False)
+    meta = (settings or {}).get("meta") or {}
+    u = meta.get("units")
+    old_conc = (settings or {}).get("conc_ng_ml", 0)
+    if new_conc and not settings:
+        raise InputError("--concentration", args.concentration, "no concentration here: the "
+                         "pump has no prescription yet, and `pumpctl program` sets it")
+    changes_conc = bool(new_conc and settings and new_conc != old_conc)
+    if changes_conc and meta.get("drug"):
+        drug = druglib.get(meta["drug"], "drug (stored in the pump)")
+        if new_conc > drug.hard_concentration_ng_per_ml:
+            raise InputError("--concentration", args.concentration, f"at most the library's "
+                             f"hard limit for {drug.name}, "
+                             f"{mass(drug.hard_concentration_ng_per_ml, u)}/mL")
+
+    expected = st.get("reservoir_nl", 0)
+    ctx.show(f"Refill: the reservoir will hold {vol(volume)}.")
+    if residual >= 0:
+        ctx.show(f"  measured residual {vol(residual)}; the pump's account is {vol(expected)} "
+                 f"(difference {vol(residual - expected)})")
+    plan = None
+    bridge_nl = -1
+    if changes_conc:
+        catheter, note = _catheter_nl(ctx)
+        ctx.show(f"  concentration changes from {mass(old_conc, u)}/mL to {mass(new_conc, u)}/mL;"
+                 " the daily doses stay as prescribed and the volume rates follow")
+        plan = _show_bridge(ctx, catheter, note, old_conc, new_conc,
+                            st.get("basal_nl_day", 0), u)
+        bridge_nl = catheter
+    ctx.confirm("Record this refill?", args.yes)
+    req = {"volume_nl": volume}
+    if new_conc:
+        req["conc_ng_ml"] = new_conc
+    if residual >= 0:
+        req["residual_nl"] = residual
+    if bridge_nl >= 0:
+        req["bridge_nl"] = bridge_nl
+    reply = _body(lk.call("refill", req))
+    lines = [f"refill recorded: the reservoir holds {vol(reply.get('reservoir_nl', volume))}"]
+    if residual >= 0:
+        lines.append(f"residual {vol(residual)} against {vol(reply.get('expected_nl', 0))} "
+                     "expected" + (": DISCREPANCY, the pump raised an alarm"
+                                   if reply.get("discrepancy") else ": within tolerance"))
+    out = {**reply, "bridge": None}
+    if plan and plan[0] > 0:
+        dose, dur = plan
+        if args.confirm is not None or args.yes >= 2 or ctx.interactive:
+            ctx.confirm_volume("bridge bolus", dose, args.yes, args.confirm)
+            _body(lk.call("bolus", {"dose_nl": dose, "duration_s": dur, "kind": "bridge"}))
+            out["bridge"] = {"dose_nl": dose, "duration_s": dur, "started": True}
+            lines.append(f"bridge bolus started: {vol(dose)} over {span(dur)}")
+        else:
+            out["bridge"] = {"dose_nl": dose, "duration_s": dur, "started": False}
+            lines.append(f"bridge bolus NOT given (it needs --yes --yes or --confirm): "
+                         f"pumpctl bridge --old-concentration \"{mass(old_conc, u)}/mL\"")
+    ctx.result(out, lines)
+    if reply.get("discrepancy"):
+        ctx.warn("the measured residual disagrees with the pump's account: check the pump")
+    return 0
+
+
+# ---- log, stop, resume, clock, maintenance -----------------------------------------------------
+
+def _reason(n) -> str:
+    from firmware import codes
+
+    return codes.REASON_NAMES.get(n, str(n)) if isinstance(n, int) else str(n)
+
+
+def _alarm(n) -> str:
+    from firmware import codes
+
+    return codes.ALARM_NAMES.get(n, str(n)) if isinstance(n, int) else str(n)
+
+
+def explain(event: str, a, b) -> str:
+    """One log entry's numbers in words (firmware/codes.py says what a and b hold)."""
+    return {
+        "program": lambda: f"basal {vol(a)}/day, cap {vol(b)} a day",
+        "patient_bolus": lambda: f"{vol(a)}",
+        "patient_bolus_denied": lambda: _reason(a),
+        "clinician_bolus": lambda: f"{vol(a)} over {span(b // 1000)}",
+        "clinician_bolus_denied": lambda: _reason(a),
+        "bolus_end": lambda: ("patient" if a == 1 else "clinician") + (", cut short" if b else ""),
+        "alarm": lambda: _alarm(a),
+        "alarm_clear": lambda: _alarm(a),
+        "ack": lambda: _alarm(a),
+        "stroke_refused": lambda: _reason(a),
+        "refill": lambda: (f"refused: {_reason(b)}" if a == -1 else f"reservoir {vol(a * 1000)}"),
+        "refill_check": lambda: f"expected {vol(a * 1000)}, measured {vol(b * 1000)}",
+        "concentration_change": lambda: f"{mass(a * 1000)}/mL, bridge {vol(b)}",
+        "step": lambda: f"step {a + 1 if isinstance(a, int) else a} at {vol(b)}/day",
+        "missed_strokes": lambda: f"{a} strokes skipped",
+        "motor_retry": lambda: f"after {a} failed attempts",
+    }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
+
+
+def do_log(ctx: Context, args) -> int:
+    since_seq, since_s = 0, None
+    if args.since:
+        t = args.since.strip()
+        if t.isdigit():
+            since_seq = int(t)
+        else:
+            since_s = units.duration_ms(t, "--since") // 1000
+    lk = ctx.link()
+    entries, total, chain_ok, nxt = [], 0, True, since_seq
+    while True:
+        r = lk.call("log", {"since": nxt, "max": 50}, changes=False)
+        rows = r.get("entries") or []
+        total, chain_ok = r.get("total", 0), chain_ok and bool(r.get("chain_ok", True))
+        entries += rows
+        if not rows or r.get("next", total) >= total or r.get("next") == nxt:
+            break
+        nxt = r["next"]
+    if since_s is not None:
+        now_ts = lk.info(refresh=True).get("clock_ts", 0)
+        entries = [e for e in entries if e[1] >= now_ts - since_s]
+    out = {"entries": [{"seq": e[0], "ts": e[1], "event": e[2], "a": e[3], "b": e[4]}
+                       for e in entries], "total": total, "chain_ok": chain_ok}
+    lines = [f"{e[0]:6} {pump_time(e[1])}  {e[2]:22} {explain(e[2], e[3], e[4])}"
+             for e in entries] or ["no entries"]
+    if not chain_ok:
+        lines.append("WARNING: the log's hash chain does not verify: entries were altered or "
+                     "lost")
+    ctx.result(out, lines)
+    if not chain_ok:
+        ctx.warn("the event log's hash chain does not verify")
+    return 0
+
+
+def do_stop(ctx: Context, args) -> int:
+    for_s = 0
+    if args.for_:
+        ms = units.duration_ms(args.for_, "--for")
+        if ms < 1000 or ms > 7 * DAY_S * 1000:
+            raise InputError("--for", args.for_, "a duration from 1 s to 7 d")
+        for_s = ms // 1000
+    reply = _body(ctx.link().call("stop", {"for_s": for_s} if for_s else {}))
+    ctx.result({**reply, "for_s": for_s},
+               [f"delivery stopped; it resumes by itself in {span(for_s)}" if for_s else
+                "delivery stopped until `pumpctl resume` (withdrawal risk: do not forget it)"])
+    return 0
+
+
+def do_resume(ctx: Context, args) -> int:
+    reply = _body(ctx.link().call("resume"))
+    if reply.get("stopped"):
+        ctx.result(reply, ["the pump is still stopped"])
+        return 1
+    st = ctx.link().call("status", changes=False)
+    ctx.result({**reply, "delivering": st.get("delivering"), "alarms": st.get("alarms")},
+               ["delivery resumed" if st.get("delivering") else
+                f"resumed, but NOT delivering: alarms {_alarm_text(st.get('alarms'))}"])
+    return 0
+
+
+def do_clock(ctx: Context, args) -> int:
+    lk = ctx.link()
+    if args.set is None:
+        ts = lk.call("clock", changes=False).get("clock_ts", 0)
+        drift = ts - host_now_ts()
+        ctx.result({"clock_ts": ts, "host_ts": ts - drift, "drift_s": drift},
+                   [f"pump clock {pump_time(ts)} ({'+' if drift >= 0 else '-'}"
+                    f"{span(abs(drift))} from this computer's clock)"])
+        return 0
+    if args.set != "now":
+        raise InputError("--set", args.set, '"now" (this computer\'s local time)')
+    before = lk.call("clock", changes=False).get("clock_ts", 0)
+    target = host_now_ts()
+    ts = lk.call("clock", {"set_ts": target}).get("clock_ts", 0)
+    ctx.result({"clock_ts": ts, "previous_ts": before},
+               [f"pump clock set to {pump_time(ts)} (it was {pump_time(before)}); the basal "
+                "schedule follows the new time from now on"])
+    return 0
+
+
+def do_maintenance(ctx: Context, args) -> int:
+    ctx.need_confirmation(args.yes, False, "maintenance")
+    lk = ctx.link()
+    pump_id = lk.info().get("pump_id")
+    ctx.show(f"Maintenance stops delivery on pump {pump_id}, saves its state and hands the "
+             "MicroPython REPL back for flashing.")
+    ctx.confirm("Stop delivery and enter maintenance?", args.yes)
+    reply = _body(lk.call("maintenance"))
+    port = getattr(lk.port, "port", None) or getattr(lk.port, "name", "")
+    ctx.result(reply, ["delivery stopped and state saved; the REPL is on the serial port",
+                       f"flash it now (make flash PORT={port}); after the restart the pump is "
+                       "stopped until `pumpctl resume`"])
+    return 0
+
+
+COMMANDS = {
+    "ports": do_ports, "info": do_info, "status": do_status, "program": do_program,
+    "bolus": do_bolus, "patient-bolus": do_patient_bolus, "prime": do_prime,
+    "bridge": do_bridge, "refill": do_refill, "alarms": do_alarms, "ack": do_ack,
+    "log": do_log, "stop": do_stop, "resume": do_resume, "clock": do_clock,
+    "maintenance": do_maintenance,
+}

@@ -1,0 +1,363 @@
+"""`pumpsim board` and `pumpsim inject`: a virtual Pico on a pseudo-terminal.
+
+The board is two processes. This one (CPython) owns the pseudo-terminal, the flash directory,
+the harness socket and the life cycle; the firmware process (sim/vboard_main.py, on the
+MicroPython VM by default) runs firmware/app.py on a simulated board (sim/vboard.py) whose
+serial line is the pseudo-terminal's master side. Host tools open the slave side
+(`/dev/pts/N`), as they would open `/dev/ttyACM0`.
+
+The harness socket takes one JSON request per connection and answers one JSON line; this
+process forwards it to the firmware process over a pipe. After `maintenance` the firmware
+process exits with status 3 and a MicroPython REPL takes the line, working in the flash
+directory, until it exits; then the firmware boots again, as a Pico does after a reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tty
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXIT_REPL = 3
+EPOCH = datetime(2024, 1, 1)
+
+
+def registry_dir() -> Path:
+    """Where running virtual boards announce themselves (pumpctl looks here)."""
+    return Path(tempfile.gettempdir()) / f"pumpsim-{os.getuid()}"
+
+
+def _speed(text: str) -> int:
+    if text == "max":
+        return 0
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--speed must be a whole number or max, got {text!r}")
+    if n < 1 or n > 1_000_000:
+        raise argparse.ArgumentTypeError(f"--speed must be from 1 to 1000000 or max, got {n}")
+    return n
+
+
+def _board_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pumpsim board",
+        description="Boot a virtual Pico: the pump firmware on the MicroPython VM (or CPython), "
+                    "its serial line on a pseudo-terminal that pumpctl and pyserial open like "
+                    "/dev/ttyACM0, and a harness channel for `pumpsim inject`. Prints one JSON "
+                    "line (port, control, clinician_key, patient_key, flash) and runs until "
+                    "SIGTERM or Ctrl-C.")
+    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython",
+                   help="where the firmware runs (default: micropython)")
+    p.add_argument("--flash", metavar="DIR",
+                   help="flash directory, kept across runs like a Pico's flash (default: a new "
+                        "one, i.e. a factory-fresh pump)")
+    p.add_argument("--speed", type=_speed, default=1, metavar="N|max",
+                   help="virtual seconds per real second (default 1); max runs free")
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated plant (default 1)")
+    return p
+
+
+class Board:
+    def __init__(self, args):
+        self.args = args
+        self.runtime = args.runtime
+        self.flash = Path(args.flash or tempfile.mkdtemp(prefix="pumpsim-flash-")).resolve()
+        (self.flash / "data").mkdir(parents=True, exist_ok=True)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)            # no echo, no newline translation: a raw serial line
+        os.set_blocking(self.master, False)
+        self.port = os.ttyname(self.slave)
+        self.reg = registry_dir()
+        self.reg.mkdir(mode=0o700, exist_ok=True)
+        self.control = str(self.reg / f"{os.getpid()}.ctl")
+        self.lock = threading.Lock()
+        self.child = None
+        self.mode = "firmware"
+        self.stopping = False
+        self.ctl_w = self.ctl_r = None
+
+    # ---- the firmware process -------------------------------------------------------------
+    def _spawn(self):
+        p2c_r, p2c_w = os.pipe()
+        c2p_r, c2p_w = os.pipe()
+        clock0 = int((datetime.now() - EPOCH).total_seconds())
+        cfg = {"flash": str(self.flash), "ser_fd": self.master, "ctl_in": p2c_r,
+               "ctl_out": c2p_w, "speed": self.args.speed, "clock0_ts": clock0,
+               "seed": self.args.seed}
+        env = dict(os.environ)
+        if self.runtime == "micropython":
+            from sim.runner import micropython_exe
+
+            # What `make flash` copied to the flash comes first, as on a Pico; the rest of the
+            # tree (the simulator, and the firmware until something is flashed) after it.
+            env["MICROPYPATH"] = f"{self.flash}:{ROOT}:.frozen"
+            cmd = [micropython_exe(), "-X", "heapsize=2M", str(ROOT / "sim" / "vboard_main.py"),
+                   json.dumps(cfg)]
+        else:
+            env["PYTHONPATH"] = str(ROOT)
+            cmd = [sys.executable, str(ROOT / "sim" / "vboard_main.py"), json.dumps(cfg)]
+        self.child = subprocess.Popen(cmd, pass_fds=(self.master, p2c_r, c2p_w), env=env,
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      cwd=str(self.flash))
+        os.close(p2c_r)
+        os.close(c2p_w)
+        self.ctl_w = os.fdopen(p2c_w, "wb", buffering=0)
+        self.ctl_r = os.fdopen(c2p_r, "rb", buffering=0)
+        self.mode = "firmware"
+
+    def _repl(self):
+        """After maintenance: a MicroPython REPL on the line, working in the flash directory."""
+        from sim.runner import micropython_exe
+
+        self.mode = "repl"
+        env = dict(os.environ, MICROPYPATH=f"{self.flash}:{ROOT}:.frozen")
+        os.set_blocking(self.master, True)
+        self.child = subprocess.Popen([micropython_exe()], stdin=self.master, stdout=self.master,
+                                      stderr=self.master, env=env, cwd=str(self.flash))
+        self.child.wait()
+        os.set_blocking(self.master, False)
+
+    def request(self, req: dict, timeout: float | None = 30.0) -> dict:
+        """Send one harness request to the firmware process and wait for its answer."""
+        with self.lock:
+            if self.mode != "firmware" or self.child is None or self.child.poll() is not None:
+                return {"ok": False, "error": f"the board is not running firmware ({self.mode})"}
+            try:
+                self.ctl_w.write((json.dumps(req) + "\n").encode())
+            except OSError as e:
+                return {"ok": False, "error": f"the firmware process is gone: {e}"}
+            line = b""
+            while not line.endswith(b"\n"):
+                chunk = self.ctl_r.read(1)
+                if not chunk:
+                    return {"ok": False, "error": "the firmware process ended"}
+                line += chunk
+            return json.loads(line)
+
+    # ---- first boot: provisioning over the serial line --------------------------------------
+    def _provisioned(self) -> bool:
+        return (self.flash / "clinician.key").exists() and (self.flash / "data" / "auth.a").exists()
+
+    def _provision(self):
+        keys = {"clinician": secrets.token_hex(32), "patient": secrets.token_hex(32)}
+        req = {"id": 1, "cmd": "provision",
+               "args": {"clinician_key": keys["clinician"], "patient_key": keys["patient"]}}
+        reply = self._ask(req)
+        info = self._ask({"id": 2, "cmd": "info"})
+        if not reply.get("ok"):
+            raise SystemExit(f"pumpsim board: provisioning failed: {reply}")
+        for role, key in keys.items():
+            path = self.flash / f"{role}.key"
+            path.write_text(json.dumps({"role": role, "key": key, "pump_id": info["pump_id"]}))
+            path.chmod(0o600)
+
+    def _ask(self, req: dict, timeout: float = 20.0) -> dict:
+        """A request on the serial line from this side (only before anyone else connects)."""
+        os.write(self.slave, (json.dumps(req) + "\n").encode())
+        buf = b""
+        end = time.monotonic() + timeout
+        import select
+
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.slave], [], [], 0.2)
+            if r:
+                buf += os.read(self.slave, 4096)
+                for line in buf.split(b"\n"):
+                    line = line.strip()
+                    if line.startswith(b"{"):
+                        try:
+                            out = json.loads(line)
+                        except ValueError:
+                            continue
+                        if out.get("id") == req["id"]:
+                            return out
+            if self.child.poll() is not None:
+                break
+        raise SystemExit(f"pumpsim board: the firmware did not answer {req['cmd']!r}")
+
+    # ---- the harness socket ------------------------------------------------------------------
+    def _serve(self):
+        try:
+            os.unlink(self.control)
+        except FileNotFoundError:
+            pass
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(self.control)
+        os.chmod(self.control, 0o600)
+        srv.listen(8)
+        while not self.stopping:
+            conn, _ = srv.accept()
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn):
+        with conn:
+            f = conn.makefile("rwb")
+            line = f.readline()
+            try:
+                req = json.loads(line)
+            except ValueError:
+                out = {"ok": False, "error": "the request is not JSON"}
+            else:
+                out = self.request(req, timeout=None)
+            try:
+                f.write((json.dumps(out) + "\n").encode())
+                f.flush()
+            except OSError:
+                pass
+
+    # ---- life cycle --------------------------------------------------------------------------
+    def run(self) -> int:
+        fresh = not self._provisioned()
+        self._spawn()
+        if fresh:
+            self._provision()
+        info = {"port": self.port, "control": self.control,
+                "clinician_key": str(self.flash / "clinician.key"),
+                "patient_key": str(self.flash / "patient.key"), "flash": str(self.flash),
+                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed}
+        reg_file = self.reg / f"{os.getpid()}.json"
+        reg_file.write_text(json.dumps(info))
+        threading.Thread(target=self._serve, daemon=True).start()
+        print(json.dumps(info), flush=True)
+
+        def stop(signum, frame):
+            # No locks here: a harness request may be waiting on the firmware right now. One
+            # short line into the pipe is atomic; the firmware saves and exits, and if it does
+            # not within 5 s it is killed.
+            self.stopping = True
+            child = self.child
+            if child is None or child.poll() is not None:
+                return
+            if self.mode == "firmware":
+                try:
+                    os.write(self.ctl_w.fileno(), b'{"do": "shutdown"}\n')
+                except OSError:
+                    pass
+            else:
+                child.terminate()
+            threading.Timer(5.0, lambda: child.poll() is None and child.kill()).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        crashes = 0
+        try:
+            while True:
+                code = self.child.wait()
+                if self.stopping:
+                    return 0
+                if code == EXIT_REPL:
+                    self._repl()
+                    if self.stopping:
+                        return 0
+                elif code != 0:
+                    crashes += 1
+                    print(f"pumpsim board: the firmware process exited with status {code}",
+                          file=sys.stderr)
+                    if crashes > 3:
+                        return 1
+                else:
+                    return 0
+                self._spawn()
+        finally:
+            for path in (reg_file, Path(self.control)):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+
+
+def main_board(argv: list[str]) -> int:
+    args = _board_parser().parse_args(argv)
+    return Board(args).run()
+
+
+# ---- pumpsim inject ------------------------------------------------------------------------
+
+def _inject_parser() -> argparse.ArgumentParser:
+    from host_tools.scenario import ACTIONS
+
+    p = argparse.ArgumentParser(
+        prog="pumpsim inject",
+        description="Act on a running virtual board through its harness channel: a scenario "
+                    "action (faults, refill of the physical reservoir, patient button, power "
+                    "loss, reboot, hang...), `advance DURATION` (run virtual time forward and "
+                    "return when done) or `truth` (the plant's state as JSON). Arguments are "
+                    "KEY=VALUE with the units of a scenario file, e.g. `battery level=25%`. "
+                    "Actions: " + ", ".join(["advance", "truth", *ACTIONS]) + ".")
+    p.add_argument("--control", required=True, metavar="PATH",
+                   help="the board's harness socket (`control` in pumpsim board's first line)")
+    p.add_argument("action")
+    p.add_argument("params", nargs="*", metavar="KEY=VALUE|DURATION")
+    return p
+
+
+def _inject_request(action: str, params: list[str]) -> dict:
+    from host_tools import units
+    from host_tools.errors import InputError
+    from host_tools.scenario import ACTIONS
+
+    if action == "truth":
+        if params:
+            raise InputError("truth", " ".join(params), "no arguments")
+        return {"do": "truth"}
+    if action == "advance":
+        text = " ".join(p.split("=", 1)[1] if p.startswith("for=") else p for p in params)
+        return {"do": "advance", "args": {"ms": units.duration_ms(text, "advance")}}
+    if action not in ACTIONS:
+        raise InputError("action", action, "advance, truth or one of " + ", ".join(ACTIONS))
+    spec = ACTIONS[action]
+    args = {}
+    given = {}
+    for p in params:
+        if "=" not in p:
+            raise InputError(action, p, "KEY=VALUE")
+        k, v = p.split("=", 1)
+        if k not in spec:
+            raise InputError(k, v, f"one of the keys of {action}: {', '.join(spec) or 'none'}")
+        given[k] = v
+    for name, (arg, parse, required) in spec.items():
+        if name in given:
+            args[arg] = parse(given[name], name)
+        elif required:
+            raise InputError(name, "(missing)", f"a value: {action} needs {name}=...")
+    return {"do": action, "args": args}
+
+
+def main_inject(argv: list[str]) -> int:
+    from host_tools.errors import InputError
+
+    args = _inject_parser().parse_args(argv)
+    try:
+        req = _inject_request(args.action, args.params)
+    except InputError as e:
+        print(f"pumpsim inject: {e}", file=sys.stderr)
+        return 2
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(args.control)
+            f = s.makefile("rwb")
+            f.write((json.dumps(req) + "\n").encode())
+            f.flush()
+            line = f.readline()
+    except OSError as e:
+        print(f"pumpsim inject: cannot reach the board at {args.control}: {e}", file=sys.stderr)
+        return 3
+    if not line:
+        print("pumpsim inject: the board closed the channel without answering", file=sys.stderr)
+        return 3
+    out = json.loads(line)
+    print(json.dumps(out))
+    return 0 if out.get("ok") else 1

@@ -1,0 +1,322 @@
+# The virtual Pico's board: the HAL that firmware/app.py runs on inside the MicroPython VM (or
+# CPython), backed by the simulated plant, a flash directory and virtual time.
+#
+# Runs on MicroPython's unix port and CPython alike (sim/vboard_main.py starts it). The serial
+# line is a file descriptor (the pseudo-terminal's master side, set non-blocking by
+# sim/board.py); the harness channel is a pair of pipes carrying one JSON object per line.
+#
+# Virtual time: the firmware sleeps through hal.wait(ms). At --speed N the board sleeps ms/N
+# real milliseconds (less if a byte arrives) and moves virtual time on by what passed times N;
+# at --speed max (0) it does not sleep at all. `advance` from the harness runs virtual time
+# forward without sleeping, still answering the serial line, and replies when it is done.
+import json
+import select
+import time
+
+from firmware.store import FileDev
+from firmware.ticks import MASK
+from sim.engine import BAT_DAY_DRAIN, DAY_MS, PLANT_FAULTS, Plant, Rng, plant_fault
+
+EPOCH_TS = 0            # pump clock: seconds since 2024-01-01 00:00
+
+
+class Reset(Exception):
+    """The board resets: cause 0 (reset, power cycle) or 1 (the watchdog bit)."""
+
+    def __init__(self, cause, clean=False):
+        super().__init__("reset")
+        self.cause = cause
+        self.clean = clean
+
+
+class Shutdown(Exception):
+    """The harness asked the board process to save the plant and exit."""
+
+
+def _now_real():
+    return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
+
+
+def _real_diff(a, b):
+    if hasattr(time, "ticks_diff"):
+        return time.ticks_diff(a, b)
+    return a - b
+
+
+class VirtualHal:
+    def __init__(self, board, flash_dir, ser_fd, ctl_in_fd, ctl_out_fd, speed, clock0_ts, seed):
+        for name in dir(board):
+            if name.isupper():
+                setattr(self, name, getattr(board, name))
+        self.flash_dir = flash_dir
+        self.dev = FileDev(flash_dir + "/data")
+        self.speed = speed          # 0: as fast as possible
+        self.vt = 0                 # virtual ms since this board process started
+        self.ticks0 = 0x3FFF0000    # ticks wrap early in a run, as they do after ~12 days
+        self.clock0_ts = clock0_ts  # pump clock at vt == 0
+        self.clock_off = 0
+        self.cause = 0
+        self.wdt_ms = 0
+        self.fed_at = 0
+        self.hung = False
+        self.target = -1            # vt an `advance` runs to (-1: none)
+        self.pending = None         # a harness action that ends the firmware's run (reset...)
+        self.tones = [0, 0]
+        self.delivered_nl = 0
+        self.strokes = 0
+        self.failed_strokes = 0
+        self.plant = Plant(board.STROKE_NL, 0, board.RESERVOIR_NL, Rng(seed), board, 0, seed)
+        self.ser_in = open(ser_fd, "rb", 0) if _cpython() else open(ser_fd, "rb")
+        self.ser_out = open(ser_fd, "wb", 0) if _cpython() else open(ser_fd, "wb")
+        self.ctl_in = open(ctl_in_fd, "rb", 0) if _cpython() else open(ctl_in_fd, "rb")
+        self.ctl_out = open(ctl_out_fd, "wb", 0) if _cpython() else open(ctl_out_fd, "wb")
+        self.poller = select.poll()
+        self.poller.register(self.ser_in, select.POLLIN)
+        self.poller.register(self.ctl_in, select.POLLIN)
+        self.ctl_buf = b""
+        self.ser_ready = False
+        self._load_plant()
+
+    # ---- persistence of the physical world (the reservoir holds what it holds) ------------
+    def _plant_path(self):
+        return self.flash_dir + "/plant.json"
+
+    def _load_plant(self):
+        try:
+            with open(self._plant_path()) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return
+        p = self.plant
+        p.reservoir_nl = st["reservoir_nl"]
+        p.charge = st["charge"]
+        self.delivered_nl = st["delivered_nl"]
+        self.strokes = st["strokes"]
+        self.clock_off = st.get("clock_off", 0)
+
+    def save_plant(self):
+        p = self.plant
+        charge = p.charge - (self.vt - p.charge_t) * BAT_DAY_DRAIN // DAY_MS
+        st = {"reservoir_nl": p.reservoir_nl, "charge": charge if charge > 0 else 0,
+              "delivered_nl": self.delivered_nl, "strokes": self.strokes,
+              "clock_off": self.clock_off}
+        with open(self._plant_path(), "w") as f:
+            f.write(json.dumps(st))
+
+    # ---- the HAL contract (boards/__init__.py) --------------------------------------------
+    def ticks_ms(self):
+        return (self.ticks0 + self.vt) & MASK
+
+    def clock_ts(self):
+        return self.clock0_ts + self.clock_off + self.vt // 1000
+
+    def set_clock_ts(self, ts):
+        self.clock_off = ts - self.clock0_ts - self.vt // 1000
+
+    def reset_cause(self):
+        return self.cause
+
+    def stroke(self):
+        p = self.plant
+        if p.stalled:
+            self.failed_strokes += 1
+            return False
+        vol = p.stroke()
+        p.push(self.vt)
+        self.delivered_nl += vol
+        self.strokes += 1
+        return True
+
+    def read_pressure(self):
+        return self.plant.read_pressure(self.vt)
+
+    def read_battery(self):
+        return self.plant.read_battery(self.vt)
+
+    def tone(self, pattern):
+        self.tones[pattern - 1] += 1
+
+    def led(self, on):
+        pass
+
+    def start_watchdog(self, timeout_ms):
+        self.wdt_ms = timeout_ms
+        self.fed_at = self.vt
+
+    def feed(self):
+        self.fed_at = self.vt
+
+    def uid(self):
+        data = self.dev.read("uid")
+        if data is None:
+            rng = Rng(_now_real() & 0xFFFFFF)
+            data = ("%08x%08x" % (rng.below(1 << 30), rng.below(1 << 30))).encode()
+            self.dev.write("uid", data)
+        return data.decode()
+
+    def storage(self):
+        return self.dev
+
+    def reset(self):
+        raise Reset(0)
+
+    def read_byte(self):
+        if not self.ser_ready:
+            return -1
+        try:
+            b = self.ser_in.read(1)
+        except OSError:
+            b = None
+        if not b:
+            self.ser_ready = False
+            return -1
+        return b[0]
+
+    def write(self, data):
+        try:
+            self.ser_out.write(data)
+        except OSError:
+            pass  # nobody reads the line and its buffer is full: drop, as USB CDC does
+
+    def wait(self, ms):
+        """Sleep up to ms of virtual time, or until the serial line has a byte."""
+        if self.pending is not None:
+            self._fire()
+        if self.hung:
+            # The loop is stuck: nothing feeds the watchdog, which resets the board.
+            left = self.wdt_ms - (self.vt - self.fed_at)
+            self.vt += left if left > 0 else 0
+            self.hung = False
+            raise Reset(1)
+        if self.wdt_ms and self.vt - self.fed_at > self.wdt_ms:
+            raise Reset(1)
+        real = 0 if self.target >= 0 or self.speed == 0 else (ms + self.speed - 1) // self.speed
+        t0 = _now_real()
+        events = self.poller.poll(real)
+        ser = False
+        for ev in events:
+            if ev[0] is self.ser_in or ev[0] == self.ser_in.fileno():
+                ser = bool(ev[1] & select.POLLIN)
+            else:
+                self._control()
+        self.ser_ready = ser
+        if self.target >= 0:
+            step = ms if not ser else 0
+            if self.vt + step >= self.target:
+                step = self.target - self.vt
+                self.vt = self.target
+                self.target = -1
+                self._reply({"ok": True, "virtual_time_s": self.vt // 1000})
+            else:
+                self.vt += step
+        elif self.speed == 0:
+            self.vt += 0 if ser else ms
+        else:
+            spent = _real_diff(_now_real(), t0) * self.speed
+            self.vt += ms if not ser and spent >= ms else min(spent, ms)
+
+    # ---- the harness channel ----------------------------------------------------------------
+    def _reply(self, obj):
+        self.ctl_out.write((json.dumps(obj) + "\n").encode())
+
+    def _control(self):
+        chunk = self.ctl_in.read(4096) if _cpython() else self.ctl_in.read(1)
+        if not chunk:
+            raise Shutdown()
+        self.ctl_buf += chunk
+        while b"\n" in self.ctl_buf:
+            line, self.ctl_buf = self.ctl_buf.split(b"\n", 1)
+            try:
+                self._act(json.loads(line))
+            except (Reset, Shutdown):
+                raise
+            except Exception as e:
+                self._reply({"ok": False, "error": repr(e)})
+
+    def truth(self):
+        p = self.plant
+        return {"ok": True, "delivered_nl": self.delivered_nl, "reservoir_nl": p.reservoir_nl,
+                "pressure_kpa": p.pressure(self.vt) // 1000, "virtual_time_s": self.vt // 1000,
+                "strokes": self.strokes, "failed_strokes": self.failed_strokes,
+                "battery_mv": p.battery_mv(self.vt), "tones": self.tones,
+                "clock_ts": self.clock_ts()}
+
+    def _act(self, req):
+        do = req["do"]
+        args = req.get("args", {})
+        app = self.app
+        if do == "truth":
+            self._reply(self.truth())
+        elif do == "advance":
+            ms = args["ms"]
+            if ms <= 0:
+                self._reply({"ok": True, "virtual_time_s": self.vt // 1000})
+            else:
+                self.target = self.vt + ms  # replies when virtual time gets there
+        elif do in PLANT_FAULTS:
+            released = plant_fault(self.plant, self.vt, do, args)
+            self._reply({"ok": True, "released_nl": released})
+        elif do == "refill":
+            # The clinician fills the reservoir through the septum; recording it in the pump is
+            # `pumpctl refill`, a separate step (as on a real pump).
+            self.plant.reservoir_nl = args["volume_nl"]
+            self._reply({"ok": True})
+        elif do == "set_clock":
+            self.clock_off += args["shift_ms"] // 1000  # the RTC jumps; the pump reads it at boot
+            self._reply({"ok": True})
+        elif do in ("patient_bolus", "stop", "resume", "ack"):
+            self._harness_pump(do, args)
+        elif do in ("reboot", "power_loss", "hang", "corrupt_flash", "shutdown"):
+            self.pending = req
+            self._reply({"ok": True})
+        else:
+            self._reply({"ok": False, "error": "unknown action " + str(do)})
+
+    def _harness_pump(self, do, args):
+        """The patient's button, and shortcuts a test harness may take past the protocol."""
+        from firmware import codes
+
+        app = self.app
+        now = self.ticks_ms()
+        if do == "patient_bolus":
+            r = app.pump.patient_bolus(now)
+            self._reply({"ok": r == 0, "reason": codes.REASON_NAMES.get(r, "")})
+            return
+        if do == "stop":
+            app.pump.stop(now)
+        elif do == "resume":
+            app.pump.resume(now)
+        else:
+            for code in codes.ALARM_NAMES:
+                if codes.ALARM_NAMES[code] == args.get("alarm"):
+                    app.pump.ack(now, code)
+        self._reply({"ok": True})
+
+    def _fire(self):
+        req = self.pending
+        self.pending = None
+        do = req["do"]
+        if do == "shutdown":
+            raise Shutdown()
+        if do == "reboot":
+            raise Reset(0, True)
+        if do == "hang":
+            self.hung = True
+            return
+        if do == "corrupt_flash":
+            for name in ("state.a", "state.b", "settings.a", "settings.b"):
+                data = self.dev.read(name)
+                if data:
+                    buf = bytearray(data)
+                    buf[len(buf) // 2] ^= 0x5A
+                    self.dev.write(name, bytes(buf))
+            raise Reset(0)
+        if do == "power_loss":
+            self.vt += req.get("args", {}).get("for_ms", 0)
+            raise Reset(0)
+
+
+def _cpython():
+    import sys
+
+    return sys.implementation.name == "cpython"

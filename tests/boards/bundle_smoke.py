@@ -1,0 +1,61 @@
+# Runs inside the MicroPython VM with only the built bundle on its path (see test_build.py):
+# the compiled firmware boots a pump on the virtual board's constants and delivers.
+import json
+import sys
+
+from boards import stepgen, tmc2209
+from firmware.pump import Pump
+from firmware.ticks import add
+
+
+class Hal:
+    def __init__(self, consts):
+        for name in consts:
+            setattr(self, name, consts[name])
+        self.B_SAG_MIN_MV = 0
+        self.strokes = 0
+        self.pa = 0
+
+    def stroke(self):
+        self.strokes += 1
+        self.pa = self.STROKE_RISE_PA
+        return True
+
+    def read_pressure(self):
+        pa = self.pa
+        self.pa = 0
+        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
+
+    def read_battery(self):
+        return 3100 * self.B_MV_DEN // self.B_MV_NUM + 1
+
+    def tone(self, pattern):
+        pass
+
+    def save_state(self, buf):
+        pass
+
+
+class Log:
+    def add(self, code, now, a, b):
+        pass
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        hal = Hal(json.load(f))
+    pump = Pump(hal, Log())
+    params = {"conc_ng_ml": 2000000, "steps": [[0, 1000000]], "max_daily_ng": 3000000,
+              "low_res_nl": 2000000, "pb": [50000, 900, 7200, 4]}
+    now = 0
+    pump.boot(now, 8 * 3600000, params, None)
+    pump.refill(now, 20000000)
+    for _ in range(300):
+        now = add(now, pump.next_in_ms(now))
+        pump.service(now)
+    print("strokes", hal.strokes, "alarms", pump.alarms)
+    print("stepgen", stepgen.sm_freq_hz(2000), tmc2209.crc8(b"\x05\x00\x02", 3))
+    print("DONE")
+
+
+main()

@@ -1,0 +1,701 @@
+"""A fault bench for the pump: the firmware's Pump on a simulated plant, with independent oracles.
+
+The plant is sim.engine.Plant (catheter pressure with occlusions, the battery and its sag under
+load, sensor faults); the flash is the firmware's own A/B RecordStore on an in-memory device that
+can tear a write or rot a record. Everything the oracles judge comes from what the plant saw (the
+motor moving, virtual time) and from the prescription rules in pump_harness.py, never from the
+pump's own account, except where an invariant is about that account.
+
+Time. The bench keeps an unbounded virtual clock `v` (ms, also the plant's clock). The pump sees
+wrapping ticks re-based at every boot, and a time of day tod(v) = (tod_off + v) mod DAY that
+keeps running while the power is off; a clock shift moves tod_off.
+
+Power. A power cut can be armed to strike inside the next flash save (the write is torn: the
+store keeps the previous record) or right after the next stroke (the motor moved, the pump never
+accounted it), whichever rule reaches it. The pump object then dies where it stood (PowerCut
+propagates out of it) and a new one boots from flash after the off time.
+
+Each check raises Violation with a message that starts with the invariant's name.
+"""
+
+from bisect import bisect_right
+
+from hypothesis import event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from boards import virtual
+from firmware import codes
+from firmware.pump import BOOT_WATCHDOG, Pump
+from firmware.store import RecordStore, pack_ints, unpack_ints
+from pump_harness import DAY, HOUR, MIN, Board, Stretch, big_ints, compile_rx
+from sim.engine import OPEN_HALF_MS, PARTIAL_HALF_MS, Plant, Rng
+from strategies import ticks
+
+STATS = False
+TICK_MASK = (1 << 30) - 1
+CRIT = codes.CRITICAL_MASK
+BOARD = Board(virtual.STROKE_NL, virtual.MAX_STROKES_PER_MIN, virtual.MIN_RATE_NL_DAY)
+OCCLUSION_STROKES_MAX = 4   # the issue's bound: a full occlusion is caught within 4 strokes
+
+
+class Violation(AssertionError):
+    pass
+
+
+class PowerCut(Exception):
+    """The supply failed: raised out of the HAL into the pump, which dies where it stands."""
+
+
+class Dead(AssertionError):
+    pass
+
+
+class Dev:
+    """In-memory flash files. `tear` makes the next write stop half way and cut the power."""
+
+    def __init__(self):
+        self.files = {}
+        self.tear = False
+
+    def read(self, path):
+        return self.files.get(path)
+
+    def write(self, path, data):
+        if self.tear:
+            self.tear = False
+            self.files[path] = bytes(data[: len(data) // 2])
+            raise PowerCut("torn write")
+        self.files[path] = bytes(data)
+
+
+class Hal:
+    def __init__(self, bench):
+        for name in dir(virtual):
+            if name.isupper():
+                setattr(self, name, getattr(virtual, name))
+        self.bench = bench
+        self.alive = True
+
+    def stroke(self):
+        if not self.alive:
+            raise Dead("a pump without power moved its motor")
+        return self.bench.on_stroke()
+
+    def read_pressure(self):
+        return self.bench.plant.read_pressure(self.bench.v)
+
+    def read_battery(self):
+        return self.bench.plant.read_battery(self.bench.v)
+
+    def tone(self, pattern):
+        self.bench.tones.append((self.bench.v, pattern))
+
+    def save_state(self, buf):
+        if not self.alive:
+            raise Dead("a pump without power wrote flash")
+        self.bench.on_save(buf)
+
+
+class Log:
+    def __init__(self, bench):
+        self.bench = bench
+
+    def add(self, code, now, a, b):
+        self.bench.on_event(code, now, a, b)
+
+
+class FaultBench:
+    S = BOARD.STROKE_NL
+
+    def __init__(self, seed=0, noise_pa=500, tod0=0, tick0=0):
+        self.v = 0
+        self.tod_off = tod0 % DAY
+        self.tick_base = tick0 & TICK_MASK
+        self.v_base = 0
+        self.plant = Plant(self.S, 0, 0, Rng(seed), virtual, noise_pa, seed)
+        self.dev = Dev()
+        self.store = RecordStore(self.dev, "state")
+        self.saves = 0
+        self.pump = None
+        self.hal = None
+        self.params = None        # the settings record: the prescription last accepted
+        self.plan = None
+        self.stopped = False      # what the pump was told, as far as its record knows
+        self.strokes = []         # v of every stroke the plant made (the truth)
+        self.caps = []            # the cap in strokes in force at each of them
+        self.pb_starts = []
+        self.tones = []
+        self.true_res_nl = 0      # what the reservoir really holds
+        self.boot_strokes = 0     # plant strokes since this boot
+        self.failed = 0           # stroke attempts the motor did not make (stall)
+        self.tries = 0            # ... and how many of them in a row
+        self.res_anchor = 0       # pump.reservoir_nl at the last boot or refill ...
+        self.res_since = 0        # ... and plant strokes since then
+        self.crit = 0             # critical alarms active, as the log tells them
+        self.stretch = None
+        self.cut = None           # armed power cut: "save" or "stroke"
+        self.cut_off_ms = 0
+        self.cuts = 0
+        self.occ_strokes = 0      # strokes into the present full occlusion
+        self.occ_blind = False    # the pressure sensor was faulty during it
+        self.relax_until = -1     # lockout checks relaxed until then (a lost record)
+        self.res_unknown = False  # the reservoir account may predate a lost refill
+        self.boots = 0
+
+    # ---- time ---------------------------------------------------------------------------
+    def tick(self):
+        return (self.tick_base + self.v - self.v_base) & TICK_MASK
+
+    def tod(self):
+        return (self.tod_off + self.v) % DAY
+
+    # ---- the plant as the pump drives it --------------------------------------------------
+    def on_stroke(self):
+        pump = self.pump
+        plant = self.plant
+        if plant.stalled:
+            self.failed += 1
+            self.tries += 1
+            if self.tries > virtual.STALL_RETRIES + 1:
+                raise Violation("stall_retries_bounded: %d attempts in a row at v=%d"
+                                % (self.tries, self.v))
+            return False
+        self.tries = 0
+        v = self.v
+        if pump.alarms & CRIT or self.crit:
+            raise Violation("no_stroke_in_critical_alarm: the motor moved at v=%d with alarms "
+                            "0x%x active (log says 0x%x)" % (v, pump.alarms, self.crit))
+        if self.stopped:
+            raise Violation("no_stroke_while_stopped: the motor moved at v=%d" % v)
+        if pump.reservoir_nl - self.S < pump.reservoir_min_nl:
+            raise Violation("reservoir_floor: a stroke at v=%d took the account from %d nL below "
+                            "the board minimum %d nL" % (v, pump.reservoir_nl,
+                                                         pump.reservoir_min_nl))
+        if self.true_res_nl - self.S < 0 and not self.res_unknown:
+            raise Violation("reservoir_floor: the plant's reservoir ran dry at v=%d" % v)
+        self.strokes.append(v)
+        self.caps.append(self.plan.cap)
+        self.true_res_nl -= self.S
+        self.boot_strokes += 1
+        self.res_since += 1
+        # rolling 24 h of real strokes, judged against the cap in force now
+        n = len(self.strokes) - bisect_right(self.strokes, v - DAY)
+        if n > self.plan.cap:
+            raise Violation("rolling_24h_cap_holds_across_reboots: %d strokes in the 24 h ending "
+                            "at v=%d, the cap is %d (boots so far %d, power cuts %d)"
+                            % (n, v, self.plan.cap, self.boots, self.cuts))
+        if plant.half_ms == 0:
+            self.occ_strokes += 1
+            if self.occ_strokes > OCCLUSION_STROKES_MAX and not self.occ_blind:
+                raise Violation("occlusion_caught: %d strokes pushed into a full occlusion with a "
+                                "sound pressure sensor (v=%d)" % (self.occ_strokes, v))
+        st = self.stretch
+        if st is not None:
+            st.times.append(v)
+            ideal = st.ideal(v)
+            have = st.delivered(v)
+            if have - ideal > self.S:
+                raise Violation("no_catch_up_after_fault: %d nL delivered since the %s at v=%d, "
+                                "the ideal since then is %.1f nL (more than a stroke ahead at "
+                                "v=%d)" % (have, st.why, st.t0, float(ideal), v))
+        plant.push(v)
+        if self.cut == "stroke":
+            raise PowerCut("after a stroke")
+        return True
+
+    def on_save(self, buf):
+        self.saves += 1
+        if self.cut == "save":
+            self.dev.tear = True
+        self.store.save(pack_ints(buf))
+        self.newest_by = self.cmd  # the command whose save is now the newest record
+
+    def on_event(self, code, now, a, b):
+        v = self.v
+        if STATS:
+            event(codes.EVENT_NAMES.get(code, str(code)) +
+                  (":" + codes.ALARM_NAMES[a] if code == codes.EV_ALARM else ""))
+        if code == codes.EV_ALARM:
+            if (1 << a) & CRIT:
+                self.crit |= 1 << a
+        elif code == codes.EV_ALARM_CLEAR:
+            if (1 << a) & CRIT:
+                self.crit &= ~(1 << a)
+                if not self.crit:
+                    self._begin("critical alarm cleared")
+        elif code in (codes.EV_PB_START, codes.EV_CB_START):
+            pump = self.pump
+            if pump.alarms & CRIT or self.crit or self.stopped:
+                raise Violation("no_bolus_in_critical_alarm: a bolus started at v=%d with alarms "
+                                "0x%x (stopped %s)" % (v, pump.alarms | self.crit, self.stopped))
+            if code == codes.EV_PB_START:
+                self._on_pb_start(v, a)
+            elif self.stretch is not None:
+                self.stretch.boluses.append((v, a, b))
+        elif code == codes.EV_BOLUS_END and b:
+            self._begin("bolus cut short")
+        elif code == codes.EV_RESUME:
+            self._begin("resume")
+
+    def _on_pb_start(self, v, dose_nl):
+        plan = self.plan
+        _, dur, lock_ms, per_day = plan.pb
+        relaxed = v < self.relax_until
+        if self.pb_starts and v - self.pb_starts[-1] < lock_ms and not relaxed:
+            raise Violation("patient_bolus_lockout: boluses at v=%d and v=%d, the lockout is %d ms"
+                            % (self.pb_starts[-1], v, lock_ms))
+        n = 1 + len(self.pb_starts) - bisect_right(self.pb_starts, v - DAY)
+        if n > per_day and not relaxed:
+            raise Violation("patient_bolus_max_per_day: %d boluses in the 24 h ending at v=%d, "
+                            "at most %d" % (n, v, per_day))
+        self.pb_starts.append(v)
+        if self.stretch is not None:
+            self.stretch.boluses.append((v, dose_nl, dur))
+
+    def _begin(self, why, keep_boluses=False):
+        """A new stretch for the no-catch-up check: from now on delivery may not run more than a
+        stroke ahead of the ideal counted from now (boluses begun earlier and still meant to run
+        are carried, with the sub-nL slack their rounding allows)."""
+        if self.plan is None:
+            self.stretch = None
+            return
+        old = self.stretch
+        st = Stretch(self.v, self.plan, self.tod_off, why)
+        if keep_boluses and old is not None:
+            st.boluses = [x for x in old.boluses if x[0] + x[2] > self.v]
+        self.stretch = st
+
+    # ---- life cycle ---------------------------------------------------------------------
+    def _call(self, fn, *args):
+        """Call into the pump; a power cut inside ends it, and it boots again after the off time."""
+        self.cmd = fn.__name__
+        try:
+            return fn(*args)
+        except PowerCut:
+            self._power_off()
+            self.v += self.cut_off_ms
+            self.boot()
+            return None
+
+    def _power_off(self):
+        if self.hal is not None:
+            self.hal.alive = False
+        self.pump = None
+        self.cut = None
+        self.dev.tear = False
+        self.stretch = None
+        self.cuts += 1
+
+    def boot(self, cause=0):
+        payload = self.store.load()
+        damaged = self.store.corrupt
+        state = unpack_ints(payload) if payload is not None else None
+        self.v_base = self.v
+        self.hal = Hal(self)
+        pump = Pump(self.hal, Log(self))
+        self.pump = pump
+        self.crit = 0
+        self.boots += 1
+        self.boot_strokes = 0
+        self.stretch = None
+        lost = self._fell_back
+        if lost == "patient_bolus":
+            # The newest record was lost to rot, and it was the one that held a patient bolus's
+            # start: the pump cannot know of it (see the module docstring). The cap still holds.
+            self.relax_until = self.v + DAY
+        elif lost == "refill":
+            self.res_unknown = True  # ... or a refill: the account is the one from before it
+        pump.boot(self.tick(), self.tod(), self.params, state, cause, damaged)
+        self.crit |= pump.alarms & CRIT
+        if lost in ("stop", "resume") or self._wiped:
+            # ... or a stop or resume: what the pump found is all anyone can know (after a
+            # wipe memory_error holds delivery anyway).
+            self.stopped = pump.stopped
+        if pump.stopped != self.stopped:
+            raise Violation("stop_survives_restart: the pump booted %s, it was told %s"
+                            % ("stopped" if pump.stopped else "running",
+                               "stop" if self.stopped else "resume"))
+        self._fell_back = None
+        self._wiped = False
+        self.res_anchor = pump.reservoir_nl
+        self.res_since = 0
+        self._begin("boot")
+
+    _fell_back = None
+    _wiped = False
+    cmd = None
+    newest_by = None
+
+    def start(self, params, volume_nl):
+        self.boot()
+        self.params = params
+        self.plan = compile_rx(params, BOARD)
+        self.pump.program(self.tick(), params)
+        self._refill(volume_nl)
+        self._begin("program")
+
+    def restart(self, how, off_ms, tick0):
+        """how: reboot (orderly), cut (power lost between calls), watchdog (the loop hung and
+        the watchdog reset the board), rot (the newest record is found damaged at boot: the store
+        falls back to the one before), wipe (every record damaged: memory_error)."""
+        if how == "reboot":
+            pump = self.pump
+            self._call(pump.save, True)
+            if self.pump is not pump:
+                return  # the orderly save itself was cut (an armed cut): already restarted
+        self._power_off()
+        self.v += off_ms
+        self.tick_base = tick0 & TICK_MASK
+        if how == "rot":
+            self._rot(newest_only=True)
+        elif how == "wipe":
+            self._rot(newest_only=False)
+        self.boot(BOOT_WATCHDOG if how == "watchdog" else 0)
+
+    def _rot(self, newest_only):
+        self.store.load()
+        for i, path in enumerate(self.store.paths):
+            data = self.dev.files.get(path)
+            if data is None or (newest_only and i != self.store.slot):
+                continue
+            data = bytearray(data)
+            data[len(data) // 2] ^= 0x5A
+            self.dev.files[path] = bytes(data)
+            if newest_only:
+                self._fell_back = self.newest_by
+            else:
+                self._wiped = True
+
+    # ---- driving ------------------------------------------------------------------------
+    def advance(self, dt):
+        target = self.v + dt
+        while self.v < target and self.pump is not None:
+            d = self.pump.next_in_ms(self.tick())
+            if not 0 <= d <= 3_600_000:
+                raise Violation("next_in_ms: %d (must be 0..1 h)" % d)
+            self.v = min(self.v + d, target)
+            self._call(self.pump.service, self.tick())
+
+    def late(self, lag):
+        """The loop wakes `lag` ms after the deadline it was given (a slow cycle)."""
+        d = self.pump.next_in_ms(self.tick())
+        self.v += d + lag
+        self._call(self.pump.service, self.tick())
+
+    def patient_bolus(self):
+        return self._call(self.pump.patient_bolus, self.tick())
+
+    def clinician_bolus(self, dose_nl, dur_ms):
+        return self._call(self.pump.clinician_bolus, self.tick(), dose_nl, dur_ms)
+
+    def stop(self):
+        pump = self.pump
+        self._call(pump.stop, self.tick())
+        if self.pump is pump:
+            self.stopped = True
+
+    def resume(self):
+        pump = self.pump
+        self._call(pump.resume, self.tick())
+        if self.pump is pump:
+            self.stopped = False
+
+    def ack(self, code):
+        self._call(self.pump.ack, self.tick(), code)
+
+    def set_clock(self, shift_ms):
+        pump = self.pump
+        self._call(pump.service, self.tick())
+        if self.pump is not pump:
+            return
+        self.tod_off = (self.tod_off + shift_ms) % DAY
+        self._call(pump.set_time_of_day, self.tick(), self.tod())
+        if self.pump is pump and not self.stopped:
+            self._begin("clock shift", keep_boluses=True)
+
+    def program(self, params):
+        pump = self.pump
+        self._call(pump.service, self.tick())
+        if self.pump is not pump:
+            return
+        self._call(pump.program, self.tick(), params)
+        if self.pump is pump:
+            self.params = params
+            self.plan = compile_rx(params, BOARD)
+            self._begin("program")
+
+    def refill(self, volume_nl, residual_nl=-1):
+        return self._refill(volume_nl, residual_nl)
+
+    def _refill(self, volume_nl, residual_nl=-1):
+        pump = self.pump
+        self._call(pump.service, self.tick())
+        if self.pump is not pump:
+            return None
+        r = self._call(pump.refill, self.tick(), volume_nl, 0, residual_nl)
+        if self.pump is pump and r == 0:
+            self.res_unknown = False
+            self.true_res_nl = volume_nl
+            self.res_anchor = volume_nl
+            self.res_since = 0
+        elif self.pump is not pump:
+            # Cut inside the refill: the drug is in the reservoir, but the pump never saved the
+            # new volume and the host got no reply. The host asks again once the pump is back.
+            self.true_res_nl = volume_nl
+            return self._refill(volume_nl, residual_nl)
+        return r
+
+    def occlusion(self, full):
+        plant = self.plant
+        plant.pressure(self.v)
+        plant.half_ms = 0 if full else PARTIAL_HALF_MS
+        self.occ_strokes = 0
+        self.occ_blind = plant.p_mode != "ok"
+
+    def clear_occlusion(self):
+        self.plant.pressure(self.v)
+        self.plant.half_ms = OPEN_HALF_MS
+
+    def pressure_sensor(self, mode):
+        plant = self.plant
+        plant.p_stuck = plant.read_pressure(self.v)
+        plant.p_mode = mode
+        if mode != "ok":
+            self.occ_blind = True
+
+    def battery_sensor(self, mode):
+        plant = self.plant
+        plant.b_stuck = plant.read_battery(self.v)
+        plant.b_mode = mode
+
+    def battery(self, level_ppm):
+        self.plant.set_battery(self.v, level_ppm)
+
+    # ---- invariants checked between steps ---------------------------------------------------
+    def check_accounts(self):
+        pump = self.pump
+        if pump is None:
+            return
+        if pump.reservoir_nl < 0:
+            raise Violation("reservoir_never_negative: the account is %d nL" % pump.reservoir_nl)
+        if pump.reservoir_nl > self.true_res_nl and not self.res_unknown:
+            raise Violation("reservoir_account_never_above_truth: the pump counts %d nL, the "
+                            "reservoir holds %d nL" % (pump.reservoir_nl, self.true_res_nl))
+        if pump.strokes != self.boot_strokes:
+            raise Violation("plant_matches_account: the plant made %d strokes since boot, the pump "
+                            "counts %d (%d attempts failed)" % (self.boot_strokes, pump.strokes,
+                                                               self.failed))
+        if pump.reservoir_nl != self.res_anchor - self.res_since * self.S:
+            raise Violation("plant_matches_account: reservoir account %d nL, expected %d - %d "
+                            "strokes" % (pump.reservoir_nl, self.res_anchor, self.res_since))
+
+
+# ---- prescriptions ---------------------------------------------------------------------------
+CONCS = [1_000_000, 2_000_000, 10_000_000]
+# basal rates in strokes a day: the slowest the board takes (0.048 mL/day) up to 2 mL/day, so a
+# simulated day costs at most 8000 strokes
+RATE_STROKES = st.sampled_from([192, 400, 800, 1440, 2880]) | st.integers(192, 8000)
+
+
+@st.composite
+def prescriptions(draw):
+    S = BOARD.STROKE_NL
+    conc = draw(st.sampled_from(CONCS))
+    per_nl = conc // 1_000_000  # ng per nL
+    n = draw(st.integers(1, 4))
+    starts = [0] + sorted(draw(st.lists(st.integers(1, 23), unique=True, min_size=n - 1,
+                                        max_size=n - 1)))
+    steps = []
+    for h in starts:
+        r_nl = draw(RATE_STROKES) * S + draw(st.sampled_from([0, 0, 1, 137]))
+        steps.append([h * 60, r_nl * per_nl])
+    params = {"conc_ng_ml": conc, "steps": steps,
+              "low_res_nl": draw(st.sampled_from([0, 1_000_000, 2_000_000]))}
+    ends = starts[1:] + [24]
+    basal_x = sum(s[1] // per_nl * (e - h) * HOUR for s, h, e in zip(steps, starts, ends))
+    basal_strokes = -(-basal_x // (DAY * S))
+    if draw(st.booleans()):
+        cap = basal_strokes + draw(st.integers(0, 40))     # tight: the guard gets to work
+    else:
+        cap = basal_strokes * draw(st.integers(11, 30)) // 10 + 1
+    params["max_daily_ng"] = cap * S * per_nl
+    params["pb"] = None
+    if draw(st.integers(0, 3)):
+        lock_s = draw(st.sampled_from([600, 900, 3600, 7200]) | st.integers(600, 14400))
+        dur_s = draw(st.integers(1, min(lock_s, 1800)))
+        dose_nl = draw(st.integers(1, 20)) * S + draw(st.sampled_from([0, 0, 1]))
+        params["pb"] = [dose_nl * per_nl, dur_s, lock_s, draw(st.integers(1, 12))]
+        if isinstance(compile_rx(params, BOARD), str):
+            params["pb"] = None
+    assert not isinstance(compile_rx(params, BOARD), str), params
+    return params
+
+
+ALARMS = sorted(codes.ALARM_NAMES)
+SENSOR_MODES = ["ok", "stuck", "out_of_range", "noisy"]
+
+
+class FaultMachine(RuleBasedStateMachine):
+    @initialize(params=prescriptions(), volume=st.sampled_from([20_000_000, 2_000_000, 600_000]),
+                seed=st.integers(0, 1000), noise=st.sampled_from([0, 500, 2000]),
+                tod0=st.integers(0, DAY - 1), tick0=ticks)
+    def start(self, params, volume, seed, noise, tod0, tick0):
+        self.bench = FaultBench(seed, noise, tod0, tick0)
+        self.bench.start(params, volume)
+
+    # -- time
+    @rule(dt=st.integers(1, 2000) | st.integers(1, 20 * MIN) | st.integers(1, 6 * HOUR)
+          | st.integers(1, DAY + HOUR))
+    def advance(self, dt):
+        self.bench.advance(dt)
+
+    @rule(lag=st.integers(1, 2500) | st.integers(1, 60_000))
+    def late_wakeup(self, lag):
+        self.bench.late(lag)
+
+    @rule(shift=st.sampled_from([3_600_000, -3_600_000]) | st.integers(-DAY, DAY))
+    def clock_shift(self, shift):
+        self.bench.set_clock(shift)
+
+    # -- requests
+    @rule()
+    def patient_bolus(self):
+        self.bench.patient_bolus()
+
+    @rule(n=st.integers(2, 8), slack=st.integers(0, 2000))
+    def patient_presses_at_every_lockout_end(self, n, slack):
+        b = self.bench
+        for _ in range(n):
+            if b.plan.pb is None:
+                return
+            b.advance(b.plan.pb[2] + slack)
+            b.patient_bolus()
+
+    @rule(strokes=st.integers(1, 60), dur=st.sampled_from([0, 0, 1000]) | st.integers(1, HOUR))
+    def clinician_bolus(self, strokes, dur):
+        self.bench.clinician_bolus(strokes * BOARD.STROKE_NL, dur)
+
+    @rule(dur=st.sampled_from([0, 1000]) | st.integers(1, HOUR), after=st.integers(0, 4 * HOUR),
+          how=st.sampled_from(["cut", "rot", "reboot", "watchdog"]),
+          off=st.integers(0, 5000) | st.integers(0, 2 * HOUR), tick0=ticks)
+    def bolus_to_the_cap_then_restart(self, dur, after, how, off, tick0):
+        """A clinician bolus of the whole daily maximum fills the guard's account to the cap;
+        a restart must not open room for more (its reserve and the lost record's)."""
+        b = self.bench
+        self._bolus_the_room(dur)
+        b.advance(dur + after)
+        b.restart(how, off, tick0)
+        self._bolus_the_room(0)  # whatever room the pump thinks it has after the restart
+        b.advance(DAY)
+
+    def _bolus_the_room(self, dur):
+        b = self.bench
+        room = b.pump.guard.room() if b.pump.rx is not None else 0
+        if room > 0:
+            b.clinician_bolus(min(room * BOARD.STROKE_NL, b.plan.max_daily_nl), dur)
+
+    @rule()
+    def stop(self):
+        self.bench.stop()
+
+    @rule()
+    def resume(self):
+        self.bench.resume()
+
+    @rule(code=st.sampled_from(ALARMS))
+    def ack(self, code):
+        self.bench.ack(code)
+
+    @rule(volume=st.sampled_from([20_000_000, 5_000_000, 700_000, 400_000]),
+          residual=st.sampled_from(["none", "true", "wrong"]))
+    def refill(self, volume, residual):
+        b = self.bench
+        r = {"none": -1, "true": b.true_res_nl, "wrong": b.true_res_nl + 3_000_000}[residual]
+        b.refill(volume, r)
+
+    @rule(data=st.data())
+    def reprogram(self, data):
+        b = self.bench
+        params = b.params if data.draw(st.booleans(), label="same") else \
+            data.draw(prescriptions(), label="params")
+        b.program(params)
+
+    # -- faults
+    @rule(full=st.booleans())
+    def occlusion(self, full):
+        self.bench.occlusion(full)
+
+    @rule()
+    def clear_occlusion(self):
+        self.bench.clear_occlusion()
+
+    @rule(on=st.booleans())
+    def motor_stall(self, on):
+        self.bench.plant.stalled = on
+
+    @rule(mode=st.sampled_from(SENSOR_MODES))
+    def pressure_sensor(self, mode):
+        self.bench.pressure_sensor(mode)
+
+    @rule(mode=st.sampled_from(SENSOR_MODES))
+    def battery_sensor(self, mode):
+        self.bench.battery_sensor(mode)
+
+    @rule(level=st.sampled_from([1_000_000, 300_000, 250_000, 120_000, 90_000, 0])
+          | st.integers(0, 1_000_000))
+    def battery(self, level):
+        self.bench.battery(level)
+
+    @rule(ack=st.booleans())
+    def clinic_visit(self, ack):
+        """Every fault is put right, the pump reprogrammed if it lost its settings, refilled if
+        it ran dry, and resumed: the recovery paths get their turn."""
+        b = self.bench
+        b.clear_occlusion()
+        b.plant.stalled = False
+        b.pressure_sensor("ok")
+        b.battery_sensor("ok")
+        b.battery(1_000_000)
+        b.advance(10 * MIN)  # the battery average settles, the occlusion alarm clears
+        if b.pump.rx is None:
+            b.program(b.params)
+        if b.pump.reservoir_nl < 2_000_000:
+            b.refill(20_000_000, b.true_res_nl)
+        if ack:
+            for code in ALARMS:
+                if b.pump is not None and b.pump.alarms & (1 << code):
+                    b.ack(code)
+        b.resume()
+
+    # -- power
+    @rule(how=st.sampled_from(["reboot", "cut", "cut", "cut", "watchdog", "rot", "rot", "wipe"]),
+          off=st.integers(0, 5000) | st.integers(0, 2 * HOUR) | st.integers(0, 2 * DAY),
+          tick0=ticks)
+    def restart(self, how, off, tick0):
+        self.bench.restart(how, off, tick0)
+
+    @rule(where=st.sampled_from(["save", "stroke"]), off=st.integers(0, 5000)
+          | st.integers(0, 2 * HOUR))
+    def arm_power_cut(self, where, off):
+        """The power fails at the next flash save (tearing it) or right after the next stroke,
+        in whatever rule gets there first."""
+        self.bench.cut = where
+        self.bench.cut_off_ms = off
+
+    # -- invariants
+    @invariant()
+    def accounts_agree_with_the_plant(self):
+        self.bench.check_accounts()
+
+    @invariant()
+    def small_ints(self):
+        if self.bench.pump is None:
+            return
+        bad = big_ints(self.bench.pump)
+        if bad:
+            raise Violation("small_ints: values at or above 2**30 in the pump: %r" % bad[:5])
+
+
+FaultMachine.TestCase.settings = settings(stateful_step_count=50)
+TestFaultStateMachine = FaultMachine.TestCase

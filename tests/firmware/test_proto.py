@@ -1,0 +1,309 @@
+"""The serial protocol and the firmware shell (firmware/proto.py, auth.py, app.py) on CPython.
+
+The same code runs on the MicroPython VM in tests/e2e (through the virtual Pico); here each
+rule of docs/protocol.md is checked directly: authentication, roles, counters, repeats, stable
+error codes, and that a refused request changes nothing.
+"""
+
+import hashlib
+import hmac
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firmware import auth, codes
+from firmware.app import App
+from tests.firmware.proto_bench import (CLIN, PARAMS, PAT, MemHal, Signer, ask, boot, feed,
+                                        programmed, provisioned, run_for)
+
+
+@given(st.binary(min_size=0, max_size=64), st.binary(max_size=300))
+def test_hmac_matches_the_standard_library(key, msg):
+    assert auth.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
+@given(st.binary(max_size=40))
+def test_unhex_round_trips_and_rejects_non_hex(data):
+    assert auth.unhex(data.hex()) == data
+    assert auth.unhex(data.hex().upper()) == data
+    assert auth.unhex(data.hex() + "g0") is None
+    assert auth.unhex(data.hex() + "0") is None
+
+
+def test_terminal_form_answers_without_a_key():
+    app = boot()
+    assert ask(app, "help")["commands"]["program"].endswith("[key: clinician]")
+    info = ask(app, "7 info")
+    assert info["id"] == 7 and info["provisioned"] is False and info["firmware"]
+    assert ask(app, "ping")["pong"] is True
+    bad = ask(app, "program")
+    assert bad["ok"] is False and bad["error"] == "E_PARSE"
+
+
+def test_a_fresh_pump_refuses_everything_but_provisioning():
+    app = boot()
+    r = ask(app, Signer().line("status"))
+    assert r["error"] == "E_NOT_PROVISIONED"
+    prov = {"id": 1, "cmd": "provision",
+            "args": {"clinician_key": CLIN.hex(), "patient_key": PAT.hex()}}
+    assert ask(app, json.dumps(prov))["ok"]
+    again = ask(app, json.dumps(prov))
+    assert again["error"] == "E_LOCKED"
+
+
+def test_provisioning_checks_the_keys():
+    app = boot()
+    for args in ({"clinician_key": "ab" * 31, "patient_key": PAT.hex()},
+                 {"clinician_key": CLIN.hex(), "patient_key": CLIN.hex()},
+                 {"clinician_key": 5, "patient_key": PAT.hex()}):
+        r = ask(app, json.dumps({"id": 2, "cmd": "provision", "args": args}))
+        assert r["error"] == "E_ARGS", r
+    assert not app.keys.provisioned()
+
+
+def test_program_reads_back_what_was_stored():
+    app = provisioned()
+    r = ask(app, Signer().line("program", {"params": PARAMS}))
+    assert r["ok"] and r["settings"] == PARAMS
+    # and it survives a reboot, from flash
+    app2 = boot(app.hal.dev)
+    assert ask(app2, Signer(ctr=10).line("settings"))["settings"] == PARAMS
+    assert app2.pump.rx is not None
+
+
+def test_wrong_tag_wrong_key_and_missing_tag_are_refused():
+    app = provisioned()
+    line = Signer().line("program", {"params": PARAMS})
+    tampered = line.replace("3000000", "3000001", 1)
+    assert ask(app, tampered)["error"] == "E_AUTH"
+    assert ask(app, Signer(key=bytes(32)).line("status"))["error"] == "E_AUTH"
+    assert ask(app, line.rsplit(" ", 1)[0])["error"] == "E_AUTH"
+    forged_role = Signer(key=PAT, role="clinician").line("status")
+    assert ask(app, forged_role)["error"] == "E_AUTH"
+    assert app.load_settings() is None and app.keys.ctr[auth.CLINICIAN] == 0
+
+
+def test_the_patient_key_can_bolus_and_read_status_only():
+    app, clin = programmed()
+    pat = Signer(key=PAT, role="patient")
+    assert ask(app, pat.line("status"))["ok"]
+    assert ask(app, pat.line("alarms"))["ok"]
+    for cmd, args in (("program", {"params": PARAMS}), ("stop", None),
+                      ("bolus", {"dose_nl": 1000}), ("refill", {"volume_nl": 1}),
+                      ("log", None), ("maintenance", None), ("settings", None)):
+        r = ask(app, pat.line(cmd, args))
+        assert r["error"] == "E_ROLE", (cmd, r)
+    assert ask(app, pat.line("patient_bolus"))["started"] is True
+    assert not app.pump.stopped
+
+
+def test_replayed_and_reordered_requests_are_refused_even_after_a_reboot():
+    app, clin = programmed()
+    first = clin.line("stop")
+    second = clin.line("resume")
+    assert ask(app, second)["ok"]
+    r = ask(app, first)  # older counter, arriving late
+    assert r["error"] == "E_REPLAY" and not app.pump.stopped
+    app2 = boot(app.hal.dev)
+    assert ask(app2, second)["error"] == "E_REPLAY"
+    assert ask(app2, Signer(ctr=clin.ctr).line("status"))["ok"]
+
+
+def test_a_repeated_request_is_answered_again_but_acted_on_once():
+    app, clin = programmed()
+    pat = Signer(key=PAT, role="patient")
+    line = pat.line("patient_bolus")
+    r1 = ask(app, line)
+    r2 = ask(app, line)   # the host lost the first reply and sent the same line again
+    assert r1["started"] and r2["started"] and r2["repeat"] is True
+    starts = [e for e in app.events.entries() if e[1] == codes.EV_PB_START]
+    assert len(starts) == 1
+    # a new request is a new bolus request (refused: the lockout runs)
+    r3 = ask(app, pat.line("patient_bolus"))
+    assert r3["error"] == "E_REFUSED" and r3["reason"] == "lockout"
+
+
+def test_a_refused_prescription_changes_nothing():
+    app, clin = programmed()
+    before = (app.load_settings(), app.pump.rx, app.pump.reservoir_nl)
+    bad = dict(PARAMS, max_daily_ng=2_000_000)  # below the basal
+    r = ask(app, clin.line("program", {"params": bad}))
+    assert r["error"] == "E_RX" and "steps" in r["message"]
+    r = ask(app, clin.line("program", {"params": dict(PARAMS, extra=1)}))
+    assert r["error"] == "E_ARGS"
+    r = ask(app, clin.line("program", {"params": dict(PARAMS, meta={"x": "y" * 600})}))
+    assert r["error"] == "E_ARGS"
+    assert (app.load_settings(), app.pump.rx, app.pump.reservoir_nl) == before
+
+
+def test_values_are_checked_by_the_firmware():
+    app, clin = programmed()
+    for args in ({"dose_nl": "1 mL"}, {"dose_nl": -5}, {"dose_nl": 1000, "duration_s": 1.5},
+                 {"dose_nl": 1000, "kind": "turbo"}, {}):
+        r = ask(app, clin.line("bolus", args))
+        assert r["error"] == "E_ARGS", (args, r)
+    r = ask(app, clin.line("bolus", {"dose_nl": 10_000_000, "duration_s": 3600}))
+    assert r["error"] == "E_REFUSED" and r["reason"] == "bad_value"
+    assert not app.pump.cb_on
+
+
+def test_clinician_bolus_respects_the_daily_cap():
+    app, clin = programmed()
+    r = ask(app, clin.line("bolus", {"dose_nl": 150_000, "duration_s": 3600, "kind": "prime"}))
+    assert r["ok"] and r["kind"] == "prime" and app.pump.cb_on
+    run_for(app, 3_700_000)
+    assert not app.pump.cb_on and app.pump.strokes >= 600
+    r = ask(app, clin.line("bolus", {"dose_nl": 100_000, "duration_s": 3600}))
+    assert r["error"] == "E_REFUSED" and r["reason"] == "daily_max"
+
+
+def test_refill_with_residual_flags_a_discrepancy():
+    app, clin = programmed()
+    r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "residual_nl": 12_000_000}))
+    assert r["ok"] and r["discrepancy"] is True and r["expected_nl"] == 20_000_000
+    names = [a["code"] for a in ask(app, clin.line("alarms"))["alarms"]]
+    assert "refill_discrepancy" in names
+    r = ask(app, clin.line("ack", {"code": "refill_discrepancy"}))
+    assert r["acked"]
+    assert ask(app, clin.line("alarms"))["alarms"] == []
+
+
+def test_concentration_change_needs_the_bridge_and_is_stored():
+    app, clin = programmed()
+    r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "conc_ng_ml": 20_000_000}))
+    assert r["error"] == "E_REFUSED" and r["reason"] == "bridge_unconfirmed"
+    r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "conc_ng_ml": 20_000_000,
+                                      "bridge_nl": app.hal.CATHETER_NL}))
+    assert r["ok"]
+    assert app.load_settings()["conc_ng_ml"] == 20_000_000
+    assert boot(app.hal.dev).pump.rx.conc_ng_ml == 20_000_000
+
+
+def test_stop_for_a_while_resumes_by_itself():
+    app, clin = programmed()
+    assert ask(app, clin.line("stop", {"for_s": 600}))["stopped"]
+    assert ask(app, clin.line("status"))["stop_left_s"] == 600
+    hal = app.hal
+    quit_after = [0]
+
+    def wait(ms):
+        hal.t += ms
+        quit_after[0] += 1
+        if quit_after[0] > 400:
+            app.quit = True
+    hal.wait = wait
+    app.run()
+    assert not app.pump.stopped and hal.t > 600_000
+
+
+def test_ack_needs_an_active_alarm_with_a_known_code():
+    app, clin = programmed()
+    assert ask(app, clin.line("ack", {"code": "nonsense"}))["error"] == "E_ARGS"
+    r = ask(app, clin.line("ack", {"code": "occlusion"}))
+    assert r["error"] == "E_REFUSED" and r["reason"] == "not_active"
+
+
+def test_event_log_pages_verifies_and_survives_a_reboot():
+    app, clin = programmed()
+    for _ in range(3):
+        ask(app, clin.line("stop"))
+        ask(app, clin.line("resume"))
+    r = ask(app, clin.line("log", {"max": 4}))
+    assert r["chain_ok"] and len(r["entries"]) == 4 and r["entries"][0][2] == "boot"
+    rest = ask(app, clin.line("log", {"since": r["next"]}))
+    assert rest["entries"][0][0] == r["next"]
+    app2 = boot(app.hal.dev)
+    after = ask(app2, Signer(ctr=clin.ctr).line("log", {"since": 0, "max": 50}))
+    names = [e[2] for e in after["entries"]]
+    assert names.count("stop") == 3 and names[-1] == "boot" and after["chain_ok"]
+
+
+def test_damaged_settings_mean_memory_error_until_reprogrammed():
+    app, clin = programmed()
+    dev = app.hal.dev
+    for name in ("settings.a", "settings.b"):
+        if name in dev.files:
+            data = bytearray(dev.files[name])
+            data[20] ^= 0xFF
+            dev.files[name] = bytes(data)
+    app2 = boot(dev)
+    assert app2.pump.rx is None
+    assert app2.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+    c2 = Signer(ctr=clin.ctr)
+    assert ask(app2, c2.line("program", {"params": PARAMS}))["ok"]
+    app3 = boot(dev)
+    assert not app3.pump.alarms & (1 << codes.AL_MEMORY_ERROR) and app3.pump.rx is not None
+
+
+def test_maintenance_stops_saves_and_hands_back_the_repl():
+    app, clin = programmed()
+    assert ask(app, clin.line("maintenance"))["maintenance"] is True
+    assert app.quit and app.pump.stopped
+    hal = MemHal(app.hal.dev)
+    from firmware.app import main
+    assert main(hal) == "maintenance"      # the reboot after maintenance: no firmware, REPL
+    app2 = boot(app.hal.dev)               # the next reset boots the pump again, still stopped
+    assert app2.pump.stopped and app2.pump.rx is not None
+
+
+def test_control_bytes_overlong_lines_and_bad_utf8():
+    app, clin = programmed()
+    assert feed(app, b"\x03\x04\x03\r\n") == []
+    r = feed(app, b"x" * 1500 + b"\n")
+    assert [x["error"] for x in r] == ["E_TOO_LONG"]
+    assert feed(app, b"\xff\xfe{}\n")[0]["error"] == "E_PARSE"
+    assert feed(app, b"{\"id\": 1, \"cmd\": 5}\n")[0]["error"] == "E_PARSE"
+    assert feed(app, b"{\"id\": -1, \"cmd\": \"info\"}\n")[0]["error"] == "E_ARGS"
+    assert feed(app, b"[1, 2]\n")[0]["error"] == "E_PARSE"
+    assert feed(app, b"{\"cmd\": \"fly\"}\n")[0]["error"] == "E_UNKNOWN_CMD"
+    # Ctrl-C in the middle of a line is dropped, not a break
+    r = feed(app, b"pi\x03ng\n")
+    assert r[0]["pong"] is True
+
+
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_arbitrary_bytes_never_break_the_pump_or_change_settings(chunks):
+    app, clin = programmed()
+    before = (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl, app.keys.ctr[:])
+    for chunk in chunks:
+        for reply in feed(app, chunk):
+            assert reply["ok"] is False or reply["cmd"] in ("help", "info", "ping")
+    feed(app, b"\n")
+    assert (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl,
+            app.keys.ctr[:]) == before
+    assert ask(app, clin.line("status"))["delivering"] is True
+
+
+def test_a_watchdog_reset_is_reported():
+    app, clin = programmed()
+    app2 = App(MemHal(app.hal.dev, cause=1))
+    app2.boot()
+    assert app2.pump.alarms & (1 << codes.AL_WATCHDOG_RESET)
+
+
+def test_a_repeated_refusal_is_answered_as_a_repeat():
+    app, clin = programmed()
+    line = clin.line("bolus", {"dose_nl": 10_000_000, "duration_s": 3600})
+    r1 = ask(app, line)
+    r2 = ask(app, line)
+    assert r1["error"] == r2["error"] == "E_REFUSED" and r2["repeat"] is True
+    assert "repeat" not in r1
+
+
+def test_an_empty_reservoir_is_not_reported_as_delivering():
+    app = provisioned()
+    clin = Signer()
+    assert ask(app, clin.line("program", {"params": PARAMS}))["ok"]
+    assert ask(app, clin.line("status"))["delivering"] is False
+    assert ask(app, clin.line("refill", {"volume_nl": 20_000_000}))["ok"]
+    assert ask(app, clin.line("status"))["delivering"] is True
+
+
+def test_a_concentration_change_can_carry_the_hosts_new_words():
+    app, clin = programmed()
+    meta = {"drug": "morphine", "concentration": "20 mg/mL"}
+    r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "conc_ng_ml": 20_000_000,
+                                      "bridge_nl": app.hal.CATHETER_NL, "meta": meta}))
+    assert r["ok"]
+    assert app.load_settings()["meta"] == meta

@@ -1,0 +1,276 @@
+"""pumpctl's exit statuses and what it sends (or does not send) before the pump answers.
+
+The far end of the line is the scripted pty peer (conftest.py): it answers with canned lines,
+so these tests pin down pumpctl's side. tests/e2e/ drives the real firmware."""
+
+import io
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from host_tools import commands, link, pumpctl
+from host_tools.errors import InputError
+
+from serial_peer import body_of
+
+SECRET = bytes(range(32))
+
+ZICONOTIDE = """
+drug = "ziconotide"
+concentration = "25 mcg/mL"
+basal = {{ rate = "{rate}" }}
+[limits]
+max_daily_dose = "19.2 mcg"
+low_reservoir = "2 mL"
+"""
+
+
+@pytest.fixture
+def keyfile(tmp_path):
+    p = tmp_path / "clinician.key"
+    p.write_text(json.dumps({"role": "clinician", "key": SECRET.hex(), "pump_id": "pump-1"}))
+    return p
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No real boards, Picos or titration record of this machine leak into a test."""
+    monkeypatch.setenv("PUMPCTL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("PUMPCTL_KEY", raising=False)
+    monkeypatch.setattr(link, "find_pumps", lambda: [])
+
+
+def rx_file(tmp_path, text, name="rx.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def run(*argv):
+    return pumpctl.main([str(a) for a in argv])
+
+
+def settings_of(rate_ng_day):
+    return {"conc_ng_ml": 25_000, "steps": [[0, rate_ng_day]], "max_daily_ng": 19_200,
+            "low_res_nl": 2_000_000, "meta": {"drug": "ziconotide", "units": "mcg",
+                                              "concentration": "25 mcg/mL"}}
+
+
+def pump(settings=None, program=None, **replies):
+    """A script: info and settings answered from arguments, the rest as given or ok."""
+    def script(p, line):
+        cmd = json.loads(body_of(line))["cmd"]
+        if cmd == "info":
+            return p.reply(line, ok=True, cmd="info", pump_id="pump-1", clock_ts=1000,
+                           ctr={"clinician": 0, "patient": 0}, stroke_nl=250,
+                           catheter_nl=200_000)
+        if cmd == "settings":
+            return p.reply(line, ok=True, cmd="settings", settings=settings)
+        if cmd == "program" and program is not None:
+            return p.reply(line, ok=True, cmd="program", settings=program)
+        if cmd in replies:
+            return p.reply(line, **replies[cmd])
+        return p.reply(line, ok=True, cmd=cmd)
+    return script
+
+
+def test_bad_usage_is_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        run("bolus")  # --dose missing
+    assert e.value.code == 2
+
+
+def test_an_invalid_prescription_is_2_and_nothing_is_sent(peer, tmp_path, keyfile, capsys):
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="3 mg/mL"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 2
+    assert "basal.rate" in capsys.readouterr().err
+    assert peer.lines == []
+
+
+def test_program_without_a_terminal_or_yes_is_2_and_nothing_is_sent(peer, tmp_path, keyfile,
+                                                                    capsys):
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert peer.lines == []
+
+
+def test_no_port_is_3(keyfile, capsys):
+    assert run("--port", "/dev/no-such-pump", "--key", keyfile, "status") == 3
+    assert "no connection" in capsys.readouterr().err
+
+
+def test_no_pump_found_is_3(capsys):
+    assert run("info") == 3
+    assert "no pump found" in capsys.readouterr().err
+
+
+def test_two_pumps_found_is_2_and_names_them(monkeypatch, capsys):
+    monkeypatch.setattr(link, "find_pumps", lambda: [
+        link.Found("/dev/ttyACM0", "pico", "Pico"), link.Found("/dev/pts/7", "virtual", "vb")])
+    assert run("info") == 2
+    err = capsys.readouterr().err
+    assert "/dev/ttyACM0" in err and "/dev/pts/7" in err and "--port" in err
+
+
+def test_a_refusal_is_1_and_prints_the_code_and_message(peer, keyfile, capsys):
+    peer.script = pump(patient_bolus={"ok": False, "error": "E_REFUSED", "reason": "lockout",
+                                      "message": "the lockout has not passed"})
+    assert run("--port", peer.path, "--key", keyfile, "patient-bolus") == 1
+    err = capsys.readouterr().err
+    assert "E_REFUSED" in err and "lockout" in err and "has not passed" in err
+
+
+def test_a_refusal_with_json_still_prints_one_object(peer, keyfile, capsys):
+    peer.script = pump(stop={"ok": False, "error": "E_AUTH", "message": "wrong tag"})
+    assert run("--port", peer.path, "--key", keyfile, "--json", "stop") == 1
+    assert json.loads(capsys.readouterr().out)["error"] == "E_AUTH"
+
+
+def test_a_pump_that_never_answers_is_3(peer, keyfile, capsys):
+    assert run("--port", peer.path, "--key", keyfile, "--timeout", "0.1", "info") == 3
+
+
+def test_ack_of_an_unknown_code_is_2_and_lists_the_codes(peer, keyfile, capsys):
+    peer.script = pump()
+    assert run("--port", peer.path, "--key", keyfile, "ack", "ocllusion") == 2
+    assert "occlusion" in capsys.readouterr().err
+    assert peer.requests() == []
+
+
+def test_info_json_is_one_object_without_the_envelope(peer, capsys):
+    peer.script = pump()
+    assert run("--port", peer.path, "--json", "info") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pump_id"] == "pump-1" and "id" not in out and "ok" not in out
+
+
+def test_a_ziconotide_jump_is_refused_before_anything_is_written(peer, tmp_path, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400))
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="7.2 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 2
+    err = capsys.readouterr().err
+    assert "2.4 mcg/day" in err and "--override-titration" in err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+def test_a_read_back_that_differs_is_1(peer, tmp_path, keyfile, capsys):
+    peer.script = pump(settings=None, program=settings_of(2000))
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 1
+    assert "E_VERIFY" in capsys.readouterr().err
+
+
+def test_the_program_request_carries_the_clinicians_strings_and_the_override(peer, tmp_path,
+                                                                             keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400))
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="7.2 mcg/day"))
+    run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+        "--override-titration", "trial protocol 7, approved by Dr. A")
+    sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
+    assert sent["steps"] == [[0, 7200]] and sent["conc_ng_ml"] == 25_000
+    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "7.2 mcg/day"
+    assert sent["meta"]["titration_override"] == "trial protocol 7, approved by Dr. A"
+    assert "trial protocol 7" in capsys.readouterr().out
+
+
+def test_prime_without_a_terminal_needs_both_confirmations(peer, keyfile, capsys):
+    peer.script = pump()
+    assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "100 uL",
+               "--yes") == 2
+    assert peer.lines == []
+
+
+def test_prime_refuses_more_than_the_catheter_holds(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status={"ok": True, "cmd": "status"})
+    assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "0.3 mL",
+               "--confirm", "0.3 mL") == 2
+    assert "200 uL" in capsys.readouterr().err
+    assert "bolus" not in [r["cmd"] for r in peer.requests()]
+
+
+# ---- pure helpers ------------------------------------------------------------------------------
+
+def test_the_side_by_side_view_uses_the_units_the_clinician_wrote():
+    old, new = settings_of(2400), settings_of(4800)
+    lines = commands.side_by_side(old, new)
+    row = next(x for x in lines if "basal from 00:00" in x)
+    assert row.startswith("*") and "2.4 mcg/day" in row and "4.8 mcg/day" in row
+    assert next(x for x in lines if "drug" in x).startswith(" ")
+
+
+@given(old=st.integers(1_000, 50_000_000), factor=st.integers(11, 100),
+       basal=st.integers(48_000, 2_000_000))
+def test_a_bridge_bolus_keeps_the_old_drug_at_the_prescribed_dose(old, factor, basal):
+    new = old * factor // 10          # a stronger drug: 1.1 to 10 times
+    catheter = 200_000
+    dose, dur = commands.bridge_plan(catheter, old, new, basal)
+    old_rate = basal * new / old      # the volume rate that gave the prescribed dose before
+    # Basal plus bridge push the catheter out at the old volume rate ...
+    assert basal + dose * 86_400 / dur == pytest.approx(old_rate, rel=0.01, abs=2)
+    # ... for as long as it takes the old rate to empty the catheter (a bolus lasts a day at most).
+    assert 0 < dur <= 86_400
+    if dur < 86_400:
+        assert old_rate * dur / 86_400 == pytest.approx(catheter, abs=old_rate / 86_400 + 1)
+    else:
+        assert old_rate <= catheter + old_rate / 86_400  # a day at the old rate does not flush it
+
+
+def test_no_bridge_bolus_when_the_drug_gets_weaker():
+    assert commands.bridge_plan(200_000, 25_000_000, 10_000_000, 240_000) is None
+    hours, factor = commands.bridge_overdose(200_000, 25_000_000, 10_000_000, 600_000)
+    assert factor == 2.5 and hours == 200_000 * 86_400 // 600_000
+
+
+class Terminal(io.StringIO):
+    """Typed answers on a standard input that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def ctx_with(answers):
+    import argparse
+
+    return commands.Context(argparse.Namespace(json=False), stdout=io.StringIO(),
+                            stderr=io.StringIO(), stdin=Terminal(answers))
+
+
+def test_the_second_confirmation_is_the_volume_typed_again():
+    commands.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
+    with pytest.raises(commands.UsageError, match="not 200 uL"):
+        ctx_with("y\n2 mL\n").confirm_volume("priming bolus", 200_000, 0, None)
+    with pytest.raises(commands.UsageError, match="not confirmed"):
+        ctx_with("n\n").confirm_volume("priming bolus", 200_000, 0, None)
+    with pytest.raises(commands.UsageError, match="end of input"):
+        ctx_with("y\n").confirm_volume("priming bolus", 200_000, 0, None)
+
+
+def test_confirm_volume_given_beforehand_must_match():
+    ctx = ctx_with("")
+    ctx.confirm_volume("bridge bolus", 120_000, 0, "120 uL")
+    with pytest.raises(InputError, match="--confirm"):
+        ctx.confirm_volume("bridge bolus", 120_000, 0, "0.2 mL")
+    ctx.confirm_volume("bridge bolus", 120_000, 2, None)  # --yes --yes
+
+
+def test_an_empty_override_reason_is_2(peer, tmp_path, keyfile, capsys):
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "  ") == 2
+    assert peer.lines == []
+
+
+def test_the_pumps_notes_stay_within_512_bytes_however_long_the_schedule():
+    from host_tools.prescription import parse_prescription
+
+    steps = [{"start": f"{h:02d}:00", "rate": f"{100 + h}.123456 mcg/day"} for h in range(13)]
+    raw = {"drug": "clonidine", "concentration": "1000 mcg/mL", "basal": {"steps": steps},
+           "limits": {"max_daily_dose": "1000 mcg", "low_reservoir": "2 mL"}}
+    params = commands.build_params(raw, parse_prescription(raw), "x" * 200)
+    assert commands.meta_size(params["meta"]) <= 512
+    assert params["meta"]["titration_override"] == "x" * 200
+    with pytest.raises(InputError, match="--override-titration"):
+        commands.build_params(raw, parse_prescription(raw), "x" * 600)
