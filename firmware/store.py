@@ -149,6 +149,20 @@ def unpack_ints(data, into=None):
     return into
 
 
+class MemDev:
+    """The `dev` interface in RAM: files in a dict (simulations and tests; nothing survives a
+    real power cut)."""
+
+    def __init__(self):
+        self.files = {}
+
+    def read(self, path):
+        return self.files.get(path)
+
+    def write(self, path, data):
+        self.files[path] = bytes(data)
+
+
 class FileDev:
     """The `dev` interface on a real filesystem (littlefs on the Pico, any directory on a host).
 

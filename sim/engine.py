@@ -11,7 +11,7 @@
 from firmware import codes
 from firmware.pump import Pump
 from firmware.rx import RxError
-from firmware.store import RecordStore, pack_ints, unpack_ints
+from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.ticks import MASK
 
 DAY_MS = 86400000
@@ -185,19 +185,6 @@ def plant_fault(plant, t, action, args):
     elif action == "battery":
         plant.set_battery(t, args["level_ppm"])
     return released
-
-
-class MemDev:
-    """Flash files in memory, for firmware.store (the virtual board uses files on disk)."""
-
-    def __init__(self):
-        self.files = {}
-
-    def read(self, path):
-        return self.files.get(path)
-
-    def write(self, path, data):
-        self.files[path] = bytes(data)
 
 
 class Flash:

@@ -1,6 +1,6 @@
 """A board in memory for driving firmware/app.py and firmware/proto.py on CPython.
 
-Its storage is a dict of files (sim.engine.MemDev), so a "reboot" is a new App on the same
+Its storage is a dict of files (firmware.store.MemDev), so a "reboot" is a new App on the same
 storage. The serial line is a byte buffer: `ask()` feeds a request line byte by byte, as the
 main loop does, and returns the decoded reply lines.
 """
@@ -9,9 +9,9 @@ import hashlib
 import hmac
 import json
 
-from boards import virtual
 from firmware.app import App
-from sim.engine import MemDev
+from firmware.store import MemDev
+from tests.vm.healthy import HealthyHal
 
 CLIN = bytes(range(32))
 PAT = bytes(range(100, 132))
@@ -20,19 +20,14 @@ PARAMS = {"conc_ng_ml": 25000000, "steps": [[0, 2000000], [420, 3000000]],
           "meta": {"drug": "morphine", "units": "mg"}}
 
 
-class MemHal:
+class MemHal(HealthyHal):
     def __init__(self, dev=None, cause=0):
-        for name in dir(virtual):
-            if name.isupper():
-                setattr(self, name, getattr(virtual, name))
-        self.B_SAG_MIN_MV = 0   # no load model here: the battery reads steady
+        HealthyHal.__init__(self)
         self.dev = dev if dev is not None else MemDev()
         self.t = 5000
         self.ts0 = 91_500_000
         self.out = bytearray()
         self.cause = cause
-        self.strokes = 0
-        self.pa = 0
 
     def ticks_ms(self):
         return self.t & ((1 << 30) - 1)
@@ -45,22 +40,6 @@ class MemHal:
 
     def reset_cause(self):
         return self.cause
-
-    def stroke(self):
-        self.strokes += 1
-        self.pa = self.STROKE_RISE_PA  # the stroke's pulse, read once, then gone
-        return True
-
-    def read_pressure(self):
-        pa = self.pa
-        self.pa = 0
-        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
-
-    def read_battery(self):
-        return 3100 * self.B_MV_DEN // self.B_MV_NUM + 1
-
-    def tone(self, pattern):
-        pass
 
     def led(self, on):
         pass

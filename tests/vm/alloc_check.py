@@ -5,45 +5,13 @@ import sys
 
 import micropython
 
-from boards import virtual
 from firmware.pump import Pump
 from firmware.ticks import add
+from tests.vm.healthy import HealthyHal
 
 
-class Hal:
+class Hal(HealthyHal):
     """The virtual board's constants, a healthy catheter, battery and sensors."""
-
-    def __init__(self):
-        for name in dir(virtual):
-            if name.isupper():
-                setattr(self, name, getattr(virtual, name))
-        self.B_SAG_MIN_MV = 0
-        self.strokes = 0
-        self.saves = 0
-        self.pa = 0
-        self.tones = 0
-
-    def stroke(self):
-        self.strokes += 1
-        self.pa = self.STROKE_RISE_PA
-        return True
-
-    def read_pressure(self):
-        pa = self.pa
-        self.pa = 0
-        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
-
-    def read_battery(self):
-        # 3.1 V at rest, sagging under load right after a stroke
-        # A steady 3.1 V: this fake has no clock to tell rest from load, so its sag check is off
-        # (B_SAG_MIN_MV = 0); the simulator's plant exercises it.
-        return 3100 * self.B_MV_DEN // self.B_MV_NUM + 1
-
-    def tone(self, pattern):
-        self.tones += 1
-
-    def save_state(self, buf):
-        self.saves += 1
 
 
 class Log:

@@ -8,45 +8,25 @@ import time
 
 import micropython
 
-from boards import virtual
 from firmware.app import App
+from firmware.store import MemDev
+from tests.vm.healthy import HealthyHal
 
 LOCK_AT = 200
 CYCLES = 6000
 
 
-class Dev:
-    """Flash files in a dict (firmware.store's dev interface)."""
-
+class Hal(HealthyHal):
     def __init__(self):
-        self.files = {}
-
-    def read(self, path):
-        return self.files.get(path)
-
-    def write(self, path, data):
-        self.files[path] = bytes(data)
-
-
-class Hal:
-    def __init__(self):
-        for name in dir(virtual):
-            if name.isupper():
-                setattr(self, name, getattr(virtual, name))
-        self.B_SAG_MIN_MV = 0
+        HealthyHal.__init__(self)
         self.t = 1000
-        self.pa = 0
-        self.strokes = 0
-        self.saves = 0
         self.cycles = 0
         self.feeds = 0
         self.max_wait = 0
-        self.locked = False
-        self.failed = False
         self.t_us = 0
         self.cycle_max_us = 0
         self.heap = 0
-        self.dev = Dev()
+        self.dev = MemDev()
         self.app = None
 
     def ticks_ms(self):
@@ -60,22 +40,6 @@ class Hal:
 
     def reset_cause(self):
         return 0
-
-    def stroke(self):
-        self.strokes += 1
-        self.pa = self.STROKE_RISE_PA
-        return True
-
-    def read_pressure(self):
-        pa = self.pa
-        self.pa = 0
-        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
-
-    def read_battery(self):
-        return 3100 * self.B_MV_DEN // self.B_MV_NUM + 1
-
-    def tone(self, pattern):
-        pass
 
     def led(self, on):
         pass

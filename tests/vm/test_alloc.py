@@ -32,8 +32,11 @@ def test_delivery_cycles_run_with_the_heap_locked(start_ticks):
 
 def test_the_check_bites_when_the_loop_allocates(tmp_path):
     """Sanity: the same harness reports an allocation when the loop does allocate."""
-    script = (HERE / "alloc_check.py").read_text().replace(
-        "        self.strokes += 1\n", "        self.strokes += 1\n        self.last = [1, 2]\n")
+    doc = '    """The virtual board\'s constants, a healthy catheter, battery and sensors."""\n'
+    script = (HERE / "alloc_check.py").read_text()
+    assert doc in script
+    script = script.replace(doc, "    def stroke(self):\n        self.last = [1, 2]\n"
+                                 "        return HealthyHal.stroke(self)\n")
     bad = tmp_path / "alloc_bad.py"
     bad.write_text(script)
     out = run_in_vm(bad)

@@ -1,0 +1,38 @@
+# A healthy board for firmware tests, on CPython and inside the MicroPython VM alike: the
+# virtual board's constants, a catheter whose pressure pulse follows each stroke and is gone by
+# the next reading, and a steady 3.1 V cell. Test boards add what they need (time, storage,
+# serial) by subclassing.
+from boards import virtual
+
+
+class HealthyHal:
+    def __init__(self):
+        for name in dir(virtual):
+            if name.isupper():
+                setattr(self, name, getattr(virtual, name))
+        # No load model here, so the cell never sags under the motor: the sag check is off
+        # (the simulator's plant exercises it).
+        self.B_SAG_MIN_MV = 0
+        self.strokes = 0
+        self.saves = 0
+        self.tones = 0
+        self.pa = 0
+
+    def stroke(self):
+        self.strokes += 1
+        self.pa = self.STROKE_RISE_PA  # the stroke's pulse, read once, then gone
+        return True
+
+    def read_pressure(self):
+        pa = self.pa
+        self.pa = 0
+        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
+
+    def read_battery(self):
+        return 3100 * self.B_MV_DEN // self.B_MV_NUM + 1
+
+    def tone(self, pattern):
+        self.tones += 1
+
+    def save_state(self, buf):
+        self.saves += 1
