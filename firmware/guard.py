@@ -144,6 +144,9 @@ class DoseGuard:
             b[i] = src[at + 2 + i]
             total += b[i]
         self.total = total
-        self.unsaved = 0
+        # The record may be a clean one, saved without the reserve: approve nothing until a
+        # save has put the reserve on flash (otherwise a power loss before the next save would
+        # forget up to RESERVE strokes, and a record lost to damage twice that).
+        self.unsaved = RESERVE
         self.saved_idx = self.idx
         self.rotated = BUCKETS

@@ -248,7 +248,9 @@ class Board:
                     pass
             else:
                 child.terminate()
-            threading.Timer(5.0, lambda: child.poll() is None and child.kill()).start()
+            timer = threading.Timer(5.0, lambda: child.poll() is None and child.kill())
+            timer.daemon = True  # must not hold the process open once the child is gone
+            timer.start()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)

@@ -1,4 +1,38 @@
-"""A fault bench for the pump: the firmware's Pump on a simulated plant, with independent oracles.
+"""Stateful property test of the pump under faults: the firmware's Pump on a simulated plant,
+driven through occlusions (full and partial), motor stalls, pressure and battery sensor faults
+(stuck, out of range, noisy), battery drain, power cuts at any moment, reboots, watchdog resets,
+damaged and wiped flash, clock shifts, late wake-ups, stops, resumes, acknowledgements, refills,
+reprogramming and patient and clinician boluses, with independent oracles.
+
+Invariants (a failure's message starts with the name):
+
+rolling_24h_cap_holds_across_reboots  Real strokes (the plant's, in virtual time that counts the
+        time without power) in any 24 h ending at a stroke never exceed the cap in force.
+patient_bolus_lockout, patient_bolus_max_per_day  Patient-bolus starts respect the lockout and
+        the count per rolling 24 h, across every restart.
+no_stroke_in_critical_alarm, no_stroke_while_stopped, no_bolus_in_critical_alarm
+stop_survives_restart  A pump told to stop boots stopped, and one told to resume boots running.
+reservoir_floor  No stroke takes the account below RESERVOIR_MIN_NL, nor the real reservoir dry.
+reservoir_never_negative, reservoir_account_never_above_truth  The pump never believes in more
+        drug than the reservoir holds.
+plant_matches_account  The plant's strokes since boot equal the pump's count, and its reservoir
+        account moved by exactly those strokes: a stalled stroke is in neither.
+stall_retries_bounded  A stroke is attempted at most 1 + STALL_RETRIES times.
+occlusion_caught  At most 4 strokes go into a full occlusion while the pressure sensor is sound.
+no_catch_up_after_fault  From the end of every fault (a critical alarm cleared, a resume, a
+        boot, a bolus cut short, a clock shift, a new prescription), delivery never runs more than
+        one stroke ahead of the ideal counted from that moment (pump_harness.Stretch).
+small_ints  Every int in the pump stays below 2**30.
+next_in_ms  The pump never asks to sleep more than an hour.
+
+Known limit (relaxed on purpose). When the newest state record is found damaged at boot (not torn
+by a cut: rotten) the store falls back to the one before, and whatever only the lost record held
+is gone: a refill (the reservoir account is the older one), a stop or resume, a patient bolus's
+start. The pump cannot tell this case from a torn save and raises no alarm. The bench knows which
+command wrote the lost record and relaxes exactly the matching check (the reservoir truth check
+until the next refill; the stop state; the lockout for 24 h). The rolling cap is never relaxed.
+
+The bench.
 
 The plant is sim.engine.Plant (catheter pressure with occlusions, the battery and its sag under
 load, sensor faults); the flash is the firmware's own A/B RecordStore on an in-memory device that
@@ -32,7 +66,7 @@ from pump_harness import DAY, HOUR, MIN, Board, Stretch, big_ints, compile_rx
 from sim.engine import OPEN_HALF_MS, PARTIAL_HALF_MS, Plant, Rng
 from strategies import ticks
 
-STATS = False
+STATS = False  # True: count events per example (pytest --hypothesis-show-statistics)
 TICK_MASK = (1 << 30) - 1
 CRIT = codes.CRITICAL_MASK
 BOARD = Board(virtual.STROKE_NL, virtual.MAX_STROKES_PER_MIN, virtual.MIN_RATE_NL_DAY)
@@ -130,6 +164,7 @@ class FaultBench:
         self.boot_strokes = 0     # plant strokes since this boot
         self.failed = 0           # stroke attempts the motor did not make (stall)
         self.tries = 0            # ... and how many of them in a row
+        self.tries_v = -1         # (at this time: one stroke's retries all happen at once)
         self.res_anchor = 0       # pump.reservoir_nl at the last boot or refill ...
         self.res_since = 0        # ... and plant strokes since then
         self.crit = 0             # critical alarms active, as the log tells them
@@ -156,6 +191,9 @@ class FaultBench:
         plant = self.plant
         if plant.stalled:
             self.failed += 1
+            if self.tries_v != self.v:
+                self.tries_v = self.v
+                self.tries = 0
             self.tries += 1
             if self.tries > virtual.STALL_RETRIES + 1:
                 raise Violation("stall_retries_bounded: %d attempts in a row at v=%d"
@@ -366,6 +404,11 @@ class FaultBench:
                 self._fell_back = self.newest_by
             else:
                 self._wiped = True
+        if self.store.load() is None:
+            # Nothing valid is left (the other slot was already torn or never written): as good
+            # as wiped, memory_error at boot.
+            self._fell_back = None
+            self._wiped = True
 
     # ---- driving ------------------------------------------------------------------------
     def advance(self, dt):
@@ -563,13 +606,16 @@ class FaultMachine(RuleBasedStateMachine):
     def patient_bolus(self):
         self.bench.patient_bolus()
 
-    @rule(n=st.integers(2, 8), slack=st.integers(0, 2000))
-    def patient_presses_at_every_lockout_end(self, n, slack):
+    @rule(n=st.integers(2, 8), eighths=st.integers(1, 9) | st.just(8),
+          slack=st.integers(-2000, 2000))
+    def patient_presses_again_and_again(self, n, eighths, slack):
+        """A patient pressing at (eighths/8 of) every lockout's end, give or take seconds: the
+        lockout edge and the daily maximum get tested."""
         b = self.bench
         for _ in range(n):
             if b.plan.pb is None:
                 return
-            b.advance(b.plan.pb[2] + slack)
+            b.advance(max(1, b.plan.pb[2] * eighths // 8 + slack))
             b.patient_bolus()
 
     @rule(strokes=st.integers(1, 60), dur=st.sampled_from([0, 0, 1000]) | st.integers(1, HOUR))
@@ -594,6 +640,21 @@ class FaultMachine(RuleBasedStateMachine):
         room = b.pump.guard.room() if b.pump.rx is not None else 0
         if room > 0:
             b.clinician_bolus(min(room * BOARD.STROKE_NL, b.plan.max_daily_nl), dur)
+
+    @rule(strokes=st.integers(2, 60), dur=st.integers(MIN, 2 * HOUR), before=st.integers(0, HOUR),
+          pause=st.integers(0, HOUR), patient=st.booleans())
+    def stop_during_a_bolus(self, strokes, dur, before, pause, patient):
+        """A stop cuts a bolus short; the resume must not bring back what it cut."""
+        b = self.bench
+        if patient:
+            b.patient_bolus()
+        else:
+            b.clinician_bolus(strokes * BOARD.STROKE_NL, dur)
+        b.advance(before + 1)
+        b.stop()
+        b.advance(pause + 1)
+        b.resume()
+        b.advance(dur)
 
     @rule()
     def stop(self):

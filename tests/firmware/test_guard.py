@@ -128,3 +128,27 @@ def test_a_weaker_solution_does_not_open_room_in_the_window():
     assert g.total == 5 * 4  # ceil(8 * 0.4)
     g.rescale(1, 10 ** 9)
     assert g.total == 5      # anything non-zero stays at least one stroke
+
+
+def test_the_small_int_invariant_names_a_big_value_inside_an_array():
+    """The state machines' small_ints check skips naming in-range ints of flat arrays; it must
+    still find and name an out-of-range one there."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pump_harness import big_ints
+
+    from firmware.pump import Pump
+    from tests.vm.healthy import HealthyHal
+
+    class Log:
+        def add(self, *a):
+            pass
+
+    pump = Pump(HealthyHal(), Log())
+    assert big_ints(pump) == []
+    pump.guard.buckets[7] = 1 << 30
+    pump.state[3] = -(1 << 30)
+    assert sorted(big_ints(pump)) == [("pump.guard.buckets[7]", 1 << 30),
+                                      ("pump.state[3]", -(1 << 30))]
