@@ -71,7 +71,7 @@ B_ERI_MV = 2600              # the Li/CFx-SVO cell's knee is lower than the benc
 B_EOS_MV = 2450
 B_SAG_MIN_MV = 10            # the motor draws on the cell: every stroke must sag it
 B_NOISE_MV = 100
-CHECK_MS = 60000
+CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000
 
 

@@ -72,7 +72,7 @@ B_EOS_MV = 2750
 # sag check (which catches a stuck battery reading on the implant) is off here.
 B_SAG_MIN_MV = 0
 B_NOISE_MV = 150
-CHECK_MS = 60000
+CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000        # RP2040 watchdog: at most about 8.3 s
 
 

@@ -37,5 +37,5 @@ B_ERI_MV = 2850               # elective replacement indicator (about 30 % left)
 B_EOS_MV = 2750               # end of service: delivery stops (about 10 % left)
 B_SAG_MIN_MV = 10             # the cell always sags at least this much under the motor's load
 B_NOISE_MV = 150              # more back-and-forth than this across the averaged readings: a fault
-CHECK_MS = 60000              # battery and sensor checks, alarm tones
+CHECK_MS = 300000             # battery, occlusion-clear and sensor checks, alarm tones: every 5 min
 WDT_TIMEOUT_MS = 8000         # RP2040 watchdog (at most about 8.3 s)

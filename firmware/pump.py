@@ -284,7 +284,8 @@ class Pump:
             self._end_boluses(now)
         if bit != _DOSE_LIMIT_BIT:
             self.save()  # the alarm survives a restart
-        self.tone_at = now  # sound at the next check
+        self.tone_at = now
+        self.check_at = now  # the periodic check runs at once and sounds the alarm
 
     def clear_alarm(self, code, now):
         bit = 1 << code

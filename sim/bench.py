@@ -117,23 +117,38 @@ def rows_occlusion():
 # Each returns (value, note) or None. Fill them in where the measurement lives; keep the names.
 
 def measure_serial_round_trip():
-    """Round trip of one `pumpctl status` over the virtual board's serial port."""
-    return None
+    """Round trip of one request over the virtual board's serial port."""
+    from sim import boardbench
+
+    return boardbench.serial_round_trip()
 
 
 def measure_program_and_verify():
     """Time for `pumpctl program FILE --yes` to write, read back and verify a prescription."""
-    return None
+    from sim import boardbench
+
+    return boardbench.program_and_verify()
 
 
 def measure_bundle_size():
     """Bytes of the compiled firmware (`make build`, .mpy) and the board file copied to a Pico."""
-    return None
+    from sim import boardbench
+
+    return boardbench.bundle_size()
 
 
 def measure_running_heap():
     """Heap in use by the running firmware on the MicroPython VM (steady state)."""
-    return None
+    from sim import boardbench
+
+    return boardbench.heap_row()
+
+
+def measure_loop_cycle():
+    """Worst-case duration of one control-loop cycle on the MicroPython VM."""
+    from sim import boardbench
+
+    return boardbench.cycle_row()
 
 
 HOOKS = [
@@ -141,6 +156,7 @@ HOOKS = [
     ("program-and-verify", measure_program_and_verify),
     ("firmware bundle size", measure_bundle_size),
     ("heap of the running firmware", measure_running_heap),
+    ("control-loop cycle, worst", measure_loop_cycle),
 ]
 
 

@@ -307,3 +307,19 @@ def test_a_concentration_change_can_carry_the_hosts_new_words():
                                       "bridge_nl": app.hal.CATHETER_NL, "meta": meta}))
     assert r["ok"]
     assert app.load_settings()["meta"] == meta
+
+
+def test_a_critical_alarm_sounds_the_buzzer_at_once():
+    """The periodic check runs every CHECK_MS (5 min); raising an alarm brings it forward, so
+    the critical pattern sounds in the same millisecond, not up to 5 minutes later."""
+    app, clin = programmed()
+    hal = app.hal
+    sounded = []
+    hal.stroke = lambda: False                       # the motor has stalled
+    hal.tone = lambda pattern: sounded.append((hal.t, pattern))
+    run_for(app, 600_000)   # a stroke is due every 3 to 5 minutes here
+    assert app.pump.alarms & (1 << codes.AL_MOTOR_STALL)
+    raised = [e for e in app.events.entries()
+              if e[1] == codes.EV_ALARM and e[2] == codes.AL_MOTOR_STALL]
+    assert raised and sounded and sounded[0][1] == codes.TONE_CRITICAL
+    assert sounded[0][0] // 1000 + hal.ts0 == raised[0][0]
