@@ -140,6 +140,8 @@ class Stretch:
         self.tod0 = tod0
         self.why = why
         self.boluses = []  # (start v, dose nL, duration ms)
+        self._folded = 0   # boluses[:_folded] have ended; their part of the ideal is _done
+        self._done = Fraction(0)
         self.slack = 0     # nL of rounding allowed for boluses begun before t0
         self.times = []    # strokes delivered in the stretch
         # Cumulative basal over one day, at each step start, in nL*ms/day.
@@ -160,12 +162,21 @@ class Stretch:
         if t <= self.t0:
             return Fraction(0)
         x = self._basal_x(self.tod0 + t) - self._basal_x(self.tod0 + self.t0)
-        total = Fraction(x, DAY)
-        for tb, dose, dur in self.boluses:
+        total = Fraction(x, DAY) + self._done
+        # Boluses are appended as they start and t only moves forward (by at most a
+        # millisecond backwards, see on_stroke), so one that ended before t - 1 contributes a
+        # constant from now on: fold it into _done instead of summing it at every stroke.
+        keep = 0
+        for tb, dose, dur in self.boluses[self._folded:]:
             # the part of the bolus spread over [t0, t] (it may have begun before the stretch)
             el = min(max(t - tb, 0), dur) - min(max(self.t0 - tb, 0), dur)
             if el:
                 total += Fraction(dose * el, dur)
+            if tb + dur <= t - 2 and keep == 0:
+                self._done += Fraction(dose * el, dur)
+                self._folded += 1
+            else:
+                keep += 1
         return total
 
     def delivered(self, t):
