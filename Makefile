@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean build typecheck flash
+.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw
 
 venv: $(STAMP)
 
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+
+# Hardware in the loop: the end-to-end tests against a flashed pump (a Pico on USB serial).
+# make test-hw PORT=/dev/ttyACM0 KEY=clinician.key [PATIENT_KEY=patient.key]
+test-hw: $(STAMP)
+	@test -n "$(PORT)" -a -n "$(KEY)" || { echo "usage: make test-hw PORT=/dev/ttyACM0 KEY=clinician.key [PATIENT_KEY=patient.key]"; exit 2; }
+	$(BIN)/python -m pytest tests/e2e --port $(PORT) --key $(KEY) $(if $(PATIENT_KEY),--patient-key $(PATIENT_KEY))
 
 # Many more random examples for the property tests. Turn each failure it finds into an
 # explicit @example(...) regression on the test it broke.

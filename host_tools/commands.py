@@ -113,7 +113,7 @@ class Context:
         return self._link
 
     def _port(self) -> str:
-        given = getattr(self.opts, "port", None)
+        given = getattr(self.opts, "port", None) or os.environ.get("PUMPCTL_PORT")
         if given:
             self.found = link.board_for_port(given)
             return given

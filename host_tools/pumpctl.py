@@ -83,7 +83,7 @@ def cmd_check(args) -> int:
 _DESCRIPTION = """\
 Program and inspect the intrathecal pump over its USB serial line (docs/protocol.md).
 
-Without --port, pumpctl uses the one pump it can see: a Raspberry Pi Pico (USB vendor id
+Without --port (or the environment variable PUMPCTL_PORT), pumpctl uses the one pump it can see: a Raspberry Pi Pico (USB vendor id
 0x2E8A) or a virtual board started with `pumpsim board`. --port takes a device path or any
 pyserial URL (rfc2217://host:port, spy://..., loop://).
 

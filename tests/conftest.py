@@ -32,3 +32,30 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("hardware", "hardware in the loop (make test-hw)")
+    g.addoption("--port", default=None,
+                help="run the end-to-end tests against a flashed pump on this serial port "
+                     "(a Pico: /dev/ttyACM0) instead of a virtual board; only tests/e2e runs, "
+                     "and the tests that need the simulator's harness are deselected")
+    g.addoption("--key", default=None, help="with --port: the pump's clinician key file")
+    g.addoption("--patient-key", default=None, help="with --port: the pump's patient key file")
+
+
+def pytest_collection_modifyitems(config, items):
+    """With --port, keep only end-to-end tests that need no simulator harness (faults, virtual
+    time, the board registry): a real pump has none. They are deselected, not skipped."""
+    if not config.getoption("--port"):
+        return
+    keep, drop = [], []
+    for item in items:
+        in_e2e = "tests/e2e/" in str(item.fspath).replace(os.sep, "/")
+        if in_e2e and item.get_closest_marker("harness") is None:
+            keep.append(item)
+        else:
+            drop.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -78,8 +78,32 @@ class Board:
         raise AssertionError(f"no reply to {line!r}")
 
 
+class HardwareBoard(Board):
+    """A flashed pump on a real serial port (pytest --port, make test-hw): no harness."""
+
+    def __init__(self, port: str, clinician_key: str, patient_key: str | None):
+        self.info = {"port": port}
+        self.proc = None
+        self.port = port
+        self.control = None
+        self.clinician_key = clinician_key
+        self.patient_key = patient_key
+
+    def inject(self, action: str, *params: str) -> dict:
+        raise AssertionError("a real pump has no harness: mark this test @pytest.mark.harness")
+
+
 @pytest.fixture
-def board(tmp_path, monkeypatch):
+def board(tmp_path, monkeypatch, request):
+    port = request.config.getoption("--port")
+    if port:
+        key = request.config.getoption("--key")
+        assert key, "--port needs --key (the pump's clinician key file)"
+        monkeypatch.setenv("PUMPCTL_PORT", port)
+        monkeypatch.setenv("PUMPCTL_KEY", key)
+        monkeypatch.setenv("PUMPCTL_STATE_DIR", str(tmp_path / "state"))
+        yield HardwareBoard(port, key, request.config.getoption("--patient-key"))
+        return
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp))
