@@ -288,9 +288,13 @@ def main_board(argv: list[str]) -> int:
 
 # ---- pumpsim inject ------------------------------------------------------------------------
 
-def _inject_parser() -> argparse.ArgumentParser:
-    from host_tools.scenario import ACTIONS
+# What the harness can do to a running board (sim/vboard.py): the world around the pump and the
+# patient's button. Clinician commands (boluses, programming) go through pumpctl, signed.
+INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_stall",
+              "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
+              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash")
 
+def _inject_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pumpsim inject",
         description="Act on a running virtual board through its harness channel: a scenario "
@@ -298,7 +302,7 @@ def _inject_parser() -> argparse.ArgumentParser:
                     "loss, reboot, hang...), `advance DURATION` (run virtual time forward and "
                     "return when done) or `truth` (the plant's state as JSON). Arguments are "
                     "KEY=VALUE with the units of a scenario file, e.g. `battery level=25%`. "
-                    "Actions: " + ", ".join(["advance", "truth", *ACTIONS]) + ".")
+                    "Actions: " + ", ".join(["advance", "truth", *INJECTABLE]) + ".")
     p.add_argument("--control", required=True, metavar="PATH",
                    help="the board's harness socket (`control` in pumpsim board's first line)")
     p.add_argument("action")
@@ -318,8 +322,10 @@ def _inject_request(action: str, params: list[str]) -> dict:
     if action == "advance":
         text = " ".join(p.split("=", 1)[1] if p.startswith("for=") else p for p in params)
         return {"do": "advance", "args": {"ms": units.duration_ms(text, "advance")}}
-    if action not in ACTIONS:
-        raise InputError("action", action, "advance, truth or one of " + ", ".join(ACTIONS))
+    if action not in INJECTABLE:
+        hint = " (a clinician's command: use pumpctl)" if action in ACTIONS else ""
+        raise InputError("action", action + hint,
+                         "advance, truth or one of " + ", ".join(INJECTABLE))
     spec = ACTIONS[action]
     args = {}
     given = {}

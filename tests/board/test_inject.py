@@ -1,0 +1,49 @@
+"""`pumpsim inject` on a live virtual Pico: the harness's resets and faults reach the real
+firmware on the VM, and the pump reports them as alarms over its serial line."""
+
+import subprocess
+import sys
+
+from tests.board.vboard_fixture import INJECT, LiveBoard
+
+
+def alarms(board):
+    return {a["code"] for a in board.ask({"cmd": "alarms"}, sign=True)["alarms"]}
+
+
+def test_watchdog_power_loss_and_battery_through_the_harness(tmp_path):
+    board = LiveBoard(tmp_path / "flash")
+    try:
+        board.program()
+        board.inject("advance", "1h")
+        before = board.inject("truth")
+        board.inject("hang")                      # the loop stops; the watchdog resets the board
+        board.inject("advance", "1 min")
+        assert "watchdog_reset" in alarms(board)
+        assert board.ask({"cmd": "ack", "args": {"code": "watchdog_reset"}}, sign=True)["ok"]
+        board.inject("power_loss", "for=2h")      # off for two hours: nothing delivered, no catch-up
+        board.inject("advance", "1 min")
+        after = board.inject("truth")
+        assert after["virtual_time_s"] >= before["virtual_time_s"] + 2 * 3600
+        missed_ideal = 2 * 3600 * 120_000 // 86400   # what two hours would have held at 120 uL/day
+        assert after["delivered_nl"] - before["delivered_nl"] < missed_ideal // 2
+        board.inject("battery", "level=5%")
+        board.inject("advance", "1h")
+        assert {"battery_eri", "battery_eos"} <= alarms(board)
+        assert board.ask({"cmd": "status"}, sign=True)["delivering"] is False
+    finally:
+        assert board.close() == 0
+
+
+def test_inject_refuses_what_the_harness_cannot_do(tmp_path):
+    board = LiveBoard(tmp_path / "flash")
+    try:
+        out = subprocess.run([*INJECT, "--control", board.info["control"], "clinician_bolus",
+                              "dose=1 mg"], capture_output=True, text=True)
+        assert out.returncode == 2 and "use pumpctl" in out.stderr
+        out = subprocess.run([*INJECT, "--control", board.info["control"], "battery"],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and "level" in out.stderr
+        assert board.ask({"cmd": "ping"})["pong"] is True
+    finally:
+        assert board.close() == 0
