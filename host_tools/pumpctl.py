@@ -83,9 +83,10 @@ def cmd_check(args) -> int:
 _DESCRIPTION = """\
 Program and inspect the intrathecal pump over its USB serial line (docs/protocol.md).
 
-Without --port (or the environment variable PUMPCTL_PORT), pumpctl uses the one pump it can see: a Raspberry Pi Pico (USB vendor id
-0x2E8A) or a virtual board started with `pumpsim board`. --port takes a device path or any
-pyserial URL (rfc2217://host:port, spy://..., loop://).
+Without --port (or the environment variable PUMPCTL_PORT), pumpctl uses the one pump it can
+see: a Raspberry Pi Pico (USB vendor id 0x2E8A) or a virtual board started with
+`pumpsim board`. --port takes a device path or any pyserial URL (rfc2217://host:port,
+spy://..., loop://).
 
 Commands that change or read therapy are signed with a key file (JSON: role, key, pump_id):
 --key FILE, else the file named by PUMPCTL_KEY, else a discovered virtual board's own key
