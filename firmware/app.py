@@ -139,6 +139,10 @@ class App:
                        self.st_state.corrupt)
         if settings_bad:
             self.pump.raise_alarm(codes.AL_MEMORY_ERROR, now)
+        elif state is not None and self.st_state.corrupt:
+            # The older record was used: limits stay safe (one reserve taken), but what only the
+            # newest held (a refill, a stop, a bolus start) is gone. Say so in the log.
+            self.events.add(codes.EV_RECORD_FALLBACK, self.base_ts, 1, 0)
         if self.log_damaged:
             # The log is a record, not a dose limit: a damaged one is restarted and says so,
             # and therapy goes on.

@@ -23,6 +23,7 @@ EV_MOTOR_RETRY = const(17)    # a = failed attempts before the stroke went throu
 EV_REFILL_CHECK = const(18)   # a = expected residual uL (the pump's account), b = measured uL
 EV_CONCENTRATION = const(19)  # a = new concentration in ug/mL, b = bridge volume in nL
 EV_LOG_LOST = const(20)       # the stored event log was damaged and has been restarted
+EV_RECORD_FALLBACK = const(21)  # the newest state record was damaged: the older one was used
 
 EVENT_NAMES = {
     EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
@@ -32,6 +33,7 @@ EVENT_NAMES = {
     EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
     EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
     EV_CONCENTRATION: "concentration_change", EV_LOG_LOST: "log_lost",
+    EV_RECORD_FALLBACK: "record_fallback",
 }
 
 # Alarm codes (INTERFACES.md) and their priorities.

@@ -787,6 +787,9 @@ def explain(event: str, a, b) -> str:
         "step": lambda: f"step {a + 1 if isinstance(a, int) else a} at {vol(b)}/day",
         "missed_strokes": lambda: f"{a} strokes skipped",
         "motor_retry": lambda: f"after {a} failed attempts",
+        "record_fallback": lambda: "newest state record damaged; the one before it was used "
+                                   "(a refill, stop or bolus start just before may be missing)",
+        "log_lost": lambda: "the stored event log was damaged and has been restarted",
     }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
 
 

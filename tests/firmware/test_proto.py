@@ -323,3 +323,16 @@ def test_a_critical_alarm_sounds_the_buzzer_at_once():
               if e[1] == codes.EV_ALARM and e[2] == codes.AL_MOTOR_STALL]
     assert raised and sounded and sounded[0][1] == codes.TONE_CRITICAL
     assert sounded[0][0] // 1000 + hal.ts0 == raised[0][0]
+
+
+def test_a_fallback_to_the_older_state_record_is_logged():
+    app, clin = programmed()
+    dev = app.hal.dev
+    newest = "state" + (".a", ".b")[app.st_state.slot]
+    data = bytearray(dev.files[newest])
+    data[30] ^= 0xFF
+    dev.files[newest] = bytes(data)
+    app2 = boot(dev)
+    names = [codes.EVENT_NAMES[e[1]] for e in app2.events.entries()]
+    assert "record_fallback" in names
+    assert app2.pump.rx is not None and not app2.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
