@@ -30,8 +30,14 @@ class Rng:
         self.s = (seed * 2654435761 + 1) & 0x7FFFFFFF
 
     def below(self, n):
-        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
-        return (self.s >> 7) % n
+        """A value in 0..n-1, uniform for n up to 2**24 (draws at or above the largest multiple
+        of n that fits are thrown away, so small values are not favoured)."""
+        top = (1 << 24) - (1 << 24) % n if n <= (1 << 24) else 1 << 24
+        while True:
+            self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+            v = self.s >> 7
+            if v < top:
+                return v % n
 
 
 # 2**(-i/16) in 1/65536ths: pressure decays by halves, exactly the same on every runtime.
@@ -137,7 +143,8 @@ class Plant:
         vol = self.stroke_nl
         if self.tol:
             u = self.rng.below(2000001) - 1000000
-            vol += vol * self.tol * u // 1000000000000
+            # to the nearest nL (flooring would take half a nL off every stroke on average)
+            vol += (vol * self.tol * u + 500000000000) // 1000000000000
         if vol > self.reservoir_nl:
             vol = self.reservoir_nl
         self.reservoir_nl -= vol
