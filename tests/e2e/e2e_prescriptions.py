@@ -1,23 +1,10 @@
 """Prescriptions the end-to-end tests program."""
 
-MORPHINE = """
-drug = "morphine"
-concentration = "25 mg/mL"
-[basal]
-steps = [
-  { start = "00:00", rate = "2 mg/day" },
-  { start = "07:00", rate = "3 mg/day" },
-  { start = "22:00", rate = "2.5 mg/day" },
-]
-[patient_bolus]
-dose = "0.2 mg"
-duration = "10 min"
-lockout = "2 h"
-max_per_day = 4
-[limits]
-max_daily_dose = "6 mg"
-low_reservoir = "2 mL"
-"""
+from pathlib import Path
+
+# The worked example (morphine on three flexible steps, with patient boluses).
+MORPHINE = (Path(__file__).resolve().parents[2] / "examples" / "prescriptions"
+            / "morphine_flex.toml").read_text()
 
 BACLOFEN = """
 drug = "baclofen"
