@@ -500,7 +500,7 @@ def do_program(ctx: Context, args) -> int:
     ctx.result({"programmed": True, "verified": True, "pump_id": pump_id, "params": params,
                 "delivering": delivering, "stopped": st.get("stopped"),
                 "alarms": st.get("alarms"), "titration": broken, "override": override},
-               [f"written and read back: the pump holds exactly these settings",
+               ["written and read back: the pump holds exactly these settings",
                 f"the pump is {'delivering' if delivering else 'NOT delivering'}"
                 f" at {vol(st.get('rate_nl_day', 0))}/day now"])
     if not delivering:

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -130,7 +131,7 @@ class Board:
         self.child.wait()
         os.set_blocking(self.master, False)
 
-    def request(self, req: dict, timeout: float | None = 30.0) -> dict:
+    def request(self, req: dict) -> dict:
         """Send one harness request to the firmware process and wait for its answer."""
         with self.lock:
             if self.mode != "firmware" or self.child is None or self.child.poll() is not None:
@@ -169,8 +170,6 @@ class Board:
         os.write(self.slave, (json.dumps(req) + "\n").encode())
         buf = b""
         end = time.monotonic() + timeout
-        import select
-
         while time.monotonic() < end:
             r, _, _ = select.select([self.slave], [], [], 0.2)
             if r:
@@ -211,7 +210,7 @@ class Board:
             except ValueError:
                 out = {"ok": False, "error": "the request is not JSON"}
             else:
-                out = self.request(req, timeout=None)
+                out = self.request(req)
             try:
                 f.write((json.dumps(out) + "\n").encode())
                 f.flush()

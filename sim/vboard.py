@@ -11,13 +11,15 @@
 # forward without sleeping, still answering the serial line, and replies when it is done.
 import json
 import select
+import sys
 import time
 
+from firmware import codes
 from firmware.store import FileDev
 from firmware.ticks import MASK
 from sim.engine import BAT_DAY_DRAIN, DAY_MS, PLANT_FAULTS, Plant, Rng, plant_fault
 
-EPOCH_TS = 0            # pump clock: seconds since 2024-01-01 00:00
+CPYTHON = sys.implementation.name == "cpython"
 
 
 class Reset(Exception):
@@ -66,10 +68,10 @@ class VirtualHal:
         self.strokes = 0
         self.failed_strokes = 0
         self.plant = Plant(board.STROKE_NL, 0, board.RESERVOIR_NL, Rng(seed), board, 0, seed)
-        self.ser_in = open(ser_fd, "rb", 0) if _cpython() else open(ser_fd, "rb")
-        self.ser_out = open(ser_fd, "wb", 0) if _cpython() else open(ser_fd, "wb")
-        self.ctl_in = open(ctl_in_fd, "rb", 0) if _cpython() else open(ctl_in_fd, "rb")
-        self.ctl_out = open(ctl_out_fd, "wb", 0) if _cpython() else open(ctl_out_fd, "wb")
+        self.ser_in = _fdopen(ser_fd, "rb")
+        self.ser_out = _fdopen(ser_fd, "wb")
+        self.ctl_in = _fdopen(ctl_in_fd, "rb")
+        self.ctl_out = _fdopen(ctl_out_fd, "wb")
         self.poller = select.poll()
         self.poller.register(self.ser_in, select.POLLIN)
         self.poller.register(self.ctl_in, select.POLLIN)
@@ -220,7 +222,8 @@ class VirtualHal:
         self.ctl_out.write((json.dumps(obj) + "\n").encode())
 
     def _control(self):
-        chunk = self.ctl_in.read(4096) if _cpython() else self.ctl_in.read(1)
+        # MicroPython's read(n) on a pipe waits for all n bytes: take one per wake-up there
+        chunk = self.ctl_in.read(4096) if CPYTHON else self.ctl_in.read(1)
         if not chunk:
             raise Shutdown()
         self.ctl_buf += chunk
@@ -244,7 +247,6 @@ class VirtualHal:
     def _act(self, req):
         do = req["do"]
         args = req.get("args", {})
-        app = self.app
         if do == "truth":
             self._reply(self.truth())
         elif do == "advance":
@@ -274,8 +276,6 @@ class VirtualHal:
 
     def _harness_pump(self, do, args):
         """The patient's button, and shortcuts a test harness may take past the protocol."""
-        from firmware import codes
-
         app = self.app
         now = self.ticks_ms()
         if do == "patient_bolus":
@@ -316,7 +316,6 @@ class VirtualHal:
             raise Reset(0)
 
 
-def _cpython():
-    import sys
-
-    return sys.implementation.name == "cpython"
+def _fdopen(fd, mode):
+    """An unbuffered file object on a descriptor (MicroPython's are unbuffered already)."""
+    return open(fd, mode, 0) if CPYTHON else open(fd, mode)

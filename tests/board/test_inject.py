@@ -2,7 +2,6 @@
 firmware on the VM, and the pump reports them as alarms over its serial line."""
 
 import subprocess
-import sys
 
 from tests.board.vboard_fixture import INJECT, LiveBoard
 

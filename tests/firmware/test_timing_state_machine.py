@@ -35,7 +35,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from pump_harness import DAY, HOUR, MIN, Bench, Board, Violation, big_ints
+from pump_harness import DAY, HOUR, MIN, Bench, Violation, big_ints
 from strategies import advance_ms, boards, prescriptions, ticks
 
 
