@@ -28,11 +28,15 @@ MAINT_FLAG = "maint"
 
 def _save(store, payload):
     """Save a record; when a damaged slot was found, overwrite it too so the next boot finds
-    no damage left (a save goes to the slot not holding the newest record)."""
-    ok = store.save(payload)
-    if ok and store.corrupt:
+    no damage left (a save goes to the slot not holding the newest record). True when the
+    flash holds it; a write the filesystem refused is False, never an exception."""
+    try:
         ok = store.save(payload)
-        store.corrupt = False
+        if ok and store.corrupt:
+            ok = store.save(payload)
+            store.corrupt = False
+    except OSError:
+        return False
     return ok
 
 
@@ -67,7 +71,6 @@ class App:
         hal.save_state = self.save_state  # the pump saves its state through this
         self.pump = Pump(hal, LogSink(self))
         self.proto = Proto(self)
-        self.resume_at = None   # ticks of an automatic resume (stop --for)
         self.quit = False
 
     # ---- clock -------------------------------------------------------------------------------
@@ -85,7 +88,7 @@ class App:
         self.hal.set_clock_ts(ts)
         self.base_ts = ts
         self.base_ticks = now
-        self.pump.set_time_of_day(now, (ts % 86400) * 1000)
+        self.pump.set_time_of_day(now, (ts % 86400) * 1000, ts)
 
     # ---- records -----------------------------------------------------------------------------
     def load_settings(self):
@@ -102,10 +105,12 @@ class App:
         return _save(self.st_settings, json.dumps(params).encode())
 
     def save_state(self, buf):
-        """Called by the pump whenever its state must survive a restart."""
-        _save(self.st_state, pack_ints(buf))
+        """Called by the pump whenever its state must survive a restart. Returns whether the
+        flash holds it: the pump acts on a failure (firmware/pump.py save())."""
+        ok = _save(self.st_state, pack_ints(buf))
         if self.log_dirty:
             self.save_log()
+        return ok
 
     def save_log(self):
         self.log_dirty = False
@@ -136,7 +141,7 @@ class App:
         if settings_bad:
             params = None
         self.pump.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
-                       self.st_state.corrupt)
+                       self.st_state.corrupt, self.base_ts)
         if settings_bad:
             self.pump.raise_alarm(codes.AL_MEMORY_ERROR, now)
         elif state is not None and self.st_state.corrupt:
@@ -176,10 +181,6 @@ class App:
                     break
             if k:
                 wait = 0 if k == BYTES_PER_CYCLE else pump.next_in_ms(hal.ticks_ms())
-            if self.resume_at is not None and diff(now, self.resume_at) >= 0:
-                self.resume_at = None
-                pump.resume(now)
-                wait = 0
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
                 if self.log_dirty:
@@ -189,40 +190,28 @@ class App:
                 break
             if wait > nap_max:
                 wait = nap_max
-            if self.resume_at is not None:
-                d = diff(self.resume_at, now)
-                if d < wait:
-                    wait = d if d > 0 else 0
             hal.wait(wait)
 
     # ---- commands the protocol forwards -------------------------------------------------------
     def stop(self, now, for_s):
-        self.pump.stop(now)
-        self.resume_at = add(now, for_s * 1000) if for_s else None
+        """Suspend delivery; with for_s, for that long. The pump keeps the deadline itself and
+        on flash, so a restart neither forgets it nor lengthens it."""
+        self.pump.stop(now, for_s * 1000)
 
     def resume(self, now):
-        self.resume_at = None
         self.pump.resume(now)
 
     def stop_left_s(self, now):
-        if self.resume_at is None:
-            return 0
-        d = diff(self.resume_at, now)
-        return d // 1000 if d > 0 else 0
+        return (self.pump.suspend_left_ms(now) + 999) // 1000
 
     def refill_ts(self, now):
-        """When the reservoir reaches its low level at the basal rates (-1 if unknown)."""
-        pump = self.pump
-        rx = pump.rx
-        if rx is None or rx.basal_nl_day <= 0:
-            return -1
-        left = pump.reservoir_nl - rx.low_res_nl
-        ts = self.clock_ts(now)
-        return ts if left <= 0 else ts + left * 86400 // rx.basal_nl_day
+        """When the reservoir reaches its low level at the projected rate (the basal and the
+        last days' boluses; -1 if unknown)."""
+        s = self.pump.low_in_s()
+        return -1 if s < 0 else self.clock_ts(now) + s
 
     def maintenance(self, now):
         """Stop delivery, save everything and leave the loop; the board resets into the REPL."""
-        self.resume_at = None
         self.pump.stop(now)
         self.pump.save(True)
         self.save_log()

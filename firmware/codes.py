@@ -13,8 +13,8 @@ EV_BOLUS_END = const(7)       # a = 1 patient / 2 clinician, b = 1 if cut short
 EV_ALARM = const(8)           # a = alarm code
 EV_ALARM_CLEAR = const(9)     # a = alarm code
 EV_STROKE_REFUSED = const(10)  # a = reason (first refusal of a run)
-EV_STOP = const(11)
-EV_RESUME = const(12)
+EV_STOP = const(11)           # a = seconds until the automatic resume (0: until resume)
+EV_RESUME = const(12)         # a = 1 when a timed stop ended by itself
 EV_REFILL = const(13)         # a = reservoir volume in uL
 EV_MISSED = const(14)         # a = strokes skipped because the loop ran late (never caught up)
 EV_STEP = const(15)           # a = step index, b = rate in nL/day
@@ -24,6 +24,14 @@ EV_REFILL_CHECK = const(18)   # a = expected residual uL (the pump's account), b
 EV_CONCENTRATION = const(19)  # a = new concentration in ug/mL, b = bridge volume in nL
 EV_LOG_LOST = const(20)       # the stored event log was damaged and has been restarted
 EV_RECORD_FALLBACK = const(21)  # the newest state record was damaged: the older one was used
+EV_STROKE_UNCERTAIN = const(32)  # the motor stalled partway through a stroke: counted as given
+EV_SAVE_FAILED = const(33)    # a = failed state saves in a row (the reserve is kept unsaved)
+EV_ASSUMED = const(34)        # the lost dose account was rebuilt: a = nL assumed in the last 24 h
+EV_MIGRATED = const(35)       # the state record was migrated: a = from layout, b = to layout
+EV_PRIME_ARMED = const(36)    # a priming bolus awaits confirmation: a = dose nL, b = catheter nL
+EV_FILL = const(37)           # a = stability of this fill in hours (0: not given), b = fills
+EV_SUSPEND_RESTORED = const(38)  # a timed stop went on after a restart: a = s left, b = 1 if the
+                                 # clock counted the time the pump was off
 
 EVENT_NAMES = {
     EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
@@ -33,7 +41,9 @@ EVENT_NAMES = {
     EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
     EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
     EV_CONCENTRATION: "concentration_change", EV_LOG_LOST: "log_lost",
-    EV_RECORD_FALLBACK: "record_fallback",
+    EV_RECORD_FALLBACK: "record_fallback", EV_STROKE_UNCERTAIN: "stroke_uncertain",
+    EV_SAVE_FAILED: "save_failed", EV_ASSUMED: "account_assumed", EV_MIGRATED: "record_migrated",
+    EV_PRIME_ARMED: "prime_armed", EV_FILL: "fill", EV_SUSPEND_RESTORED: "suspend_restored",
 }
 
 # Alarm codes (INTERFACES.md) and their priorities.
@@ -49,6 +59,10 @@ AL_SENSOR_FAULT = const(9)
 AL_WATCHDOG_RESET = const(10)
 AL_BATTERY_SENSOR = const(11)    # reported as sensor_fault, a warning: delivery goes on
 AL_REFILL_DISCREPANCY = const(12)  # the measured residual disagrees with the pump's account
+AL_REFILL_DUE = const(15)        # the projected low-reservoir date is within the refill notice
+AL_DRUG_EXPIRED = const(16)      # the fill is older than the drug's stability in the pump
+AL_FLASH_FAILING = const(17)     # reported as memory_error, a warning: a state save failed and
+                                 # delivery goes on within the reserve saved before (internal)
 
 ALARM_NAMES = {
     AL_OCCLUSION: "occlusion", AL_RESERVOIR_LOW: "reservoir_low",
@@ -56,7 +70,8 @@ ALARM_NAMES = {
     AL_BATTERY_ERI: "battery_eri", AL_BATTERY_EOS: "battery_eos", AL_DOSE_LIMIT: "dose_limit",
     AL_MEMORY_ERROR: "memory_error", AL_SENSOR_FAULT: "sensor_fault",
     AL_WATCHDOG_RESET: "watchdog_reset", AL_BATTERY_SENSOR: "sensor_fault",
-    AL_REFILL_DISCREPANCY: "refill_discrepancy",
+    AL_REFILL_DISCREPANCY: "refill_discrepancy", AL_REFILL_DUE: "refill_due",
+    AL_DRUG_EXPIRED: "drug_expired", AL_FLASH_FAILING: "memory_error",
 }
 # Alarms that record something that happened rather than a condition that persists: an
 # acknowledgement clears them.
@@ -85,13 +100,25 @@ R_BOLUS_ACTIVE = const(8)
 R_MOTOR_RATE = const(9)
 R_BAD_VALUE = const(10)
 R_BRIDGE_UNCONFIRMED = const(11)
+# Why the safety kernel (firmware/kernel.py) refused a stroke, and the priming/assumption checks.
+R_LATE = const(18)
+R_RESERVOIR = const(19)
+R_SENSOR = const(20)
+R_OCCLUSION = const(21)
+R_UNSAVED = const(22)
+R_CATHETER = const(23)
+R_PRIME_UNCONFIRMED = const(24)
+R_ASSUMPTION = const(25)
 
 REASON_NAMES = {
     R_LOCKOUT: "lockout", R_MAX_PER_DAY: "max_per_day", R_ALARM: "alarm",
     R_DAILY_MAX: "daily_max", R_NOT_PROGRAMMED: "not_programmed", R_STOPPED: "stopped",
     R_NO_PATIENT_BOLUS: "no_patient_bolus", R_BOLUS_ACTIVE: "bolus_active",
     R_MOTOR_RATE: "motor_rate", R_BAD_VALUE: "bad_value",
-    R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed",
+    R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed", R_LATE: "late", R_RESERVOIR: "reservoir",
+    R_SENSOR: "pressure_sensor", R_OCCLUSION: "occlusion", R_UNSAVED: "unsaved",
+    R_CATHETER: "catheter", R_PRIME_UNCONFIRMED: "prime_unconfirmed",
+    R_ASSUMPTION: "assumption",
 }
 REASON_TEXT = {
     R_LOCKOUT: "the lockout since the last patient bolus has not passed",
@@ -105,6 +132,16 @@ REASON_TEXT = {
     R_MOTOR_RATE: "the motor cannot deliver that fast",
     R_BAD_VALUE: "a value is out of range",
     R_BRIDGE_UNCONFIRMED: "a concentration change needs the bridge volume confirmed",
+    R_LATE: "the stroke came too late to be given on time (dropped, never made up)",
+    R_RESERVOIR: "the reservoir is at its minimum",
+    R_SENSOR: "the pressure sensor cannot be trusted",
+    R_OCCLUSION: "the outlet pressure shows an occlusion",
+    R_UNSAVED: "the dose account could not be saved to flash",
+    R_CATHETER: "the settings hold no catheter, or the volume is more than the catheter holds",
+    R_PRIME_UNCONFIRMED: "a priming bolus needs its second, confirming step (same volume, the "
+                         "id the first step gave, within 2 minutes)",
+    R_ASSUMPTION: "an assumption about the last 24 hours applies only after memory_error, and "
+                  "must be within the daily maximum",
 }
 
 # Buzzer patterns (played by the board: hal.tone(pattern)). Critical alarms sound two

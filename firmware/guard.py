@@ -9,17 +9,21 @@
 #
 # Power loss. The account lives in RAM and is saved to flash; strokes after the last save would
 # be forgotten by an unclean restart. So every save records a reserve of RESERVE strokes as if
-# already delivered, and the guard asks for a new save (needs_save) before it approves a stroke
-# beyond that reserve. A restart after power loss therefore sees at least everything that was
-# delivered, and counts the time the pump was off as not having passed: no restart can make
-# room for extra drug.
+# already delivered, and the guard never approves a stroke beyond that reserve without a new
+# save. The pump saves after SAVE_AT strokes (needs_save), and a save counts only once the
+# flash confirmed it (saved()): a failing flash leaves the guard approving what the last good
+# record covers (the remaining RESERVE - SAVE_AT strokes give the retries room), and no more.
+# A restart after power loss therefore sees at least everything that was delivered, and counts
+# the time the pump was off as not having passed: no restart can make room for extra drug.
 from array import array
 
 from firmware.compat import const
 
 BUCKETS = const(1441)
 BUCKET_MS = const(60000)
-RESERVE = const(32)
+RESERVE = const(40)
+SAVE_AT = const(32)       # the pump saves once this many strokes are unsaved: the last 8 of the
+                          # reserve are the margin in which a failed save is retried
 SAVE_LEN = const(1443)    # [idx, in_bucket_ms, bucket_0 .. bucket_1440]
 _BUCKET_MAX = const(1 << 24)  # a rescaled bucket saturates here (above any daily cap)
 
@@ -44,6 +48,26 @@ class DoseGuard:
         any cap allows, as delivered this minute. Delivery can start again a day from now."""
         self.buckets[self.idx] += strokes
         self.total += strokes
+        self.rotated = BUCKETS
+
+    def assume(self, strokes):
+        """Replace a lost account with a stated one: `strokes` delivered evenly over the last
+        24 hours, the most recent minute first (bucket j minutes back gets its share of them).
+        Each assumed stroke then leaves the window no earlier than a stroke really given at
+        that minute would, so the cap holds under the assumption. Not on the stroke path."""
+        b = self.buckets
+        for i in range(BUCKETS):
+            b[i] = 0
+        i = self.idx
+        done = 0
+        q = strokes // 1440
+        r = strokes - q * 1440
+        for j in range(1440):
+            upto = q * (j + 1) + r * (j + 1) // 1440  # strokes * (j + 1) // 1440, small ints
+            b[i] = upto - done
+            done = upto
+            i = i - 1 if i else BUCKETS - 1
+        self.total = strokes
         self.rotated = BUCKETS
 
     def rescale(self, num, den):
@@ -87,7 +111,7 @@ class DoseGuard:
         self.idx = i
 
     def needs_save(self):
-        return self.unsaved >= RESERVE
+        return self.unsaved >= SAVE_AT
 
     def approve(self):
         """Ask to deliver one stroke now. True means it has been counted as delivered."""
@@ -129,11 +153,14 @@ class DoseGuard:
             n -= 1
         self.saved_idx = self.idx
         self.rotated = 0
-        if clean:
-            self.unsaved = RESERVE
-        else:
+        if not clean:
             out[at + 2 + self.idx] = b[self.idx] + RESERVE
-            self.unsaved = 0
+
+    def saved(self, clean=False):
+        """The record save_into() filled is confirmed on flash. Only now does the reserve it
+        holds cover new strokes: until then they still count as unsaved, so with a flash that
+        fails the guard goes on approving only what the last confirmed record covers."""
+        self.unsaved = RESERVE if clean else 0
 
     def load_from(self, src, at):
         self.idx = src[at]

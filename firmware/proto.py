@@ -9,6 +9,7 @@ import json
 
 from firmware import auth, codes
 from firmware.compat import const
+from firmware.pump import MAX_STABLE_S, PRIME_CONFIRM_S
 from firmware.rx import Rx, RxError
 from firmware.version import VERSION
 
@@ -233,7 +234,7 @@ class Proto:
         out["provisioned"] = keys.provisioned()
         out["ctr"] = {"clinician": keys.ctr[auth.CLINICIAN], "patient": keys.ctr[auth.PATIENT]}
         out["stroke_nl"] = hal.STROKE_NL
-        out["catheter_nl"] = hal.CATHETER_NL
+        out["catheter_nl"] = app.pump.catheter_nl()  # the patient's, from the settings
         out["reservoir_max_nl"] = hal.RESERVOIR_NL
 
     def do_provision(self, args, now, out):
@@ -274,11 +275,22 @@ class Proto:
         out["reservoir_nl"] = pump.reservoir_nl
         out["time_to_empty_s"] = pump.time_to_empty_s()
         out["refill_ts"] = app.refill_ts(now)
+        out["projected_nl_day"] = pump.projected_nl_day()
+        out["refill_notice_s"] = rx.refill_notice_s if rx else 0
+        out["fill_ts"] = pump.fill_ts
+        out["fills"] = pump.fills
+        out["expiry_ts"] = pump.expires_ts()
+        out["catheter_nl"] = pump.catheter_nl()
         out["alarms"] = self._alarms()
         out["battery_mv"] = pump.mon.mv_avg
         out["delivered_24h_nl"] = pump.guard.total * stroke_nl
+        out["dose_account"] = "lost" if pump.account_lost else "kept"
         out["bolus"] = {"patient": pump.pb_on, "clinician": pump.cb_on}
         out["strokes"] = pump.strokes
+        out["strokes_uncertain"] = pump.uncertain
+        out["strokes_missed"] = pump.missed
+        out["strokes_refused"] = pump.refused
+        out["refusing"] = codes.REASON_NAMES.get(pump.refusing) if pump.refusing else None
         out["clock_ts"] = app.clock_ts(now)
 
     def _alarms(self):
@@ -306,17 +318,26 @@ class Proto:
         if meta is not None and (type(meta) is not dict or len(json.dumps(meta)) > META_MAX):
             raise Refusal("E_ARGS", "meta must be an object of at most %d bytes" % META_MAX)
         for k in params:
-            if k not in ("conc_ng_ml", "steps", "max_daily_ng", "low_res_nl", "pb", "meta"):
+            if k not in ("conc_ng_ml", "steps", "max_daily_ng", "low_res_nl", "pb", "meta",
+                         "catheter", "refill_notice_s"):
                 raise Refusal("E_ARGS", "unknown prescription key %s" % json.dumps(k))
+        assume = _arg(args, "assume_24h_ng", 0, 10 ** 12) if "assume_24h_ng" in args else -1
         app = self.app
+        pump = app.pump
         try:
-            Rx(params, app.hal)  # the firmware's own limits, before anything is stored
+            rx = Rx(params, app.hal)  # the firmware's own limits, before anything is stored
+            strokes = pump.assumed_strokes(rx, assume)
         except RxError as e:
+            if e.key == "assume_24h_ng":
+                raise Refusal("E_REFUSED", "refused: " + e.message, "assumption")
             raise Refusal("E_RX", e.key + ": " + e.message)
         if not app.save_settings(params):
             raise Refusal("E_INTERNAL", "could not store the settings")
-        app.pump.program(now, params)
+        pump.program(now, params, assume)
         out["settings"] = app.load_settings()
+        if strokes >= 0:
+            # The lost dose account now holds this much for the last 24 hours.
+            out["assumed_24h_nl"] = strokes * pump.stroke_nl
 
     def _refused(self, reason):
         name = codes.REASON_NAMES.get(reason, str(reason))
@@ -328,11 +349,32 @@ class Proto:
         kind = args.get("kind", "clinician")
         if kind not in BOLUS_KINDS:
             raise Refusal("E_ARGS", "kind must be clinician, prime or bridge")
-        reason = self.app.pump.clinician_bolus(now, dose, dur * 1000)
+        pump = self.app.pump
+        out["kind"] = kind
+        if kind == "prime":
+            # Two steps: without `confirm` the prime is only checked and held; the second
+            # request repeats the volume with the id the first one answered.
+            confirm = _arg(args, "confirm", 1, 99999) if "confirm" in args else 0
+            if not confirm:
+                reason = pump.arm_prime(now, dose)
+                if reason:
+                    self._refused(reason)
+                out["started"] = False
+                out["confirm"] = pump.prime_id
+                out["dose_nl"] = dose
+                out["catheter_nl"] = pump.catheter_nl()
+                out["expires_s"] = PRIME_CONFIRM_S
+                return
+            reason = pump.prime(now, dose, confirm, dur * 1000)
+        elif kind == "bridge" and dose > pump.catheter_nl():
+            # A bridge pushes the old drug out of the catheter: never more than it holds.
+            reason = codes.R_CATHETER
+            pump.log.add(codes.EV_CB_DENIED, now, reason, 0)
+        else:
+            reason = pump.clinician_bolus(now, dose, dur * 1000)
         if reason:
             self._refused(reason)
         out["started"] = True
-        out["kind"] = kind
 
     def do_patient_bolus(self, args, now, out):
         reason = self.app.pump.patient_bolus(now)
@@ -347,13 +389,14 @@ class Proto:
         conc = _arg(args, "conc_ng_ml", 0, 1000000000, 0)
         residual = _arg(args, "residual_nl", -1, app.hal.RESERVOIR_NL, -1)
         bridge = _arg(args, "bridge_nl", -1, 1 << 29, -1)
+        stable = _arg(args, "stable_s", 0, MAX_STABLE_S, 0)
         meta = args.get("meta")
         if meta is not None and (type(meta) is not dict or len(json.dumps(meta)) > META_MAX):
             raise Refusal("E_ARGS", "meta must be an object of at most %d bytes" % META_MAX)
         pump.service(now)
         expected = pump.reservoir_nl
         old_conc = pump.rx.conc_ng_ml if pump.rx else 0
-        reason = pump.refill(now, vol, conc, residual, bridge)
+        reason = pump.refill(now, vol, conc, residual, bridge, stable)
         if reason:
             self._refused(reason)
         if pump.rx is not None and pump.rx.conc_ng_ml != old_conc:
@@ -364,6 +407,10 @@ class Proto:
         out["expected_nl"] = expected
         out["discrepancy"] = residual >= 0 and bool(pump.alarms
                                                     & (1 << codes.AL_REFILL_DISCREPANCY))
+        out["fills"] = pump.fills
+        out["fill_ts"] = pump.fill_ts
+        out["expiry_ts"] = pump.expires_ts()
+        out["refill_ts"] = app.refill_ts(now)
 
     def do_ack(self, args, now, out):
         name = args.get("code")

@@ -12,6 +12,11 @@ MAX_STEPS = const(13)
 MAX_PB_PER_DAY = const(24)
 SMALL = const(1 << 30)          # every value used per stroke stays below this
 MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
+DEFAULT_NOTICE_S = const(604800)  # refill_due a week before the low-reservoir date (the issue's)
+MAX_NOTICE_S = const(7776000)     # at most 90 days of notice
+MAX_MODEL = const(32)             # characters of a catheter's model name
+MAX_CATHETER_MM = const(3000)     # 3 m: longer than any intrathecal catheter
+MAX_NL_PER_CM = const(20000)      # 0.02 mL/cm: wider than any intrathecal catheter
 
 
 class RxError(Exception):
@@ -93,7 +98,12 @@ class Rx:
                           " daily dose of %d nL allows %d" % (self.basal_nl_day, basal_strokes,
                                                              self.max_daily_nl,
                                                              self.max_daily_strokes))
+        self.basal_strokes = basal_strokes
         self.low_res_nl = _int(params, "low_res_nl", 0, SMALL - 1)
+        notice = params.get("refill_notice_s", DEFAULT_NOTICE_S)
+        self.refill_notice_s = _int({"refill_notice_s": notice}, "refill_notice_s", 0,
+                                    MAX_NOTICE_S)
+        self.catheter_nl = catheter_nl(params)
 
         pb = params.get("pb")
         self.pb_dose_nl = 0
@@ -132,6 +142,39 @@ class Rx:
         while starts[i] > tod_ms:
             i -= 1
         return i
+
+
+def catheter_nl(params):
+    """The patient's catheter volume (nL) from the settings' `catheter` entry, 0 when there is
+    none. Raises RxError for an entry that does not make sense. The volume is its length
+    after trimming times its volume per cm, to the nearest nL."""
+    cat = params.get("catheter")
+    if cat is None:
+        return 0
+    if type(cat) is not dict:
+        raise RxError("catheter", "must be {\"model\": text, \"length_mm\": n, \"nl_per_cm\": n}")
+    for k in cat:
+        if k not in ("model", "length_mm", "nl_per_cm"):
+            raise RxError("catheter." + k, "is not a catheter key (model, length_mm, nl_per_cm)")
+    model = cat.get("model")
+    if type(model) is not str or not 0 < len(model) <= MAX_MODEL:
+        raise RxError("catheter.model", "must be a name of 1 to %d characters" % MAX_MODEL)
+    length = _int(cat, "length_mm", 10, MAX_CATHETER_MM)
+    per_cm = _int(cat, "nl_per_cm", 100, MAX_NL_PER_CM)
+    return (length * per_cm + 5) // 10
+
+
+def refill_level_nl(low_nl, rate_nl_day, notice_s):
+    """The reservoir level at which the projected time to `low_nl`, at rate_nl_day, falls under
+    notice_s: low_nl + rate * notice. Hours of notice, rounded up; every intermediate stays a
+    small int (a level beyond any reservoir comes back as SMALL - 1)."""
+    hours = (notice_s + 3599) // 3600
+    if hours == 0 or rate_nl_day <= 0:
+        return low_nl
+    if rate_nl_day >= (SMALL - 1) // hours:
+        return SMALL - 1     # more than 44 mL of notice: beyond any reservoir
+    level = low_nl + rate_nl_day * hours // 24
+    return level if level < SMALL else SMALL - 1
 
 
 def bolus_rate(dose_nl, dur_ms):

@@ -208,14 +208,27 @@ def _body(reply: dict) -> dict:
     return {k: v for k, v in reply.items() if k not in ("id", "ok", "cmd", "repeat")}
 
 
-def _catheter_nl(ctx: Context) -> tuple[int, str]:
-    """The catheter's volume: the pump reports it in `info`; older firmware does not."""
-    got = ctx.link().info().get("catheter_nl")
-    if isinstance(got, int) and got > 0:
-        return got, ""
-    from boards import virtual
+def catheter_text(cat: dict | None) -> str:
+    """The settings' catheter in words: model, implanted length, volume per cm."""
+    if not cat:
+        return "none set"
+    return (f"{cat.get('model')}, {cat.get('length_mm', 0) / 10:g} cm at "
+            f"{vol(cat.get('nl_per_cm', 0))}/cm")
 
-    return virtual.CATHETER_NL, " (the pump did not report it: boards/virtual.py's value)"
+
+def _catheter_nl(ctx: Context, settings: dict | None = None) -> tuple[int, str]:
+    """The patient's catheter volume and a note naming it, from the pump's settings (the
+    firmware bounds a prime and confirms a bridge with the same number). None set: refused."""
+    from firmware.rx import catheter_nl
+
+    if settings is None:
+        settings = ctx.link().call("settings", changes=False).get("settings") or {}
+    cat = settings.get("catheter")
+    if not cat:
+        raise UsageError("the pump's settings hold no catheter, and priming and bridging are "
+                         "bounded by it: add a [catheter] table (model, length after trimming, "
+                         "volume_per_cm) to the prescription and `pumpctl program` it")
+    return catheter_nl(settings), f" ({catheter_text(cat)})"
 
 
 # ---- ports, info -------------------------------------------------------------------------------
@@ -305,6 +318,7 @@ def do_status(ctx: Context, args) -> int:
     if refill is not None and refill >= 0:
         res += f", reaches its low level {pump_time(refill)[:16]}"
     lines.append(res)
+    lines += _status_plan_lines(st, settings)
     b = st.get("bolus") or {}
     running = [k for k in ("patient", "clinician") if b.get(k)]
     lines += [f"boluses      {', '.join(running) + ' running' if running else 'none running'}",
@@ -313,6 +327,35 @@ def do_status(ctx: Context, args) -> int:
               f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
     ctx.result(st, lines)
     return 0
+
+
+def _status_plan_lines(st: dict, settings: dict | None) -> list[str]:
+    """Refill and expiry dates, the catheter, strokes not given: status lines (issue 13)."""
+    out = []
+    notice = st.get("refill_notice_s", 0)
+    refill = st.get("refill_ts", -1)
+    if notice and refill is not None and refill >= 0:
+        out.append(f"refill by    {pump_time(refill)[:16]} (refill_due {span(notice)} before; "
+                   f"projected {vol(st.get('projected_nl_day', 0))}/day with recent boluses)")
+    exp = st.get("expiry_ts", -1)
+    if exp is not None and exp >= 0:
+        out.append(f"drug expires {pump_time(exp)[:16]} (filled {pump_time(st['fill_ts'])[:16]})")
+    elif st.get("fills"):
+        out.append("drug expires unknown (no stability was given with the last fill)")
+    if settings is not None:
+        cat = settings.get("catheter")
+        out.append(f"catheter     {catheter_text(cat)}"
+                   + (f": {vol(st.get('catheter_nl', 0))}" if cat else ""))
+    missed, refused = st.get("strokes_missed", 0), st.get("strokes_refused", 0)
+    uncertain = st.get("strokes_uncertain", 0)
+    if missed or refused or uncertain or st.get("refusing"):
+        why = f" (now: {st['refusing']})" if st.get("refusing") else ""
+        out.append(f"strokes      {st.get('strokes', 0)} given since boot, {missed} dropped "
+                   f"late, {refused} refused{why}, {uncertain} uncertain")
+    if st.get("dose_account") == "lost":
+        out.append("dose account LOST (memory_error): `pumpctl program` states what the last "
+                   "24 h are assumed to hold")
+    return out
 
 
 def do_alarms(ctx: Context, args) -> int:
@@ -407,6 +450,15 @@ def describe(params: dict | None) -> dict[str, str]:
                              f"{pb[3]} a day" if pb else "none")
     rows["max daily dose"] = mass(params["max_daily_ng"], u)
     rows["low reservoir"] = vol(params["low_res_nl"])
+    notice = params.get("refill_notice_s")
+    rows["refill notice"] = span(notice) if notice is not None else "7 d (default)"
+    cat = params.get("catheter")
+    if cat:
+        from firmware.rx import catheter_nl
+
+        rows["catheter"] = f"{catheter_text(cat)}: {vol(catheter_nl(params))}"
+    else:
+        rows["catheter"] = "none set"
     return rows
 
 
@@ -415,7 +467,8 @@ def side_by_side(old: dict | None, new: dict) -> list[str]:
     labels = list(dict.fromkeys(
         ["drug", "concentration"]
         + sorted({k for k in list(a) + list(b) if k.startswith("basal from")})
-        + ["basal a day", "patient bolus", "max daily dose", "low reservoir"]))
+        + ["basal a day", "patient bolus", "max daily dose", "low reservoir", "refill notice",
+           "catheter"]))
     w = max([len(a.get(k, "")) for k in labels] + [20])
     lines = [f"  {'':16} {'now on the pump':{w}}   new", f"  {'':16} {'-' * w}   {'-' * 15}"]
     for k in labels:
@@ -459,6 +512,8 @@ def do_program(ctx: Context, args) -> int:
 
     lk = ctx.link()
     old = lk.call("settings", changes=False).get("settings")
+    if "catheter" not in params and old and old.get("catheter"):
+        params["catheter"] = old["catheter"]  # the implanted catheter does not change with a dose
     info = lk.info(refresh=True)
     now_ts, pump_id = info.get("clock_ts", 0), str(info.get("pump_id"))
     new_ng = rx.daily_basal_ng()
@@ -481,9 +536,14 @@ def do_program(ctx: Context, args) -> int:
         ctx.show(f"  titration guard overridden: {b}")
     if override:
         ctx.show(f"  override reason (stored in the pump): {override}")
+    assume = _assumption(ctx, args, params, lk.call("status", changes=False))
 
     ctx.confirm(f"Write these settings to pump {pump_id}?", args.yes)
-    written = lk.call("program", {"params": params}).get("settings")
+    req = {"params": params}
+    if assume is not None:
+        req["assume_24h_ng"] = assume
+    reply = lk.call("program", req)
+    written = reply.get("settings")
     read = lk.call("settings", changes=False).get("settings")
     for what, got in (("the program reply", written), ("`settings`", read)):
         if got != params:
@@ -499,7 +559,8 @@ def do_program(ctx: Context, args) -> int:
     delivering = bool(st.get("delivering"))
     ctx.result({"programmed": True, "verified": True, "pump_id": pump_id, "params": params,
                 "delivering": delivering, "stopped": st.get("stopped"),
-                "alarms": st.get("alarms"), "titration": broken, "override": override},
+                "alarms": st.get("alarms"), "titration": broken, "override": override,
+                "assumed_24h_nl": reply.get("assumed_24h_nl")},
                ["written and read back: the pump holds exactly these settings",
                 f"the pump is {'delivering' if delivering else 'NOT delivering'}"
                 f" at {vol(st.get('rate_nl_day', 0))}/day now"])
@@ -514,6 +575,38 @@ def do_program(ctx: Context, args) -> int:
         ctx.warn(f"the new settings are stored but the pump is not delivering ({why})")
         return 0 if st.get("stopped") else 1
     return 0
+
+
+def _assumption(ctx: Context, args, params: dict, st: dict) -> int | None:
+    """After memory_error the pump has no dose account: say what it will assume for the last
+    24 h (ng of the new drug), so the basal starts at once. None when the account is intact."""
+    given = getattr(args, "assume_24h", None)
+    if st.get("dose_account") != "lost":
+        if given:
+            raise UsageError("--assume-24h applies only after memory_error: this pump's dose "
+                             "account is intact, and it keeps counting it")
+        return None
+    meta = params.get("meta") or {}
+    u = meta.get("units")
+    conc = params["conc_ng_ml"]
+    basal = daily_basal_ng(params["steps"])
+    if given:
+        ng = units.mass_ng(given, "--assume-24h")
+        if not 0 <= ng <= params["max_daily_ng"]:
+            raise InputError("--assume-24h", given, f"a dose from 0 to the maximum daily dose, "
+                             f"{mass(params['max_daily_ng'], u)}")
+        why = "as given with --assume-24h"
+    else:
+        ng, why = basal, "the new prescription's basal of a day"
+    room = max(params["max_daily_ng"] - ng, 0)
+    ctx.show("The pump lost its dose account (memory_error): it does not know what the last "
+             "24 hours delivered.")
+    ctx.show(f"  It will assume {mass(ng, u)} ({vol(ng_to_nl(ng, conc))}), {why}. The basal "
+             "starts at once; the maximum daily dose holds under this assumption, so boluses "
+             f"get at most {mass(room, u)} until it has left the 24-hour account.")
+    ctx.show("  If the patient may have had more (a bolus just before the fault), give "
+             "--assume-24h with that dose.")
+    return ng
 
 
 # ---- boluses -----------------------------------------------------------------------------------
@@ -581,22 +674,28 @@ def do_prime(ctx: Context, args) -> int:
         raise InputError("--volume", args.volume, "a volume above zero")
     ctx.need_confirmation(args.yes, True, "a priming bolus", args.confirm)
     settings, st = _current(ctx)
-    catheter, note = _catheter_nl(ctx)
+    catheter, note = _catheter_nl(ctx, settings)
     if volume > catheter:
         raise InputError("--volume", args.volume, f"at most the catheter's volume, "
                          f"{vol(catheter)}{note}: a priming bolus fills an empty catheter, and "
                          "anything beyond it reaches the patient")
     conc = settings["conc_ng_ml"]
     meta = settings.get("meta") or {}
+    # Step one: the pump checks the volume against the catheter in its settings and holds the
+    # prime; nothing moves until step two repeats it with the id it gave, within 2 minutes.
+    lk = ctx.link()
+    armed = _body(lk.call("bolus", {"dose_nl": volume, "duration_s": 0, "kind": "prime"}))
     ctx.show(f"Priming bolus: {vol(volume)} as fast as the motor allows, to fill the catheter "
-             f"({vol(catheter)}{note}).")
+             f"({vol(armed.get('catheter_nl', catheter))}{note}); the pump holds it for "
+             f"{span(armed.get('expires_s', 120))} awaiting confirmation.")
     ctx.show(f"It holds {mass(nl_to_ng(volume, conc), meta.get('units'))} of "
              f"{meta.get('drug', 'drug')}: if the catheter is already full, the patient gets "
              "all of it at once.")
     ctx.confirm_volume("priming bolus", volume, args.yes, args.confirm)
-    reply = _body(ctx.link().call("bolus", {"dose_nl": volume, "duration_s": 0,
-                                            "kind": "prime"}))
-    ctx.result({**reply, "dose_nl": volume}, [f"priming bolus started: {vol(volume)}"])
+    reply = _body(lk.call("bolus", {"dose_nl": volume, "duration_s": 0, "kind": "prime",
+                                    "confirm": armed.get("confirm")}))
+    ctx.result({**reply, "dose_nl": volume, "catheter_nl": armed.get("catheter_nl")},
+               [f"priming bolus started: {vol(volume)}"])
     return 0
 
 
@@ -659,7 +758,7 @@ def do_bridge(ctx: Context, args) -> int:
                          "above zero")
     ctx.need_confirmation(args.yes, True, "a bridge bolus", args.confirm)
     settings, st = _current(ctx)
-    catheter, note = _catheter_nl(ctx)
+    catheter, note = _catheter_nl(ctx, settings)
     new_conc = settings["conc_ng_ml"]
     u = (settings.get("meta") or {}).get("units")
     plan = _show_bridge(ctx, catheter, note, old_conc, new_conc, st.get("basal_nl_day", 0), u)
@@ -708,15 +807,21 @@ def do_refill(ctx: Context, args) -> int:
                              f"hard limit for {drug.name}, "
                              f"{mass(drug.hard_concentration_ng_per_ml, u)}/mL")
 
+    stable_ms, stable_why = _fill_stability(args, meta, new_conc or old_conc, st)
     expected = st.get("reservoir_nl", 0)
     ctx.show(f"Refill: the reservoir will hold {vol(volume)}.")
+    if stable_ms:
+        ctx.show(f"  this fill stays usable for {span(stable_ms // 1000)} ({stable_why}): the "
+                 f"pump raises drug_expired after {pump_time(host_now_ts() + stable_ms // 1000)[:16]}")
+    else:
+        ctx.show(f"  no drug_expired warning for this fill ({stable_why})")
     if residual >= 0:
         ctx.show(f"  measured residual {vol(residual)}; the pump's account is {vol(expected)} "
                  f"(difference {vol(residual - expected)})")
     plan = None
     bridge_nl = -1
     if changes_conc:
-        catheter, note = _catheter_nl(ctx)
+        catheter, note = _catheter_nl(ctx, settings)
         ctx.show(f"  concentration changes from {mass(old_conc, u)}/mL to {mass(new_conc, u)}/mL;"
                  " the daily doses stay as prescribed and the volume rates follow")
         plan = _show_bridge(ctx, catheter, note, old_conc, new_conc,
@@ -730,6 +835,8 @@ def do_refill(ctx: Context, args) -> int:
         req["residual_nl"] = residual
     if bridge_nl >= 0:
         req["bridge_nl"] = bridge_nl
+    if stable_ms:
+        req["stable_s"] = stable_ms // 1000
     reply = _body(lk.call("refill", req))
     lines = [f"refill recorded: the reservoir holds {vol(reply.get('reservoir_nl', volume))}"]
     if residual >= 0:
@@ -752,6 +859,27 @@ def do_refill(ctx: Context, args) -> int:
     if reply.get("discrepancy"):
         ctx.warn("the measured residual disagrees with the pump's account: check the pump")
     return 0
+
+
+def _fill_stability(args, meta: dict, conc: int, st: dict) -> tuple[int, str]:
+    """How long this fill stays usable: --stable-for, else the library's stability table (the
+    pump's first fill when it never recorded one). (0, why) when nothing is known."""
+    from host_tools import stability
+
+    given = getattr(args, "stable_for", None)
+    if given:
+        ms = units.duration_ms(given, "--stable-for")
+        if ms % 1000 or not 3_600_000 <= ms <= 365 * DAY_S * 1000:
+            raise InputError("--stable-for", given, "whole seconds from 1 h to 365 d")
+        return ms, "as given with --stable-for"
+    drug = meta.get("drug")
+    if not drug or not conc:
+        return 0, "the pump's settings name no drug"
+    try:
+        ms, why = stability.fill_stability(drug, conc, not st.get("fills"))
+    except InputError:
+        return 0, f"{drug} is not in the drug library"
+    return ms, f"{drug}, {why}: drugs.toml [stability]"
 
 
 # ---- log, stop, resume, clock, maintenance -----------------------------------------------------
@@ -786,6 +914,17 @@ def explain(event: str, a, b) -> str:
         "concentration_change": lambda: f"{mass(a * 1000)}/mL, bridge {vol(b)}",
         "step": lambda: f"step {a + 1 if isinstance(a, int) else a} at {vol(b)}/day",
         "missed_strokes": lambda: f"{a} strokes skipped",
+        "stop": lambda: f"for {span(a)}" if a else "until resume",
+        "resume": lambda: "the timed stop ended" if a else "",
+        "stroke_uncertain": lambda: "the motor stalled partway; counted as given",
+        "save_failed": lambda: "a state save failed: delivery goes on within the last reserve",
+        "account_assumed": lambda: f"the lost dose account now holds {vol(a)} for the last 24 h",
+        "record_migrated": lambda: f"state record layout {a} read and migrated to {b}",
+        "prime_armed": lambda: f"{vol(a)} held for confirmation (catheter {vol(b)})",
+        "fill": lambda: (f"stable for {span(a * 3600)}" if a else "no stability given")
+                        + f", fill {b}",
+        "suspend_restored": lambda: f"the timed stop goes on for {span(a)}"
+                                    + (" (the clock counted the time off)" if b else ""),
         "motor_retry": lambda: f"after {a} failed attempts",
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",

@@ -77,6 +77,8 @@ def load() -> dict[str, Drug]:
         table = tomllib.load(f)
     drugs = {}
     for name, d in table.items():
+        if name == "stability":
+            continue  # the drug-stability table at the end (host_tools/stability.py)
         k = f"drugs.toml [{name}]"
         drugs[name] = Drug(
             name=name,

@@ -29,6 +29,22 @@ class PatientBolus:
 
 
 @dataclass(frozen=True)
+class Catheter:
+    """The patient's catheter as implanted: its volume bounds a priming bolus and is the bridge
+    volume of a concentration change (firmware/rx.py catheter_nl computes the same)."""
+    model: str
+    length_mm: int       # after trimming
+    nl_per_cm: int
+
+    @property
+    def volume_nl(self) -> int:
+        return (self.length_mm * self.nl_per_cm + 5) // 10
+
+    def to_firmware(self) -> dict:
+        return {"model": self.model, "length_mm": self.length_mm, "nl_per_cm": self.nl_per_cm}
+
+
+@dataclass(frozen=True)
 class Prescription:
     drug: str
     concentration_ng_per_ml: int
@@ -38,6 +54,8 @@ class Prescription:
     max_daily_ng: int
     low_reservoir_nl: int
     warnings: tuple[str, ...] = ()
+    catheter: Catheter | None = None
+    refill_notice_ms: int | None = None   # None: the firmware's default, 7 days
 
     def daily_basal_ng(self) -> int:
         """The schedule's total over a day (rounded down)."""
@@ -50,7 +68,7 @@ class Prescription:
     def to_firmware(self) -> dict:
         """The integer prescription the firmware compiles (firmware/rx.py)."""
         pb = self.patient_bolus
-        return {
+        out = {
             "conc_ng_ml": self.concentration_ng_per_ml,
             "steps": [[s.start_ms // 60_000, s.rate_ng_per_day] for s in self.steps],
             "max_daily_ng": self.max_daily_ng,
@@ -58,6 +76,11 @@ class Prescription:
             "pb": None if pb is None else [pb.dose_ng, pb.duration_ms // 1000,
                                            pb.lockout_ms // 1000, pb.max_per_day],
         }
+        if self.catheter is not None:
+            out["catheter"] = self.catheter.to_firmware()
+        if self.refill_notice_ms is not None:
+            out["refill_notice_s"] = self.refill_notice_ms // 1000
+        return out
 
 
 def _table(parent: dict, name: str, key: str, required: bool) -> dict | None:
@@ -144,6 +167,27 @@ def _patient_bolus(table: dict, w: str) -> PatientBolus:
     return PatientBolus(dose, duration, lockout, n)
 
 
+def _catheter(table: dict, w: str) -> Catheter:
+    k = f"{w}catheter."
+    _known(table, ("model", "length", "volume_per_cm"), k)
+    for need in ("model", "length", "volume_per_cm"):
+        if need not in table:
+            raise InputError(k + need, "(missing)", "a value (the catheter needs model, length "
+                             "after trimming and volume_per_cm)")
+    model = table["model"]
+    if not isinstance(model, str) or not 0 < len(model.strip()) <= 32:
+        raise InputError(k + "model", model, "the catheter's model name, 1 to 32 characters")
+    length = units.length_mm(table["length"], k + "length")
+    if not 10 <= length <= 3000:
+        raise InputError(k + "length", table["length"], "the implanted length after trimming, "
+                         "from 1 cm to 300 cm")
+    per_cm = units.volume_nl(table["volume_per_cm"], k + "volume_per_cm")
+    if not 100 <= per_cm <= 20_000:
+        raise InputError(k + "volume_per_cm", table["volume_per_cm"], "the volume of 1 cm of "
+                         "catheter, from 0.1 uL to 20 uL (Prometra's is 2.6 uL: 0.0026 mL/cm)")
+    return Catheter(model.strip(), length, per_cm)
+
+
 def parse_prescription(table: dict, where: str = "", path=None) -> Prescription:
     """Check a prescription table; raise InputError naming the first problem."""
     try:
@@ -153,7 +197,7 @@ def parse_prescription(table: dict, where: str = "", path=None) -> Prescription:
 
 
 def _parse(table: dict, w: str) -> Prescription:
-    _known(table, ("drug", "concentration", "basal", "patient_bolus", "limits"), w)
+    _known(table, ("drug", "concentration", "basal", "patient_bolus", "limits", "catheter"), w)
     if "drug" not in table:
         raise InputError(f"{w}drug", "(missing)", "a drug name from the library")
     drug = druglib.get(table["drug"], f"{w}drug")
@@ -168,7 +212,7 @@ def _parse(table: dict, w: str) -> Prescription:
     pb_table = _table(table, "patient_bolus", f"{w}patient_bolus", False)
     pb = _patient_bolus(pb_table, w) if pb_table is not None else None
     limits = _table(table, "limits", f"{w}limits", True)
-    _known(limits, ("max_daily_dose", "low_reservoir"), f"{w}limits.")
+    _known(limits, ("max_daily_dose", "low_reservoir", "refill_notice"), f"{w}limits.")
     if "max_daily_dose" not in limits:
         raise InputError(f"{w}limits.max_daily_dose", "(missing)", 'a dose such as "6 mg"')
     max_daily = units.mass_ng(limits["max_daily_dose"], f"{w}limits.max_daily_dose")
@@ -177,6 +221,16 @@ def _parse(table: dict, w: str) -> Prescription:
                          f"a daily dose above zero and at most the library's hard limit for "
                          f"{drug.name}, {_mass(drug.hard_daily_ng)}")
     low = units.volume_nl(limits.get("low_reservoir", "0 mL"), f"{w}limits.low_reservoir")
+    notice = None
+    if "refill_notice" in limits:
+        notice = _whole_seconds(units.duration_ms(limits["refill_notice"],
+                                                  f"{w}limits.refill_notice"),
+                                f"{w}limits.refill_notice", limits["refill_notice"])
+        if notice > 90 * DAY_MS:
+            raise InputError(f"{w}limits.refill_notice", limits["refill_notice"],
+                             "a notice from 0 to 90 d before the low-reservoir date")
+    cat_table = _table(table, "catheter", f"{w}catheter", False)
+    catheter = _catheter(cat_table, w) if cat_table is not None else None
     rx = Prescription(drug.name, conc, steps, continuous, pb, max_daily, low)
     basal = rx.daily_basal_ng()
     if basal > max_daily:
@@ -195,7 +249,8 @@ def _parse(table: dict, w: str) -> Prescription:
     if basal > drug.soft_daily_ng:
         warnings.append(f"the basal schedule gives {_mass(basal)} a day, above the recommended "
                         f"maximum of {_mass(drug.soft_daily_ng)} for {drug.name}")
-    return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings))
+    return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings),
+                        catheter, notice)
 
 
 def _mass(ng: int) -> str:

@@ -160,6 +160,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--override-titration", metavar="REASON",
                    help="program even though the change breaks the drug's titration guard; "
                         "the reason is printed and stored in the pump with the settings")
+    c.add_argument("--assume-24h", metavar="DOSE",
+                   help="after memory_error (the pump lost its dose account): what the last "
+                        "24 h are taken to have delivered, e.g. \"2 mg\" (default: the new "
+                        "prescription's basal of a day); shown before anything is written")
     c = cmd("bolus", "give a clinician bolus",
             "Give a clinician bolus on top of the basal rate. The dose is a mass (converted "
             "with the pump's concentration) or a volume.")
@@ -198,6 +202,9 @@ def parser() -> argparse.ArgumentParser:
                    '"25 mg/mL" (default: unchanged)')
     c.add_argument("--residual", metavar="R", help='the residual volume drawn out, e.g. '
                    '"2.1 mL"')
+    c.add_argument("--stable-for", metavar="T", help='how long this fill stays usable in the '
+                   'pump, e.g. "30 d" (default: the drug library\'s stability table; the pump '
+                   'raises drug_expired after it)')
     _confirm_opts(c, True)
     cmd("alarms", "list the active alarms")
     c = cmd("ack", "acknowledge an alarm (silences its tone)")

@@ -19,7 +19,7 @@ from host_tools.prescription import Prescription, parse_prescription, read_toml
 
 ALARM_CODES = ("occlusion", "reservoir_low", "reservoir_empty", "motor_stall", "battery_eri",
                "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset",
-               "refill_discrepancy")
+               "refill_discrepancy", "refill_due", "drug_expired")
 MAX_DURATION_MS = 3660 * 86_400_000
 
 
@@ -29,6 +29,14 @@ def _choice(options):
             raise InputError(key, text, "one of " + ", ".join(f'"{o}"' for o in options))
         return text
     return parse
+
+
+def _flag(value, key):
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):  # as `pumpsim inject` passes it (KEY=VALUE text)
+        return value == "true"
+    raise InputError(key, value, "true or false")
 
 
 def _positive_duration(text, key):
@@ -45,10 +53,13 @@ ACTIONS = {
                         "duration": ("duration_ms", units.duration_ms, False)},
     "refill": {"volume": ("volume_nl", units.volume_nl, True),
                "concentration": ("concentration_ng_per_ml", units.concentration_ng_per_ml, False),
-               "residual": ("residual_nl", units.volume_nl, False)},
+               "residual": ("residual_nl", units.volume_nl, False),
+               # how long this fill stays usable (default: the drug library's stability table)
+               "stable_for": ("stable_ms", _positive_duration, False)},
     "occlusion": {"severity": ("severity", _choice(("full", "partial")), False)},
     "clear_occlusion": {},
-    "motor_stall": {},
+    "motor_stall": {"partway": ("partway", _flag, False)},  # partway: the next stroke stalls
+                                                            # half way (an uncertain stroke)
     "clear_motor_stall": {},
     "sensor_fault": {"sensor": ("sensor", _choice(("pressure", "battery")), True),
                      "mode": ("mode", _choice(("stuck", "out_of_range", "noisy", "ok")), True)},
@@ -59,14 +70,17 @@ ACTIONS = {
     "ack": {"alarm": ("alarm", _choice(ALARM_CODES), True)},
     # beyond INTERFACES.md: stop and resume delivery (resume also clears a latched fault that
     # was fixed), a hung control loop (the watchdog resets the board)
-    "stop": {},
+    "stop": {"for": ("for_ms", _positive_duration, False)},  # for: resumes by itself after it
     "resume": {},
     "hang": {},
     "corrupt_flash": {},         # every stored state record is damaged: seen at the next boot
-    # a new prescription mid-run (parsed by _program, not by a parser here)
-    "program": {"prescription": ("prescription", None, True)},
+    "flash_failing": {"on": ("on", _flag, False)},  # state saves fail (on = false: they work)
+    # a new prescription mid-run (parsed by _program, not by a parser here); assume_24h states
+    # what a lost dose account is taken to hold (after memory_error; default the new basal)
+    "program": {"prescription": ("prescription", None, True),
+                "assume_24h": ("assume_ng", units.mass_ng, False)},
 }
-RX_KEYS = ("drug", "concentration", "basal", "patient_bolus", "limits")
+RX_KEYS = ("drug", "concentration", "basal", "patient_bolus", "limits", "catheter")
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,7 @@ def _events(items, duration: int, base_rx: dict | None = None) -> list[Event]:
                 raise InputError(f"{k}.prescription", "(missing)",
                                  "a prescription table: program needs prescription")
             args = _program(ev["prescription"], base_rx or {}, f"{k}.prescription")
-            spec = {}
+            spec = {"assume_24h": spec["assume_24h"]}
         for name, (arg, parse, required) in spec.items():
             if name in ev:
                 args[arg] = parse(ev[name], f"{k}.{name}")

@@ -87,6 +87,10 @@ def pressure_pa(text, key) -> int:
     return _single(text, key, "Pa", 'a pressure such as "0.5 kPa" or "4 mmHg"')
 
 
+def length_mm(text, key) -> int:
+    return _single(text, key, "mm", 'a length such as "60 cm" or "450 mm"')
+
+
 def percent_ppm(text, key) -> int:
     return _single(text, key, "ppm", 'a percentage such as "3 %"')
 

@@ -9,8 +9,8 @@
 # ticks through idle milliseconds. The engine keeps its own truth (what the plant delivered, the
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
-from firmware.pump import Pump
-from firmware.rx import RxError
+from firmware.pump import Pump, state_reservoir_nl
+from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.ticks import MASK
 
@@ -54,6 +54,8 @@ BAT_EMPTY_MV = 2700            # open-circuit voltage at 0 % ...
 BAT_FULL_MV = 3200             # ... and at 100 %
 BAT_SAG_MV = 40                # under the motor's load
 BAT_NOISY_MV = 400
+PARTWAY = 2                    # Plant.stalled: the next stroke stalls partway, then it is stuck
+TONE_TRACE_MAX = 1000          # tones kept in the trace (the counts go on)
 
 
 class Plant:
@@ -67,7 +69,8 @@ class Plant:
         self.board = board
         self.sensor_rng = Rng(seed + 7919)  # sensor noise does not disturb the stroke volumes
         self.noise_pa = noise_pa
-        self.stalled = False
+        self.stalled = False       # True, or PARTWAY: the next stroke stops half way
+        self.half_next = False
         self.rise_pa = stroke_nl * 1000 // COMPLIANCE_NL_PER_KPA
         self.p_pa = 0              # outlet pressure at p_t
         self.p_t = 0
@@ -141,6 +144,9 @@ class Plant:
 
     def stroke(self):
         vol = self.stroke_nl
+        if self.half_next:
+            vol //= 2        # a stall partway: half the stroke got out (the HAL said "uncertain")
+            self.half_next = False
         if self.tol:
             u = self.rng.below(2000001) - 1000000
             # to the nearest nL (flooring would take half a nL off every stroke on average)
@@ -178,7 +184,7 @@ def plant_fault(plant, t, action, args):
         released = plant.pressure(t) * COMPLIANCE_NL_PER_KPA // 1000
         plant.half_ms = OPEN_HALF_MS
     elif action == "motor_stall":
-        plant.stalled = True
+        plant.stalled = PARTWAY if args.get("partway") else True
     elif action == "clear_motor_stall":
         plant.stalled = False
     elif action == "sensor_fault":
@@ -204,8 +210,15 @@ class Flash:
         self.params = None
         self.state = None
         self.saves = 0
+        self.failed_saves = 0
         self.store = RecordStore(MemDev(), "state")
         self.failing = False       # corrupt_flash: the records are found damaged at next boot
+        self.write_fails = False   # flash_failing: every state save fails (a worn sector)
+
+    def fail_writes(self, on):
+        if on and not self.write_fails and self.state is not None:
+            self.state = list(self.state)  # the last good record, kept apart from the buffer
+        self.write_fails = on
 
     def commit(self):
         if self.state is not None:
@@ -243,6 +256,17 @@ class Hal:
         engine = self.engine
         plant = engine.plant
         if plant.stalled:
+            if plant.stalled == PARTWAY:
+                # The motor stalls partway through this stroke: part of it reaches the patient
+                # and the driver cannot say how much (boards/__init__.py: 2, uncertain).
+                plant.stalled = True
+                engine._settle()           # the strokes before it, at their own volumes
+                engine.pending.append(engine.t)
+                plant.push(engine.t)
+                plant.half_next = True
+                engine._settle()
+                engine._break()
+                return 2
             return False
         engine.pending.append(engine.t)
         plant.push(engine.t)
@@ -259,13 +283,19 @@ class Hal:
     def tone(self, pattern):
         engine = self.engine
         engine.tones[pattern - 1] += 1
+        if len(engine.tone_trace) < TONE_TRACE_MAX:
+            engine.tone_trace.append([engine.t // 1000, pattern])
 
     def save_state(self, buf):
         # The firmware only writes buf when it saves, so keeping a reference is a copy of the
         # last saved record (the engine copies it when the firmware stops).
         fl = self.engine.flash
+        if fl.write_fails:
+            fl.failed_saves += 1
+            return False
         fl.state = buf
         fl.saves += 1
+        return True
 
 
 class Log:
@@ -303,6 +333,7 @@ class Engine:
                            self.rng, board, plan.get("pressure_noise_pa", 0), plan["seed"])
         self.plant.peaks = []
         self.tones = [0, 0]        # critical, warning patterns sounded
+        self.tone_trace = []       # [t_s, pattern] of each (the first TONE_TRACE_MAX)
         self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
         self.boot_cause = 0
         self.flash = Flash()
@@ -360,6 +391,10 @@ class Engine:
 
     def tod(self, t):
         return (self.tod0 + t + self.clock_shift) % DAY_MS
+
+    def clock_ts(self, t):
+        """The pump's real-time clock (s since 2024-01-01): the run starts on that day."""
+        return (self.tod0 + t + self.clock_shift) // 1000
 
     def ticks(self, t):
         return (self.ticks0 + t - self.boot_t) & MASK
@@ -596,7 +631,7 @@ class Engine:
         fl = self.flash
         state, damaged = fl.load()
         pump.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
-                  damaged)
+                  damaged, self.clock_ts(self.t))
         self.boot_cause = 0
         self.stopped = pump.stopped
         self.active_alarms = pump.alarms  # alarms kept from before the restart
@@ -613,7 +648,7 @@ class Engine:
         if clean:
             pump.save(True)
         fl = self.flash
-        self.reservoir_account = fl.state[3] if fl.state is not None else 0
+        self.reservoir_account = state_reservoir_nl(fl.state)
         fl.commit()
         self.pump = None
         self.boluses = []
@@ -637,7 +672,7 @@ class Engine:
         elif action == "program":
             params = args["rx"]
             try:
-                pump.program(now, params)
+                pump.program(now, params, args.get("assume_ng", -1))
             except RxError:
                 self._record(self.t, 101, 0, 0)  # refused: the old prescription runs on
             else:
@@ -649,9 +684,11 @@ class Engine:
             pump.clinician_bolus(now, args["dose_nl"], args.get("duration_ms", 0))
         elif action == "refill":
             conc = args.get("conc_ng_ml", 0)
-            # The clinician saw the bridge volume the host showed and confirmed it.
+            # The clinician saw the bridge volume (the patient's catheter) the host showed and
+            # confirmed it.
             r = pump.refill(now, args["volume_nl"], conc, args.get("residual_nl", -1),
-                            self.board.CATHETER_NL if conc else -1)
+                            catheter_nl(self.rx_params) if conc else -1,
+                            args.get("stable_s", 0))
             if r == 0 and conc and conc != self.rx_params["conc_ng_ml"]:
                 self._settle()
                 params = {}
@@ -670,7 +707,7 @@ class Engine:
             self.powered = False
             self.power_on_at = self.t + args["for_ms"]
         elif action == "stop":
-            pump.stop(now)
+            pump.stop(now, args.get("for_ms", 0))
         elif action == "resume":
             pump.resume(now)
         elif action in PLANT_FAULTS:
@@ -683,7 +720,7 @@ class Engine:
             shift = args["shift_ms"]
             self._settle()
             self.clock_shift += shift
-            pump.set_time_of_day(now, self.tod(self.t))
+            pump.set_time_of_day(now, self.tod(self.t), self.clock_ts(self.t))
             self._find_step(self.t)
         elif action == "ack":
             for code in codes.ALARM_NAMES:
@@ -691,6 +728,8 @@ class Engine:
                     pump.ack(now, code)
         elif action == "corrupt_flash":
             self.flash.failing = True  # the records are found damaged at the next boot
+        elif action == "flash_failing":
+            self.flash.fail_writes(bool(args.get("on", True)))
         elif action == "hang":
             # The loop stops; the watchdog resets the board when its timeout runs out.
             self._shutdown(False, True)
@@ -714,7 +753,9 @@ class Engine:
         self.flash.params = self.rx_params
         self._find_step(0)
         self._boot()
-        self.pump.refill(self.ticks(0), self.plan["reservoir_nl"])
+        # The scenario's starting reservoir is the pump's first fill.
+        self.pump.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
+                         self.plan.get("fill_stable_s", 0))
         self.pump.save()
         events = self.events
         n = len(events)
@@ -780,9 +821,11 @@ class Engine:
             "reservoir_nl": self.reservoir_account,
             "plant_reservoir_nl": self.plant.reservoir_nl,
             "flash_saves": self.flash.saves,
+            "flash_failed_saves": self.flash.failed_saves,
             "missed_strokes": self.missed,
             "trace_hash": self.hash,
             "tones": {"critical": self.tones[0], "warning": self.tones[1]},
+            "tone_trace": self.tone_trace,
             "occlusions": [{"t_s": o[0] // 1000, "strokes_to_alarm": o[1],
                             "time_to_alarm_s": (o[2] - o[0]) // 1000 if o[2] >= 0 else -1,
                             "released_nl": o[3]} for o in self.occlusions],

@@ -5,6 +5,13 @@ from __future__ import annotations
 from firmware.rx import ng_to_nl
 from host_tools.errors import InputError
 from host_tools.scenario import ACTIONS
+from host_tools.stability import fill_stability
+
+
+def _stable_s(drug: str, conc: int, first: bool, given_ms: int | None) -> int:
+    """A fill's stability in s: as the scenario gives it, else from the drug library."""
+    ms = given_ms if given_ms is not None else fill_stability(drug, conc, first)[0]
+    return ms // 1000
 
 
 def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
@@ -26,6 +33,7 @@ def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
                 args["conc_ng_ml"] = conc
             if "residual_nl" in ev.args:
                 args["residual_nl"] = ev.args["residual_nl"]
+            args["stable_s"] = _stable_s(rx.drug, conc, False, ev.args.get("stable_ms"))
         elif ev.action == "power_loss":
             args["for_ms"] = ev.args["for_ms"]
         elif ev.action == "program":
@@ -38,6 +46,8 @@ def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
                                      path=scenario.path)
                 new["conc_ng_ml"] = conc  # the drug in the reservoir since the last refill
             args["rx"] = new
+            if "assume_ng" in ev.args:
+                args["assume_ng"] = ev.args["assume_ng"]
         else:
             args = dict(ev.args)
         events.append([ev.at_ms, ev.action, args])
@@ -46,6 +56,8 @@ def build_plan(scenario, start_ticks: int = 0, trace: bool = False) -> dict:
         "start_tod_ms": scenario.start_tod_ms,
         "start_ticks": start_ticks,
         "reservoir_nl": scenario.reservoir_nl,
+        # the starting reservoir is the pump's first fill
+        "fill_stable_s": _stable_s(rx.drug, params["conc_ng_ml"], True, None),
         "seed": scenario.seed,
         "tolerance_ppm": scenario.plant.stroke_tolerance_ppm,
         "pressure_noise_pa": scenario.plant.pressure_noise_pa,

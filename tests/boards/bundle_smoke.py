@@ -33,7 +33,7 @@ class Hal:
         pass
 
     def save_state(self, buf):
-        pass
+        return True
 
 
 class Log:

@@ -114,12 +114,13 @@ def test_refill_checks_the_residual_and_bridges_a_stronger_drug(board, pumpctl, 
     assert rc == 0 and r["expected_nl"] >= 19_900_000 and r["discrepancy"] is True
     assert "refill_discrepancy" in [a["code"] for a in status(pumpctl)["alarms"]]
     assert pumpctl("ack", "refill_discrepancy")[0] == 0
-    # 500 -> 2000 mcg/mL: the catheter's 200 uL of old drug, shown, and bridged.
+    # 500 -> 2000 mcg/mL: the patient's catheter (77 cm at 2.6 uL/cm) of old drug, shown, and
+    # bridged; the pump checks the bridge volume against the same catheter.
     rc, out, err = pumpctl("--json", "refill", "--volume", "20 mL", "--concentration",
                            "2000 mcg/mL", "--yes", "--yes")
     r = json.loads(out)
     assert rc == 0, err
-    assert "200 uL" in err and "Bridge bolus" in err
+    assert "200.2 uL (Prometra 11823, 77 cm" in err and "Bridge bolus" in err
     assert r["bridge"]["started"] is True and r["bridge"]["dose_nl"] > 0
     st = status(pumpctl)
     assert st["basal_nl_day"] == 50_000 and st["bolus"]["clinician"] is True

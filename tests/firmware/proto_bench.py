@@ -17,7 +17,9 @@ CLIN = bytes(range(32))
 PAT = bytes(range(100, 132))
 PARAMS = {"conc_ng_ml": 25000000, "steps": [[0, 2000000], [420, 3000000]],
           "max_daily_ng": 6000000, "low_res_nl": 2000000, "pb": [200000, 600, 7200, 4],
+          "catheter": {"model": "Prometra 11823", "length_mm": 600, "nl_per_cm": 2600},
           "meta": {"drug": "morphine", "units": "mg"}}
+CATHETER_NL = 156_000   # 60 cm at 2.6 uL/cm
 
 
 class MemHal(HealthyHal):

@@ -242,6 +242,7 @@ class Hal(HealthyHal):
             raise Dead("a pump that is powered off wrote flash")
         self.bench.flash = list(buf)
         self.bench.saves += 1
+        return True
 
 
 class Log:

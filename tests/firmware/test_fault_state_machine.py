@@ -128,7 +128,7 @@ class Hal:
     def save_state(self, buf):
         if not self.alive:
             raise Dead("a pump without power wrote flash")
-        self.bench.on_save(buf)
+        return self.bench.on_save(buf)
 
 
 class Log:
@@ -177,6 +177,8 @@ class FaultBench:
         self.relax_until = -1     # lockout checks relaxed until then (a lost record)
         self.res_unknown = False  # the reservoir account may predate a lost refill
         self.boots = 0
+        self.write_fails = False  # the flash refuses every state save
+        self.failed_saves = 0
 
     # ---- time ---------------------------------------------------------------------------
     def tick(self):
@@ -243,11 +245,15 @@ class FaultBench:
         return True
 
     def on_save(self, buf):
+        if self.write_fails:
+            self.failed_saves += 1
+            return False
         self.saves += 1
         if self.cut == "save":
             self.dev.tear = True
-        self.store.save(pack_ints(buf))
+        ok = self.store.save(pack_ints(buf))
         self.newest_by = self.cmd  # the command whose save is now the newest record
+        return ok
 
     def on_event(self, code, now, a, b):
         v = self.v

@@ -28,6 +28,7 @@ def test_no_24h_window_ever_holds_more_than_the_cap(cap, gaps):
         t += gap
         if g.needs_save():
             g.save_into(array("i", [0] * SAVE_LEN), 0)
+            g.saved()
         if g.approve():
             approved.append(t)
             assert sum(1 for a in approved if a > t - DAY) <= cap
@@ -68,6 +69,7 @@ def test_a_save_reserves_strokes_and_a_clean_save_reserves_none():
     for _ in range(5):
         assert g.approve()
     g.save_into(out, 0)
+    g.saved()
     restored = DoseGuard()
     restored.load_from(out, 0)
     assert restored.total == 5 + RESERVE          # power loss: assume the reserve went out
@@ -77,9 +79,40 @@ def test_a_save_reserves_strokes_and_a_clean_save_reserves_none():
         n += 1
     assert n == RESERVE and g.needs_save()
     g.save_into(out, 0, clean=True)
+    g.saved(clean=True)
     restored.load_from(out, 0)
     assert restored.total == 5 + RESERVE          # exact: every approved stroke, no more
     assert not g.approve()                        # nothing after a clean save
+
+
+def test_a_save_the_flash_did_not_confirm_opens_no_new_reserve():
+    """The record is filled but the write fails: the strokes since the last good save stay
+    unsaved, so the guard stops at the old reserve (it will not approve past what flash holds)."""
+    g = DoseGuard()
+    g.set_cap(1000)
+    out = array("i", [0] * SAVE_LEN)
+    g.save_into(out, 0)
+    g.saved()
+    n = 0
+    while g.approve():
+        n += 1
+        if g.needs_save():
+            g.save_into(out, 0)  # the write fails: saved() is never called
+    assert n == RESERVE and g.unsaved == RESERVE
+    g.saved()                    # a later write goes through
+    assert g.approve()
+
+
+def test_an_assumed_account_is_spread_over_the_last_day_and_leaves_with_it():
+    g = DoseGuard()
+    g.set_cap(2000)
+    g.advance(5 * 60_000 + 17_000)
+    g.assume(1441 + 3)
+    assert g.total == 1444 == sum(g.buckets)
+    assert g.buckets[g.idx] == 1            # the most recent minute holds its share
+    # After 24 h every assumed stroke has left the window (1441 buckets: one minute more).
+    g.advance(DAY + 60_000)
+    assert g.total == 0
 
 
 def _params(**kw):

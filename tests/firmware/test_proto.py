@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from firmware import auth, codes
 from firmware.app import App
-from tests.firmware.proto_bench import (CLIN, PARAMS, PAT, MemHal, Signer, ask, boot, feed,
-                                        programmed, provisioned, run_for)
+from tests.firmware.proto_bench import (CATHETER_NL, CLIN, PARAMS, PAT, MemHal, Signer, ask,
+                                        boot, feed, programmed, provisioned, run_for)
 
 
 @given(st.binary(min_size=0, max_size=64), st.binary(max_size=300))
@@ -150,8 +150,8 @@ def test_values_are_checked_by_the_firmware():
 
 def test_clinician_bolus_respects_the_daily_cap():
     app, clin = programmed()
-    r = ask(app, clin.line("bolus", {"dose_nl": 150_000, "duration_s": 3600, "kind": "prime"}))
-    assert r["ok"] and r["kind"] == "prime" and app.pump.cb_on
+    r = ask(app, clin.line("bolus", {"dose_nl": 150_000, "duration_s": 3600}))
+    assert r["ok"] and r["kind"] == "clinician" and app.pump.cb_on
     run_for(app, 3_700_000)
     assert not app.pump.cb_on and app.pump.strokes >= 600
     r = ask(app, clin.line("bolus", {"dose_nl": 100_000, "duration_s": 3600}))
@@ -175,6 +175,9 @@ def test_concentration_change_needs_the_bridge_and_is_stored():
     assert r["error"] == "E_REFUSED" and r["reason"] == "bridge_unconfirmed"
     r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "conc_ng_ml": 20_000_000,
                                       "bridge_nl": app.hal.CATHETER_NL}))
+    assert r["error"] == "E_REFUSED" and r["reason"] == "bridge_unconfirmed"  # the board's, not
+    r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "conc_ng_ml": 20_000_000,
+                                      "bridge_nl": CATHETER_NL}))  # the patient's catheter
     assert r["ok"]
     assert app.load_settings()["conc_ng_ml"] == 20_000_000
     assert boot(app.hal.dev).pump.rx.conc_ng_ml == 20_000_000
@@ -304,7 +307,7 @@ def test_a_concentration_change_can_carry_the_hosts_new_words():
     app, clin = programmed()
     meta = {"drug": "morphine", "concentration": "20 mg/mL"}
     r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "conc_ng_ml": 20_000_000,
-                                      "bridge_nl": app.hal.CATHETER_NL, "meta": meta}))
+                                      "bridge_nl": CATHETER_NL, "meta": meta}))
     assert r["ok"]
     assert app.load_settings()["meta"] == meta
 

@@ -20,6 +20,7 @@ class Hal(HealthyHal):
 
     def save_state(self, buf):
         self.saved = list(buf)
+        return True
 
 
 class Log:

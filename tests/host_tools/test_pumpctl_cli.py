@@ -52,10 +52,16 @@ def run(*argv):
     return pumpctl.main([str(a) for a in argv])
 
 
-def settings_of(rate_ng_day):
-    return {"conc_ng_ml": 25_000, "steps": [[0, rate_ng_day]], "max_daily_ng": 19_200,
-            "low_res_nl": 2_000_000, "meta": {"drug": "ziconotide", "units": "mcg",
-                                              "concentration": "25 mcg/mL"}}
+CATHETER = {"model": "Prometra 11823", "length_mm": 600, "nl_per_cm": 2600}  # 156 uL
+
+
+def settings_of(rate_ng_day, catheter=None):
+    out = {"conc_ng_ml": 25_000, "steps": [[0, rate_ng_day]], "max_daily_ng": 19_200,
+           "low_res_nl": 2_000_000, "meta": {"drug": "ziconotide", "units": "mcg",
+                                             "concentration": "25 mcg/mL"}}
+    if catheter:
+        out["catheter"] = catheter
+    return out
 
 
 def pump(settings=None, program=None, **replies):
@@ -183,12 +189,35 @@ def test_prime_without_a_terminal_needs_both_confirmations(peer, keyfile, capsys
     assert peer.lines == []
 
 
-def test_prime_refuses_more_than_the_catheter_holds(peer, keyfile, capsys):
-    peer.script = pump(settings=settings_of(2400), status={"ok": True, "cmd": "status"})
-    assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "0.3 mL",
-               "--confirm", "0.3 mL") == 2
-    assert "200 uL" in capsys.readouterr().err
+def test_prime_refuses_more_than_the_patients_catheter_holds(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400, CATHETER), status={"ok": True, "cmd": "status"})
+    assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "0.2 mL",
+               "--confirm", "0.2 mL") == 2
+    err = capsys.readouterr().err
+    assert "156 uL" in err and "Prometra 11823, 60 cm" in err
     assert "bolus" not in [r["cmd"] for r in peer.requests()]
+
+
+def test_prime_without_a_catheter_in_the_settings_is_refused_before_anything_is_sent(
+        peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status={"ok": True, "cmd": "status"})
+    assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "0.1 mL",
+               "--confirm", "0.1 mL") == 2
+    assert "no catheter" in capsys.readouterr().err
+    assert "bolus" not in [r["cmd"] for r in peer.requests()]
+
+
+def test_prime_is_two_requests_the_second_repeating_the_pumps_id(peer, keyfile, capsys):
+    """The pump holds a prime until a second request confirms it (firmware/pump.py arm_prime):
+    pumpctl sends the volume, shows what the pump holds, then confirms with the pump's id."""
+    peer.script = pump(settings=settings_of(2400, CATHETER), status={"ok": True, "cmd": "status"},
+                       bolus={"ok": True, "cmd": "bolus", "started": False, "confirm": 4321,
+                              "catheter_nl": 156_000, "expires_s": 120, "kind": "prime"})
+    assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "150 uL",
+               "--confirm", "150 uL") == 0
+    boluses = [r["args"] for r in peer.requests() if r["cmd"] == "bolus"]
+    assert boluses == [{"dose_nl": 150_000, "duration_s": 0, "kind": "prime"},
+                       {"dose_nl": 150_000, "duration_s": 0, "kind": "prime", "confirm": 4321}]
 
 
 # ---- pure helpers ------------------------------------------------------------------------------

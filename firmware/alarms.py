@@ -1,0 +1,68 @@
+# The alarm state: which alarms are active, which were acknowledged, and when the buzzer plays
+# next. A plain object: it never logs, saves or stops delivery itself. Each change returns what
+# changed (the alarm's bit, or 0 when nothing did), and the pump acts on that (firmware/pump.py
+# raise_alarm / clear_alarm): a log entry, a save, boluses ended, the stroke clock restarted.
+# No allocation: the stroke path and the periodic check call it with the heap locked.
+from firmware import codes
+from firmware.compat import const
+from firmware.ticks import add, diff
+
+_CRITICAL = const(858)       # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
+_EVENTS = const(5120)        # codes.EVENT_ALARMS_MASK (idem)
+_CRIT_EVERY_MS = const(600000)   # codes.TONE_EVERY_MS[TONE_CRITICAL]
+_WARN_EVERY_MS = const(3600000)  # codes.TONE_EVERY_MS[TONE_WARNING]
+
+
+class AlarmState:
+    def __init__(self):
+        self.active = 0      # bit (1 << code) per active alarm
+        self.acked = 0       # active alarms silenced by an acknowledgement
+        self.tone_at = 0     # ticks at which the buzzer next plays (if anything is loud)
+
+    def start(self, code, now):
+        """The condition behind `code` is present. Returns its bit if the alarm starts now (it
+        then sounds at once, acknowledged or not before), 0 if it was already active."""
+        bit = 1 << code
+        if self.active & bit:
+            return 0
+        self.active |= bit
+        self.acked &= ~bit
+        self.tone_at = now
+        return bit
+
+    def end(self, code):
+        """The condition is gone. Returns the bit if the alarm ended now, else 0."""
+        bit = 1 << code
+        if not self.active & bit:
+            return 0
+        self.active &= ~bit
+        self.acked &= ~bit
+        return bit
+
+    def ack(self, code):
+        """Silence an active alarm. Returns its bit (0 if it was not active). An alarm that only
+        records an event (codes.EVENT_ALARMS_MASK) is for the caller to end."""
+        bit = 1 << code
+        if not self.active & bit:
+            return 0
+        self.acked |= bit
+        return bit
+
+    def is_event(self, bit):
+        return bit & _EVENTS
+
+    def critical(self):
+        return self.active & _CRITICAL
+
+    def tone_due(self, now):
+        """The buzzer pattern to play now (0: none): the critical pattern every 10 minutes while
+        an unacknowledged critical alarm is active, else the warning pattern every hour while an
+        unacknowledged warning is."""
+        loud = self.active & ~self.acked
+        if not loud or diff(now, self.tone_at) < 0:
+            return 0
+        if loud & _CRITICAL:
+            self.tone_at = add(now, _CRIT_EVERY_MS)
+            return codes.TONE_CRITICAL
+        self.tone_at = add(now, _WARN_EVERY_MS)
+        return codes.TONE_WARNING
