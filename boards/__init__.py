@@ -18,9 +18,18 @@
 #   set_clock_ts(ts)         sets the RTC to that pump-clock second.
 #   reset_cause()            1 if the last reset was the watchdog's, else 0.
 #   stroke()                 one whole stroke (STEPS_PER_STROKE steps made by the PIO); returns
-#                            when it is done. False when the driver signalled a stall or a fault
-#                            (or cannot be trusted to): the firmware retries, then alarms.
-#                            Allocates nothing.
+#                            when it is done, with one of three outcomes:
+#                              True or 1  done: the whole stroke was made;
+#                              False or 0 not done: nothing moved (the driver was already in a
+#                                         stall or fault, or cannot be trusted); the firmware
+#                                         retries STALL_RETRIES times, then motor_stall;
+#                              2          uncertain: it stalled partway (DIAG seen during or
+#                                         right after the pulses, or the step machine hung),
+#                                         so some drug may have moved. The firmware counts it
+#                                         as given (dose guard and reservoir), does not retry,
+#                                         and raises motor_stall.
+#                            Anything else is taken as done only if truthy and not 2: return
+#                            exactly these. Allocates nothing.
 #   read_pressure()          raw 16-bit ADC reading of the outlet pressure sensor (read_u16);
 #                            allocates nothing. Scaled by P_RAW_ZERO / P_RAW_PER_KPA.
 #   read_battery()           raw 16-bit ADC reading of the battery divider; allocates nothing.

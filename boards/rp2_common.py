@@ -142,8 +142,9 @@ class Rp2Hal:
         return tmc2209.parse_reply(uart.read(12), reg)
 
     def stroke(self):
-        """One whole stroke; False if the driver reported a stall or fault (or never answered).
-        Busy-waits the few ms the pulses take: no allocation."""
+        """One whole stroke: True done, False nothing moved (the driver never answered, or
+        signalled a stall before the first pulse), 2 uncertain (a stall partway, or the step
+        machine hung). Busy-waits the few ms the pulses take: no allocation."""
         if not self._driver_ok:
             return False
         sm = self._sm
@@ -151,6 +152,9 @@ class Rp2Hal:
         en = self._en
         ticks = self._ticks
         en.value(self._en_on)   # enabling also clears a latched driver error
+        if diag.value():
+            en.value(self._en_off)
+            return False        # stalled before a single pulse: nothing moved
         ok = True
         t0 = ticks()
         sm.put(self._steps_m1)
@@ -164,10 +168,10 @@ class Rp2Hal:
                 en.value(self._en_off)
                 self._sm.active(0)
                 self._start_sm()   # the machine hung: start it afresh (allocates; rare)
-                return False
+                return 2           # how many pulses went out is unknown
         sm.get()
         en.value(self._en_off)
-        return ok
+        return True if ok else 2   # a stall seen while the pulses ran: partway
 
     # ---- sensors --------------------------------------------------------------------------
     def read_pressure(self):

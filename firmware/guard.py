@@ -50,20 +50,24 @@ class DoseGuard:
         self.total += strokes
         self.rotated = BUCKETS
 
-    def assume(self, strokes):
-        """Replace a lost account with a stated one: `strokes` delivered evenly over the last
-        24 hours, the most recent minute first (bucket j minutes back gets its share of them).
-        Each assumed stroke then leaves the window no earlier than a stroke really given at
-        that minute would, so the cap holds under the assumption. Not on the stroke path."""
+    def assume(self, strokes, weights=None):
+        """Replace a lost account with a stated one: `strokes` delivered over the last 24
+        hours, the bucket j minutes back (j = 0 the minute in progress) getting a share in
+        proportion to weights[j] (evenly without weights). Each assumed stroke then leaves the
+        window no earlier than a stroke really given in that minute would, so the cap holds
+        under the assumption. Not on the stroke path (big products allowed)."""
         b = self.buckets
         for i in range(BUCKETS):
             b[i] = 0
+        total = 0
+        for j in range(1440):
+            total += weights[j] if weights is not None else 1
         i = self.idx
         done = 0
-        q = strokes // 1440
-        r = strokes - q * 1440
+        cum = 0
         for j in range(1440):
-            upto = q * (j + 1) + r * (j + 1) // 1440  # strokes * (j + 1) // 1440, small ints
+            cum += weights[j] if weights is not None else 1
+            upto = strokes * cum // total
             b[i] = upto - done
             done = upto
             i = i - 1 if i else BUCKETS - 1

@@ -651,7 +651,7 @@ class Pump:
         self.params = params
         self._install(now, rx)
         if strokes >= 0:
-            self.guard.assume(strokes)
+            self._assume(strokes)
             self.account_lost = False
             self.log.add(codes.EV_ASSUMED, now, strokes * self.stroke_nl, 0)
         self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
@@ -661,6 +661,16 @@ class Pump:
             self.clear_alarm(codes.AL_REFILL_DUE, now)
         self.save(False, now)
         return rx
+
+    def _assume(self, strokes):
+        """Put `strokes` into the lost account as the schedule would have delivered them over
+        the last 24 hours: the minute j back weighs the basal rate at that time of day (so as
+        the assumed strokes leave the window, the new basal's strokes take their place)."""
+        rx = self.rx
+        weights = array("i", [0] * 1440)
+        for j in range(1440):
+            weights[j] = rx.step_rate_nl_day[rx.step_at((self.tod_ms - j * 60000) % DAY_MS)]
+        self.guard.assume(strokes, weights)
 
     def assumed_strokes(self, rx, assume_ng=-1):
         """Strokes a reprogram with `rx` puts into a lost account (-1: the account is not

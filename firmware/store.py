@@ -125,9 +125,13 @@ class RecordStore:
             target = 1 - self.slot  # pyright: ignore[reportOperatorIssue]  (slot is set with seq)
         rec = encode(seq, payload)
         self.dev.write(self.paths[target], rec)
+        if self.dev.read(self.paths[target]) != rec:
+            # The write did not take. The newest good record is still in the other slot: the
+            # next save goes to this one again, never over that record.
+            return False
         self.seq = seq
         self.slot = target
-        return self.dev.read(self.paths[target]) == rec
+        return True
 
 
 def pack_ints(values):

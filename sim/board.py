@@ -291,7 +291,7 @@ def main_board(argv: list[str]) -> int:
 # patient's button. Clinician commands (boluses, programming) go through pumpctl, signed.
 INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_stall",
               "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
-              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash")
+              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing")
 
 def _inject_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(

@@ -17,7 +17,8 @@ import time
 from firmware import codes
 from firmware.store import FileDev
 from firmware.ticks import MASK
-from sim.engine import BAT_DAY_DRAIN, DAY_MS, PLANT_FAULTS, Plant, Rng, plant_fault
+from sim.engine import (BAT_DAY_DRAIN, DAY_MS, PARTWAY, PLANT_FAULTS, TONE_TRACE_MAX, Plant, Rng,
+                        plant_fault)
 
 CPYTHON = sys.implementation.name == "cpython"
 
@@ -33,6 +34,19 @@ class Reset(Exception):
 
 class Shutdown(Exception):
     """The harness asked the board process to save the plant and exit."""
+
+
+class FlashDev(FileDev):
+    """The flash directory, whose state-record writes can be made to fail (`flash_failing`):
+    a worn sector under the pump's state record. The other records keep working, so the
+    clinician can still reach the pump while its saves fail."""
+
+    failing = False
+
+    def write(self, path, data):
+        if self.failing and path.startswith("state."):
+            raise OSError(5, "EIO")
+        FileDev.write(self, path, data)
 
 
 def _now_real():
@@ -51,7 +65,7 @@ class VirtualHal:
             if name.isupper():
                 setattr(self, name, getattr(board, name))
         self.flash_dir = flash_dir
-        self.dev = FileDev(flash_dir + "/data")
+        self.dev = FlashDev(flash_dir + "/data")
         self.speed = speed          # 0: as fast as possible
         self.vt = 0                 # virtual ms since this board process started
         self.ticks0 = 0x3FFF0000    # ticks wrap early in a run, as they do after ~12 days
@@ -64,9 +78,11 @@ class VirtualHal:
         self.target = -1            # vt an `advance` runs to (-1: none)
         self.pending = None         # a harness action that ends the firmware's run (reset...)
         self.tones = [0, 0]
+        self.tone_trace = []        # [virtual_time_s, pattern] of each tone (the first 1000)
         self.delivered_nl = 0
         self.strokes = 0
         self.failed_strokes = 0
+        self.uncertain_strokes = 0
         self.plant = Plant(board.STROKE_NL, 0, board.RESERVOIR_NL, Rng(seed), board, 0, seed)
         self.ser_in = _fdopen(ser_fd, "rb")
         self.ser_out = _fdopen(ser_fd, "wb")
@@ -120,6 +136,16 @@ class VirtualHal:
 
     def stroke(self):
         p = self.plant
+        if p.stalled == PARTWAY:
+            # Stalls half way: half the stroke reaches the patient, and the driver can only
+            # say it stalled (boards/__init__.py: 2, uncertain).
+            p.stalled = True
+            p.half_next = True
+            vol = p.stroke()
+            p.push(self.vt)
+            self.delivered_nl += vol
+            self.uncertain_strokes += 1
+            return 2
         if p.stalled:
             self.failed_strokes += 1
             return False
@@ -137,6 +163,8 @@ class VirtualHal:
 
     def tone(self, pattern):
         self.tones[pattern - 1] += 1
+        if len(self.tone_trace) < TONE_TRACE_MAX:
+            self.tone_trace.append([self.vt // 1000, pattern])
 
     def led(self, on):
         pass
@@ -241,7 +269,9 @@ class VirtualHal:
         return {"ok": True, "delivered_nl": self.delivered_nl, "reservoir_nl": p.reservoir_nl,
                 "pressure_kpa": p.pressure(self.vt) // 1000, "virtual_time_s": self.vt // 1000,
                 "strokes": self.strokes, "failed_strokes": self.failed_strokes,
+                "uncertain_strokes": self.uncertain_strokes,
                 "battery_mv": p.battery_mv(self.vt), "tones": self.tones,
+                "tone_trace": self.tone_trace, "flash_failing": self.dev.failing,
                 "clock_ts": self.clock_ts()}
 
     def _act(self, req):
@@ -263,6 +293,9 @@ class VirtualHal:
             # `pumpctl refill`, a separate step (as on a real pump).
             self.plant.reservoir_nl = args["volume_nl"]
             self._reply({"ok": True})
+        elif do == "flash_failing":
+            self.dev.failing = bool(args.get("on", True))
+            self._reply({"ok": True})
         elif do == "set_clock":
             self.clock_off += args["shift_ms"] // 1000  # the RTC jumps; the pump reads it at boot
             self._reply({"ok": True})
@@ -283,7 +316,7 @@ class VirtualHal:
             self._reply({"ok": r == 0, "reason": codes.REASON_NAMES.get(r, "")})
             return
         if do == "stop":
-            app.pump.stop(now)
+            app.pump.stop(now, args.get("for_ms", 0))
         elif do == "resume":
             app.pump.resume(now)
         else:

@@ -24,6 +24,22 @@ no_catch_up_after_fault  From the end of every fault (a critical alarm cleared, 
         one stroke ahead of the ideal counted from that moment (pump_harness.Stretch).
 small_ints  Every int in the pump stays below 2**30.
 next_in_ms  The pump never asks to sleep more than an hour.
+no_suspend_longer_than_asked  A timed stop (stop --for) ends by itself no later than asked
+        (plus the time the pump was off, which counts only when the clock can tell), however
+        many restarts happen in it, and no earlier than asked but for the documented slack of an
+        unclean restart (one check and one late wake-up per restart).
+cap_under_the_stated_assumption  After memory_error lost the dose account, a reprogram states
+        what the last 24 h delivered (the new basal by default); from then on the rolling cap
+        holds with the real strokes before the reprogram replaced by that assumption, spread
+        over the 24 h before it as the firmware documents.
+no_day_without_therapy_after_a_reprogram  (rule reprogram_after_memory_error) A pump whose
+        account was lost delivers at least 90 % of the basal in the day after a reprogram.
+uncertain_strokes_count  A stroke that stalled partway is counted by the dose guard and the
+        reservoir account as given (and by the rolling cap, as it may have been).
+
+Rules beyond the faults above: timed stops with restarts inside them, a flash whose state saves
+fail (and come back), a reprogram after memory_error, and a boot from a state record in the
+layout before versions (0x5057), which the firmware migrates.
 
 Known limit (relaxed on purpose). When the newest state record is found damaged at boot (not torn
 by a cut: rotten) the store falls back to the one before, and whatever only the lost record held
@@ -60,10 +76,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from boards import virtual
 from firmware import codes
-from firmware.pump import BOOT_WATCHDOG, Pump
+from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
+from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
+from firmware.pump import BOOT_WATCHDOG, LEGACY_MAGIC, STATE_MAGIC, Pump
 from firmware.store import RecordStore, pack_ints, unpack_ints
 from pump_harness import DAY, HOUR, MIN, Board, Stretch, big_ints, compile_rx
-from sim.engine import OPEN_HALF_MS, PARTIAL_HALF_MS, Plant, Rng
+from sim.engine import OPEN_HALF_MS, PARTIAL_HALF_MS, PARTWAY, Plant, Rng
 from strategies import ticks
 
 STATS = False  # True: count events per example (pytest --hypothesis-show-statistics)
@@ -179,6 +197,11 @@ class FaultBench:
         self.boots = 0
         self.write_fails = False  # the flash refuses every state save
         self.failed_saves = 0
+        self.clock_known = True   # the pump is told the clock at boot (else it cannot tell)
+        self.clock_off = self.tod_off  # the real-time clock is (clock_off + v) ms
+        self.susp = None          # a timed stop: [v asked, ms asked, ms off since, restarts]
+        self.assumed = None       # (v, [times of the assumed strokes]) of the last assumption
+        self.boot_uncertain = 0   # strokes that stalled partway since this boot
 
     # ---- time ---------------------------------------------------------------------------
     def tick(self):
@@ -191,6 +214,8 @@ class FaultBench:
     def on_stroke(self):
         pump = self.pump
         plant = self.plant
+        if plant.stalled == PARTWAY:
+            return self.on_partway()
         if plant.stalled:
             self.failed += 1
             if self.tries_v != self.v:
@@ -220,11 +245,7 @@ class FaultBench:
         self.boot_strokes += 1
         self.res_since += 1
         # rolling 24 h of real strokes, judged against the cap in force now
-        n = len(self.strokes) - bisect_right(self.strokes, v - DAY)
-        if n > self.plan.cap:
-            raise Violation("rolling_24h_cap_holds_across_reboots: %d strokes in the 24 h ending "
-                            "at v=%d, the cap is %d (boots so far %d, power cuts %d)"
-                            % (n, v, self.plan.cap, self.boots, self.cuts))
+        self._check_cap(v)
         if plant.half_ms == 0:
             self.occ_strokes += 1
             if self.occ_strokes > OCCLUSION_STROKES_MAX and not self.occ_blind:
@@ -243,6 +264,37 @@ class FaultBench:
         if self.cut == "stroke":
             raise PowerCut("after a stroke")
         return True
+
+    def on_partway(self):
+        """The stroke stalls half way: half of it reaches the patient. It counts against the
+        rolling cap as it may have been whole; the pump takes it off its account."""
+        v = self.v
+        self.plant.stalled = True
+        self.strokes.append(v)
+        self.caps.append(self.plan.cap)
+        self.true_res_nl -= self.S // 2
+        self.res_since += 1
+        self.boot_uncertain += 1
+        self._check_cap(v)
+        self.plant.push(v)
+        return 2
+
+    def _check_cap(self, v):
+        """The rolling 24 h of real strokes ending at v, against the cap in force now; after a
+        stated assumption, the strokes before it are replaced by the assumed ones."""
+        start = v - DAY
+        if self.assumed is not None and self.assumed[0] > start:
+            v0, ghosts = self.assumed
+            n = len(self.strokes) - bisect_right(self.strokes, v0)
+            n += len(ghosts) - bisect_right(ghosts, start)
+            name = "cap_under_the_stated_assumption"
+        else:
+            n = len(self.strokes) - bisect_right(self.strokes, start)
+            name = "rolling_24h_cap_holds_across_reboots"
+        if n > self.plan.cap:
+            raise Violation("%s: %d strokes in the 24 h ending at v=%d, the cap is %d (boots so "
+                            "far %d, power cuts %d)" % (name, n, v, self.plan.cap, self.boots,
+                                                        self.cuts))
 
     def on_save(self, buf):
         if self.write_fails:
@@ -280,7 +332,33 @@ class FaultBench:
         elif code == codes.EV_BOLUS_END and b:
             self._begin("bolus cut short")
         elif code == codes.EV_RESUME:
+            if a == 1:
+                self._suspend_ended(v)
+            self.stopped = False
+            self.susp = None
             self._begin("resume")
+
+    def _suspend_ended(self, v):
+        """A timed stop ended by itself at v: not earlier than asked, but for the slack an
+        unclean restart is allowed (docs/architecture.md, Restarts and power loss)."""
+        s = self.susp
+        if s is None:
+            return
+        slack = s[3] * 2 * (virtual.CHECK_MS + 61_000)
+        if v < s[0] + s[1] - slack:
+            raise Violation("no_suspend_longer_than_asked: a stop asked at v=%d for %d ms ended "
+                            "at v=%d, earlier than the %d ms of slack its %d restarts allow"
+                            % (s[0], s[1], v, slack, s[3]))
+
+    def check_suspend(self):
+        """After each service: a timed stop is over by its deadline (plus the time off)."""
+        s = self.susp
+        pump = self.pump
+        if s is None or pump is None or not pump.stopped:
+            return
+        if self.v > s[0] + s[1] + s[2] + 1000:
+            raise Violation("no_suspend_longer_than_asked: asked at v=%d for %d ms (%d ms of it "
+                            "without power), still stopped at v=%d" % (s[0], s[1], s[2], self.v))
 
     def _on_pb_start(self, v, dose_nl):
         plan = self.plan
@@ -325,6 +403,7 @@ class FaultBench:
     def _power_off(self):
         if self.hal is not None:
             self.hal.alive = False
+        self.off_at = self.v
         self.pump = None
         self.cut = None
         self.dev.tear = False
@@ -350,12 +429,17 @@ class FaultBench:
             self.relax_until = self.v + DAY
         elif lost == "refill":
             self.res_unknown = True  # ... or a refill: the account is the one from before it
-        pump.boot(self.tick(), self.tod(), self.params, state, cause, damaged)
+        if self.susp is not None:
+            self.susp[2] += self.v - self.off_at   # time without power inside the stop
+            self.susp[3] += 1
+        self.boot_uncertain = 0
+        pump.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts())
         self.crit |= pump.alarms & CRIT
         if lost in ("stop", "resume") or self._wiped:
             # ... or a stop or resume: what the pump found is all anyone can know (after a
-            # wipe memory_error holds delivery anyway).
+            # wipe memory_error holds delivery anyway), a timed stop's end included.
             self.stopped = pump.stopped
+            self.susp = None
         if pump.stopped != self.stopped:
             raise Violation("stop_survives_restart: the pump booted %s, it was told %s"
                             % ("stopped" if pump.stopped else "running",
@@ -370,6 +454,14 @@ class FaultBench:
     _wiped = False
     cmd = None
     newest_by = None
+    off_at = 0
+
+    def clock_ts(self):
+        """The real-time clock the pump is told at boot (s), or -1 when it cannot tell."""
+        if not self.clock_known:
+            return -1
+        ts = (self.clock_off + self.v) // 1000
+        return ts if ts >= 0 else -1
 
     def start(self, params, volume_nl):
         self.boot()
@@ -397,6 +489,30 @@ class FaultBench:
             self._rot(newest_only=False)
         self.boot(BOOT_WATCHDOG if how == "watchdog" else 0)
 
+    def restart_from_layout_1(self, clean, off_ms, tick0):
+        """A restart whose newest record the old firmware wrote: layout 1, [0x5057, flags,
+        stop phase, reservoir, alarms, patient-bolus block, guard block]."""
+        if clean:
+            pump = self.pump
+            self._call(pump.save, True)
+            if self.pump is not pump:
+                return
+        self._power_off()
+        payload = self.store.load()
+        if payload is not None:
+            rec = unpack_ints(payload)
+            if rec[0] == STATE_MAGIC:
+                h = rec[3]
+                old = [LEGACY_MAGIC, rec[4] & 1, rec[5], rec[6], rec[7] & 0x1FFF]
+                old += list(rec[h:h + PB_SAVE_LEN + GUARD_SAVE_LEN])
+                self.dev.tear = False
+                self.store.save(pack_ints(old))
+                # Layout 1 kept no timed stop: the old firmware's stop lasts until resume.
+                self.susp = None
+        self.v += off_ms
+        self.tick_base = tick0 & TICK_MASK
+        self.boot()
+
     def _rot(self, newest_only):
         self.store.load()
         for i, path in enumerate(self.store.paths):
@@ -404,7 +520,8 @@ class FaultBench:
             if data is None or (newest_only and i != self.store.slot):
                 continue
             data = bytearray(data)
-            data[len(data) // 2] ^= 0x5A
+            # (+1, not a fixed XOR: damaging a damaged slot twice must not repair it)
+            data[len(data) // 2] = (data[len(data) // 2] + 1) & 0xFF
             self.dev.files[path] = bytes(data)
             if newest_only:
                 self._fell_back = self.newest_by
@@ -425,12 +542,14 @@ class FaultBench:
                 raise Violation("next_in_ms: %d (must be 0..1 h)" % d)
             self.v = min(self.v + d, target)
             self._call(self.pump.service, self.tick())
+            self.check_suspend()
 
     def late(self, lag):
         """The loop wakes `lag` ms after the deadline it was given (a slow cycle)."""
         d = self.pump.next_in_ms(self.tick())
         self.v += d + lag
         self._call(self.pump.service, self.tick())
+        self.check_suspend()
 
     def patient_bolus(self):
         return self._call(self.pump.patient_bolus, self.tick())
@@ -438,11 +557,15 @@ class FaultBench:
     def clinician_bolus(self, dose_nl, dur_ms):
         return self._call(self.pump.clinician_bolus, self.tick(), dose_nl, dur_ms)
 
-    def stop(self):
+    def stop(self, for_ms=0):
         pump = self.pump
-        self._call(pump.stop, self.tick())
+        self._call(pump.service, self.tick())
+        if self.pump is not pump:
+            return
+        self._call(pump.stop, self.tick(), for_ms)
         if self.pump is pump:
             self.stopped = True
+            self.susp = [self.v, for_ms, 0, 0] if for_ms else None
 
     def resume(self):
         pump = self.pump
@@ -458,8 +581,10 @@ class FaultBench:
         self._call(pump.service, self.tick())
         if self.pump is not pump:
             return
+        self.clock_off += shift_ms
         self.tod_off = (self.tod_off + shift_ms) % DAY
-        self._call(pump.set_time_of_day, self.tick(), self.tod())
+        ts = self.clock_ts()
+        self._call(pump.set_time_of_day, self.tick(), self.tod(), ts)
         if self.pump is pump and not self.stopped:
             self._begin("clock shift", keep_boluses=True)
 
@@ -468,11 +593,32 @@ class FaultBench:
         self._call(pump.service, self.tick())
         if self.pump is not pump:
             return
+        lost = pump.account_lost
         self._call(pump.program, self.tick(), params)
         if self.pump is pump:
             self.params = params
             self.plan = compile_rx(params, BOARD)
+            if lost:
+                self._assumed(self.plan)
             self._begin("program")
+
+    def _assumed(self, plan):
+        """The lost account is now the new basal of a day (the default assumption), delivered
+        over the 24 h before now as the schedule would have: the minute j minutes back gets the
+        share of the basal's rate at that time of day (docs/architecture.md)."""
+        strokes = -(-plan.basal_x // (DAY * self.S))
+        tod = self.tod()
+        weights = [plan.rate_at((tod - j * MIN) % DAY) for j in range(1440)]
+        total = sum(weights)
+        ghosts = []
+        cum = done = 0
+        for j in range(1440):
+            cum += weights[j]
+            upto = strokes * cum // total
+            ghosts += [self.v - j * MIN] * (upto - done)
+            done = upto
+        ghosts.sort()
+        self.assumed = (self.v, ghosts)
 
     def refill(self, volume_nl, residual_nl=-1):
         return self._refill(volume_nl, residual_nl)
@@ -588,9 +734,10 @@ SENSOR_MODES = ["ok", "stuck", "out_of_range", "noisy"]
 class FaultMachine(RuleBasedStateMachine):
     @initialize(params=prescriptions(), volume=st.sampled_from([20_000_000, 2_000_000, 600_000]),
                 seed=st.integers(0, 1000), noise=st.sampled_from([0, 500, 2000]),
-                tod0=st.integers(0, DAY - 1), tick0=ticks)
-    def start(self, params, volume, seed, noise, tod0, tick0):
+                tod0=st.integers(0, DAY - 1), tick0=ticks, clock=st.booleans())
+    def start(self, params, volume, seed, noise, tod0, tick0, clock):
         self.bench = FaultBench(seed, noise, tod0, tick0)
+        self.bench.clock_known = clock
         self.bench.start(params, volume)
 
     # -- time
@@ -670,6 +817,20 @@ class FaultMachine(RuleBasedStateMachine):
     def resume(self):
         self.bench.resume()
 
+    @rule(for_ms=st.sampled_from([2 * HOUR, 30 * MIN]) | st.integers(1000, 7 * DAY),
+          before=st.integers(0, 2 * HOUR),
+          how=st.sampled_from(["reboot", "cut", "watchdog", "rot", "none"]),
+          off=st.integers(0, 5000) | st.integers(0, 3 * HOUR), tick0=ticks)
+    def stop_for_a_while_with_a_restart(self, for_ms, before, how, off, tick0):
+        """stop --for, a restart inside it (or not), and time to its end and beyond: the pump
+        must be running again by the deadline (no_suspend_longer_than_asked)."""
+        b = self.bench
+        b.stop(for_ms)
+        b.advance(before)
+        if how != "none" and b.pump is not None:
+            b.restart(how, off, tick0)
+        b.advance(for_ms + HOUR)
+
     @rule(code=st.sampled_from(ALARMS))
     def ack(self, code):
         self.bench.ack(code)
@@ -697,9 +858,46 @@ class FaultMachine(RuleBasedStateMachine):
     def clear_occlusion(self):
         self.bench.clear_occlusion()
 
-    @rule(on=st.booleans())
+    @rule(on=st.sampled_from([True, False, PARTWAY]))
     def motor_stall(self, on):
+        """Stalled, running again, or stalling partway through the next stroke (uncertain)."""
         self.bench.plant.stalled = on
+
+    @rule(on=st.booleans())
+    def flash_failing(self, on):
+        """Every state save fails (a worn sector), or works again."""
+        self.bench.write_fails = on
+
+    @rule(off=st.integers(0, 5000) | st.integers(0, 2 * HOUR), tick0=ticks)
+    def reprogram_after_memory_error(self, off, tick0):
+        """Every stored record is lost (memory_error, the dose account with it). An hour later
+        the clinic puts every fault right, reprograms the same prescription (the pump assumes
+        the new basal for the last 24 h) and refills. From then on the basal flows:
+        no_day_without_therapy_after_a_reprogram."""
+        b = self.bench
+        b.cut = None
+        b.restart("wipe", off, tick0)
+        assert b.pump.account_lost and b.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+        b.advance(HOUR)
+        self._put_right()
+        b.program(b.params)
+        b.refill(20_000_000, b.true_res_nl)
+        b.resume()
+        assert not b.pump.account_lost
+        n = len(b.strokes)
+        b.advance(DAY)
+        got = len(b.strokes) - n
+        basal = b.plan.basal_x // (DAY * BOARD.STROKE_NL)
+        if got < basal * 9 // 10:
+            raise Violation("no_day_without_therapy_after_a_reprogram: %d strokes in the day "
+                            "after the reprogram, the basal is %d" % (got, basal))
+
+    @rule(clean=st.booleans(), off=st.integers(0, 5000) | st.integers(0, 2 * HOUR), tick0=ticks)
+    def firmware_update_from_layout_1(self, clean, off, tick0):
+        """The pump ran the firmware from before versioned records: the newest state record is
+        in layout 1 (0x5057). The new firmware boots from it and migrates it (no memory_error);
+        every invariant goes on holding across it."""
+        self.bench.restart_from_layout_1(clean, off, tick0)
 
     @rule(mode=st.sampled_from(SENSOR_MODES))
     def pressure_sensor(self, mode):
@@ -714,17 +912,22 @@ class FaultMachine(RuleBasedStateMachine):
     def battery(self, level):
         self.bench.battery(level)
 
+    def _put_right(self):
+        b = self.bench
+        b.clear_occlusion()
+        b.plant.stalled = False
+        b.write_fails = False
+        b.pressure_sensor("ok")
+        b.battery_sensor("ok")
+        b.battery(1_000_000)
+        b.advance(10 * MIN)  # the battery average settles, the occlusion alarm clears
+
     @rule(ack=st.booleans())
     def clinic_visit(self, ack):
         """Every fault is put right, the pump reprogrammed if it lost its settings, refilled if
         it ran dry, and resumed: the recovery paths get their turn."""
         b = self.bench
-        b.clear_occlusion()
-        b.plant.stalled = False
-        b.pressure_sensor("ok")
-        b.battery_sensor("ok")
-        b.battery(1_000_000)
-        b.advance(10 * MIN)  # the battery average settles, the occlusion alarm clears
+        self._put_right()
         if b.pump.rx is None:
             b.program(b.params)
         if b.pump.reservoir_nl < 2_000_000:

@@ -230,6 +230,30 @@ def test_save_reports_a_write_that_does_not_read_back():
     assert RecordStore(FlippingDev(), "st").save(b"x") is False
 
 
+def test_failed_saves_never_overwrite_the_last_good_record():
+    """Regression (issue 13, item 3): a save whose write did not read back used to move the
+    store on to the other slot, so the next save (failing or not) overwrote the only good
+    record. A failing flash must leave the last good record where it is, however many saves
+    fail after it."""
+    class FailingDev(CutDev):
+        failing = False
+
+        def write(self, path, data):
+            if self.failing:
+                data = bytes(data[:-1]) + bytes([data[-1] ^ 1])
+            self.files[path] = bytes(data)
+
+    dev = FailingDev()
+    st = RecordStore(dev, "st")
+    assert st.save(b"good")
+    dev.failing = True
+    for _ in range(3):
+        assert st.save(b"bad") is False
+    assert RecordStore(dev, "st").load() == b"good"
+    dev.failing = False
+    assert st.save(b"newer") and RecordStore(dev, "st").load() == b"newer"
+
+
 # --- sequence numbers -----------------------------------------------------------------------
 
 def test_sequence_numbers_wrap_and_the_newest_still_wins():
