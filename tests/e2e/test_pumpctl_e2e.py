@@ -163,6 +163,43 @@ def test_stop_for_a_while_then_resume(board, pumpctl, tmp_path):
     assert status(pumpctl)["stopped"] is False
 
 
+@pytest.mark.harness
+def test_a_timed_stop_survives_a_power_loss_and_ends_on_time(board, pumpctl, tmp_path):
+    """Issue 13, item 1, on the firmware in the MicroPython VM: stop --for 2 h, the power fails
+    30 minutes in for 10 minutes; delivery resumes 2 h after the stop, by itself."""
+    programmed(pumpctl, tmp_path)
+    assert pumpctl("stop", "--for", "2 h")[0] == 0
+    board.inject("advance", "30 min")
+    board.inject("power_loss", "for=10 min")
+    board.inject("advance", "1 min")
+    st = status(pumpctl)
+    assert st["stopped"] is True and 4500 <= st["stop_left_s"] <= 4740  # 79 min, clock counted
+    board.inject("advance", "78 min")
+    assert status(pumpctl)["stopped"] is True
+    board.inject("advance", "2 min")
+    st = status(pumpctl)
+    assert st["stopped"] is False and st["delivering"] is True
+    rc, out, _ = pumpctl("log", "--since", "3 h")
+    assert "the timed stop goes on" in out and "the timed stop ended" in out
+
+
+@pytest.mark.harness
+def test_prime_is_bounded_by_the_settings_catheter_and_confirmed_in_two_steps(board, pumpctl,
+                                                                              tmp_path):
+    programmed(pumpctl, tmp_path, BACLOFEN.format(rate="100 mcg/day"))
+    rc, _, err = pumpctl("prime", "--volume", "0.21 mL", "--yes", "--yes")
+    assert rc == 2 and "200.2 uL" in err          # more than the catheter: nothing sent
+    before = status(pumpctl)["strokes"]
+    rc, out, err = pumpctl("--json", "prime", "--volume", "0.2 mL", "--confirm", "0.2 mL")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["started"] is True and r["catheter_nl"] == 200_200
+    _, log = pumpctl("log", "--since", "1 h")[:2]
+    assert "prime_armed" in log and "held for confirmation" in log
+    board.inject("advance", "2 min")
+    assert status(pumpctl)["strokes"] - before >= 800      # 0.2 mL as fast as the motor goes
+
+
 def test_stray_control_bytes_do_not_disturb_the_pump(board, pumpctl, tmp_path):
     programmed(pumpctl, tmp_path)
     with serial.serial_for_url(board.port, timeout=0.2) as s:

@@ -339,3 +339,85 @@ def test_a_fallback_to_the_older_state_record_is_logged():
     names = [codes.EVENT_NAMES[e[1]] for e in app2.events.entries()]
     assert "record_fallback" in names
     assert app2.pump.rx is not None and not app2.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+
+
+# ---- issue 13: the protocol's additions ------------------------------------------------------
+
+def test_a_prime_takes_two_requests_and_the_patients_catheter_bounds_it():
+    app, clin = programmed()
+    over = ask(app, clin.line("bolus", {"dose_nl": CATHETER_NL + 250, "kind": "prime"}))
+    assert over["error"] == "E_REFUSED" and over["reason"] == "catheter"
+    first = ask(app, clin.line("bolus", {"dose_nl": 150_000, "kind": "prime"}))
+    assert first["ok"] and first["started"] is False and not app.pump.cb_on
+    assert first["catheter_nl"] == CATHETER_NL and first["expires_s"] == 120
+    wrong = ask(app, clin.line("bolus", {"dose_nl": 150_000, "kind": "prime",
+                                         "confirm": first["confirm"] + 1}))
+    assert wrong["error"] == "E_REFUSED" and wrong["reason"] == "prime_unconfirmed"
+    second = ask(app, clin.line("bolus", {"dose_nl": 150_000, "kind": "prime",
+                                          "confirm": first["confirm"]}))
+    assert second["ok"] and second["started"] is True and app.pump.cb_on
+    # A bridge pushes out at most what the catheter holds, too.
+    app.pump.stop(app.hal.ticks_ms())
+    app.pump.resume(app.hal.ticks_ms())
+    bridge = ask(app, clin.line("bolus", {"dose_nl": CATHETER_NL + 250, "kind": "bridge"}))
+    assert bridge["error"] == "E_REFUSED" and bridge["reason"] == "catheter"
+
+
+def test_a_reprogram_after_memory_error_states_its_assumption():
+    app, clin = programmed()
+    dev = app.hal.dev
+    for name in ("state.a", "state.b"):
+        data = bytearray(dev.files[name])
+        data[40] ^= 0xFF
+        dev.files[name] = bytes(data)
+    app2 = boot(dev)
+    c2 = Signer(ctr=clin.ctr)
+    st = ask(app2, c2.line("status"))
+    assert st["dose_account"] == "lost" and "memory_error" in [a["code"] for a in st["alarms"]]
+    too_much = ask(app2, c2.line("program", {"params": PARAMS, "assume_24h_ng": 7_000_000}))
+    assert too_much["error"] == "E_REFUSED" and too_much["reason"] == "assumption"
+    r = ask(app2, c2.line("program", {"params": PARAMS, "assume_24h_ng": 2_500_000}))
+    assert r["ok"] and r["assumed_24h_nl"] == 100_000         # 2.5 mg at 25 mg/mL
+    assert app2.pump.guard.total == 400
+    st = ask(app2, c2.line("status"))
+    assert st["dose_account"] == "kept" and not st["alarms"]
+    # On an intact account an assumption is refused, and nothing is stored.
+    again = ask(app2, c2.line("program", {"params": PARAMS, "assume_24h_ng": 0}))
+    assert again["error"] == "E_REFUSED" and again["reason"] == "assumption"
+
+
+def test_a_timed_stop_goes_on_across_a_reboot_and_ends_on_time():
+    """Issue 13, item 1: the deadline lived only in RAM and a restart left the pump stopped."""
+    app, clin = programmed()
+    assert ask(app, clin.line("stop", {"for_s": 3600}))["stopped"]
+    stopped_at = app.hal.t
+    run_until = app.hal.t + 1_800_000
+    while app.hal.t < run_until:            # 30 minutes of the loop, then the power fails
+        app.hal.t += max(1, app.pump.next_in_ms(app.hal.ticks_ms()))
+        app.pump.service(app.hal.ticks_ms())
+    hal2 = MemHal(app.hal.dev)              # back at once; the board's clock ran on
+    hal2.t = app.hal.t
+    app2 = App(hal2)
+    app2.boot()
+    c2 = Signer(ctr=clin.ctr)
+    st = ask(app2, c2.line("status"))
+    left = 3600 - (hal2.t - stopped_at) // 1000
+    assert st["stopped"] and left - 2 <= st["stop_left_s"] <= left
+    run_for_stopped = stopped_at + 3_600_000
+    while app2.pump.stopped and app2.hal.t < run_for_stopped + 10_000:
+        app2.hal.t += max(1, app2.pump.next_in_ms(app2.hal.ticks_ms()))
+        app2.pump.service(app2.hal.ticks_ms())
+    assert not app2.pump.stopped and app2.hal.t <= run_for_stopped  # never longer than asked
+
+
+def test_status_shows_fills_dates_and_strokes_not_given():
+    app, clin = programmed()
+    r = ask(app, clin.line("refill", {"volume_nl": 20_000_000, "stable_s": 90 * 86400}))
+    assert r["fills"] == 2 and r["expiry_ts"] == r["fill_ts"] + 90 * 86400
+    st = ask(app, clin.line("status"))
+    assert st["expiry_ts"] == r["expiry_ts"] and st["refill_notice_s"] == 7 * 86400
+    assert st["catheter_nl"] == CATHETER_NL and st["refill_ts"] > st["clock_ts"]
+    assert st["projected_nl_day"] == st["basal_nl_day"]
+    for key in ("strokes_missed", "strokes_refused", "strokes_uncertain"):
+        assert st[key] == 0
+    assert st["refusing"] is None

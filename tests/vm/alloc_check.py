@@ -1,5 +1,8 @@
 # Runs inside the MicroPython VM (see test_alloc.py): once a prescription is running, delivery
-# cycles (strokes, basal step changes, bolus ends, saves of the dose account) must not allocate.
+# cycles (strokes, basal step changes, bolus ends, saves of the dose account) must not allocate,
+# nor the safety kernel's refusals (the "refusing" phase: the catheter occludes, the kernel
+# refuses with the occlusion and then the critical alarm, the alarm ends when the pressure
+# falls, and delivery starts again).
 # Prints one line per phase, "OK <strokes>" or "FAIL <why>".
 import sys
 
@@ -12,6 +15,13 @@ from tests.vm.healthy import HealthyHal
 
 class Hal(HealthyHal):
     """The virtual board's constants, a healthy catheter, battery and sensors."""
+
+    occluded = False
+
+    def read_pressure(self):
+        if self.occluded:
+            return self.P_RAW_ZERO + 3 * self.OCCLUSION_PA * self.P_RAW_PER_KPA // 1000
+        return HealthyHal.read_pressure(self)
 
 
 class Log:
@@ -46,16 +56,21 @@ def main():
     pump.refill(now, 20000000)
     now = cycles(pump, now, 50)          # warm up outside the lock
     ok = True
-    for phase in ("basal", "bolus"):
+    for phase in ("basal", "bolus", "refusing"):
         if phase == "bolus":
             reason = pump.patient_bolus(now)  # a command: may allocate; its delivery may not
             pump.clinician_bolus(now, 20000, 600000)
             if reason:
                 print("FAIL patient bolus refused", reason)
                 ok = False
+        refused = pump.refused
         before = hal.strokes
         micropython.heap_lock()
         try:
+            if phase == "refusing":
+                hal.occluded = True
+                now = cycles(pump, now, 2500)
+                hal.occluded = False
             now = cycles(pump, now, 5000)
             micropython.heap_unlock()
         except MemoryError:
@@ -63,7 +78,11 @@ def main():
             print("FAIL", phase, "allocated after", hal.strokes - before, "strokes")
             ok = False
             continue
-        print("OK", phase, hal.strokes - before, "strokes", hal.saves, "saves")
+        if phase == "refusing" and pump.refused - refused < 100:
+            print("FAIL refusing: the kernel refused only", pump.refused - refused, "strokes")
+            ok = False
+        print("OK", phase, hal.strokes - before, "strokes", hal.saves, "saves",
+              pump.refused - refused, "refused")
     if pump.alarms:
         print("FAIL alarms on a healthy board", pump.alarms)  # the checks ran and stayed quiet
         ok = False

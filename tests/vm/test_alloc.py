@@ -24,10 +24,13 @@ def test_delivery_cycles_run_with_the_heap_locked(start_ticks):
     out = run_in_vm(HERE / "alloc_check.py", str(start_ticks))
     lines = out.strip().splitlines()
     assert lines[-1] == "DONE", out
-    # Both phases delivered (so the locked loop really ran strokes, step changes and saves).
-    for phase in ("basal", "bolus"):
+    # Every phase delivered (so the locked loop really ran strokes, step changes and saves),
+    # and the safety kernel's refusals (an occlusion, then its critical alarm) ran locked too.
+    for phase in ("basal", "bolus", "refusing"):
         line = next(x for x in lines if x.startswith("OK " + phase))
         assert int(line.split()[2]) > 500, line
+    refusing = next(x for x in lines if x.startswith("OK refusing")).split()
+    assert int(refusing[-2]) >= 100, refusing
 
 
 def test_the_check_bites_when_the_loop_allocates(tmp_path):
