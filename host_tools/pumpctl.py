@@ -59,7 +59,8 @@ def cmd_check(args) -> int:
                 "duration_s": rx.patient_bolus.duration_ms // 1000,
                 "lockout_s": rx.patient_bolus.lockout_ms // 1000,
                 "max_per_day": rx.patient_bolus.max_per_day},
-            "low_reservoir_nl": rx.low_reservoir_nl, "warnings": list(rx.warnings)}))
+            "low_reservoir_nl": rx.low_reservoir_nl, "refill_notice_s": fw.refill_notice_s,
+            "catheter_nl": fw.catheter_nl, "warnings": list(rx.warnings)}))
         return 0
     print(f"{args.file}: valid")
     print(f"  drug            {rx.drug} at {_mass(conc)}/mL")
@@ -74,7 +75,12 @@ def cmd_check(args) -> int:
               f"{pb.duration_ms // 60_000} min, lockout {pb.lockout_ms // 60_000} min, "
               f"at most {pb.max_per_day} in 24 h")
     print(f"  max in 24 h     {_mass(rx.max_daily_ng)} ({fw.max_daily_nl / 1000:g} uL)")
-    print(f"  low reservoir   {rx.low_reservoir_nl / 1e6:g} mL")
+    print(f"  low reservoir   {rx.low_reservoir_nl / 1e6:g} mL; refill_due "
+          f"{fw.refill_notice_s / 86400:g} d before it")
+    cat = rx.catheter
+    print("  catheter        " + (f"{cat.model}, {cat.length_mm / 10:g} cm at "
+                                  f"{cat.nl_per_cm / 1000:g} uL/cm: {fw.catheter_nl / 1000:g} uL"
+                                  if cat else "none set (priming and bridging need one)"))
     for w in rx.warnings:
         print(f"  warning         {w}")
     return 0
