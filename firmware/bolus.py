@@ -33,8 +33,16 @@ class PatientBolusPolicy:
         return 0
 
     def record(self, start_s_ceil):
+        """Note a start; returns what it replaced, for undo()."""
+        old = self.starts_s[self.head]
         self.starts_s[self.head] = start_s_ceil
         self.head = (self.head + 1) % SLOTS
+        return old
+
+    def undo(self, old):
+        """Take back the last record() (the bolus did not start after all)."""
+        self.head = (self.head - 1) % SLOTS
+        self.starts_s[self.head] = old
 
     def count_since(self, now_s, window_s):
         n = 0

@@ -720,9 +720,14 @@ class Pump:
         if reason:
             self.log.add(codes.EV_PB_DENIED, now, reason, 0)
             return reason
-        self.pb_policy.record(self.mono_s + (1 if self.mono_ms else 0))
+        old = self.pb_policy.record(self.mono_s + (1 if self.mono_ms else 0))
+        if not self.save(False, now):
+            # The start must be on record before a drop is delivered, or a restart would
+            # forget the lockout: no save, no bolus.
+            self.pb_policy.undo(old)
+            self.log.add(codes.EV_PB_DENIED, now, codes.R_UNSAVED, 0)
+            return codes.R_UNSAVED
         self._bolus_started(rx.pb_dose_nl)
-        self.save(False, now)  # the start is on record before a drop is delivered
         self.pb_on = True
         self.pb_end = add(now, rx.pb_dur_ms)
         self.clock.change_rate(now, self._total_rate(), rx.pb_lead)

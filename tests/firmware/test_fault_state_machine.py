@@ -197,6 +197,7 @@ class FaultBench:
         self.boots = 0
         self.write_fails = False  # the flash refuses every state save
         self.failed_saves = 0
+        self.unsaved_cmds = set()  # commands whose changes no save has put on flash since
         self.clock_known = True   # the pump is told the clock at boot (else it cannot tell)
         self.clock_off = self.tod_off  # the real-time clock is (clock_off + v) ms
         self.susp = None          # a timed stop: [v asked, ms asked, ms off since, restarts]
@@ -298,13 +299,17 @@ class FaultBench:
 
     def on_save(self, buf):
         if self.write_fails:
+            # What this command changed is not on flash: a restart finds what was before it
+            # (the known limit of a failing flash, like a damaged newest record).
             self.failed_saves += 1
+            self.unsaved_cmds.add(self.cmd)
             return False
         self.saves += 1
         if self.cut == "save":
             self.dev.tear = True
         ok = self.store.save(pack_ints(buf))
         self.newest_by = self.cmd  # the command whose save is now the newest record
+        self.unsaved_cmds = set()  # everything the pump holds is on flash now
         return ok
 
     def on_event(self, code, now, a, b):
@@ -423,6 +428,14 @@ class FaultBench:
         self.boot_strokes = 0
         self.stretch = None
         lost = self._fell_back
+        failed, self.unsaved_cmds = self.unsaved_cmds, set()
+        if "refill" in failed:
+            self.res_unknown = True
+        # A stop or resume (or a timed stop's end) the flash never took, or one a damaged
+        # newest record held: the pump knows only what it finds.
+        relax_stop = bool(failed) or lost in ("stop", "resume") or self._wiped
+        if relax_stop:
+            self.susp = None
         if lost == "patient_bolus":
             # The newest record was lost to rot, and it was the one that held a patient bolus's
             # start: the pump cannot know of it (see the module docstring). The cap still holds.
@@ -435,11 +448,10 @@ class FaultBench:
         self.boot_uncertain = 0
         pump.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts())
         self.crit |= pump.alarms & CRIT
-        if lost in ("stop", "resume") or self._wiped:
-            # ... or a stop or resume: what the pump found is all anyone can know (after a
-            # wipe memory_error holds delivery anyway), a timed stop's end included.
+        if relax_stop:
+            # ... what the pump found is all anyone can know (after a wipe memory_error holds
+            # delivery anyway).
             self.stopped = pump.stopped
-            self.susp = None
         if pump.stopped != self.stopped:
             raise Violation("stop_survives_restart: the pump booted %s, it was told %s"
                             % ("stopped" if pump.stopped else "running",

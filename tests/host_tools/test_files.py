@@ -24,6 +24,8 @@ def test_the_interfaces_example_prescription_gives_these_integers():
         "max_daily_ng": 6_000_000,
         "low_res_nl": 2_000_000,
         "pb": [200_000, 600, 7200, 4],
+        "refill_notice_s": 604_800,
+        "catheter": {"model": "Prometra 11823", "length_mm": 600, "nl_per_cm": 2600},
     }
     # 2 mg/day for 7 h, 3 mg/day for 15 h, 2.5 mg/day for 2 h: 8/3 mg, rounded down in ng.
     assert rx.daily_basal_ng() == 2_666_666
