@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD_RX = (ROOT / "examples" / "prescriptions" / "morphine_flex.toml").read_text()
 
 
+def tmp_rx(text):
+    import tempfile
+
+    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    f.write(text)
+    f.close()
+    return f.name
+
+
 def test_the_interfaces_example_prescription_gives_these_integers():
     rx = load_prescription(ROOT / "examples" / "prescriptions" / "morphine_flex.toml")
     assert rx.to_firmware() == {
@@ -27,6 +36,10 @@ def test_the_interfaces_example_prescription_gives_these_integers():
         "refill_notice_s": 604_800,
         "catheter": {"model": "Prometra 11823", "length_mm": 600, "nl_per_cm": 2600},
     }
+    # The refill notice goes to the pump as written (the firmware's default applies only
+    # when the prescription has none).
+    other = tmp_rx(GOOD_RX.replace('refill_notice = "7 d"', 'refill_notice = "12 d 6 h"'))
+    assert load_prescription(other).to_firmware()["refill_notice_s"] == 12 * 86400 + 6 * 3600
     # 2 mg/day for 7 h, 3 mg/day for 15 h, 2.5 mg/day for 2 h: 8/3 mg, rounded down in ng.
     assert rx.daily_basal_ng() == 2_666_666
     # 25 mg/mL is within Infumorph's strength but above PACC's 20 mg/mL: a warning, not an error.
