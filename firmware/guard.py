@@ -50,23 +50,24 @@ class DoseGuard:
         self.total += strokes
         self.rotated = BUCKETS
 
-    def assume(self, strokes, weights=None):
+    def assume(self, strokes, weight=None):
         """Replace a lost account with a stated one: `strokes` delivered over the last 24
         hours, the bucket j minutes back (j = 0 the minute in progress) getting a share in
-        proportion to weights[j] (evenly without weights). Each assumed stroke then leaves the
+        proportion to weight(j) (evenly without it). Each assumed stroke then leaves the
         window no earlier than a stroke really given in that minute would, so the cap holds
-        under the assumption. Not on the stroke path (big products allowed)."""
+        under the assumption. Not on the stroke path (big products allowed; the weights are
+        asked for twice rather than held in a 1440-entry list)."""
         b = self.buckets
         for i in range(BUCKETS):
             b[i] = 0
         total = 0
         for j in range(1440):
-            total += weights[j] if weights is not None else 1
+            total += weight(j) if weight is not None else 1
         i = self.idx
         done = 0
         cum = 0
         for j in range(1440):
-            cum += weights[j] if weights is not None else 1
+            cum += weight(j) if weight is not None else 1
             upto = strokes * cum // total
             b[i] = upto - done
             done = upto

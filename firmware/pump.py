@@ -666,11 +666,11 @@ class Pump:
         """Put `strokes` into the lost account as the schedule would have delivered them over
         the last 24 hours: the minute j back weighs the basal rate at that time of day (so as
         the assumed strokes leave the window, the new basal's strokes take their place)."""
+        self.guard.assume(strokes, self._basal_minutes_back)
+
+    def _basal_minutes_back(self, j):
         rx = self.rx
-        weights = array("i", [0] * 1440)
-        for j in range(1440):
-            weights[j] = rx.step_rate_nl_day[rx.step_at((self.tod_ms - j * 60000) % DAY_MS)]
-        self.guard.assume(strokes, weights)
+        return rx.step_rate_nl_day[rx.step_at((self.tod_ms - j * 60000) % DAY_MS)]
 
     def assumed_strokes(self, rx, assume_ng=-1):
         """Strokes a reprogram with `rx` puts into a lost account (-1: the account is not

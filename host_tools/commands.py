@@ -335,8 +335,10 @@ def _status_plan_lines(st: dict, settings: dict | None) -> list[str]:
     notice = st.get("refill_notice_s", 0)
     refill = st.get("refill_ts", -1)
     if notice and refill is not None and refill >= 0:
-        out.append(f"refill by    {pump_time(refill)[:16]} (refill_due {span(notice)} before; "
-                   f"projected {vol(st.get('projected_nl_day', 0))}/day with recent boluses)")
+        out.append(f"refill due   {pump_time(max(refill - notice, st.get('clock_ts', 0)))[:16]} "
+                   f"({span(notice)} before the low level; at "
+                   f"{vol(st.get('projected_nl_day', 0))}/day, the basal and the last 7 days' "
+                   "boluses)")
     exp = st.get("expiry_ts", -1)
     if exp is not None and exp >= 0:
         out.append(f"drug expires {pump_time(exp)[:16]} (filled {pump_time(st['fill_ts'])[:16]})")
@@ -811,8 +813,8 @@ def do_refill(ctx: Context, args) -> int:
     expected = st.get("reservoir_nl", 0)
     ctx.show(f"Refill: the reservoir will hold {vol(volume)}.")
     if stable_ms:
-        ctx.show(f"  this fill stays usable for {span(stable_ms // 1000)} ({stable_why}): the "
-                 f"pump raises drug_expired after {pump_time(host_now_ts() + stable_ms // 1000)[:16]}")
+        ctx.show(f"  this fill stays usable for {span(stable_ms // 1000)} ({stable_why}); the "
+                 "pump raises drug_expired after that")
     else:
         ctx.show(f"  no drug_expired warning for this fill ({stable_why})")
     if residual >= 0:
@@ -839,6 +841,8 @@ def do_refill(ctx: Context, args) -> int:
         req["stable_s"] = stable_ms // 1000
     reply = _body(lk.call("refill", req))
     lines = [f"refill recorded: the reservoir holds {vol(reply.get('reservoir_nl', volume))}"]
+    if reply.get("expiry_ts", -1) >= 0:
+        lines.append(f"drug_expired after {pump_time(reply['expiry_ts'])[:16]} (pump clock)")
     if residual >= 0:
         lines.append(f"residual {vol(residual)} against {vol(reply.get('expected_nl', 0))} "
                      "expected" + (": DISCREPANCY, the pump raised an alarm"

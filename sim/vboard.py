@@ -13,6 +13,7 @@ import json
 import select
 import sys
 import time
+from array import array
 
 from firmware import codes
 from firmware.store import FileDev
@@ -78,7 +79,11 @@ class VirtualHal:
         self.target = -1            # vt an `advance` runs to (-1: none)
         self.pending = None         # a harness action that ends the firmware's run (reset...)
         self.tones = [0, 0]
-        self.tone_trace = []        # [virtual_time_s, pattern] of each tone (the first 1000)
+        # [virtual_time_s, pattern] of each tone (the first TONE_TRACE_MAX), packed: a thousand
+        # small lists kept alive across the heap would fragment the VM's memory
+        self.tone_t = array("i", [0] * TONE_TRACE_MAX)
+        self.tone_p = bytearray(TONE_TRACE_MAX)
+        self.tone_n = 0
         self.delivered_nl = 0
         self.strokes = 0
         self.failed_strokes = 0
@@ -163,8 +168,11 @@ class VirtualHal:
 
     def tone(self, pattern):
         self.tones[pattern - 1] += 1
-        if len(self.tone_trace) < TONE_TRACE_MAX:
-            self.tone_trace.append([self.vt // 1000, pattern])
+        n = self.tone_n
+        if n < TONE_TRACE_MAX:
+            self.tone_t[n] = self.vt // 1000
+            self.tone_p[n] = pattern
+            self.tone_n = n + 1
 
     def led(self, on):
         pass
@@ -271,7 +279,8 @@ class VirtualHal:
                 "strokes": self.strokes, "failed_strokes": self.failed_strokes,
                 "uncertain_strokes": self.uncertain_strokes,
                 "battery_mv": p.battery_mv(self.vt), "tones": self.tones,
-                "tone_trace": self.tone_trace, "flash_failing": self.dev.failing,
+                "tone_trace": [[self.tone_t[i], self.tone_p[i]] for i in range(self.tone_n)],
+                "flash_failing": self.dev.failing,
                 "clock_ts": self.clock_ts()}
 
     def _act(self, req):
