@@ -12,9 +12,9 @@
 #                       record (R_UNSAVED: the caller saves and asks guard_step() again), or
 #                       the stroke would break the rolling 24 h cap                    R_DAILY_MAX
 #
-# Deny by default: every path that is not an approval returns a reason. The kernel owns the
-# reservoir account (the pump reads and sets it through Pump.reservoir_nl) and keeps the
-# pressure read before the stroke for the rise check after it. It moves nothing, logs nothing
+# Deny by default: every path that is not an approval returns a reason. It reads the reservoir
+# account from `account` (the pump: account.reservoir_nl) and keeps the pressure read before
+# the stroke for the rise check after it. It moves nothing, logs nothing
 # and raises no alarm: the pump acts on the reason. No allocation (the stroke path runs with
 # the heap locked).
 from firmware.codes import (R_ALARM, R_DAILY_MAX, R_LATE, R_OCCLUSION, R_RESERVOIR, R_SENSOR,
@@ -30,14 +30,15 @@ _CRITICAL = const(858)           # codes.CRITICAL_MASK (checked in tests/firmwar
 
 
 class Kernel:
-    def __init__(self, clock, alarms, guard, mon, stroke_nl, reservoir_min_nl):
+    def __init__(self, clock, alarms, guard, mon, stroke_nl, reservoir_min_nl, account):
         self.clock = clock          # .due: ticks the proposed stroke is due at
         self.alarms = alarms        # firmware.alarms.AlarmState
         self.guard = guard          # firmware.guard.DoseGuard
         self.mon = mon              # firmware.monitor.Monitor
         self.stroke_nl = stroke_nl
         self.reservoir_min_nl = reservoir_min_nl
-        self.reservoir_nl = 0       # the pump's own account of the reservoir
+        self.floor_nl = reservoir_min_nl + stroke_nl  # the account a stroke needs
+        self.account = account      # .reservoir_nl: the pump's own account of the reservoir
         self.before_pa = 0          # outlet pressure read by the last decision
 
     def decide(self, now):
@@ -47,7 +48,7 @@ class Kernel:
             return R_LATE
         if self.alarms.active & _CRITICAL:
             return R_ALARM
-        if self.reservoir_nl - self.stroke_nl < self.reservoir_min_nl:
+        if self.account.reservoir_nl < self.floor_nl:
             return R_RESERVOIR
         mon = self.mon
         p = mon.pressure_pa()
@@ -56,7 +57,13 @@ class Kernel:
             return R_SENSOR
         if p >= mon.occlusion_pa:
             return R_OCCLUSION
-        return self.guard_step()
+        # guard_step(), inline: a call per stroke costs more than these two lines
+        guard = self.guard
+        if guard.unsaved >= RESERVE:
+            return R_UNSAVED
+        if not guard.approve():
+            return R_DAILY_MAX
+        return 0
 
     def guard_step(self):
         """The last check alone (after the caller saved for R_UNSAVED)."""

@@ -142,14 +142,21 @@ class Pump:
         self.cb_end = 0
         self.cb_rate = 0
         self.al = AlarmState()  # active and acknowledged alarms, the buzzer's schedule
+        # Mirrors of self.al.active and self.al.acked, renewed at every change the pump acts
+        # on (_alarms_changed): what the protocol, the simulator and the tests read. Plain
+        # attributes, not properties: a property on this class makes every attribute store of
+        # the stroke path slower on MicroPython (2.5 us a stroke, measured).
+        self.alarms = 0
+        self.acked = 0
         self.mon = Monitor(hal)
         self.check_ms = hal.CHECK_MS
         self.check_at = 0       # ticks of the next periodic check
         self.stroke_at = -1     # ticks of the last stroke
         self.reservoir_min_nl = hal.RESERVOIR_MIN_NL
         self.stall_retries = hal.STALL_RETRIES
+        self.reservoir_nl = 0   # the pump's own account of the reservoir
         self.kernel = Kernel(self.clock, self.al, self.guard, self.mon, self.stroke_nl,
-                             self.reservoir_min_nl)
+                             self.reservoir_min_nl, self)
         self.params = None      # the prescription as programmed (for a concentration change)
         self.strokes = 0        # strokes delivered since boot
         self.uncertain = 0      # strokes that stalled partway since boot (counted as given)
@@ -171,24 +178,6 @@ class Pump:
         self.prime_nl = 0       # volume
         self.prime_s = -1       # and mono_s of the first step (-1: none waiting)
         self.state = array("i", [0] * STATE_LEN)
-
-    # The alarm bits and the reservoir account live in the alarm state and the kernel; these
-    # read them under the names the rest of the firmware, the simulator and the tests use.
-    @property
-    def alarms(self):
-        return self.al.active
-
-    @property
-    def acked(self):
-        return self.al.acked
-
-    @property
-    def reservoir_nl(self):
-        return self.kernel.reservoir_nl
-
-    @reservoir_nl.setter
-    def reservoir_nl(self, value):
-        self.kernel.reservoir_nl = value
 
     # ---- time ----------------------------------------------------------------------------
     def _sync(self):
@@ -339,18 +328,18 @@ class Pump:
         if self.refusing:
             self._approved_again(now)
         r = self.hal.stroke()
-        if not r or r == 2:
+        if r is not True and r != 1:  # (True is by far the most common answer: test it first)
             if not self._motor_trouble(now, r):
                 return
         self.stroke_at = now
         self.strokes += 1
-        kernel.reservoir_nl -= self.stroke_nl
+        self.reservoir_nl -= self.stroke_nl
         mon = self.mon
         if not mon.rise_ok(kernel.before_pa, mon.pressure_pa()):
             self.raise_alarm(codes.AL_SENSOR_FAULT, now)
         if mon.probe and not mon.probe_under_load():
             self.raise_alarm(codes.AL_BATTERY_SENSOR, now)
-        if kernel.reservoir_nl <= self.rx.low_res_nl and not self.al.active & _RES_LOW_BIT:
+        if self.reservoir_nl <= self.rx.low_res_nl and not self.alarms & _RES_LOW_BIT:
             self.raise_alarm(codes.AL_RESERVOIR_LOW, now)
         if self.guard.unsaved >= SAVE_AT:
             self.save(False, now)
@@ -366,7 +355,7 @@ class Pump:
             self.refusing = reason
             self.log.add(codes.EV_STROKE_REFUSED, now, reason, 0)
         if reason == codes.R_DAILY_MAX:
-            if not self.al.active & _DOSE_LIMIT_BIT:
+            if not self.alarms & _DOSE_LIMIT_BIT:
                 self.raise_alarm(codes.AL_DOSE_LIMIT, now)
         elif reason == codes.R_RESERVOIR:
             self.raise_alarm(codes.AL_RESERVOIR_EMPTY, now)
@@ -376,13 +365,13 @@ class Pump:
             self.raise_alarm(codes.AL_OCCLUSION, now)
         elif reason == _R_UNSAVED:
             # The failing flash persists: the reserve it could prove is used up.
-            if not self.al.active & (1 << codes.AL_MEMORY_ERROR):
+            if not self.alarms & (1 << codes.AL_MEMORY_ERROR):
                 self.mem_flash = True
                 self.raise_alarm(codes.AL_MEMORY_ERROR, now)
 
     def _approved_again(self, now):
         self.refusing = 0
-        if self.al.active & _DOSE_LIMIT_BIT:
+        if self.alarms & _DOSE_LIMIT_BIT:
             self.clear_alarm(codes.AL_DOSE_LIMIT, now)
 
     def _motor_trouble(self, now, r):
@@ -404,7 +393,7 @@ class Pump:
             # it counted and the reservoir account takes all of it (never above the truth);
             # no retry, which could give more than one stroke in all.
             self.uncertain += 1
-            self.kernel.reservoir_nl -= self.stroke_nl
+            self.reservoir_nl -= self.stroke_nl
             self.log.add(codes.EV_STROKE_UNCERTAIN, now, self.uncertain, 0)
             self.raise_alarm(codes.AL_MOTOR_STALL, now)
             return False
@@ -438,10 +427,15 @@ class Pump:
         self._replan()
 
     # ---- alarms: the state is firmware/alarms.py; here the pump acts on what changed --------
+    def _alarms_changed(self):
+        self.alarms = self.al.active
+        self.acked = self.al.acked
+
     def raise_alarm(self, code, now):
         bit = self.al.start(code, now)
         if not bit:
             return
+        self._alarms_changed()
         self.log.add(codes.EV_ALARM, now, code, 0)
         if bit & _CRITICAL:
             # Delivery stops: running boluses end here and are not resumed later.
@@ -454,8 +448,9 @@ class Pump:
         bit = self.al.end(code)
         if not bit:
             return
+        self._alarms_changed()
         self.log.add(codes.EV_ALARM_CLEAR, now, code, 0)
-        if bit & _CRITICAL and not self.al.active & _CRITICAL and self._delivering():
+        if bit & _CRITICAL and not self.alarms & _CRITICAL and self._delivering():
             # Delivery starts again from now: nothing missed is made up.
             self._sync()
             self.clock.start(now, self._total_rate())
@@ -468,6 +463,7 @@ class Pump:
         bit = self.al.ack(code)
         if not bit:
             return False
+        self._alarms_changed()
         self.log.add(codes.EV_ACK, now, code, 0)
         if self.al.is_event(bit):
             self.clear_alarm(code, now)
@@ -496,7 +492,7 @@ class Pump:
                 self.raise_alarm(codes.AL_BATTERY_ERI, now)
             elif mv > hal.B_ERI_MV + 20:
                 self.clear_alarm(codes.AL_BATTERY_ERI, now)
-        if self.al.active & (1 << codes.AL_OCCLUSION):
+        if self.alarms & (1 << codes.AL_OCCLUSION):
             p = mon.pressure_pa()
             if p == BAD:
                 self.raise_alarm(codes.AL_SENSOR_FAULT, now)
@@ -524,11 +520,11 @@ class Pump:
                 b[0] = 0
                 self.bday_s += 86400
             self._refill_level()
-        if (self.refill_nl >= 0 and self.fills and self.kernel.reservoir_nl <= self.refill_nl
-                and not self.al.active & (1 << codes.AL_REFILL_DUE)):
+        if (self.refill_nl >= 0 and self.fills and self.reservoir_nl <= self.refill_nl
+                and not self.alarms & (1 << codes.AL_REFILL_DUE)):
             self.raise_alarm(codes.AL_REFILL_DUE, now)
         if (self.stable_s and self.fill_ts >= 0 and self.ts0 + self.mono_s - self.fill_ts
-                >= self.stable_s and not self.al.active & (1 << codes.AL_DRUG_EXPIRED)):
+                >= self.stable_s and not self.alarms & (1 << codes.AL_DRUG_EXPIRED)):
             self.raise_alarm(codes.AL_DRUG_EXPIRED, now)
 
     # ---- refill planning -------------------------------------------------------------------
@@ -810,7 +806,7 @@ class Pump:
             return codes.R_NOT_PROGRAMMED
         if self.stopped:
             return codes.R_STOPPED
-        if self.al.active & (_CRITICAL | _DOSE_LIMIT_BIT):
+        if self.alarms & (_CRITICAL | _DOSE_LIMIT_BIT):
             return codes.R_ALARM
         return 0
 
@@ -978,7 +974,7 @@ class Pump:
         # After an unclean restart assume the reserved strokes were delivered, as the guard does.
         st[_RES] = self.reservoir_nl - (0 if clean else RESERVE * self.stroke_nl)
         # dose_limit is re-derived from the account, a failing flash from the next save
-        st[_ALARMS] = self.al.active & ~(_DOSE_LIMIT_BIT | _FLASH_BIT)
+        st[_ALARMS] = self.alarms & ~(_DOSE_LIMIT_BIT | _FLASH_BIT)
         if self.stopped and self.susp_s >= 0:
             left = self._susp_left_ms(self.t)
             st[_SUSP] = left if left > 0 else 0  # a stop that is over ends at the next boot
@@ -1030,6 +1026,7 @@ class Pump:
         self.stop_left_ms = phase
         self.reservoir_nl = res if res > 0 else 0
         self.al.active = alarms
+        self._alarms_changed()
         # The clock tells how long the pump was off only if it did not go back since the save.
         counted = clock_ts >= 0 and ts >= 0 and clock_ts >= ts
         if clock_ts < 0:

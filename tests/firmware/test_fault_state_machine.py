@@ -36,6 +36,7 @@ no_day_without_therapy_after_a_reprogram  (rule reprogram_after_memory_error) A 
         account was lost delivers at least 90 % of the basal in the day after a reprogram.
 uncertain_strokes_count  A stroke that stalled partway is counted by the dose guard and the
         reservoir account as given (and by the rolling cap, as it may have been).
+alarm_mirrors  pump.alarms and pump.acked always equal the alarm state's (firmware/alarms.py).
 
 Rules beyond the faults above: timed stops with restarts inside them, a flash whose state saves
 fail (and come back), a reprogram after memory_error, and a boot from a state record in the
@@ -686,6 +687,10 @@ class FaultBench:
             return
         if pump.reservoir_nl < 0:
             raise Violation("reservoir_never_negative: the account is %d nL" % pump.reservoir_nl)
+        if pump.alarms != pump.al.active or pump.acked != pump.al.acked:
+            raise Violation("alarm_mirrors: pump.alarms 0x%x / acked 0x%x, the alarm state holds "
+                            "0x%x / 0x%x" % (pump.alarms, pump.acked, pump.al.active,
+                                             pump.al.acked))
         if pump.reservoir_nl > self.true_res_nl and not self.res_unknown:
             raise Violation("reservoir_account_never_above_truth: the pump counts %d nL, the "
                             "reservoir holds %d nL" % (pump.reservoir_nl, self.true_res_nl))

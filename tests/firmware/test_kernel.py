@@ -34,6 +34,10 @@ class Clock:
     due = 0
 
 
+class Account:
+    reservoir_nl = 0
+
+
 class Sensor:
     """The board as the monitor reads it: a raw pressure the test sets."""
 
@@ -60,8 +64,10 @@ class KernelMachine(RuleBasedStateMachine):
         self.guard.set_cap(cap)
         self.sensor = Sensor()
         self.mon = Monitor(self.sensor)
-        self.kernel = Kernel(self.clock, self.alarms, self.guard, self.mon, STROKE, FLOOR)
-        self.kernel.reservoir_nl = 20_000_000
+        self.account = Account()
+        self.account.reservoir_nl = 20_000_000
+        self.kernel = Kernel(self.clock, self.alarms, self.guard, self.mon, STROKE, FLOOR,
+                             self.account)
         self.cap = cap
         self.v = 0                  # virtual ms (the guard's time)
         self.tick0 = tick0
@@ -93,7 +99,7 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(left=st.sampled_from([FLOOR + STROKE, FLOOR + STROKE - 1, FLOOR, 0])
           | st.integers(0, 20_000_000))
     def reservoir(self, left):
-        self.kernel.reservoir_nl = left
+        self.account.reservoir_nl = left
 
     @rule(pa=st.sampled_from([0, virtual.OCCLUSION_PA - 1, virtual.OCCLUSION_PA])
           | st.integers(-5000, 300_000), bad=st.booleans())
@@ -132,7 +138,7 @@ class KernelMachine(RuleBasedStateMachine):
             return codes.R_LATE
         if self.alarms.active & codes.CRITICAL_MASK:
             return codes.R_ALARM
-        if self.kernel.reservoir_nl - STROKE < FLOOR:
+        if self.account.reservoir_nl - STROKE < FLOOR:
             return codes.R_RESERVOIR
         raw = self.sensor.raw
         if raw < virtual.P_RAW_MIN or raw > virtual.P_RAW_MAX:
