@@ -60,14 +60,20 @@ def _board_parser() -> argparse.ArgumentParser:
                     "/dev/ttyACM0, and a harness channel for `pumpsim inject`. Prints one JSON "
                     "line (port, control, clinician_key, patient_key, flash) and runs until "
                     "SIGTERM or Ctrl-C.")
-    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython",
-                   help="where the firmware runs (default: micropython)")
+    p.add_argument("--runtime", choices=("micropython", "cpython", "rp2"), default="micropython",
+                   help="where the firmware runs (default: micropython); rp2: the MicroPython "
+                        "rp2 port in an emulated RP2040 with its pins on a simulated bench "
+                        "(docs/hardware.md)")
     p.add_argument("--flash", metavar="DIR",
                    help="flash directory, kept across runs like a Pico's flash (default: a new "
                         "one, i.e. a factory-fresh pump)")
     p.add_argument("--speed", type=_speed, default=1, metavar="N|max",
                    help="virtual seconds per real second (default 1); max runs free")
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated plant (default 1)")
+    p.add_argument("--uf2", metavar="FILE", help="rp2: the MicroPython UF2 (default "
+                   "$MICROPYTHON_UF2, else ../shared/rp2emu/RPI_PICO-v1.28.0.uf2)")
+    p.add_argument("--bootrom", metavar="FILE", help="rp2: the RP2040 boot ROM, .bin or .mjs "
+                   "(default $RP2040_BOOTROM, else ../shared/rp2emu/bootrom.mjs)")
     return p
 
 
@@ -223,14 +229,7 @@ class Board:
         self._spawn()
         if fresh:
             self._provision()
-        info = {"port": self.port, "control": self.control,
-                "clinician_key": str(self.flash / "clinician.key"),
-                "patient_key": str(self.flash / "patient.key"), "flash": str(self.flash),
-                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed}
-        reg_file = self.reg / f"{os.getpid()}.json"
-        reg_file.write_text(json.dumps(info))
-        threading.Thread(target=self._serve, daemon=True).start()
-        print(json.dumps(info), flush=True)
+        reg_file = self._announce()
 
         def stop(signum, frame):
             # No locks here: a harness request may be waiting on the firmware right now. One
@@ -273,15 +272,35 @@ class Board:
                     return 0
                 self._spawn()
         finally:
-            for path in (reg_file, Path(self.control)):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
+            self._unannounce(reg_file)
+
+    def _announce(self) -> Path:
+        """Register the board where pumpctl looks, open the harness channel and print the
+        first line of standard output. Returns the registry file."""
+        info = {"port": self.port, "control": self.control,
+                "clinician_key": str(self.flash / "clinician.key"),
+                "patient_key": str(self.flash / "patient.key"), "flash": str(self.flash),
+                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed}
+        reg_file = self.reg / f"{os.getpid()}.json"
+        reg_file.write_text(json.dumps(info))
+        threading.Thread(target=self._serve, daemon=True).start()
+        print(json.dumps(info), flush=True)
+        return reg_file
+
+    def _unannounce(self, reg_file: Path) -> None:
+        for path in (reg_file, Path(self.control)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def main_board(argv: list[str]) -> int:
     args = _board_parser().parse_args(argv)
+    if args.runtime == "rp2":
+        from sim.rp2board import Rp2Board
+
+        return Rp2Board(args).run()
     return Board(args).run()
 
 
