@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw
+.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw test-rp2 rp2-setup
 
 venv: $(STAMP)
 
@@ -32,7 +32,28 @@ test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest tests/firmware tests/host_tools/test_units.py
 
 bench: $(STAMP)
-	$(BIN)/python -m sim.bench
+	MICROPYTHON_UF2=$(abspath $(MICROPYTHON_UF2)) RP2040_BOOTROM=$(abspath $(RP2040_BOOTROM)) \
+	  $(BIN)/python -m sim.bench
+
+# ---- the emulated Pico (docs/hardware.md) -----------------------------------------------------
+# `make test-rp2 [MICROPYTHON_UF2=...] [RP2040_BOOTROM=...]`: the firmware on the released
+# MicroPython rp2 UF2 in an emulated RP2040 (rp2040js, pinned in sim/rp2/package-lock.json and
+# installed from the npm registry with the node that make venv brings), its pins on a bench.
+# The UF2 and the RP2040 boot ROM are inputs, not part of the repository.
+MICROPYTHON_UF2 ?= ../shared/rp2emu/RPI_PICO-v1.28.0.uf2
+RP2040_BOOTROM ?= ../shared/rp2emu/bootrom.mjs
+RP2_STAMP := sim/rp2/node_modules/.installed
+RP2_ENV = MICROPYTHON_UF2=$(abspath $(MICROPYTHON_UF2)) RP2040_BOOTROM=$(abspath $(RP2040_BOOTROM))
+
+rp2-setup: $(RP2_STAMP)
+
+$(RP2_STAMP): $(STAMP) sim/rp2/package.json sim/rp2/package-lock.json
+	$(BIN)/python -m sim.rp2board npm-ci
+	touch $@
+
+test-rp2: $(RP2_STAMP)
+	@$(RP2_ENV) $(BIN)/python -m sim.rp2board check
+	$(RP2_ENV) HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest --rp2 tests/rp2 tests/e2e
 
 # Every scenario of the library (and the examples) with its report: open build/sim/index.html.
 .PHONY: sim

@@ -73,6 +73,7 @@ B_SAG_MIN_MV = 10            # the motor draws on the cell: every stroke must sa
 B_NOISE_MV = 100
 CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000
+CLOCK_KEPT = True            # its RTC runs from the cell: a reset never loses the time
 
 
 class Hal(Rp2Hal):

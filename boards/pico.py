@@ -74,6 +74,9 @@ B_SAG_MIN_MV = 0
 B_NOISE_MV = 150
 CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000        # RP2040 watchdog: at most about 8.3 s
+# No battery-backed clock: MicroPython restarts the RTC at 2021-01-01 after every hard reset, so
+# the pump carries on from its last saved clock and raises clock_lost until the clock is set.
+CLOCK_KEPT = False
 
 
 class Hal(Rp2Hal):

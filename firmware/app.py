@@ -11,6 +11,7 @@
 # never longer than half the watchdog's timeout. The watchdog is fed only at the end of a
 # whole cycle: a loop stuck anywhere resets the board.
 import json
+import struct
 
 from firmware import codes
 from firmware.auth import Keys
@@ -24,6 +25,28 @@ LOG_CAPACITY = 200
 BYTES_PER_CYCLE = 64      # serial bytes handled before delivery is serviced again
 ANCHOR_MS = 3600000       # re-anchor the clock hourly: one tick difference stays valid
 MAINT_FLAG = "maint"
+# The pump clock at the moment of each state save rides behind the pump's state record, so a
+# board that loses its clock (a Pico: no battery-backed RTC) carries on from it. Older records
+# have no trailer; the state record itself (firmware/pump.py) is not changed by it.
+CLOCK_TAG = b"CLK1"
+CLOCK_TRAILER_LEN = 8
+SHIFT_MAX = (1 << 29) - 1
+
+
+def clock_trailer(ts):
+    return CLOCK_TAG + struct.pack("<i", ts)
+
+
+def split_clock(payload):
+    """(the state record's bytes, the clock saved with them or None)."""
+    n = len(payload) - CLOCK_TRAILER_LEN
+    if n >= 0 and payload[n:n + 4] == CLOCK_TAG:
+        return payload[:n], struct.unpack_from("<i", payload, n + 4)[0]
+    return payload, None
+
+
+def _clamp(s):
+    return SHIFT_MAX if s > SHIFT_MAX else -SHIFT_MAX if s < -SHIFT_MAX else s
 
 
 def _save(store, payload):
@@ -82,10 +105,29 @@ class App:
             self.base_ticks = add(self.base_ticks, s * 1000)
 
     def set_clock(self, now, ts):
+        shift = ts - self.clock_ts(now)
         self.hal.set_clock_ts(ts)
         self.base_ts = ts
         self.base_ticks = now
         self.pump.set_time_of_day(now, (ts % 86400) * 1000)
+        self.events.add(codes.EV_CLOCK_SET, ts, _clamp(shift), 0)
+        self.log_dirty = True
+        self.pump.clear_alarm(codes.AL_CLOCK_LOST, now)
+        self.pump.save()   # the new clock and the cleared alarm outlive a reset
+
+    def _lost_clock(self, saved_ts):
+        """On a board without a kept clock: whether its clock restarted (it reads a time before
+        the last saved one, or before 2024, which no pump clock was ever set to). The pump then
+        carries on from the saved clock, advanced by the uptime from here on: its schedule keeps
+        its place as well as it can, and the dose guard, which counts the time the pump was off
+        as not passed, stays on the safe side. Returns how far back the board's clock was (s),
+        or None when it was not lost."""
+        rtc = self.base_ts
+        if self.hal.CLOCK_KEPT or (rtc >= 0 and (saved_ts is None or rtc >= saved_ts)):
+            return None
+        self.base_ts = saved_ts if saved_ts is not None and saved_ts > 0 else 0
+        self.hal.set_clock_ts(self.base_ts)
+        return _clamp(self.base_ts - rtc)
 
     # ---- records -----------------------------------------------------------------------------
     def load_settings(self):
@@ -103,7 +145,8 @@ class App:
 
     def save_state(self, buf):
         """Called by the pump whenever its state must survive a restart."""
-        _save(self.st_state, pack_ints(buf))
+        ts = self.clock_ts(self.hal.ticks_ms())
+        _save(self.st_state, pack_ints(buf) + clock_trailer(ts))
         if self.log_dirty:
             self.save_log()
 
@@ -126,7 +169,11 @@ class App:
         self.base_ticks = now
         cause = BOOT_WATCHDOG if hal.reset_cause() == 1 else 0
         raw = self.st_state.load()
+        saved_ts = None
+        if raw is not None:
+            raw, saved_ts = split_clock(raw)
         state = list(unpack_ints(raw)) if raw is not None else None
+        lost = self._lost_clock(saved_ts)
         params = self.load_settings()
         # Settings are never guessed: a damaged settings record (even with an older one intact
         # in the other slot) or one that does not parse means memory_error, and no delivery
@@ -147,6 +194,9 @@ class App:
             # The log is a record, not a dose limit: a damaged one is restarted and says so,
             # and therapy goes on.
             self.events.add(codes.EV_LOG_LOST, self.base_ts, 0, 0)
+        if lost is not None:
+            self.events.add(codes.EV_CLOCK_LOST, self.base_ts, lost, 0)
+            self.pump.raise_alarm(codes.AL_CLOCK_LOST, now)
         self.pump.save()
         self.save_log()
 

@@ -24,6 +24,8 @@ EV_REFILL_CHECK = const(18)   # a = expected residual uL (the pump's account), b
 EV_CONCENTRATION = const(19)  # a = new concentration in ug/mL, b = bridge volume in nL
 EV_LOG_LOST = const(20)       # the stored event log was damaged and has been restarted
 EV_RECORD_FALLBACK = const(21)  # the newest state record was damaged: the older one was used
+EV_CLOCK_SET = const(22)      # the pump clock was set; a = new minus old, in s (clamped to 2**29)
+EV_CLOCK_LOST = const(23)     # the board's clock read a = s before the clock the pump assumes
 
 EVENT_NAMES = {
     EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
@@ -33,7 +35,8 @@ EVENT_NAMES = {
     EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
     EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
     EV_CONCENTRATION: "concentration_change", EV_LOG_LOST: "log_lost",
-    EV_RECORD_FALLBACK: "record_fallback",
+    EV_RECORD_FALLBACK: "record_fallback", EV_CLOCK_SET: "clock_set",
+    EV_CLOCK_LOST: "clock_lost",
 }
 
 # Alarm codes (INTERFACES.md) and their priorities.
@@ -49,6 +52,7 @@ AL_SENSOR_FAULT = const(9)
 AL_WATCHDOG_RESET = const(10)
 AL_BATTERY_SENSOR = const(11)    # reported as sensor_fault, a warning: delivery goes on
 AL_REFILL_DISCREPANCY = const(12)  # the measured residual disagrees with the pump's account
+AL_CLOCK_LOST = const(13)        # the board's clock restarted (no kept clock): set it
 
 ALARM_NAMES = {
     AL_OCCLUSION: "occlusion", AL_RESERVOIR_LOW: "reservoir_low",
@@ -56,7 +60,7 @@ ALARM_NAMES = {
     AL_BATTERY_ERI: "battery_eri", AL_BATTERY_EOS: "battery_eos", AL_DOSE_LIMIT: "dose_limit",
     AL_MEMORY_ERROR: "memory_error", AL_SENSOR_FAULT: "sensor_fault",
     AL_WATCHDOG_RESET: "watchdog_reset", AL_BATTERY_SENSOR: "sensor_fault",
-    AL_REFILL_DISCREPANCY: "refill_discrepancy",
+    AL_REFILL_DISCREPANCY: "refill_discrepancy", AL_CLOCK_LOST: "clock_lost",
 }
 # Alarms that record something that happened rather than a condition that persists: an
 # acknowledgement clears them.

@@ -3,6 +3,23 @@
 # bundle carries (`make build BOARD=pico|implant` puts exactly one there). When the firmware
 # returns (after an authenticated `maintenance`), this script ends and MicroPython's REPL takes
 # the USB serial line, so mpremote can copy a new build.
+#
+# Ctrl-C goes off first. MicroPython turns it on for the run of this file, and a 0x03 byte on
+# the line (a terminal, `make flash` looking for the REPL, noise) would otherwise stop the
+# imports below and leave the pump at the REPL: no delivery, no watchdog. A Ctrl-C that arrives
+# before the switch is only raised at the next jump of the bytecode, which is the loop below,
+# inside the try: it is caught and the switch is made again.
+import micropython
+
+while True:
+    try:
+        micropython.kbd_intr(-1)
+        for _ in (0, 1):
+            pass
+        break
+    except KeyboardInterrupt:
+        pass
+
 try:
     from boards.pico import Hal
 except ImportError:
@@ -12,11 +29,5 @@ from firmware.app import main
 
 main(Hal())
 
-# The REPL is for a person or mpremote: Ctrl-C works again there (the board's Hal turned it
-# off so stray bytes could not stop delivery).
-try:
-    import micropython
-
-    micropython.kbd_intr(3)
-except (ImportError, AttributeError):
-    pass
+# The REPL is for a person or mpremote: Ctrl-C works again there.
+micropython.kbd_intr(3)

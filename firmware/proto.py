@@ -413,6 +413,7 @@ class Proto:
         if "set_ts" in args:
             app.set_clock(now, _arg(args, "set_ts", 0, ID_MAX))
         out["clock_ts"] = app.clock_ts(now)
+        out["clock_lost"] = bool(app.pump.alarms & (1 << codes.AL_CLOCK_LOST))
 
     def do_maintenance(self, args, now, out):
         self.app.maintenance(now)

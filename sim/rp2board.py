@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from datetime import datetime
@@ -429,6 +430,7 @@ class Rp2Board(Board):
         shutil.copyfile(self._factory_image(), self.image)
         for name in ("plant.json",):
             (self.flash / name).unlink(missing_ok=True)
+        termios.tcflush(self.slave, termios.TCIFLUSH)  # what the factory's REPL left on the line
         self._spawn(speed=0)
         self._wait_booted()
         self._provision()
@@ -485,3 +487,31 @@ class Rp2Board(Board):
                         self.child.kill()
                 self.bench.save()
             self._unannounce(reg_file)
+
+
+# ---- set-up commands for the Makefile -------------------------------------------------------
+
+def npm_ci() -> int:
+    """Install the emulator from the npm registry, exactly as package-lock.json pins it, with
+    the node (and its npm) that `make venv` brings, else the machine's."""
+    node = node_exe()
+    npm = Path(node).parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    cmd = [node, str(npm)] if npm.exists() else [shutil.which("npm") or "npm"]
+    print(f"rp2: {' '.join(cmd)} ci  (in {NODE_MODULES.parent}; node {node})", flush=True)
+    return subprocess.run([*cmd, "ci", "--no-audit", "--no-fund"],
+                          cwd=str(NODE_MODULES.parent)).returncode
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["npm-ci"]:
+        return npm_ci()
+    if argv == ["check"]:
+        check_inputs(uf2_path(), bootrom_path())
+        print(f"rp2: UF2 {uf2_path()}, boot ROM {bootrom_path()}, node {node_exe()}")
+        return 0
+    print("usage: python -m sim.rp2board npm-ci|check", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -107,7 +107,8 @@ def board(tmp_path, monkeypatch, request):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp))
-    proc = subprocess.Popen([*PUMPSIM, "board", "--flash", str(tmp_path / "flash")],
+    runtime = ["--runtime", "rp2"] if request.config.getoption("--rp2") else []
+    proc = subprocess.Popen([*PUMPSIM, "board", *runtime, "--flash", str(tmp_path / "flash")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     try:
         first = proc.stdout.readline()
@@ -122,7 +123,7 @@ def board(tmp_path, monkeypatch, request):
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
