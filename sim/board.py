@@ -312,6 +312,22 @@ INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_
               "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
               "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash")
 
+# Keys beyond a scenario's that only the emulated Pico's bench can act on (sim/rp2board.py);
+# the virtual board refuses them.
+RP2_KEYS = {
+    "power_loss": {"at_program": ("at_program", lambda t, k: _count(t, k), False)},
+    "motor_stall": {"at_step": ("at_step", lambda t, k: _count(t, k, 0), False)},
+}
+
+
+def _count(text: str, key: str, low: int = 1) -> int:
+    from host_tools.errors import InputError
+
+    if not text.isdigit() or int(text) < low:
+        raise InputError(key, text, f"a whole number from {low}")
+    return int(text)
+
+
 def _inject_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pumpsim inject",
@@ -344,7 +360,7 @@ def _inject_request(action: str, params: list[str]) -> dict:
         hint = " (a clinician's command: use pumpctl)" if action in ACTIONS else ""
         raise InputError("action", action + hint,
                          "advance, truth or one of " + ", ".join(INJECTABLE))
-    spec = ACTIONS[action]
+    spec = {**ACTIONS[action], **RP2_KEYS.get(action, {})}
     args = {}
     given = {}
     for p in params:

@@ -27,6 +27,7 @@ from firmware import codes
 from sim.engine import BAT_DAY_DRAIN, DAY_MS, PLANT_FAULTS, Plant, Rng, plant_fault
 
 STALL_AT_STEP = 5   # StallGuard needs a few steps of a jammed rotor before DIAG rises
+TONE_GAP_MS = 20    # silence shorter than this is a change of note inside one pattern
 
 
 class Bench:
@@ -44,6 +45,7 @@ class Bench:
         self.tones = [0, 0]         # critical, warning patterns started
         self.tone_trace: list[list[int]] = []   # [virtual_time_s, pattern]
         self.sounding = False
+        self.silent_at = -TONE_GAP_MS
         self.boots = 0
         self.watchdog_resets = 0
         self._load()
@@ -94,13 +96,17 @@ class Bench:
         p.push(self.t)
 
     def tone(self, t: int, hz: int) -> None:
-        """The buzzer's frequency changed (0: silent)."""
+        """The buzzer's frequency changed (0: silent). A pattern starts when it sounds after a
+        real silence; while the firmware changes note the registers pass through silent or odd
+        states for no time at all."""
         self.at(t)
-        if hz and not self.sounding:
+        if hz and not self.sounding and self.t - self.silent_at >= TONE_GAP_MS:
             pattern = self._pattern(hz)
             if pattern:
                 self.tones[pattern - 1] += 1
                 self.tone_trace.append([self.t // 1000, pattern])
+        if not hz and self.sounding:
+            self.silent_at = self.t
         self.sounding = hz > 0
 
     @staticmethod

@@ -247,6 +247,11 @@ class VirtualHal:
     def _act(self, req):
         do = req["do"]
         args = req.get("args", {})
+        if "at_program" in args or "at_step" in args:
+            self._reply({"ok": False, "error": "at_program and at_step: only the emulated Pico "
+                         "(pumpsim board --runtime rp2) cuts the power inside a flash write or "
+                         "stalls the motor at a chosen step"})
+            return
         if do == "truth":
             self._reply(self.truth())
         elif do == "advance":
