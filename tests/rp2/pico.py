@@ -8,6 +8,8 @@ is not something a test may assume.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -57,16 +59,19 @@ class Pico(LiveBoard):
     def alarms(self):
         return {a["code"] for a in self.status()["alarms"]}
 
-    def patient_bolus(self):
-        import hashlib
-        import hmac
+    def signed_line(self, req: dict, role: str = "clinician", ctr: int | None = None) -> bytes:
+        """A request line signed by hand (a clinician's with the next counter by default)."""
+        if ctr is None:
+            self.ctr += 1
+            ctr = self.ctr
+        body = json.dumps({**req, "role": role, "ctr": ctr}, separators=(",", ":"))
+        key = self.key if role == "clinician" else self.patient
+        return f"{body} {hmac.new(key, body.encode(), hashlib.sha256).hexdigest()}\n".encode()
 
+    def patient_bolus(self):
         ctr = self.ask({"cmd": "info"})["ctr"]["patient"] + 1
         self.next_id += 1
-        body = json.dumps({"id": self.next_id, "cmd": "patient_bolus", "role": "patient",
-                           "ctr": ctr}, separators=(",", ":"))
-        tag = hmac.new(self.patient, body.encode(), hashlib.sha256).hexdigest()
-        self.port.write(f"{body} {tag}\n".encode())
+        self.send(self.signed_line({"id": self.next_id, "cmd": "patient_bolus"}, "patient", ctr))
         return self.read_reply(self.next_id)
 
     def wait_for(self, what, check, timeout_s=REPLY_S):
