@@ -151,12 +151,28 @@ def measure_loop_cycle():
     return boardbench.cycle_row()
 
 
+def measure_pico_heap():
+    """gc.mem_free() on the emulated Pico after boot, and while delivering."""
+    from sim import boardbench
+
+    return boardbench.pico_heap_rows()
+
+
+def measure_pico_cycle():
+    """The slowest control-loop cycle on the emulated Pico, in its own clock."""
+    from sim import boardbench
+
+    return boardbench.pico_cycle_row()
+
+
 HOOKS = [
     ("serial round trip", measure_serial_round_trip),
     ("program-and-verify", measure_program_and_verify),
     ("firmware bundle size", measure_bundle_size),
     ("heap of the running firmware", measure_running_heap),
     ("control-loop cycle, worst", measure_loop_cycle),
+    ("heap on the emulated Pico", measure_pico_heap),
+    ("control-loop cycle on the emulated Pico", measure_pico_cycle),
 ]
 
 
