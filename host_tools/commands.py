@@ -312,6 +312,7 @@ def do_status(ctx: Context, args) -> int:
               f"alarms       {_alarm_text(st.get('alarms'))}",
               f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
     ctx.result(st, lines)
+    offer_clock(ctx, st.get("alarms"))
     return 0
 
 
@@ -321,7 +322,30 @@ def do_alarms(ctx: Context, args) -> int:
     lines = [f"{a['code']:20} {a['priority']:9} {'acknowledged' if a.get('acked') else ''}"
              for a in alarms] or ["no active alarms"]
     ctx.result(al, lines)
+    offer_clock(ctx, alarms)
     return 0
+
+
+def offer_clock(ctx: Context, alarms, yes: int = 0) -> bool:
+    """When the pump reports clock_lost (a board without a kept clock, after a power cut or a
+    reset), offer to set its clock to this computer's: one confirmation, or --yes. The patient
+    key, a script without --yes or a "no" only get a hint. Returns whether the clock was set."""
+    if "clock_lost" not in [a.get("code") for a in alarms or ()]:
+        return False
+    hint = ("the pump's clock is not set (clock_lost): its basal schedule runs on from the time "
+            "it last saved; `pumpctl clock --set now` sets it")
+    lk = ctx.link()
+    if lk.key is None or lk.key.role != "clinician" or (yes < 1 and not ctx.interactive):
+        ctx.warn(hint)
+        return False
+    now = host_now_ts()
+    if yes < 1 and ctx.ask(f"The pump lost its clock. Set it to this computer's time, "
+                           f"{pump_time(now)}? [y/N] ").lower() not in ("y", "yes"):
+        ctx.warn(hint)
+        return False
+    ts = lk.call("clock", {"set_ts": host_now_ts()}).get("clock_ts", 0)
+    ctx.show(f"pump clock set to {pump_time(ts)}; the basal schedule follows it from now on")
+    return True
 
 
 def alarm_codes() -> list[str]:
@@ -790,6 +814,9 @@ def explain(event: str, a, b) -> str:
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",
         "log_lost": lambda: "the stored event log was damaged and has been restarted",
+        "clock_set": lambda: f"the clock moved {'+' if a >= 0 else '-'}{span(abs(a))}",
+        "clock_lost": lambda: f"the board's clock had restarted ({span(a)} behind); the pump "
+                              "carried on from its last saved time",
     }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
 
 
@@ -856,11 +883,16 @@ def do_resume(ctx: Context, args) -> int:
 def do_clock(ctx: Context, args) -> int:
     lk = ctx.link()
     if args.set is None:
-        ts = lk.call("clock", changes=False).get("clock_ts", 0)
+        reply = lk.call("clock", changes=False)
+        ts = reply.get("clock_ts", 0)
         drift = ts - host_now_ts()
-        ctx.result({"clock_ts": ts, "host_ts": ts - drift, "drift_s": drift},
+        lost = bool(reply.get("clock_lost"))
+        ctx.result({"clock_ts": ts, "host_ts": ts - drift, "drift_s": drift, "clock_lost": lost},
                    [f"pump clock {pump_time(ts)} ({'+' if drift >= 0 else '-'}"
-                    f"{span(abs(drift))} from this computer's clock)"])
+                    f"{span(abs(drift))} from this computer's clock)"
+                    + (": NOT SET, the pump lost it (clock_lost)" if lost else "")])
+        if lost:
+            offer_clock(ctx, [{"code": "clock_lost"}], getattr(args, "yes", 0))
         return 0
     if args.set != "now":
         raise InputError("--set", args.set, '"now" (this computer\'s local time)')

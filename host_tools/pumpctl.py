@@ -209,8 +209,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--for", dest="for_", metavar="T", help='resume by itself after this long, '
                    'e.g. "30 min" (at most 7 d; default: until `pumpctl resume`)')
     cmd("resume", "resume delivery (also clears a fixed motor stall or sensor fault)")
-    c = cmd("clock", "read the pump clock, or set it to this computer's local time")
+    c = cmd("clock", "read the pump clock, or set it to this computer's local time",
+            "Read the pump clock, or set it to this computer's local time. A pump on a board "
+            "without a kept clock (a Pico) loses it at a power cut or a reset and raises "
+            "clock_lost; then `clock`, `status` and `alarms` offer to set it (one confirmation), "
+            "and `clock --yes` sets it without asking.")
     c.add_argument("--set", metavar="now", help='"now": set the pump clock to local time')
+    _confirm_opts(c, False)
     c = cmd("maintenance", "stop delivery safely and hand back the REPL for flashing")
     _confirm_opts(c, False)
     return p

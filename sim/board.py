@@ -336,6 +336,9 @@ def _inject_parser() -> argparse.ArgumentParser:
                     "loss, reboot, hang...), `advance DURATION` (run virtual time forward and "
                     "return when done) or `truth` (the plant's state as JSON). Arguments are "
                     "KEY=VALUE with the units of a scenario file, e.g. `battery level=25%`. "
+                    "The emulated Pico (--runtime rp2) also takes `power_loss for=D "
+                    "at_program=N` (the power fails right after the Nth flash page programmed) "
+                    "and `motor_stall at_step=N` (DIAG rises at that step of each stroke). "
                     "Actions: " + ", ".join(["advance", "truth", *INJECTABLE]) + ".")
     p.add_argument("--control", required=True, metavar="PATH",
                    help="the board's harness socket (`control` in pumpsim board's first line)")

@@ -48,6 +48,7 @@ BOOTROM_DEFAULT = SHARED / "bootrom.mjs"
 CACHE = ROOT / "build" / "rp2"
 BOARD = "pico"
 CONSOLE_MAX = 256 * 1024
+FACTORY_KEEP = 4            # factory images kept in build/rp2 (one per UF2 and bundle)
 BOOT_TIMEOUT_S = 120.0      # wall time for the pump to answer after a boot, on a loaded machine
 NOT_ON_A_PICO = {
     "patient_bolus": "the emulated Pico has no patient button: ask with "
@@ -399,6 +400,7 @@ class Rp2Board(Board):
             bundle = build_bundle(Path(tmp) / "bundle")
             cached = CACHE / f"factory-{bundle_digest(self.uf2, bundle)}.bin"
             if cached.exists():
+                os.utime(cached)   # in use: the last to be pruned
                 return cached
             blank = Path(tmp) / "flash.bin"
             self._spawn(speed=0, image=blank)
@@ -409,6 +411,9 @@ class Rp2Board(Board):
                 self.child.terminate()
                 self.child.wait()
             os.replace(blank, cached)
+        old = sorted(CACHE.glob("factory-*.bin"), key=lambda p: p.stat().st_mtime)[:-FACTORY_KEEP]
+        for path in old:
+            path.unlink(missing_ok=True)
         return cached
 
     def _wait_booted(self) -> None:

@@ -4,6 +4,9 @@ VM behind a pseudo-terminal), driven through pumpctl and plain pyserial.
 Each test gets a factory-fresh board in its own temporary directory, which is also the board's
 TMPDIR: it registers itself there, so pumpctl's discovery sees this board and no other that
 happens to run on the machine.
+
+With pytest --rp2 (make test-rp2) the board is the emulated Pico (`pumpsim board --runtime rp2`):
+the same tests, unchanged, against the MicroPython rp2 port in an emulated RP2040.
 """
 
 import contextlib

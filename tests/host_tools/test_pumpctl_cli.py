@@ -3,6 +3,7 @@
 The far end of the line is the scripted pty peer (conftest.py): it answers with canned lines,
 so these tests pin down pumpctl's side. tests/e2e/ drives the real firmware."""
 
+import argparse
 import io
 import json
 
@@ -274,3 +275,49 @@ def test_the_pumps_notes_stay_within_512_bytes_however_long_the_schedule():
     assert params["meta"]["titration_override"] == "x" * 200
     with pytest.raises(InputError, match="--override-titration"):
         commands.build_params(raw, parse_prescription(raw), "x" * 600)
+
+
+def _clock_requests(peer):
+    reqs = [json.loads(body_of(x)) for x in peer.lines if x.strip().startswith(b"{")]
+    return [r for r in reqs if r["cmd"] == "clock"]
+
+
+LOST = {"ok": True, "cmd": "clock", "clock_ts": 1000, "clock_lost": True}
+
+
+def test_clock_yes_sets_a_lost_clock_and_plain_clock_only_says_so(peer, keyfile, capsys):
+    peer.script = pump(clock=LOST)
+    assert run("--port", peer.path, "--key", keyfile, "clock") == 0   # no terminal: a hint
+    out = capsys.readouterr()
+    assert "NOT SET" in out.out and "clock --set now" in out.err
+    assert [r.get("args") for r in _clock_requests(peer)] == [None]
+    assert run("--port", peer.path, "--key", keyfile, "clock", "--yes") == 0
+    sets = [r["args"]["set_ts"] for r in _clock_requests(peer) if r.get("args")]
+    assert len(sets) == 1 and abs(sets[0] - commands.host_now_ts()) <= 5
+
+
+def test_status_offers_to_set_a_lost_clock_with_one_confirmation(peer, keyfile):
+    peer.script = pump(status={"ok": True, "cmd": "status", "programmed": False,
+                               "alarms": [{"code": "clock_lost", "priority": "warning",
+                                           "acked": False}]})
+    for answer, sets in (("n\n", 0), ("y\n", 1)):
+        peer.lines.clear()
+        ctx = ctx_with(answer)
+        ctx.opts = argparse.Namespace(json=False, port=peer.path, key=str(keyfile))
+        assert commands.do_status(ctx, ctx.opts) == 0
+        assert len([r for r in _clock_requests(peer) if r.get("args")]) == sets
+        assert ("clock set" in ctx.out.getvalue()) == bool(sets)
+        ctx.close()
+
+
+def test_no_offer_without_clock_lost_or_to_the_patient_key(peer, tmp_path, keyfile, capsys):
+    peer.script = pump(clock={"ok": True, "cmd": "clock", "clock_ts": 1000})
+    assert run("--port", peer.path, "--key", keyfile, "clock", "--yes") == 0
+    assert [r.get("args") for r in _clock_requests(peer)] == [None]
+    patient = tmp_path / "patient.key"
+    patient.write_text(json.dumps({"role": "patient", "key": SECRET.hex(), "pump_id": "pump-1"}))
+    peer.script = pump(alarms={"ok": True, "cmd": "alarms",
+                               "alarms": [{"code": "clock_lost", "priority": "warning"}]})
+    peer.lines.clear()
+    assert run("--port", peer.path, "--key", patient, "alarms") == 0
+    assert _clock_requests(peer) == [] and "clock_lost" in capsys.readouterr().err
