@@ -240,7 +240,7 @@ class Rp2Hal:
         ts = machine.mem32[_SCRATCH_CLOCK]
         if ts >= 0x80000000:
             ts -= 0x100000000
-        self.set_clock_ts(ts + time.ticks_ms() // 1000)
+        self.set_clock_ts(ts + time.ticks_diff(time.ticks_ms(), 0) // 1000)  # + the uptime
         return 0
 
     def reset_cause(self):

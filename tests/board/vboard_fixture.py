@@ -19,6 +19,8 @@ INJECT = [sys.executable, "-c",
 
 
 class LiveBoard:
+    REPLY_S = 8.0   # how long a reply may take (s)
+
     def __init__(self, flash, runtime="micropython", speed="1"):
         self.proc = subprocess.Popen([*BOARD, "--runtime", runtime, "--flash", str(flash),
                                       "--speed", speed], stdout=subprocess.PIPE, text=True)
@@ -34,7 +36,7 @@ class LiveBoard:
         self.port.write(data)
 
     def read_reply(self, rid):
-        end = time.monotonic() + 8
+        end = time.monotonic() + self.REPLY_S
         while time.monotonic() < end:
             line = self.port.readline()
             if not line:

