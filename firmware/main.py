@@ -1,19 +1,21 @@
-# The board's entry point: copied to the root of the Pico's flash as main.py by `make build`
-# (MicroPython runs main.py after every reset). It starts the pump firmware on the board the
-# bundle carries (`make build BOARD=pico|implant` puts exactly one there). When the firmware
-# returns (after an authenticated `maintenance`), this script ends and MicroPython's REPL takes
-# the USB serial line, so mpremote can copy a new build.
+# The board's entry point: copied to the root of the Pico's flash as main.py by a first
+# install (MicroPython runs main.py after every reset), next to the boot loader loader.mpy.
+# Ctrl-C is switched off before anything else, so a stray byte on the line cannot stop the
+# boot; the loader then chooses the firmware (the first install, or a signed update on trial
+# or confirmed), runs it, and resets the board if it ever stops. Only a development build
+# (make build DEV=1) gives MicroPython's REPL the line after `maintenance` or a crash.
 try:
-    from boards.pico import Hal
-except ImportError:
-    from boards.implant import Hal
+    import micropython
 
-from firmware.app import main
+    micropython.kbd_intr(-1)
+except (ImportError, AttributeError):
+    pass
 
-main(Hal())
+import loader
 
-# The REPL is for a person or mpremote: Ctrl-C works again there (the board's Hal turned it
-# off so stray bytes could not stop delivery).
+loader.boot_board()
+
+# A development build returned: the REPL is for a person or mpremote, and Ctrl-C works again.
 try:
     import micropython
 

@@ -233,13 +233,20 @@ def do_ports(ctx: Context, args) -> int:
 def do_info(ctx: Context, args) -> int:
     info = _body(ctx.link().info())
     ctr = info.get("ctr") or {}
+    upd = info.get("update") or {}
+    stroke = f" ({info['stroke_nl']} nL a stroke)" if "stroke_nl" in info else ""
     lines = [f"pump id      {info.get('pump_id')}",
-             f"firmware     {info.get('firmware')}",
-             f"board        {info.get('board')} ({info.get('stroke_nl')} nL a stroke)",
-             f"pump clock   {pump_time(info.get('clock_ts', 0))}",
-             f"uptime       {span(info.get('uptime_s', 0))}",
-             f"provisioned  {'yes' if info.get('provisioned') else 'no'}",
-             f"counters     clinician {ctr.get('clinician')}, patient {ctr.get('patient')}"]
+             f"firmware     {info.get('firmware')} ({info.get('build', '?')} build"
+             + (f", slot {upd['slot']}{', on trial' if upd.get('trial') else ''}" if upd else "")
+             + ")",
+             f"board        {info.get('board')}{stroke}",
+             f"keys         {info.get('keys', 'ok' if info.get('provisioned') else 'none')}"]
+    if "clock_ts" in info:   # only a keyed caller (a session) sees the rest
+        lines += [f"pump clock   {pump_time(info.get('clock_ts', 0))}",
+                  f"uptime       {span(info.get('uptime_s', 0))}",
+                  f"counters     clinician {ctr.get('clinician')}, patient {ctr.get('patient')}"]
+    if upd.get("last_crash"):
+        lines.append(f"last crash   {upd['last_crash']}")
     ctx.result(info, lines)
     return 0
 
@@ -790,6 +797,18 @@ def explain(event: str, a, b) -> str:
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",
         "log_lost": lambda: "the stored event log was damaged and has been restarted",
+        "keys": lambda: {1: "provisioned", 2: "re-keyed",
+                         3: "provisioned after the button at the pump"}.get(a, str(a)),
+        "button": lambda: "button held at boot: provisioning open for 10 min",
+        "update": lambda: (("switched to the new firmware in slot " if a == 1 else
+                            "the new firmware confirmed, slot ") + "-ab"[b] if 0 <= b <= 2
+                           else f"{a} {b}"),
+        "rollback": lambda: ("back to the previous firmware: slot " + ("-ab"[a] if 0 <= a <= 2
+                                                                      else str(a))
+                             + (" did not confirm" if b == 1 else " was damaged")),
+        "crash": lambda: "an uncaught exception reset the pump" + (" (new firmware on trial)"
+                                                                  if b else ""),
+        "key_fallback": lambda: "newest key record damaged; the older one was used",
     }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
 
 
@@ -877,8 +896,11 @@ def do_maintenance(ctx: Context, args) -> int:
     ctx.need_confirmation(args.yes, False, "maintenance")
     lk = ctx.link()
     pump_id = lk.info().get("pump_id")
+    if lk.info().get("build") == "production":
+        raise UsageError("this pump runs a production build, which never hands out the REPL: "
+                         "update it with `make flash` (a signed update over the protocol)")
     ctx.show(f"Maintenance stops delivery on pump {pump_id}, saves its state and hands the "
-             "MicroPython REPL back for flashing.")
+             "MicroPython REPL back (development builds only).")
     ctx.confirm("Stop delivery and enter maintenance?", args.yes)
     reply = _body(lk.call("maintenance"))
     port = getattr(lk.port, "port", None) or getattr(lk.port, "name", "")

@@ -64,9 +64,9 @@ class ReplyUnverified(LinkError):
     line, or a pump with another key. Nothing in it is believed."""
 
     def __init__(self, cmd: str, why: str, changes: bool = True):
-        what = ("the pump may or may not have acted; check with `pumpctl status`"
+        what = ("the pump may or may not have acted; check with status"
                 if changes else "nothing it says is shown")
-        super().__init__(f"`{cmd}`: the reply could not be verified ({why}): {what}",
+        super().__init__(f"the reply could not be verified: {what} (`{cmd}`: {why})",
                          uncertain=changes)
 
 
@@ -525,7 +525,12 @@ class Link:
         if self.key is None:
             return self.public_info(refresh)
         if self._info is None or refresh:
-            self._info = self.call("info", changes=False)
+            try:
+                self._info = self.call("info", changes=False)
+            except PumpError as e:
+                if e.code not in ("E_KEYS", "E_NOT_PROVISIONED"):
+                    raise
+                return self.public_info(refresh)   # no session possible: what anyone sees
         return self._info
 
 

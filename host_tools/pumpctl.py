@@ -5,7 +5,8 @@ host_tools/commands.py has one do_* function per command; host_tools/link.py is 
 library (discovery, keys, signing, the exchange); pyserial is the transport.
 
 Exit status (INTERFACES.md): 0 done; 1 the pump refused (its code and message are printed);
-2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection.
+2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection,
+or a reply that could not be verified.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from firmware.rx import Rx, RxError
 from host_tools import commands
 from host_tools.errors import InputError
-from host_tools.link import LinkError, PumpError
+from host_tools.link import LinkError, PumpError, ReplyUnverified
 from host_tools.prescription import load_prescription
 
 
@@ -99,7 +100,8 @@ s); text meant for the person then goes to stderr.
 
 _EPILOG = """\
 exit status: 0 done; 1 the pump refused (its error code and message are printed);
-2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection."""
+2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection, or
+a reply that could not be verified (the pump may or may not have acted: check status)."""
 
 
 def _common(p, top: bool) -> None:
@@ -211,7 +213,24 @@ def parser() -> argparse.ArgumentParser:
     cmd("resume", "resume delivery (also clears a fixed motor stall or sensor fault)")
     c = cmd("clock", "read the pump clock, or set it to this computer's local time")
     c.add_argument("--set", metavar="now", help='"now": set the pump clock to local time')
-    c = cmd("maintenance", "stop delivery safely and hand back the REPL for flashing")
+    c = cmd("maintenance", "development builds: stop delivery and hand back the REPL")
+    _confirm_opts(c, False)
+    c = cmd("provision", "give a new pump its keys (or one whose button was held at boot)",
+            "Provision a pump that never had keys, or whose button was held while it booted "
+            "(the physical act that replaces damaged or lost keys). Writes clinician.key and "
+            "patient.key to --out DIR (default: a virtual board's flash directory). A pump "
+            "that never had an update key also gets the public half of --update-key "
+            "(default: the repository's DEVELOPMENT-ONLY key).")
+    c.add_argument("--out", metavar="DIR", help="where the new key files go")
+    c.add_argument("--update-key", metavar="PEM", help="the update key whose public half a "
+                   "pump without one gets (default: the development key)")
+    _confirm_opts(c, False)
+    c = cmd("rekey", "replace both role keys (clinician key; e.g. when a counter nears its end)",
+            "Replace the clinician and patient keys with new ones derived on both sides from "
+            "the clinician key and a fresh nonce (nothing secret crosses the line); both "
+            "counters start again. Rewrites the --key file and the patient key file.")
+    c.add_argument("--patient-key", metavar="FILE", help="the patient key file to rewrite "
+                   "(default: patient.key beside the clinician key)")
     _confirm_opts(c, False)
     return p
 
@@ -221,8 +240,11 @@ def main(argv=None) -> int:
     if args.command == "check":
         return cmd_check(args)
     ctx = commands.Context(args)
+    from host_tools import keycmds
+    run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
+        or commands.COMMANDS[args.command]
     try:
-        return commands.COMMANDS[args.command](ctx, args)
+        return run(ctx, args)
     except InputError as e:
         print(f"pumpctl: {e}", file=sys.stderr)
         return 2
@@ -236,7 +258,8 @@ def main(argv=None) -> int:
                               "reason": e.reason}))
         return 1
     except LinkError as e:
-        print(f"pumpctl: no connection: {e}", file=sys.stderr)
+        what = "" if isinstance(e, ReplyUnverified) else "no connection: "
+        print(f"pumpctl: {what}{e}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("pumpctl: interrupted", file=sys.stderr)

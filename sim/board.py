@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_REPL = 3
+EXIT_RESET = 4
 EPOCH = datetime(2024, 1, 1)
 
 
@@ -153,9 +154,15 @@ class Board:
         return (self.flash / "clinician.key").exists() and (self.flash / "data" / "auth.a").exists()
 
     def _provision(self):
+        from host_tools import bundle
+
         keys = {"clinician": secrets.token_hex(32), "patient": secrets.token_hex(32)}
+        # A virtual pump is a development pump: its update key is the repository's public
+        # development key (host_tools/keys/README.md), so `make flash` can update it.
+        upd = bundle.modulus(bundle.load_update_key()).hex()
         req = {"id": 1, "cmd": "provision",
-               "args": {"clinician_key": keys["clinician"], "patient_key": keys["patient"]}}
+               "args": {"clinician_key": keys["clinician"], "patient_key": keys["patient"],
+                        "update_key": upd}}
         reply = self._ask(req)
         info = self._ask({"id": 2, "cmd": "info"})
         if not reply.get("ok"):
@@ -254,8 +261,10 @@ class Board:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         crashes = 0
+        quick = 0
         try:
             while True:
+                started = time.monotonic()
                 code = self.child.wait()
                 if self.stopping:
                     return 0
@@ -263,6 +272,14 @@ class Board:
                     self._repl()
                     if self.stopping:
                         return 0
+                elif code == EXIT_RESET:
+                    # A reset into another firmware (an update, a rollback, a crash). A board
+                    # whose every firmware crashes at once would spin: give up after many.
+                    quick = quick + 1 if time.monotonic() - started < 5 else 0
+                    if quick > 12:
+                        print("pumpsim board: the firmware keeps crashing at boot",
+                              file=sys.stderr)
+                        return 1
                 elif code != 0:
                     crashes += 1
                     print(f"pumpsim board: the firmware process exited with status {code}",
@@ -292,6 +309,9 @@ def main_board(argv: list[str]) -> int:
 INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_stall",
               "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
               "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash")
+# The physical act at the pump (a power cycle with the provisioning button held: docs/
+# security.md), and damage to the key record; neither takes arguments.
+HARDWARE = ("button", "corrupt_keys")
 
 def _inject_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -301,7 +321,10 @@ def _inject_parser() -> argparse.ArgumentParser:
                     "loss, reboot, hang...), `advance DURATION` (run virtual time forward and "
                     "return when done) or `truth` (the plant's state as JSON). Arguments are "
                     "KEY=VALUE with the units of a scenario file, e.g. `battery level=25%`. "
-                    "Actions: " + ", ".join(["advance", "truth", *INJECTABLE]) + ".")
+                    "Actions: " + ", ".join(["advance", "truth", *INJECTABLE, *HARDWARE]) + ". "
+                    "`button` power-cycles the board with its button held (opens provisioning "
+                    "for a pump whose keys are damaged or lost); `corrupt_keys` damages both "
+                    "copies of the key record and resets.")
     p.add_argument("--control", required=True, metavar="PATH",
                    help="the board's harness socket (`control` in pumpsim board's first line)")
     p.add_argument("action")
@@ -318,13 +341,17 @@ def _inject_request(action: str, params: list[str]) -> dict:
         if params:
             raise InputError("truth", " ".join(params), "no arguments")
         return {"do": "truth"}
+    if action in HARDWARE:
+        if params:
+            raise InputError(action, " ".join(params), "no arguments")
+        return {"do": action}
     if action == "advance":
         text = " ".join(p.split("=", 1)[1] if p.startswith("for=") else p for p in params)
         return {"do": "advance", "args": {"ms": units.duration_ms(text, "advance")}}
     if action not in INJECTABLE:
         hint = " (a clinician's command: use pumpctl)" if action in ACTIONS else ""
         raise InputError("action", action + hint,
-                         "advance, truth or one of " + ", ".join(INJECTABLE))
+                         "advance, truth or one of " + ", ".join(INJECTABLE + HARDWARE))
     spec = ACTIONS[action]
     args = {}
     given = {}

@@ -20,6 +20,7 @@ from firmware.ticks import MASK
 from sim.engine import BAT_DAY_DRAIN, DAY_MS, PLANT_FAULTS, Plant, Rng, plant_fault
 
 CPYTHON = sys.implementation.name == "cpython"
+BUTTON_HOLD_MS = 5000
 
 
 class Reset(Exception):
@@ -77,6 +78,7 @@ class VirtualHal:
         self.poller.register(self.ctl_in, select.POLLIN)
         self.ctl_buf = b""
         self.ser_ready = False
+        self.button_until = -1      # vt until which the provisioning button is held
         self._load_plant()
 
     # ---- persistence of the physical world (the reservoir holds what it holds) ------------
@@ -161,6 +163,9 @@ class VirtualHal:
 
     def reset(self):
         raise Reset(0)
+
+    def button_held(self):
+        return self.vt < self.button_until
 
     def read_byte(self):
         if not self.ser_ready:
@@ -268,7 +273,8 @@ class VirtualHal:
             self._reply({"ok": True})
         elif do in ("patient_bolus", "stop", "resume", "ack"):
             self._harness_pump(do, args)
-        elif do in ("reboot", "power_loss", "hang", "corrupt_flash", "shutdown"):
+        elif do in ("reboot", "power_loss", "hang", "corrupt_flash", "shutdown", "button",
+                    "corrupt_keys"):
             self.pending = req
             self._reply({"ok": True})
         else:
@@ -303,6 +309,18 @@ class VirtualHal:
         if do == "hang":
             self.hung = True
             return
+        if do == "button":
+            # A person power-cycles the pump holding its button for BUTTON_HOLD_MS.
+            self.button_until = self.vt + BUTTON_HOLD_MS
+            raise Reset(0)
+        if do == "corrupt_keys":
+            for name in ("auth.a", "auth.b"):
+                data = self.dev.read(name)
+                if data:
+                    buf = bytearray(data)
+                    buf[len(buf) // 2] ^= 0x5A
+                    self.dev.write(name, bytes(buf))
+            raise Reset(0)
         if do == "corrupt_flash":
             for name in ("state.a", "state.b", "settings.a", "settings.b"):
                 data = self.dev.read(name)
