@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from host_tools.errors import InputError
+from host_tools.link import PumpError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_UPDATE_KEY = Path(__file__).resolve().parent / "keys" / "DEVELOPMENT-ONLY-update-key.pem"
@@ -64,8 +65,13 @@ def board_name(board: str) -> str:
     return m.group(1)
 
 
-def version() -> str:
-    src = (ROOT / "firmware" / "version.py").read_text(encoding="utf-8")
+def version(bundle: Path | None = None) -> str:
+    """The bundle's version: its firmware/version.py when it carries the source, else the
+    tree's (make build compiles this tree)."""
+    src_file = bundle / "firmware" / "version.py" if bundle else None
+    if src_file is None or not src_file.exists():
+        src_file = ROOT / "firmware" / "version.py"
+    src = src_file.read_text(encoding="utf-8")
     return re.search(r'^VERSION\s*=\s*"([^"]+)"', src, re.M).group(1)
 
 
@@ -86,7 +92,7 @@ def manifest(bundle: Path, board: str, build: str = "production",
     if not files:
         raise InputError("bundle", str(bundle), "a directory with firmware/ and boards/ "
                          "(make build)")
-    man = {"v": 1, "version": ver or version(), "board": board_name(board), "build": build,
+    man = {"v": 1, "version": ver or version(bundle), "board": board_name(board), "build": build,
            "files": [[name, len(data), hashlib.sha256(data).hexdigest()]
                      for name, data in files]}
     return json.dumps(man, separators=(",", ":")).encode(), [d for _, d in files]
@@ -107,7 +113,8 @@ def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None) -> di
         r = lk.call("update_chunk", {"off": off,
                                      "data": base64.b64encode(piece).decode("ascii")})
         if r.get("have") != off + len(piece):
-            raise RuntimeError(f"the pump holds {r.get('have')} bytes, expected {off + len(piece)}")
+            raise PumpError("E_UPDATE", f"the pump holds {r.get('have')} bytes of the update, "
+                            f"expected {off + len(piece)}: nothing was switched")
         off += len(piece)
         if progress:
             progress(off, len(data))

@@ -113,11 +113,12 @@ def _wait_back(port: str, key, version: str, slot: str, timeout_s: float = 60.0)
         try:
             with linkmod.Link.open(port, key, timeout_s=1.0, attempts=1) as lk:
                 info = lk.info(refresh=True)
-                if info.get("firmware") == version and (info.get("update") or {}).get("slot") \
-                        == slot:
+                last = info
+                if (info.get("update") or {}).get("slot") != slot:
+                    break   # the pump reset after the commit, so only a rollback names another
+                if info.get("firmware") == version:
                     lk.call("update_confirm")
                     return info
-                last = info
         except (linkmod.LinkError, linkmod.PumpError, OSError):
             pass
         time.sleep(0.5)
