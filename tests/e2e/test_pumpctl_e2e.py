@@ -184,17 +184,18 @@ def test_clock_and_log(board, pumpctl, tmp_path):
 
 
 @pytest.mark.harness
-def test_maintenance_stops_delivery_and_hands_back_the_repl(board, pumpctl, tmp_path):
+def test_maintenance_is_refused_and_the_line_never_reaches_a_repl(board, pumpctl, tmp_path):
+    """A production build never hands out the REPL (docs/security.md); updates go through
+    `make flash` (tests/board/test_update.py)."""
     programmed(pumpctl, tmp_path)
     rc, _, err = pumpctl("maintenance")  # no terminal, no --yes: refused, nothing sent
     assert rc == 2 and "--yes" in err
     rc, out, err = pumpctl("maintenance", "--yes")
-    assert rc == 0 and "REPL" in out, err
+    assert rc == 2 and "production build" in err and "make flash" in err, out + err
     with serial.serial_for_url(board.port, timeout=0.2) as s:
         seen = b""
-        for _ in range(50):
-            s.write(b"\r\nprint(6 * 7)\r\n")
+        for _ in range(5):
+            s.write(b"\r\x03\x03print(6 * 7)\r\n")
             seen += s.read(4096)
-            if b"42" in seen:
-                break
-    assert b"42" in seen
+    assert b"42" not in seen and b">>>" not in seen and b"E_PARSE" in seen
+    assert status(pumpctl)["delivering"] is True
