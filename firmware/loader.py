@@ -64,6 +64,8 @@ class Fs:
         f = open(self.path(name), mode)
         try:
             f.write(data)
+            if hasattr(f, "flush"):
+                f.flush()
         finally:
             f.close()
 

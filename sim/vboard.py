@@ -314,24 +314,23 @@ class VirtualHal:
             self.button_until = self.vt + BUTTON_HOLD_MS
             raise Reset(0)
         if do == "corrupt_keys":
-            for name in ("auth.a", "auth.b"):
-                data = self.dev.read(name)
-                if data:
-                    buf = bytearray(data)
-                    buf[len(buf) // 2] ^= 0x5A
-                    self.dev.write(name, bytes(buf))
+            self._corrupt(("auth.a", "auth.b"))
             raise Reset(0)
         if do == "corrupt_flash":
-            for name in ("state.a", "state.b", "settings.a", "settings.b"):
-                data = self.dev.read(name)
-                if data:
-                    buf = bytearray(data)
-                    buf[len(buf) // 2] ^= 0x5A
-                    self.dev.write(name, bytes(buf))
+            self._corrupt(("state.a", "state.b", "settings.a", "settings.b"))
             raise Reset(0)
         if do == "power_loss":
             self.vt += req.get("args", {}).get("for_ms", 0)
             raise Reset(0)
+
+
+    def _corrupt(self, names):
+        for name in names:
+            data = self.dev.read(name)
+            if data:
+                buf = bytearray(data)
+                buf[len(buf) // 2] ^= 0x5A
+                self.dev.write(name, bytes(buf))
 
 
 def _fdopen(fd, mode):
