@@ -27,7 +27,8 @@ EV_RECORD_FALLBACK = const(21)  # the newest state record was damaged: the older
 EV_KEYS = const(26)           # a = 1 provisioned (never had keys), 2 re-keyed, 3 provisioned
 #                               after the button at the pump
 EV_BUTTON = const(27)         # the button was held at boot: provisioning is open for a while
-EV_UPDATE = const(28)         # a = 1 switched to a new firmware, 2 it confirmed; b = slot (1 a, 2 b)
+EV_UPDATE = const(28)         # a = 1 switched to a new firmware, 2 it confirmed; b = slot
+#                               (1 a, 2 b)
 EV_ROLLBACK = const(29)       # the loader went back: a = slot left, b = 1 trial ran out, 2 damaged
 EV_CRASH = const(30)          # an uncaught exception reset the board: a = slot, b = 1 on trial
 EV_KEY_FALLBACK = const(31)   # the newest key record was damaged; the older one (counters moved
