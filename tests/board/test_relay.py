@@ -323,6 +323,33 @@ def test_5_a_session_recorded_on_one_pump_does_not_replay_on_another_with_the_sa
         assert twin.close() == 0
 
 
+def test_rekey_replaces_both_keys_even_when_its_reply_is_lost(board, relay, tmp_path):
+    """pumpctl rekey: new keys on both sides, nothing secret on the line; a lost reply is
+    settled by trying the new key, and the key files follow what the pump holds."""
+    for name in ("clinician.key", "patient.key"):
+        shutil.copy(Path(board.info["flash"]) / name, tmp_path / name)
+    old_clin = (tmp_path / "clinician.key").read_text()
+    lost = []
+
+    def drop_rekey_reply(line):
+        if cmd_of(line) == "rekey" and not lost:
+            lost.append(line)
+            return None
+        return line
+    relay.to_host = drop_rekey_reply
+    rc, out, err = pumpctl(relay, board, "rekey", "--yes", key=tmp_path / "clinician.key")
+    assert rc == 0 and lost, out + err
+    new_clin = json.loads((tmp_path / "clinician.key").read_text())
+    assert new_clin["key"] != json.loads(old_clin)["key"]
+    assert not any(new_clin["key"].encode() in x for x in relay.requests + relay.replies)
+    relay.to_host = lambda line: line
+    for key in ("clinician.key", "patient.key"):
+        rc, out, err = pumpctl(relay, board, "--json", "status", key=tmp_path / key)
+        assert rc == 0, (key, out, err)
+    rc, out, err = pumpctl(relay, board, "status", key=board.info["clinician_key"])
+    assert rc == 1 and "E_AUTH" in err     # the old key no longer opens a session
+
+
 def test_3_damaged_keys_lock_therapy_changes_until_the_button(board, relay, tmp_path):
     """Attack 3: both key copies unreadable. Therapy goes on, nothing that changes it is
     accepted, provisioning needs the button at the pump. (Last: it gives the board new keys.)"""
