@@ -152,7 +152,7 @@ def check_manifest(man, board):
         total += size
     if total > TOTAL_MAX:
         raise UpdateError("the bundle is %d bytes, at most %d" % (total, TOTAL_MAX))
-    for need in ("firmware/app", "boards/__init__"):
+    for need in ("firmware/__init__", "firmware/app", "boards/__init__"):
         if need + ".mpy" not in names and need + ".py" not in names:
             raise UpdateError("the bundle has no %s" % need)
 

@@ -18,7 +18,8 @@ from firmware.version import VERSION
 from sim.runner import ROOT, micropython_exe
 
 SCRIPT = ROOT / "tests" / "vm" / "update_check.py"
-FILES = {"firmware/app.py": b"print('new app')\n" * 40, "boards/__init__.py": b"# boards\n",
+FILES = {"firmware/__init__.py": b"# firmware\n", "firmware/app.py": b"print('new app')\n" * 40,
+         "boards/__init__.py": b"# boards\n",
          "firmware/extra.py": bytes(range(256)) * 3}
 
 
