@@ -184,6 +184,12 @@ def first_install(port: str, bundle: Path, board: str) -> None:
     for name in ("main.py", "loader.mpy"):
         if (bundle / name).exists():
             _mpremote(port, "fs", "cp", str(bundle / name), f":{name}")
+    try:
+        # What was just installed is the base: an update slot that was running must not
+        # stay in front of it (a development pump reinstalled from its REPL).
+        _mpremote(port, "fs", "rm", ":fw/boot")
+    except RuntimeError:
+        pass   # a new Pico has no pointer
     _reset(port)
 
 
@@ -239,7 +245,8 @@ def main(argv=None) -> int:
             print(f"{port} does not answer the pump protocol; looking for MicroPython's REPL")
             if not _wait_repl(port):
                 return _fail(3, f"no MicroPython REPL and no pump on {port}")
-            board = board or "pico"
+            # The REPL does not say which board it is: a registered virtual board does.
+            board = board or ("virtual" if linkmod.board_for_port(port) else "pico")
             first_install(port, built(), board)
             for _ in range(60):
                 info = _info(port, timeout_s=1.0)
@@ -249,6 +256,8 @@ def main(argv=None) -> int:
             if info is None:
                 return _fail(3, "the pump did not come up after the first install")
             print(f"installed: pump {info.get('pump_id')} runs firmware {info.get('firmware')}")
+            if info.get("keys") != "none":
+                return 0
         print(f"pump {info.get('pump_id')} on {port}: firmware {info.get('firmware')}, "
               f"board {info.get('board')}, {info.get('build', 'old')} build")
         if info.get("keys") == "none" or (info.get("keys") is None
