@@ -191,7 +191,9 @@ class Updater:
         if self.fs is None:
             raise UpdateError("this board's storage cannot take updates")
         if self.key.modulus is None:
-            raise UpdateError("the pump has no update key (it is written at the factory)"
+            raise UpdateError("the pump has no update key: it comes with the keys at "
+                              "provisioning (a pump provisioned before signed updates gets one "
+                              "when provisioned again after its button)"
                               if not self.key.damaged else "the update key record is damaged")
         if slen != len(self.key.modulus):
             raise UpdateError("sig_len must be %d, the update key's size" % len(self.key.modulus))
