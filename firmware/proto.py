@@ -5,7 +5,11 @@
 # goes through the Pump's own methods, which check their limits again. Any exception a
 # command raises is caught and answered with E_INTERNAL: the control loop never stops for a
 # bad request. Handling a request allocates (JSON); the loop without requests does not.
-import json
+#
+# Lines end in LF, CR or CRLF (a terminal's Enter sends CR; CRLF counts once). A line from a
+# person (the terminal form without an id: `help`, `info`, `ping`) is answered in readable
+# lines; everything else gets one compact JSON object with sorted keys (firmware/wirejson.py).
+from firmware import wirejson as json
 
 from firmware import auth, codes
 from firmware.compat import const
@@ -16,6 +20,8 @@ MAX_LINE = const(1024)
 _CR = const(13)
 _LF = const(10)
 _TAB = const(9)
+_CTRL_A = const(1)
+_CTRL_C = const(3)
 _HEX_LEN = const(64)
 ID_MAX = const((1 << 30) - 1)
 META_MAX = const(512)
@@ -42,7 +48,37 @@ COMMANDS = {
     "maintenance": (auth.CLINICIAN, "stop safely and hand back the REPL"),
 }
 TERMINAL = ("help", "ping", "info")
+# What a REPL-seeking byte (Ctrl-C, or mpremote's Ctrl-A) gets, once per line: a running pump
+# has no REPL, and a tool waiting for one should fail at once and say why.
+HINT = (b"pump running: no REPL here, Ctrl-C does not stop it. Type help and Enter; "
+        b"to flash it, `make flash` (docs/hardware.md)")
 BOLUS_KINDS = ("clinician", "prime", "bridge")
+
+
+def board_limits(hal):
+    """What the host validates against: this board's own numbers (info -> limits)."""
+    return {"stroke_nl": hal.STROKE_NL, "reservoir_nl": hal.RESERVOIR_NL,
+            "reservoir_min_nl": hal.RESERVOIR_MIN_NL, "min_rate_nl_day": hal.MIN_RATE_NL_DAY,
+            "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
+            "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
+            "catheter_nl": hal.CATHETER_NL}
+
+
+def clock_text(ts):
+    """Pump time (s since 2024-01-01 00:00) as YYYY-MM-DD HH:MM:SS, for a person."""
+    days = ts // 86400
+    s = ts - days * 86400
+    # days since 2024-01-01 to a civil date (proleptic Gregorian, integers only)
+    z = days + 739191  # 2024-01-01 is day 739191 counted from 0000-03-01
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + 3 if mp < 10 else mp - 9
+    y = yoe + era * 400 + (1 if m <= 2 else 0)
+    return "%04d-%02d-%02d %02d:%02d:%02d" % (y, m, d, s // 3600, s // 60 % 60, s % 60)
 
 
 class Refusal(Exception):
@@ -69,17 +105,24 @@ class Proto:
         self.buf = bytearray(MAX_LINE)
         self.n = 0
         self.overlong = False
+        self.after_cr = False   # a CR ended the last line: an LF right after it is the same end
+        self.hinted = False     # the REPL hint went out on this line already
         self.last_tag = [None, None, None]  # type: list  # by role: the last accepted tag
         self.last_reply = [None, None, None]  # type: list  # and its reply (for a repeat)
 
     # ---- bytes to lines --------------------------------------------------------------------
     def feed(self, b, now):
-        if b == _LF:
+        after_cr = self.after_cr
+        self.after_cr = b == _CR
+        if b == _LF or b == _CR:
+            if b == _LF and after_cr:
+                return  # CRLF: the CR ended the line
+            self.hinted = False
             if self.overlong:
                 self.overlong = False
                 self.n = 0
-                self.app.reply(b'{"id":null,"ok":false,"error":"E_TOO_LONG","message":'
-                               b'"line longer than 1024 bytes"}')
+                self.app.reply(b'{"error":"E_TOO_LONG","id":null,"message":'
+                               b'"line longer than 1024 bytes","ok":false}')
                 return
             n = self.n
             self.n = 0
@@ -87,7 +130,11 @@ class Proto:
                 self.app.reply(self.handle(bytes(self.buf[:n]), now))
             return
         if b < 32 and b != _TAB or b == 127:
-            return  # control bytes (Ctrl-C, Ctrl-D, CR, ...) never reach a command
+            # control bytes (Ctrl-C, Ctrl-D, ...) never reach a command
+            if (b == _CTRL_C or b == _CTRL_A) and not self.hinted:
+                self.hinted = True
+                self.app.reply(HINT)
+            return
         if self.n >= MAX_LINE:
             self.overlong = True
             return
@@ -174,7 +221,9 @@ class Proto:
         reply = self.last_reply[role]
         if reply is None:
             raise Refusal("E_REPLAY", "this request was already received")
-        return reply[:-1] + b', "repeat": true}'
+        out = json.loads(reply)
+        out["repeat"] = True
+        return json.dumps(out).encode()
 
     def _error(self, rid, code, message, reason=None):
         out = {"id": rid, "ok": False, "error": code, "message": message}
@@ -196,20 +245,64 @@ class Proto:
         return role
 
     def _terminal(self, text, now):
+        """The terminal form. With an id (`7 info`) it is a program's: one JSON reply. Without,
+        a person typed it: readable lines."""
         words = text.split()
         rid = None
         if len(words) == 2 and words[0].isdigit() and len(words[0]) < 10:
             rid = int(words[0])
             words = words[1:]
-        if len(words) != 1 or words[0] not in TERMINAL:
-            raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
-                          "(docs/protocol.md)")
-        out = {"id": rid, "ok": True, "cmd": words[0]}
+        known = len(words) == 1 and words[0] in TERMINAL
+        if rid is not None or text[:1] == "[":  # a program (or its garbage): JSON
+            if not known:
+                raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
+                              "(docs/protocol.md)")
+            out = {"id": rid, "ok": True, "cmd": words[0]}
+            getattr(self, "do_" + words[0])({}, now, out)
+            return json.dumps(out).encode()
+        if not known:
+            return ("not a command here: " + text[:40] + "\r\ntype help, info or ping and "
+                    "Enter; programs send JSON requests (docs/protocol.md)").encode()
+        out = {}
         getattr(self, "do_" + words[0])({}, now, out)
-        return json.dumps(out).encode()
+        return getattr(self, "_text_" + words[0])(out).encode()
+
+    def _text_ping(self, out):
+        return "pong: the pump is running"
+
+    def _text_help(self, out):
+        app = self.app
+        lines = ["Intrathecal pump %s, firmware %s, board %s" % (app.uid, VERSION, app.hal.NAME),
+                 "Type one of these and press Enter:"]
+        for name in TERMINAL:
+            lines.append("  %-14s %s" % (name, COMMANDS[name][1]))
+        lines.append("Everything else is for programs (pumpctl does it for you): one JSON")
+        lines.append("request a line, signed with a key (docs/protocol.md):")
+        for name in COMMANDS:
+            role, what = COMMANDS[name]
+            if name in TERMINAL:
+                continue
+            key = ("" if role == auth.NONE else
+                   "  [%s key]" % ("patient" if role == auth.PATIENT else "clinician"))
+            lines.append("  %-14s %s%s" % (name, what, key))
+        return "\r\n".join(lines)
+
+    def _text_info(self, out):
+        lim = out["limits"]
+        rows = (("pump id", out["pump_id"]), ("firmware", out["firmware"]),
+                ("board", out["board"]), ("pump clock", clock_text(out["clock_ts"])),
+                ("uptime", "%d s" % out["uptime_s"]),
+                ("provisioned", "yes" if out["provisioned"] else "no (provision it)"),
+                ("stroke", "%d nL" % lim["stroke_nl"]),
+                ("reservoir", "%d nL (delivery stops below %d nL)"
+                 % (lim["reservoir_nl"], lim["reservoir_min_nl"])),
+                ("basal rates", "%d to %d nL/day" % (lim["min_rate_nl_day"],
+                                                     lim["max_rate_nl_day"])),
+                ("catheter", "%d nL" % lim["catheter_nl"]))
+        return "\r\n".join(["%-12s %s" % (k, v) for k, v in rows])
 
     # ---- commands ----------------------------------------------------------------------------
-    def do_help(self, args, now, out):
+    def do_help(self, args, now, out):  # the JSON form's; a person gets _text_help
         cmds = {}
         for name in COMMANDS:
             role, text = COMMANDS[name]
@@ -235,6 +328,7 @@ class Proto:
         out["stroke_nl"] = hal.STROKE_NL
         out["catheter_nl"] = hal.CATHETER_NL
         out["reservoir_max_nl"] = hal.RESERVOIR_NL
+        out["limits"] = board_limits(hal)
 
     def do_provision(self, args, now, out):
         keys = self.app.keys

@@ -76,14 +76,18 @@ def boot(dev=None, cause=0):
     return app
 
 
-def feed(app, data: bytes):
-    """Feed raw bytes; returns the reply lines they produced (decoded JSON)."""
+def feed_raw(app, data: bytes) -> str:
+    """Feed raw bytes; returns what the pump wrote back, as text."""
     hal = app.hal
     start = len(hal.out)
     for b in data:
         app.proto.feed(b, hal.ticks_ms())
-    text = bytes(hal.out[start:]).decode()
-    return [json.loads(line) for line in text.split("\r\n") if line]
+    return bytes(hal.out[start:]).decode()
+
+
+def feed(app, data: bytes):
+    """Feed raw bytes; returns the reply lines they produced (decoded JSON)."""
+    return [json.loads(line) for line in feed_raw(app, data).split("\r\n") if line]
 
 
 def ask(app, line: str):
