@@ -50,8 +50,7 @@ COMMANDS = {
 TERMINAL = ("help", "ping", "info")
 # What a REPL-seeking byte (Ctrl-C, or mpremote's Ctrl-A) gets, once per line: a running pump
 # has no REPL, and a tool waiting for one should fail at once and say why.
-HINT = (b"pump running: no REPL here, Ctrl-C does not stop it. Type help and Enter; "
-        b"to flash it, `make flash` (docs/hardware.md)")
+HINT = b"pump running, no REPL: Ctrl-C is ignored. Type help; to flash: make flash"
 BOLUS_KINDS = ("clinician", "prime", "bridge")
 
 
@@ -62,6 +61,24 @@ def board_limits(hal):
             "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
             "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
             "catheter_nl": hal.CATHETER_NL}
+
+
+def ml_text(nl):
+    """A volume in nL as mL for a person, exactly, with integers only: 250 -> 0.00025 mL."""
+    frac = "%06d" % (nl % 1000000)
+    while frac and frac[-1] == "0":
+        frac = frac[:-1]
+    return "%d%s mL" % (nl // 1000000, "." + frac if frac else "")
+
+
+def span_text(s):
+    """Seconds as d, h, min and s for a person: 93784 -> 1 d 2 h 3 min 4 s."""
+    parts = []
+    for size, name in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if s >= size:
+            parts.append("%d %s" % (s // size, name))
+            s %= size
+    return " ".join(parts) if parts else "0 s"
 
 
 def clock_text(ts):
@@ -278,7 +295,7 @@ class Proto:
             lines.append("  %-14s %s" % (name, COMMANDS[name][1]))
         lines.append("Everything else is for programs (pumpctl does it for you): one JSON")
         lines.append("request a line, signed with a key (docs/protocol.md):")
-        for name in COMMANDS:
+        for name in sorted(COMMANDS):
             role, what = COMMANDS[name]
             if name in TERMINAL:
                 continue
@@ -291,14 +308,14 @@ class Proto:
         lim = out["limits"]
         rows = (("pump id", out["pump_id"]), ("firmware", out["firmware"]),
                 ("board", out["board"]), ("pump clock", clock_text(out["clock_ts"])),
-                ("uptime", "%d s" % out["uptime_s"]),
+                ("uptime", span_text(out["uptime_s"])),
                 ("provisioned", "yes" if out["provisioned"] else "no (provision it)"),
-                ("stroke", "%d nL" % lim["stroke_nl"]),
-                ("reservoir", "%d nL (delivery stops below %d nL)"
-                 % (lim["reservoir_nl"], lim["reservoir_min_nl"])),
-                ("basal rates", "%d to %d nL/day" % (lim["min_rate_nl_day"],
-                                                     lim["max_rate_nl_day"])),
-                ("catheter", "%d nL" % lim["catheter_nl"]))
+                ("stroke", ml_text(lim["stroke_nl"])),
+                ("reservoir", "%s (delivery stops below %s)"
+                 % (ml_text(lim["reservoir_nl"]), ml_text(lim["reservoir_min_nl"]))),
+                ("basal rates", "%s/day to %s/day" % (ml_text(lim["min_rate_nl_day"]),
+                                                      ml_text(lim["max_rate_nl_day"]))),
+                ("catheter", ml_text(lim["catheter_nl"])))
         return "\r\n".join(["%-12s %s" % (k, v) for k, v in rows])
 
     # ---- commands ----------------------------------------------------------------------------

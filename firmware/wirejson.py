@@ -17,5 +17,8 @@ def dumps(obj):
             parts.append(_json.dumps(k if type(k) is str else str(k)) + ":" + dumps(obj[k]))
         return "{" + ",".join(parts) + "}"
     if t is list or t is tuple:
-        return "[" + ",".join([dumps(v) for v in obj]) + "]"
+        items = []
+        for v in obj:
+            items.append(dumps(v))
+        return "[" + ",".join(items) + "]"
     return _json.dumps(obj)

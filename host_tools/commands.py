@@ -110,6 +110,7 @@ class Context:
             port = self._port()
             key = self._key(role)
             timeout = getattr(self.opts, "timeout", None) or 3.0
+            refuse_if_shared(port, self.found)
             self._link = Link.open(port, key, timeout_s=timeout)
         return self._link
 
@@ -152,6 +153,45 @@ class Context:
         if self._link is not None:
             self._link.close()
             self._link = None
+
+
+# ---- a port someone else has open -----------------------------------------------------------
+
+def port_holders(path: str) -> list[tuple[int, str]]:
+    """Other processes that have this device open, (pid, program name), from /proc (Linux;
+    elsewhere, or for a URL, none are seen). Terminal programs that take no lock (screen, tio)
+    are found this way; those that lock (picocom) also fail pyserial's exclusive open."""
+    proc = Path("/proc")
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    if not proc.is_dir():
+        return []
+    out = []
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            for fd in (d / "fd").iterdir():
+                st = os.stat(fd)
+                if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                    out.append((int(d.name), (d / "comm").read_text().strip()))
+                    break
+        except OSError:
+            continue  # gone, or not ours to look at
+    return out
+
+
+def refuse_if_shared(port: str, found) -> None:
+    """Another program on the port would read the pump's replies (and we its): say so at once
+    instead of timing out, or worse, acting on half a conversation."""
+    board_pid = (found.board or {}).get("pid") if found else None
+    others = [(pid, name) for pid, name in port_holders(port) if pid != board_pid]
+    if others:
+        who = ", ".join(f"{name} (pid {pid})" for pid, name in others)
+        raise LinkError(f"port in use by another program: {port} is open in {who}; close it "
+                        "and try again")
 
 
 # ---- showing quantities (host_tools/fmt.py has the rules; these names stay for callers) ------

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from host_tools import boardlimits
 from host_tools import link as linkmod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
         port = found[0].port
     info = _info(port)
     if info is not None:
-        board = "virtual" if info.get("board", "").startswith("virtual") else None
+        board = boardlimits.name_of(info.get("board"))  # its board file: virtual, pico, implant
         print(f"pump {info.get('pump_id')} on {port}: firmware {info.get('firmware')}, "
               f"board {info.get('board')}")
         key_path = args.key
@@ -121,7 +122,9 @@ def main(argv=None) -> int:
             return _fail(3, f"lost the pump while entering maintenance: {e}")
         print("maintenance: delivery stopped and state saved; waiting for the REPL")
     else:
-        board = None
+        # Already at the REPL (after `pumpctl maintenance`): a registered virtual board is
+        # known by its port.
+        board = "virtual" if linkmod.board_for_port(port) else None
         print(f"{port} does not answer the pump protocol; looking for MicroPython's REPL")
     if not _wait_repl(port):
         return _fail(3, f"no MicroPython REPL on {port}")

@@ -50,7 +50,8 @@ def test_info_typed_by_a_person_shows_the_clock_as_a_date_and_the_limits():
     app = boot()
     out = feed_raw(app, b"info\r\n")
     assert "pump clock   2026-11-25" in out          # MemHal's clock starts at 91 500 000 s
-    assert "stroke       250 nL" in out and "catheter" in out
+    assert "stroke       0.00025 mL" in out and "reservoir    20 mL" in out
+    assert "catheter     0.2 mL" in out and "basal rates  0.048 mL/day" in out
 
 
 def test_a_typo_from_a_person_says_what_to_type():
@@ -80,7 +81,7 @@ def test_ctrl_c_on_a_running_pump_answers_one_hint_per_line():
     out = feed_raw(app, b"\r\x03\r\x01")   # what mpremote sends: two lines, two hints
     assert out.count(HINT.decode()) == 2
     assert feed(app, b"6 ping\n")[0]["pong"] is True
-    assert "make flash" in HINT.decode()
+    assert "make flash" in HINT.decode() and len(HINT) <= 80
 
 
 def test_the_info_limits_are_the_boards():

@@ -58,6 +58,11 @@ def settings_of(rate_ng_day):
                                               "concentration": "25 mcg/mL"}}
 
 
+LIMITS = {"stroke_nl": 250, "reservoir_nl": 20_000_000, "reservoir_min_nl": 500_000,
+          "min_rate_nl_day": 48_000, "max_strokes_per_min": 600, "max_rate_nl_day": 216_000_000,
+          "catheter_nl": 200_000}
+
+
 def pump(settings=None, program=None, **replies):
     """A script: info and settings answered from arguments, the rest as given or ok."""
     def script(p, line):
@@ -65,7 +70,7 @@ def pump(settings=None, program=None, **replies):
         if cmd == "info":
             return p.reply(line, ok=True, cmd="info", pump_id="pump-1", clock_ts=1000,
                            ctr={"clinician": 0, "patient": 0}, stroke_nl=250,
-                           catheter_nl=200_000)
+                           catheter_nl=200_000, board="virtual-pico", limits=LIMITS)
         if cmd == "settings":
             return p.reply(line, ok=True, cmd="settings", settings=settings)
         if cmd == "program" and program is not None:
@@ -77,9 +82,56 @@ def pump(settings=None, program=None, **replies):
 
 
 def test_bad_usage_is_2(capsys):
+    assert run("bolus") == 2  # --dose missing
+    assert "--dose" in capsys.readouterr().err
+
+
+def test_bad_usage_with_json_is_one_object_on_stdout_and_still_2(capsys):
+    assert run("--json", "bolus") == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["error"] == "E_USAGE" and "--dose" in out["message"]
+
+
+def test_every_error_with_json_is_one_object_with_the_same_status(peer, tmp_path, keyfile,
+                                                                   capsys):
+    bad = rx_file(tmp_path, ZICONOTIDE.format(rate="3 mg/mL"))
+    cases = [(("--json", "check", bad), 2, "E_INPUT"),
+             (("--json", "--port", "/nonexistent/tty", "info"), 3, "E_NO_CONNECTION"),
+             (("--json", "--port", peer.path, "--key", keyfile, "program", bad, "--yes"), 2,
+              "E_INPUT")]
+    for argv, status, code in cases:
+        assert run(*argv) == status, argv
+        out = capsys.readouterr().out
+        assert json.loads(out) == {**json.loads(out), "ok": False, "error": code}, out
+
+
+def test_version_names_the_host_and_the_firmware_it_speaks_to(capsys):
     with pytest.raises(SystemExit) as e:
-        run("bolus")  # --dose missing
-    assert e.value.code == 2
+        run("--version")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pumpctl ") and "firmware" in out
+
+
+def test_each_command_lists_only_the_options_it_uses(capsys):
+    def options(cmd):
+        with pytest.raises(SystemExit):
+            run(cmd, "--help")
+        return capsys.readouterr().out
+    check = options("check")
+    assert "--board" in check and "--port" not in check and "--key" not in check \
+        and "--timeout" not in check
+    assert "--key" not in options("info") and "--port" in options("info")
+    assert "--port" not in options("ports")
+    assert "--key" in options("status")
+
+
+def test_check_on_a_scenario_file_says_to_use_pumpsim_run(capsys):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "occlusion.toml"
+    assert run("check", path) == 2
+    assert "pumpsim run" in capsys.readouterr().err
 
 
 def test_an_invalid_prescription_is_2_and_nothing_is_sent(peer, tmp_path, keyfile, capsys):
@@ -118,14 +170,14 @@ def test_two_pumps_found_is_2_and_names_them(monkeypatch, capsys):
 def test_a_refusal_is_1_and_prints_the_code_and_message(peer, keyfile, capsys):
     peer.script = pump(patient_bolus={"ok": False, "error": "E_REFUSED", "reason": "lockout",
                                       "message": "the lockout has not passed"})
-    assert run("--port", peer.path, "--key", keyfile, "patient-bolus") == 1
+    assert run("--port", peer.path, "--key", keyfile, "patient-bolus", "--yes") == 1
     err = capsys.readouterr().err
     assert "E_REFUSED" in err and "lockout" in err and "has not passed" in err
 
 
 def test_a_refusal_with_json_still_prints_one_object(peer, keyfile, capsys):
     peer.script = pump(stop={"ok": False, "error": "E_AUTH", "message": "wrong tag"})
-    assert run("--port", peer.path, "--key", keyfile, "--json", "stop") == 1
+    assert run("--port", peer.path, "--key", keyfile, "--json", "stop", "--yes") == 1
     assert json.loads(capsys.readouterr().out)["error"] == "E_AUTH"
 
 
@@ -157,8 +209,8 @@ def test_a_ziconotide_jump_is_refused_before_anything_is_written(peer, tmp_path,
 
 
 def test_a_read_back_that_differs_is_1(peer, tmp_path, keyfile, capsys):
-    peer.script = pump(settings=None, program=settings_of(2000))
-    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    peer.script = pump(settings=None, program=settings_of(1000))
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"))
     assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 1
     assert "E_VERIFY" in capsys.readouterr().err
 
@@ -187,7 +239,7 @@ def test_prime_refuses_more_than_the_catheter_holds(peer, keyfile, capsys):
     peer.script = pump(settings=settings_of(2400), status={"ok": True, "cmd": "status"})
     assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "0.3 mL",
                "--confirm", "0.3 mL") == 2
-    assert "200 uL" in capsys.readouterr().err
+    assert "0.2 mL" in capsys.readouterr().err
     assert "bolus" not in [r["cmd"] for r in peer.requests()]
 
 
@@ -240,7 +292,7 @@ def ctx_with(answers):
 
 def test_the_second_confirmation_is_the_volume_typed_again():
     commands.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="not 200 uL"):
+    with pytest.raises(commands.UsageError, match="not 0.2 mL"):
         ctx_with("y\n2 mL\n").confirm_volume("priming bolus", 200_000, 0, None)
     with pytest.raises(commands.UsageError, match="not confirmed"):
         ctx_with("n\n").confirm_volume("priming bolus", 200_000, 0, None)
