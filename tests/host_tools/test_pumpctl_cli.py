@@ -326,3 +326,99 @@ def test_the_pumps_notes_stay_within_512_bytes_however_long_the_schedule():
     assert params["meta"]["titration_override"] == "x" * 200
     with pytest.raises(InputError, match="--override-titration"):
         commands.build_params(raw, parse_prescription(raw), "x" * 600)
+
+
+# ---- issue 14: what pumpctl says and asks --------------------------------------------------
+
+STATUS = {"ok": True, "cmd": "status", "programmed": True, "stopped": False, "delivering": True,
+          "rate_nl_day": 96_000, "step": 0, "basal_nl_day": 96_000, "max_daily_nl": 768_000,
+          "reservoir_nl": 10_000_000, "refill_ts": -1, "alarms": [], "battery_mv": 3100,
+          "delivered_24h_nl": 96_000, "bolus": {"patient": False, "clinician": False},
+          "clock_ts": 1000, "stop_left_s": 0}
+
+
+def test_status_json_carries_the_drug_concentration_and_both_units(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "--json", "status") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["drug"] == "ziconotide" and out["concentration_ng_per_ml"] == 25_000
+    assert out["mass_unit"] == "mcg" and out["basal_ng_day"] == 2400
+    assert out["basal_nl_day"] == 96_000 and out["therapy"] == "delivering"
+    assert out["text"]["basal_a_day"] == "2.4 mcg (0.096 mL)"
+
+
+@pytest.mark.parametrize("argv", [("bolus", "--dose", "1 mcg"), ("patient-bolus",), ("stop",),
+                                  ("resume",), ("clock", "--set", "now"),
+                                  ("refill", "--volume", "10 mL"), ("maintenance",)])
+def test_every_therapy_change_without_a_terminal_needs_yes_and_sends_nothing(peer, keyfile,
+                                                                             capsys, argv):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, *argv) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert [r["cmd"] for r in peer.requests()
+            if r["cmd"] not in ("info", "settings", "status", "clock")] == []
+
+
+def test_stop_says_what_it_does_and_the_withdrawal_risk_before_acting(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "stop", "--yes") == 0
+    out = capsys.readouterr().out
+    assert out.index("Withdrawal risk") < out.index("delivery stopped")
+
+
+def test_a_clinician_bolus_above_the_librarys_hard_limit_is_never_sent(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "bolus", "--dose", "5 mcg", "--yes") == 2
+    assert "2.4 mcg" in capsys.readouterr().err
+    assert "bolus" not in [r["cmd"] for r in peer.requests()]
+    assert run("--port", peer.path, "--key", keyfile, "bolus", "--dose", "1.5 mcg",
+               "--yes") == 0
+    assert "soft limit of 1 mcg" in capsys.readouterr().out
+
+
+def test_the_pumps_own_limits_decide_a_refill(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "refill", "--volume", "30 mL",
+               "--yes") == 2
+    assert "20 mL" in capsys.readouterr().err
+    implant = dict(LIMITS, reservoir_nl=40_000_000, stroke_nl=200)
+
+    def script(p, line):
+        if json.loads(body_of(line))["cmd"] == "info":
+            return p.reply(line, ok=True, cmd="info", pump_id="pump-1", clock_ts=1000,
+                           ctr={"clinician": 0, "patient": 0}, board="implant", limits=implant)
+        return pump(settings=settings_of(2400), status=STATUS)(p, line)
+    peer.script = script
+    assert run("--port", peer.path, "--key", keyfile, "refill", "--volume", "30 mL",
+               "--yes") == 0
+    assert [r for r in peer.requests() if r["cmd"] == "refill"][-1]["args"]["volume_nl"] \
+        == 30_000_000
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "pumpctl"
+    proc = subprocess.run(f'"{exe}" --help | head -1', shell=True, capture_output=True,
+                          text=True)
+    assert proc.stdout.startswith("usage: pumpctl") and "Traceback" not in proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
+
+
+def test_with_several_boards_pumpctl_takes_the_one_this_checkout_started(monkeypatch, capsys):
+    import argparse
+
+    mine = link.Found("/dev/pts/97", "virtual", "virtual board", {"root": str(commands.ROOT),
+                                                                 "flash": "/tmp/a", "pid": 1})
+    theirs = link.Found("/dev/pts/98", "virtual", "virtual board", {"root": "/elsewhere",
+                                                                   "flash": "/tmp/b", "pid": 2})
+    monkeypatch.setattr(link, "find_pumps", lambda: [theirs, mine])
+    ctx = commands.Context(argparse.Namespace(json=False, port=None), stdout=io.StringIO(),
+                           stderr=io.StringIO())
+    assert ctx._port() == "/dev/pts/97"
+    assert "started from this checkout" in ctx.err.getvalue()
+    monkeypatch.setattr(link, "find_pumps", lambda: [theirs, theirs])
+    with pytest.raises(commands.UsageError, match="flash /tmp/b"):
+        ctx._port()
