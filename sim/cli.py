@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                          "cluster at --dask-scheduler)")
     fl.add_argument("--dask-scheduler", metavar="ADDRESS",
                     help="with --engine dask: a running Dask scheduler, e.g. tcp://host:8786 "
-                         "(needs the `distributed` package)")
+                         "(docs/reports.md shows how to start one)")
     fl.add_argument("--duration", help="override the scenario's duration, e.g. \"30 d\"")
     fl.add_argument("--json", action="store_true", help="print one JSON object instead")
     fl.add_argument("--no-progress", action="store_true", help="no progress bar")
