@@ -69,9 +69,10 @@ class BoardLimits:
 @lru_cache(maxsize=8)
 def board_data(name: str) -> dict:
     """Every upper-case constant of boards/<name>.py, read from the source."""
-    if name not in BOARD_NAMES:
+    path = BOARDS_DIR / f"{name}.py"
+    if not name.isidentifier() or name.startswith("_") or not path.is_file():
         raise InputError("board", name, "one of " + ", ".join(f'"{b}"' for b in BOARD_NAMES))
-    tree = ast.parse((BOARDS_DIR / f"{name}.py").read_text())
+    tree = ast.parse(path.read_text())
     values = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:

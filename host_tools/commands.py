@@ -277,7 +277,7 @@ def do_info(ctx: Context, args) -> int:
     ctr = info.get("ctr") or {}
     lines = [f"pump id      {info.get('pump_id')}",
              f"firmware     {info.get('firmware')}",
-             f"board        {info.get('board')} ({info.get('stroke_nl')} nL a stroke)",
+             f"board        {limits(ctx).describe()}",
              f"pump clock   {pump_time(info.get('clock_ts', 0))}",
              f"uptime       {span(info.get('uptime_s', 0))}",
              f"provisioned  {'yes' if info.get('provisioned') else 'no'}",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def _nl(v: int) -> str:
-    return f"{v} nL ({v / 1e6:.6g} mL)"
+    from host_tools import fmt
+
+    return f"{v} nL ({fmt.vol(v)})"
 
 
 def check(expect: dict, summary: dict) -> list[dict]:

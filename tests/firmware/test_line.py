@@ -94,3 +94,19 @@ def test_the_info_limits_are_the_boards():
                    "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
                    "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
                    "catheter_nl": hal.CATHETER_NL}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=16)
+
+
+@given(json_values)
+def test_the_wire_encoding_round_trips_and_has_one_spelling(value):
+    from firmware import wirejson
+
+    text = wirejson.dumps(value)
+    assert json.loads(text) == value
+    assert text == json.dumps(value, sort_keys=True, separators=(",", ":"))
