@@ -110,3 +110,17 @@ def test_the_wire_encoding_round_trips_and_has_one_spelling(value):
     text = wirejson.dumps(value)
     assert json.loads(text) == value
     assert text == json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def test_the_programming_log_entry_records_the_bolus_settings():
+    from host_tools.commands import explain
+    from tests.firmware.proto_bench import PARAMS
+
+    app, clin = programmed()
+    rows = feed(app, clin.line("log").encode() + b"\n")[0]["entries"]
+    events = {r[2]: (r[3], r[4]) for r in rows}
+    dose_nl = PARAMS["pb"][0] * 1_000_000 // PARAMS["conc_ng_ml"]
+    assert events["program_bolus"] == (dose_nl, PARAMS["pb"][1])
+    assert events["program_bolus_limits"] == (PARAMS["pb"][2], PARAMS["pb"][3])
+    assert explain("program_bolus", dose_nl, 600) == "patient bolus 0.008 mL over 10 min"
+    assert explain("program_bolus_limits", 7200, 4) == "lockout 2 h, at most 4 a day"
