@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw
+.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw browser
 
 venv: $(STAMP)
 
@@ -17,8 +17,18 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m sim.demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+
+# Headless Chromium for the report-page test (tests/sim/test_report_browser.py): Debian's
+# package, installed when missing. Installing needs root (CI runs as root); otherwise it says
+# what to install.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then \
+	      echo "installing Debian's chromium for the report test"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	    else echo "make browser: install Debian's chromium (sudo apt-get install chromium)"; exit 2; fi; }
 
 # Hardware in the loop: the end-to-end tests against a flashed pump (a Pico on USB serial).
 # make test-hw PORT=/dev/ttyACM0 KEY=clinician.key [PATIENT_KEY=patient.key]

@@ -133,3 +133,10 @@ TONE_PATTERNS = {
     TONE_CRITICAL: ((880, 200), (660, 200), (880, 200), (660, 200)),
     TONE_WARNING: ((1000, 300),),
 }
+
+# Issue 14's events (40-45): the patient-bolus settings a program installed, logged right after
+# EV_PROGRAM so the log shows the whole prescription's limits.
+EV_PROGRAM_BOLUS = const(40)         # a = patient bolus dose nL (0: none), b = duration s
+EV_PROGRAM_BOLUS_LIMITS = const(41)  # a = lockout s, b = at most this many in 24 h
+EVENT_NAMES[EV_PROGRAM_BOLUS] = "program_bolus"
+EVENT_NAMES[EV_PROGRAM_BOLUS_LIMITS] = "program_bolus_limits"

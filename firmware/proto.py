@@ -10,9 +10,14 @@
 # Trust runs both ways (docs/security.md). A request whose tag verifies gets a signed reply,
 # refusals included: the tag is HMAC(key, "reply " + request tag + reply JSON) under the same
 # role's key, so the host knows the answer is the pump's, and to this very request.
-import json
+#
+# Lines end in LF, CR or CRLF (a terminal's Enter sends CR; CRLF counts once). A line from a
+# person (the terminal form without an id: `help`, `info`, `ping`) is answered in readable
+# lines; everything else gets one compact JSON object with sorted keys (firmware/wirejson.py).
 import os
 from hashlib import sha256
+
+from firmware import wirejson as json
 
 from firmware import auth, buildinfo, codes, update
 from firmware.compat import const
@@ -24,6 +29,8 @@ MAX_LINE = const(1024)
 _CR = const(13)
 _LF = const(10)
 _TAB = const(9)
+_CTRL_A = const(1)
+_CTRL_C = const(3)
 _HEX_LEN = const(64)
 ID_MAX = const((1 << 30) - 1)
 META_MAX = const(512)
@@ -35,9 +42,9 @@ _REPLY = b"reply "
 COMMANDS = {
     "help": (auth.NONE, "list the commands"),
     "ping": (auth.NONE, "check the pump answers"),
-    "info": (auth.NONE, "pump id, firmware, board, build; signed: clock, counters, limits"),
+    "info": (auth.NONE, "who the pump is; with a key: clock, counters, limits"),
     "provision": (auth.NONE, "set the two role keys (a new pump, or after the button)"),
-    "hello": (auth.PATIENT, "open a session: a fresh session id and the counter"),
+    "hello": (auth.PATIENT, "open a session (its id and counter)"),
     "status": (auth.PATIENT, "therapy, reservoir, alarms, battery, last 24 h"),
     "alarms": (auth.PATIENT, "active alarms"),
     "patient_bolus": (auth.PATIENT, "ask for the prescribed patient bolus"),
@@ -55,10 +62,22 @@ COMMANDS = {
     "update_chunk": (auth.CLINICIAN, "the next piece of the update"),
     "update_commit": (auth.CLINICIAN, "check the update and switch to it"),
     "update_confirm": (auth.CLINICIAN, "end the new firmware's trial"),
-    "maintenance": (auth.CLINICIAN, "development builds: stop safely and hand back the REPL"),
+    "maintenance": (auth.CLINICIAN, "dev builds: stop, hand back the REPL"),
 }
 TERMINAL = ("help", "ping", "info")
+# What a REPL-seeking byte (Ctrl-C, or mpremote's Ctrl-A) gets, once per line: a running pump
+# has no REPL, and a tool waiting for one should fail at once and say why.
+HINT = b"pump running, no REPL: Ctrl-C is ignored. Type help; to flash: make flash"
 BOLUS_KINDS = ("clinician", "prime", "bridge")
+
+
+def board_limits(hal):
+    """What the host validates against: this board's own numbers (info -> limits)."""
+    return {"stroke_nl": hal.STROKE_NL, "reservoir_nl": hal.RESERVOIR_NL,
+            "reservoir_min_nl": hal.RESERVOIR_MIN_NL, "min_rate_nl_day": hal.MIN_RATE_NL_DAY,
+            "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
+            "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
+            "catheter_nl": hal.CATHETER_NL}
 
 
 class Refusal(Exception):
@@ -102,6 +121,8 @@ class Proto:
         self.buf = bytearray(MAX_LINE)
         self.n = 0
         self.overlong = False
+        self.after_cr = False   # a CR ended the last line: an LF right after it is the same end
+        self.hinted = False     # the REPL hint went out on this line already
         self.last_tag = [None, None, None]  # type: list  # by role: the last accepted tag
         self.last_reply = [None, None, None]  # type: list  # and its reply (for a repeat)
         self.sn = [None, None, None]  # type: list  # by role: the current session's id
@@ -110,14 +131,19 @@ class Proto:
         self.role = auth.NONE         # role of the request being handled (keyed info)
         self.reset_after = False      # a committed update: reset once the reply is out
 
-# ---- bytes to lines --------------------------------------------------------------------
+    # ---- bytes to lines --------------------------------------------------------------------
     def feed(self, b, now):
-        if b == _LF:
+        after_cr = self.after_cr
+        self.after_cr = b == _CR
+        if b == _LF or b == _CR:
+            if b == _LF and after_cr:
+                return  # CRLF: the CR ended the line
+            self.hinted = False
             if self.overlong:
                 self.overlong = False
                 self.n = 0
-                self.app.reply(b'{"id":null,"ok":false,"error":"E_TOO_LONG","message":'
-                               b'"line longer than 1024 bytes"}')
+                self.app.reply(b'{"error":"E_TOO_LONG","id":null,"message":'
+                               b'"line longer than 1024 bytes","ok":false}')
                 return
             n = self.n
             self.n = 0
@@ -125,7 +151,11 @@ class Proto:
                 self.app.reply(self.handle(bytes(self.buf[:n]), now))
             return
         if b < 32 and b != _TAB or b == 127:
-            return  # control bytes (Ctrl-C, Ctrl-D, CR, ...) never reach a command
+            # control bytes (Ctrl-C, Ctrl-D, ...) never reach a command
+            if (b == _CTRL_C or b == _CTRL_A) and not self.hinted:
+                self.hinted = True
+                self.app.reply(HINT)
+            return
         if self.n >= MAX_LINE:
             self.overlong = True
             return
@@ -272,7 +302,9 @@ class Proto:
         reply = self.last_reply[role]
         if reply is None:
             raise Refusal("E_REPLAY", "this request was already received")
-        return self._signed(reply[:-1] + b', "repeat": true}', key, tag)
+        out = json.loads(reply)
+        out["repeat"] = True
+        return self._signed(json.dumps(out).encode(), key, tag)
 
     def _error(self, rid, code, message, reason=None):
         out = {"id": rid, "ok": False, "error": code, "message": message}
@@ -291,20 +323,60 @@ class Proto:
         return role
 
     def _terminal(self, text, now):
+        """The terminal form. With an id (`7 info`) it is a program's: one JSON reply. Without,
+        a person typed it: readable lines."""
         words = text.split()
         rid = None
         if len(words) == 2 and words[0].isdigit() and len(words[0]) < 10:
             rid = int(words[0])
             words = words[1:]
-        if len(words) != 1 or words[0] not in TERMINAL:
-            raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
-                          "(docs/protocol.md)")
-        out = {"id": rid, "ok": True, "cmd": words[0]}
+        known = len(words) == 1 and words[0] in TERMINAL
+        if rid is not None or text[:1] == "[":  # a program (or its garbage): JSON
+            if not known:
+                raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
+                              "(docs/protocol.md)")
+            out = {"id": rid, "ok": True, "cmd": words[0]}
+            getattr(self, "do_" + words[0])({}, now, out)
+            return json.dumps(out).encode()
+        if not known:
+            return ("not a command here: " + text[:40] + "\r\ntype help, info or ping and "
+                    "Enter; programs send JSON requests (docs/protocol.md)").encode()
+        out = {}
         getattr(self, "do_" + words[0])({}, now, out)
-        return json.dumps(out).encode()
+        return getattr(self, "_text_" + words[0])(out).encode()
+
+    def _text_ping(self, out):
+        return "pong: the pump is running"
+
+    def _text_help(self, out):
+        app = self.app
+        lines = ["Intrathecal pump %s, firmware %s, board %s" % (app.uid, VERSION, app.hal.NAME),
+                 "Type one of these and press Enter:"]
+        for name in TERMINAL:
+            lines.append("  %-14s %s" % (name, COMMANDS[name][1]))
+        lines.append("Everything else is for programs (pumpctl does it for you): one JSON")
+        lines.append("request a line, signed with a key (docs/protocol.md):")
+        for name in sorted(COMMANDS):
+            role, what = COMMANDS[name]
+            if name in TERMINAL:
+                continue
+            key = ("" if role == auth.NONE else
+                   "  [%s key]" % ("patient" if role == auth.PATIENT else "clinician"))
+            lines.append("  %-14s %s%s" % (name, what, key))
+        return "\r\n".join(lines)
+
+    def _text_info(self, out):
+        keys = {"ok": "yes", "none": "none yet (provision it)",
+                "damaged": "DAMAGED: nothing that changes therapy is accepted until the pump "
+                           "is provisioned again after its button is held at boot"}
+        rows = (("pump id", out["pump_id"]), ("firmware", out["firmware"]),
+                ("build", out["build"]), ("board", out["board"]),
+                ("keys", keys.get(out["keys"], out["keys"])),
+                ("more", "clock, counters and the board's limits: pumpctl info (with a key)"))
+        return "\r\n".join(["%-12s %s" % (k, v) for k, v in rows])
 
     # ---- commands ----------------------------------------------------------------------------
-    def do_help(self, args, now, out):
+    def do_help(self, args, now, out):  # the JSON form's; a person gets _text_help
         cmds = {}
         for name in COMMANDS:
             role, text = COMMANDS[name]
@@ -336,6 +408,7 @@ class Proto:
         out["stroke_nl"] = hal.STROKE_NL
         out["catheter_nl"] = hal.CATHETER_NL
         out["reservoir_max_nl"] = hal.RESERVOIR_NL
+        out["limits"] = board_limits(hal)
         out["update"] = app.update_info()
 
     def do_hello(self, args, now, out):

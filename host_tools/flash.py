@@ -36,13 +36,13 @@ import sys
 import time
 from pathlib import Path
 
+from host_tools import boardlimits
 from host_tools import bundle as bundlemod
 from host_tools import link as linkmod
 from host_tools.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-BOARDS = {"virtual-pico": "virtual", "pico": "pico", "implant": "implant"}
 
 
 def _fail(code: int, message: str) -> int:
@@ -229,7 +229,8 @@ def main(argv=None) -> int:
             return _fail(3, f"found {len(found)} pumps; name one with PORT=...")
         port = found[0].port
     info = _info(port)
-    board = args.board or (BOARDS.get(info.get("board"), "pico") if info else None)
+    # the pump's board file (virtual, pico, implant), from what it says it is
+    board = args.board or (boardlimits.name_of(info.get("board")) or "pico" if info else None)
     bundle = Path(args.bundle) if args.bundle else None
 
     def built():

@@ -272,9 +272,15 @@ def open_port(url: str, timeout_s: float = _POLL_S):
     import serial
 
     try:
+        # exclusive: a terminal program (picocom, tio) on the same port would read our replies
+        # and we its; refuse to share rather than act on half a conversation.
         return serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout_s,
-                                     write_timeout=2.0)
+                                     write_timeout=2.0, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as e:
+        if "exclusively lock" in str(e):
+            raise LinkError(f"port in use by another program: {url} is held open by another "
+                            "program (a terminal such as picocom or tio, or another pumpctl); "
+                            "close it and try again") from None
         raise LinkError(f"cannot open {url}: {e}") from None
 
 

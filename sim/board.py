@@ -15,6 +15,7 @@ directory, until it exits; then the firmware boots again, as a Pico does after a
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -72,12 +73,36 @@ def _board_parser() -> argparse.ArgumentParser:
     return p
 
 
+class FlashInUse(Exception):
+    """Another running board holds this flash directory."""
+
+
+def lock_flash(flash: Path):
+    """Hold the flash directory for this board's life: two boards on one flash would write the
+    same records. Returns the open lock file (the lock lasts while it is open)."""
+    f = open(flash / "board.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise FlashInUse(f"the flash directory {flash} is in use by the virtual board of "
+                         f"{holder}: stop that board first, or give another --flash") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
+
+
 class Board:
     def __init__(self, args):
         self.args = args
         self.runtime = args.runtime
         self.flash = Path(args.flash or tempfile.mkdtemp(prefix="pumpsim-flash-")).resolve()
         (self.flash / "data").mkdir(parents=True, exist_ok=True)
+        self.flash_lock = lock_flash(self.flash)
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)            # no echo, no newline translation: a raw serial line
         os.set_blocking(self.master, False)
@@ -233,7 +258,8 @@ class Board:
         info = {"port": self.port, "control": self.control,
                 "clinician_key": str(self.flash / "clinician.key"),
                 "patient_key": str(self.flash / "patient.key"), "flash": str(self.flash),
-                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed}
+                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed,
+                "root": str(ROOT)}  # the checkout it runs from: pumpctl prefers its own
         reg_file = self.reg / f"{os.getpid()}.json"
         reg_file.write_text(json.dumps(info))
         threading.Thread(target=self._serve, daemon=True).start()
@@ -299,7 +325,12 @@ class Board:
 
 def main_board(argv: list[str]) -> int:
     args = _board_parser().parse_args(argv)
-    return Board(args).run()
+    try:
+        board = Board(args)
+    except FlashInUse as e:
+        print(f"pumpsim board: {e}", file=sys.stderr)
+        return 2
+    return board.run()
 
 
 # ---- pumpsim inject ------------------------------------------------------------------------

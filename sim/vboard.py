@@ -97,13 +97,19 @@ class VirtualHal:
         self.delivered_nl = st["delivered_nl"]
         self.strokes = st["strokes"]
         self.clock_off = st.get("clock_off", 0)
+        # The pump clock never runs backwards across a restart of the board process (after a
+        # flash, or `pumpsim board` started again): virtual time that ran faster than real time
+        # is kept, so the log's stamps keep rising.
+        last = st.get("clock_ts", 0)
+        if self.clock_ts() < last:
+            self.clock_off = last - self.clock0_ts
 
     def save_plant(self):
         p = self.plant
         charge = p.charge - (self.vt - p.charge_t) * BAT_DAY_DRAIN // DAY_MS
         st = {"reservoir_nl": p.reservoir_nl, "charge": charge if charge > 0 else 0,
               "delivered_nl": self.delivered_nl, "strokes": self.strokes,
-              "clock_off": self.clock_off}
+              "clock_off": self.clock_off, "clock_ts": self.clock_ts()}
         with open(self._plant_path(), "w") as f:
             f.write(json.dumps(st))
 

@@ -25,6 +25,7 @@ from tests.session_client import Session, read_reply, split
 MORPHINE = (Path(__file__).resolve().parents[2] / "examples" / "prescriptions"
             / "morphine_flex.toml").read_text()
 REDUCED = MORPHINE.replace('"3 mg/day"', '"2.5 mg/day"')
+OVERRIDE = ("--override-titration", "bench pump, water")
 
 
 class Relay:
@@ -162,7 +163,7 @@ def log_events(board):
 def test_setup_programs_through_the_relay(board, relay, tmp_path):
     (tmp_path / "rx.toml").write_text(MORPHINE)
     assert pumpctl(relay, board, "refill", "--volume", "20 mL", "--yes")[0] == 0
-    rc, out, err = pumpctl(relay, board, "program", tmp_path / "rx.toml", "--yes")
+    rc, out, err = pumpctl(relay, board, "program", tmp_path / "rx.toml", "--yes", *OVERRIDE)
     assert rc == 0 and "read back" in out, out + err
 
 
@@ -171,7 +172,7 @@ def test_1_a_dropped_program_answered_with_old_replies_is_never_reported_written
     """Attack 1: the relay drops a dose reduction and answers it, and the read-back, with
     replies the pump gave earlier (genuine, signed ones)."""
     (tmp_path / "a.toml").write_text(MORPHINE)
-    assert pumpctl(relay, board, "program", tmp_path / "a.toml", "--yes")[0] == 0
+    assert pumpctl(relay, board, "program", tmp_path / "a.toml", "--yes", *OVERRIDE)[0] == 0
     before = board.ask({"cmd": "settings"}, sign=True)["settings"]
     old = {cmd_of(x): x for x in relay.replies if cmd_of(x) in ("program", "settings")}
     (tmp_path / "b.toml").write_text(REDUCED)
@@ -188,7 +189,7 @@ def test_1_a_dropped_program_answered_with_old_replies_is_never_reported_written
             return None
         return line
     relay.to_pump = drop_and_answer
-    rc, out, err = pumpctl(relay, board, "program", tmp_path / "b.toml", "--yes")
+    rc, out, err = pumpctl(relay, board, "program", tmp_path / "b.toml", "--yes", *OVERRIDE)
     assert dropping == ["program"], dropping
     assert rc == 3, out + err
     assert "could not be verified" in err and "may or may not have acted" in err
@@ -211,7 +212,7 @@ def test_2_a_held_bolus_faked_as_given_and_fired_later_is_refused(board, relay):
                 return None
             return line
         relay.to_pump = hold
-        rc, out, err = pumpctl(relay, board, "bolus", "--dose", "0.1 mg")
+        rc, out, err = pumpctl(relay, board, "bolus", "--dose", "0.1 mg", "--yes")
         assert rc == 3 and "could not be verified" in err and "started" not in out, out + err
         relay.to_pump = lambda line: line
         if later == "idle":
@@ -247,7 +248,7 @@ def test_2_forged_counters_neither_run_the_host_ahead_nor_exhaust_the_pump(board
                 return json.dumps(obj, separators=(",", ":")).encode() + b" " + tag.encode()
             return line
         relay.to_host = forge
-        rc, out, err = pumpctl(relay, board, "stop")
+        rc, out, err = pumpctl(relay, board, "stop", "--yes")
         assert rc in (1, 3) and "could not be verified" in err, out + err
         assert status(board)["stopped"] is False
     relay.to_host = lambda line: line
@@ -260,11 +261,11 @@ def test_alterations_either_way_are_caught(board, relay):
     """A changed byte in a request is refused by the pump (unsigned, so pumpctl cannot take
     even the refusal as proof); a changed byte in a reply is refused by pumpctl."""
     relay.to_pump = lambda line: line.replace(b'"for_s":600', b'"for_s":6000')
-    rc, out, err = pumpctl(relay, board, "stop", "--for", "10 min")
+    rc, out, err = pumpctl(relay, board, "stop", "--for", "10 min", "--yes")
     assert rc == 3 and "could not be verified" in err, out + err
     assert status(board)["stopped"] is False
     relay.to_pump = lambda line: line
-    relay.to_host = lambda line: line.replace(b'"delivering": true', b'"delivering": false')
+    relay.to_host = lambda line: line.replace(b'"delivering":true', b'"delivering":false')
     rc, out, err = pumpctl(relay, board, "status")
     assert rc == 3 and "could not be verified" in err, out + err
 
@@ -301,8 +302,8 @@ def test_6_control_characters_from_the_pump_are_shown_escaped(board, relay):
 def test_5_a_session_recorded_on_one_pump_does_not_replay_on_another_with_the_same_key(
         board, relay, tmp_path):
     """Attack 5: two pumps share a key (a copied flash); a recorded session replays whole."""
-    assert pumpctl(relay, board, "stop", "--for", "10 min")[0] == 0
-    assert pumpctl(relay, board, "resume")[0] == 0
+    assert pumpctl(relay, board, "stop", "--for", "10 min", "--yes")[0] == 0
+    assert pumpctl(relay, board, "resume", "--yes")[0] == 0
     recorded = [x for x in relay.requests if x.strip()]
     twin_flash = tmp_path / "twin"
     shutil.copytree(board.info["flash"], twin_flash)
@@ -358,8 +359,8 @@ def test_3_damaged_keys_lock_therapy_changes_until_the_button(board, relay, tmp_
     time.sleep(1)
     rc, out, err = pumpctl(relay, board, "--json", "info")
     assert rc == 0 and json.loads(out)["keys"] == "damaged"
-    for argv, key in ((("patient-bolus",), board.info["patient_key"]),
-                      (("stop",), board.info["clinician_key"])):
+    for argv, key in ((("patient-bolus", "--yes"), board.info["patient_key"]),
+                      (("stop", "--yes"), board.info["clinician_key"])):
         rc, out, err = pumpctl(relay, board, *argv, key=key)
         assert rc == 1 and "E_KEYS" in err, out + err
     rc, out, err = pumpctl(relay, board, "provision", "--yes", "--out", tmp_path / "k1")

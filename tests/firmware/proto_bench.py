@@ -84,18 +84,22 @@ def split_tag(line: str):
     return line, None
 
 
-def feed(app, data: bytes):
-    """Feed raw bytes; returns the reply lines they produced (decoded JSON, the tag of a signed
-    reply in "_tag"). The raw lines are kept in app.hal.lines."""
+def feed_raw(app, data: bytes) -> str:
+    """Feed raw bytes; returns what the pump wrote back, as text."""
     hal = app.hal
     start = len(hal.out)
     for b in data:
         app.proto.feed(b, hal.ticks_ms())
-    text = bytes(hal.out[start:]).decode()
+    return bytes(hal.out[start:]).decode()
+
+
+def feed(app, data: bytes):
+    """Feed raw bytes; returns the reply lines they produced (decoded JSON, the tag of a signed
+    reply in "_tag"). The raw lines are kept in app.hal.lines."""
     out = []
-    for line in text.split("\r\n"):
+    for line in feed_raw(app, data).split("\r\n"):
         if line:
-            hal.lines = getattr(hal, "lines", []) + [line]
+            app.hal.lines = getattr(app.hal, "lines", []) + [line]
             body, tag = split_tag(line)
             reply = json.loads(body)
             if tag is not None:

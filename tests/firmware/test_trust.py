@@ -123,7 +123,7 @@ def test_damaged_keys_fail_closed_while_therapy_goes_on():
     for line in (Signer().hello_line(), Signer(key=PAT, role="patient").hello_line(),
                  clin.line("program", {"params": PARAMS})):
         assert ask(app2, line)["error"] == "E_KEYS"
-    info = ask(app2, "info")
+    info = ask(app2, "5 info")
     assert info["keys"] == "damaged" and info["provisioned"] is False
     prov = json.dumps({"id": 1, "cmd": "provision",
                        "args": {"clinician_key": bytes(32).hex(), "patient_key": PAT.hex()}})
