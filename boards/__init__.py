@@ -44,6 +44,11 @@
 #                            (firmware.store.FileDev on littlefs, under /data).
 #   reset()                  a deliberate reset (machine.reset()); the clock carries over where
 #                            the board can keep it.
+#   button_held()            True while the provisioning button is pressed (the physical act
+#                            that allows provisioning a pump again: docs/security.md). On a Pico
+#                            rp2.bootsel_button(); with PIN_BUTTON in the board data, that GPIO
+#                            at BUTTON_ACTIVE. Allocates nothing. The firmware looks at it for a
+#                            minute after each boot only.
 #
 # The firmware attaches save_state itself; boards do not implement it. Creating a Hal also
 # turns off Ctrl-C on the serial line (micropython.kbd_intr(-1)), so stray bytes cannot stop the

@@ -122,6 +122,11 @@ class Rp2Hal:
         self._byte = bytearray(1)
         self._ticks = time.ticks_ms
         self._ticks_diff = time.ticks_diff
+        # The provisioning button (docs/security.md): a GPIO from the board data, or BOOTSEL.
+        btn = cfg.get("PIN_BUTTON")
+        self._button = None if btn is None else machine.Pin(btn, machine.Pin.IN,
+                                                            machine.Pin.PULL_UP)
+        self._button_on = cfg.get("BUTTON_ACTIVE", 0)
 
     # ---- motor ----------------------------------------------------------------------------
     def _start_sm(self):
@@ -260,6 +265,14 @@ class Rp2Hal:
         machine.mem32[_SCRATCH_CLOCK] = self.clock_ts() & 0xFFFFFFFF
         machine.mem32[_SCRATCH_MARK] = _DELIBERATE
         machine.reset()
+
+    def button_held(self):
+        """True while the provisioning button is pressed. BOOTSEL is read through the QSPI
+        chip-select line (rp2.bootsel_button()); a GPIO button through its pin. Allocates
+        nothing."""
+        if self._button is None:
+            return rp2.bootsel_button() == 1
+        return self._button.value() == self._button_on
 
     # ---- serial line ----------------------------------------------------------------------
     def wait(self, ms):

@@ -4,7 +4,7 @@
 #
 # The board (boards/*.py, `Hal`) gives: ticks_ms, clock_ts/set_clock_ts, reset_cause, stroke,
 # read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_byte, write, uid,
-# storage, reset, and its constants (boards/__init__.py has the contract).
+# storage, reset, button_held, and its constants (boards/__init__.py has the contract).
 #
 # The loop, once per cycle: service the pump (strokes and checks due now), handle the bytes
 # that arrived, feed the watchdog, and sleep until the pump's next deadline or a byte arrives,
@@ -13,7 +13,7 @@
 import json
 import struct
 
-from firmware import codes
+from firmware import buildinfo, codes, loader, update
 from firmware.auth import Keys
 from firmware.eventlog import EventLog
 from firmware.proto import Proto
@@ -47,6 +47,15 @@ def split_clock(payload):
 
 def _clamp(s):
     return SHIFT_MAX if s > SHIFT_MAX else -SHIFT_MAX if s < -SHIFT_MAX else s
+# The physical act that opens provisioning (docs/security.md): the button held for
+# BUTTON_HOLD_MS within BUTTON_LOOK_MS of a boot opens it for PROVISION_MS.
+BUTTON_LOOK_MS = 60000
+BUTTON_HOLD_MS = 2000
+BUTTON_POLL_MS = 100
+PROVISION_MS = 600000
+# A new firmware on trial confirms itself after running this long (or when the host confirms).
+CONFIRM_MS = 60000
+_SLOT_NO = {"base": 0, "a": 1, "b": 2}
 
 
 def _save(store, payload):
@@ -80,6 +89,9 @@ class App:
         self.st_settings = RecordStore(dev, "settings")
         self.st_log = RecordStore(dev, "log")
         self.keys = Keys(RecordStore(dev, "auth"))
+        self.upkey = update.UpdateKey(RecordStore(dev, "upkey"))
+        self.fs = update.fs_for(dev)
+        self.updater = None if self.fs is None else update.Updater(self.fs, self.upkey, hal.NAME)
         self.uid = hal.uid()
         self.base_ts = hal.clock_ts()   # pump clock (s since 2024-01-01) at base_ticks
         self.base_ticks = hal.ticks_ms()
@@ -92,6 +104,13 @@ class App:
         self.proto = Proto(self)
         self.resume_at = None   # ticks of an automatic resume (stop --for)
         self.quit = False
+        self.button = getattr(hal, "button_held", None)
+        self.btn_until = None   # ticks until which the button is looked at (after a boot)
+        self.btn_since = None   # ticks since when it has been held
+        self.prov_until = None  # ticks until which provisioning is open (after the button)
+        self.confirm_at = None  # ticks at which a firmware on trial confirms itself
+        self.slot = "base"
+        self.last_crash = None
 
     # ---- clock -------------------------------------------------------------------------------
     def clock_ts(self, now):
@@ -154,6 +173,11 @@ class App:
         self.log_dirty = False
         _save(self.st_log, self.events.to_bytes())
 
+    def events_add(self, code, now, a, b):
+        """Log an event that must not wait for the next state save (keys, updates)."""
+        self.events.add(code, self.clock_ts(now), a, b)
+        self.save_log()
+
     def maintenance_pending(self):
         return self.dev.read(MAINT_FLAG) == b"1"
 
@@ -197,8 +221,95 @@ class App:
         if lost is not None:
             self.events.add(codes.EV_CLOCK_LOST, self.base_ts, lost, 0)
             self.pump.raise_alarm(codes.AL_CLOCK_LOST, now)
+        self._boot_keys(now)
+        self._boot_firmware(now)
+        if self.button is not None:
+            self.btn_until = add(now, BUTTON_LOOK_MS)
         self.pump.save()
         self.save_log()
+
+    def _boot_keys(self, now):
+        """Keys fail closed: a record that exists and does not verify raises key_damaged (the
+        protocol then refuses every keyed request); therapy goes on as programmed."""
+        keys = self.keys
+        if keys.damaged:
+            self.pump.raise_alarm(codes.AL_KEY_DAMAGED, now)
+        else:
+            self.pump.clear_alarm(codes.AL_KEY_DAMAGED, now)
+        if keys.fallback:
+            self.events.add(codes.EV_KEY_FALLBACK, self.base_ts, 0, 0)
+
+    def _boot_firmware(self, now):
+        """What the loader did before this firmware started: log it, and start the trial's
+        clock when this firmware has not confirmed yet."""
+        fs = self.fs
+        if fs is None:
+            return
+        crash = fs.read(loader.CRASH)
+        st = loader.load(fs)
+        self.slot = st["active"] if st is not None else loader.BASE
+        trial = st is not None and st.get("tries") is not None
+        if crash is not None:
+            try:
+                self.last_crash = crash.decode()
+            except UnicodeError:
+                self.last_crash = "(not UTF-8)"
+            self.events.add(codes.EV_CRASH, self.base_ts, _SLOT_NO.get(self.slot, 0),
+                            1 if trial else 0)
+            fs.remove(loader.CRASH)
+        if st is not None and st.get("back"):
+            back = st["back"]
+            self.events.add(codes.EV_ROLLBACK, self.base_ts, _SLOT_NO.get(back[0], 0),
+                            1 if back[1] == "trial" else 2)
+            del st["back"]
+            loader.save(fs, st)
+        if trial:
+            self.confirm_at = add(now, CONFIRM_MS)
+
+    # ---- keys, provisioning, updates ---------------------------------------------------------
+    def button_open(self, now):
+        return self.prov_until is not None and diff(now, self.prov_until) < 0
+
+    def _look_at_button(self, now):
+        """Called each cycle while the button is looked at: allocates nothing."""
+        if diff(now, self.btn_until) >= 0:
+            self.btn_until = None
+            self.btn_since = None
+            return
+        if not self.button():
+            self.btn_since = None
+        elif self.btn_since is None:
+            self.btn_since = now
+        elif diff(now, self.btn_since) >= BUTTON_HOLD_MS:
+            self.btn_until = None
+            self.btn_since = None
+            self.prov_until = add(now, PROVISION_MS)
+            self.events_add(codes.EV_BUTTON, now, 0, 0)
+
+    def provisioned(self, now, how):
+        self.prov_until = None
+        self.pump.clear_alarm(codes.AL_KEY_DAMAGED, now)
+        self.events_add(codes.EV_KEYS, now, how, 0)
+
+    def confirm_update(self, now):
+        """The running firmware works: end its trial. True when it was on one."""
+        self.confirm_at = None
+        if self.fs is None or not update.confirm(self.fs):
+            return False
+        self.events_add(codes.EV_UPDATE, now, 2, _SLOT_NO.get(self.slot, 0))
+        return True
+
+    def update_info(self):
+        st = loader.load(self.fs) if self.fs is not None else None
+        return {"slot": self.slot, "trial": st is not None and st.get("tries") is not None,
+                "update_key": self.upkey.modulus is not None, "last_crash": self.last_crash}
+
+    def _update_reset(self, now):
+        """After a committed update: save everything and reset into the loader."""
+        self.pump.service(now)
+        self.pump.save(True)
+        self.save_log()
+        self.hal.reset()
 
     def reply(self, data):
         hal = self.hal
@@ -232,8 +343,18 @@ class App:
                 wait = 0
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
+                proto.expire(now)
                 if self.log_dirty:
                     self.save_log()
+            if proto.reset_after:
+                proto.reset_after = False
+                self._update_reset(now)
+            if self.btn_until is not None:
+                self._look_at_button(now)
+                if wait > BUTTON_POLL_MS:
+                    wait = BUTTON_POLL_MS
+            if self.confirm_at is not None and diff(now, self.confirm_at) >= 0:
+                self.confirm_update(now)
             hal.feed()
             if self.quit:
                 break
@@ -286,7 +407,8 @@ def main(hal):
     hal.app = app  # lets a simulated board reach the pump (a real board ignores it)
     if app.maintenance_pending():
         app.clear_maintenance()
-        return "maintenance"
+        if buildinfo.KIND == "development":
+            return "maintenance"
     app.boot()
     app.run()
     hal.reset()  # comes back through maintenance_pending() into the REPL, watchdog off

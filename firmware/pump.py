@@ -404,6 +404,9 @@ class Pump:
         self.params = params
         self._install(now, rx)
         self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
+        self.log.add(codes.EV_PROGRAM_BOLUS, now, rx.pb_dose_nl, rx.pb_dur_ms // 1000)
+        if rx.pb_dose_nl:
+            self.log.add(codes.EV_PROGRAM_BOLUS_LIMITS, now, rx.pb_lockout_s, rx.pb_max)
         self.clear_alarm(codes.AL_MEMORY_ERROR, now)
         self.save()
         return rx

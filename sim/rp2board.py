@@ -35,9 +35,10 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
+from host_tools.boardlimits import board_data
 from sim.board import EPOCH, ROOT, Board
-from sim.boarddata import constants
 from sim.rp2bench import PLANT_FAULTS, STALL_AT_STEP, Bench
 
 CHIP = ROOT / "sim" / "rp2" / "chip.mjs"
@@ -157,7 +158,7 @@ class Rp2Board(Board):
         self.bootrom = bootrom_module(bootrom, self.flash)
         self.image = self.flash / "flash.bin"
         self.speed = args.speed
-        self.bench = Bench(constants(BOARD), self.flash, args.seed)
+        self.bench = Bench(SimpleNamespace(**board_data(BOARD)), self.flash, args.seed)
         self.pins = self._pins()
         self.ctl, self._ctl_child = socket.socketpair()
         self.ser, self._ser_child = socket.socketpair()

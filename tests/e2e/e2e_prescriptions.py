@@ -13,4 +13,6 @@ basal = {{ rate = "{rate}" }}
 [limits]
 max_daily_dose = "800 mcg"
 low_reservoir = "2 mL"
+[titration]
+screening_dose = "50 mcg"
 """

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from sim.boarddata import constants
 from tests.board.vboard_fixture import LiveBoard
+from tests.boards.board_data import constants
 from tests.firmware.proto_bench import PARAMS  # noqa: F401  (the tests' prescription)
 
 ROOT = Path(__file__).resolve().parents[2]
