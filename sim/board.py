@@ -76,6 +76,8 @@ def _board_parser() -> argparse.ArgumentParser:
                    "$MICROPYTHON_UF2, else ../shared/rp2emu/RPI_PICO-v1.28.0.uf2)")
     p.add_argument("--bootrom", metavar="FILE", help="rp2: the RP2040 boot ROM, .bin or .mjs "
                    "(default $RP2040_BOOTROM, else ../shared/rp2emu/bootrom.mjs)")
+    p.add_argument("--dev", action="store_true", help="rp2: a new pump gets a development build "
+                   "(make build DEV=1), whose `maintenance` hands back MicroPython's REPL")
     return p
 
 

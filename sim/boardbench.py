@@ -165,7 +165,7 @@ def pico_figures():
         return str(e).splitlines()[0]
     with tempfile.TemporaryDirectory(prefix="pump-bench-rp2-") as tmp:
         proc = subprocess.Popen([str(BIN / "pumpsim"), "board", "--runtime", "rp2", "--speed",
-                                 "max", "--flash", str(Path(tmp) / "flash")],
+                                 "max", "--dev", "--flash", str(Path(tmp) / "flash")],
                                 stdout=subprocess.PIPE, text=True)
         try:
             info = json.loads(proc.stdout.readline())

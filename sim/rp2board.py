@@ -57,6 +57,11 @@ NOT_ON_A_PICO = {
     "stop": "a clinician's command on a Pico: use `pumpctl stop`",
     "resume": "a clinician's command on a Pico: use `pumpctl resume`",
     "ack": "a clinician's command on a Pico: use `pumpctl ack CODE`",
+    "button": "the emulated Pico's provisioning button (BOOTSEL) is not wired to its bench yet: "
+              "provision a new pump with a new flash directory",
+    "corrupt_keys": "the emulated Pico keeps its key record in littlefs inside flash.bin; a "
+                    "power cut inside its write (`power_loss ... at_program=N`) is what damages "
+                    "it there",
     "corrupt_flash": "the emulated Pico keeps its records in littlefs inside flash.bin; damage "
                      "one the way it happens, with `power_loss for=... at_program=N` (the power "
                      "fails right after the Nth flash program)",
@@ -131,10 +136,11 @@ def bootrom_module(path: Path, workdir: Path) -> Path:
 
 # ---- the bundle and the factory image --------------------------------------------------------
 
-def build_bundle(dest: Path) -> Path:
-    """`make build BOARD=pico` into dest: exactly what goes onto a Pico."""
+def build_bundle(dest: Path, dev: bool = False) -> Path:
+    """`make build BOARD=pico [DEV=1]` into dest: exactly what goes onto a Pico."""
     out = subprocess.run(["make", "-s", "-C", str(ROOT), "build", f"BOARD={BOARD}",
-                          f"BUILD={dest}"], capture_output=True, text=True)
+                          f"BUILD={dest}", *(["DEV=1"] if dev else [])],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"pumpsim board --runtime rp2: make build BOARD={BOARD} failed:\n"
                          f"{out.stdout}{out.stderr}")
@@ -398,7 +404,7 @@ class Rp2Board(Board):
     def _factory_image(self) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="bundle-") as tmp:
-            bundle = build_bundle(Path(tmp) / "bundle")
+            bundle = build_bundle(Path(tmp) / "bundle", self.args.dev)
             cached = CACHE / f"factory-{bundle_digest(self.uf2, bundle)}.bin"
             if cached.exists():
                 os.utime(cached)   # in use: the last to be pruned
@@ -424,9 +430,12 @@ class Rp2Board(Board):
 
     def _install(self, bundle: Path) -> None:
         mpremote = str(Path(sys.executable).parent / "mpremote")
+        # A first install, as host_tools/flash.py's: the bundle, then main.py and the boot
+        # loader at the root.
         cmd = [mpremote, "connect", self.port, "resume", "fs", "cp", "-r",
-               str(bundle / "firmware"), str(bundle / "boards"), ":", "+", "fs", "cp",
-               str(bundle / "main.py"), ":main.py"]
+               str(bundle / "firmware"), str(bundle / "boards"), ":"]
+        for name in ("main.py", "loader.mpy"):
+            cmd += ["+", "fs", "cp", str(bundle / name), f":{name}"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise SystemExit(f"pumpsim board --runtime rp2: installing the bundle with "

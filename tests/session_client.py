@@ -51,8 +51,9 @@ def read_reply(port, rid, timeout_s=8.0):
 
 
 class Session:
-    def __init__(self, port, key: bytes, role: str, pump_id: str):
+    def __init__(self, port, key: bytes, role: str, pump_id: str, timeout_s: float = 8.0):
         self.port = port
+        self.timeout_s = timeout_s   # per reply: an emulated Pico on a busy machine needs more
         self.key = key
         self.role = role
         self.pump = pump_id
@@ -68,7 +69,7 @@ class Session:
 
     def send(self, line: bytes, rid: int):
         self.port.write(line + b"\n")
-        return read_reply(self.port, rid)
+        return read_reply(self.port, rid, self.timeout_s)
 
     def hello(self):
         rid = self.next_id()

@@ -19,9 +19,10 @@ INJECT = [sys.executable, "-c",
 class LiveBoard:
     REPLY_S = 8.0   # how long a reply may take (s)
 
-    def __init__(self, flash, runtime="micropython", speed="1"):
+    def __init__(self, flash, runtime="micropython", speed="1", extra=()):
         self.proc = subprocess.Popen([*BOARD, "--runtime", runtime, "--flash", str(flash),
-                                      "--speed", speed], stdout=subprocess.PIPE, text=True)
+                                      "--speed", speed, *extra], stdout=subprocess.PIPE,
+                                     text=True)
         self.info = json.loads(self.proc.stdout.readline())
         self.port = serial.serial_for_url(self.info["port"], timeout=5)
         self.port.reset_input_buffer()
@@ -29,13 +30,13 @@ class LiveBoard:
         self.key = bytes.fromhex(key_file["key"])
         self.next_id = 100
         self.pump_id = key_file["pump_id"]
-        self.session = Session(self.port, self.key, "clinician", self.pump_id)
+        self.session = Session(self.port, self.key, "clinician", self.pump_id, self.REPLY_S)
 
     def send(self, data: bytes):
         self.port.write(data)
 
     def read_reply(self, rid):
-        return read_reply(self.port, rid)[0]
+        return read_reply(self.port, rid, self.REPLY_S)[0]
 
     def ask(self, req: dict, sign=False):
         """A request; signed ones go through the session (and their replies are verified)."""

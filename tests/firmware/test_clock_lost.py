@@ -3,10 +3,10 @@ MicroPython after every hard reset) on CPython, the app's side: the pump carries
 clock saved with its state, says so with the warning clock_lost until a clinician sets the
 clock, and never on a board that keeps its clock. tests/rp2 runs the same on the emulated Pico."""
 
-from firmware import auth, codes
+from firmware import codes
 from firmware.app import App, clock_trailer, split_clock
 from firmware.store import RecordStore, pack_ints
-from tests.firmware.proto_bench import PARAMS, MemHal, ask, programmed, run_for
+from tests.firmware.proto_bench import PARAMS, MemHal, Signer, ask, programmed, run_for
 
 RTC_2021 = -94_608_000          # 2021-01-01 00:00 on the pump clock (seconds since 2024)
 TEN_AM = 91_500_000 // 86_400 * 86_400 + 10 * 3600
@@ -38,6 +38,7 @@ def test_a_lost_clock_is_reported_and_the_schedule_goes_on_from_the_saved_clock(
     app, clin = at_ten_am()
     saved = app.clock_ts(app.hal.ticks_ms())
     app = restart(app, RTC_2021)
+    clin = Signer(app)   # a new session with the restarted pump
     assert "clock_lost" in alarm_codes(app)
     assert codes.priority(codes.AL_CLOCK_LOST) == "warning"
     assert app.clock_ts(app.hal.ticks_ms()) == saved         # not 2021
@@ -52,11 +53,11 @@ def test_a_lost_clock_is_reported_and_the_schedule_goes_on_from_the_saved_clock(
 
 
 def test_the_alarm_outlives_a_reset_until_a_clinician_sets_the_clock():
-    app, clin = at_ten_am()
+    app, _ = at_ten_am()
     app = restart(app, RTC_2021)
     app = restart(app, app.hal.clock_ts() + 60)   # a soft reset: the RTC was kept this time
     assert "clock_lost" in alarm_codes(app)
-    clin.ctr = app.keys.ctr[auth.CLINICIAN]
+    clin = Signer(app)
     reply = ask(app, clin.line("clock", {"set_ts": TEN_AM + 7200}))
     assert reply["clock_lost"] is False and "clock_lost" not in alarm_codes(app)
     assert any(e[2] == "clock_set" for e in ask(app, clin.line("log"))["entries"])

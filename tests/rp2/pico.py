@@ -8,8 +8,6 @@ is not something a test may assume.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 from tests.board.vboard_fixture import LiveBoard
 from tests.boards.board_data import constants
 from tests.firmware.proto_bench import PARAMS  # noqa: F401  (the tests' prescription)
+from tests.session_client import Session
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLY_S = 60.0          # the emulator may run at a fraction of real time on a busy machine
@@ -28,18 +27,16 @@ STROKE_NL = PICO.STROKE_NL
 
 
 class Pico(LiveBoard):
-    """A live emulated Pico, driven over its serial port and its harness channel."""
+    """A live emulated Pico, driven over its serial port (the session protocol, written out by
+    hand in tests/session_client.py) and its harness channel."""
 
     REPLY_S = REPLY_S
 
-    def __init__(self, flash: Path, speed: str = "1"):
-        super().__init__(flash, runtime="rp2", speed=speed)
-        self.patient = bytes.fromhex(json.loads(Path(self.info["patient_key"]).read_text())["key"])
-
-    def sync(self):
-        """Take the counter from the pump again (after a restart or a host tool signed)."""
-        self.port.reset_input_buffer()
-        self.ctr = self.ask({"cmd": "info"})["ctr"]["clinician"]
+    def __init__(self, flash: Path, speed: str = "1", dev: bool = False):
+        super().__init__(flash, runtime="rp2", speed=speed, extra=["--dev"] if dev else [])
+        patient = json.loads(Path(self.info["patient_key"]).read_text())
+        self.patient = Session(self.port, bytes.fromhex(patient["key"]), "patient",
+                               self.pump_id, REPLY_S)
 
     def status(self):
         return self.ask({"cmd": "status"}, sign=True)
@@ -47,20 +44,15 @@ class Pico(LiveBoard):
     def alarms(self):
         return {a["code"] for a in self.status()["alarms"]}
 
-    def signed_line(self, req: dict, role: str = "clinician", ctr: int | None = None) -> bytes:
-        """A request line signed by hand (a clinician's with the next counter by default)."""
-        if ctr is None:
-            self.ctr += 1
-            ctr = self.ctr
-        body = json.dumps({**req, "role": role, "ctr": ctr}, separators=(",", ":"))
-        key = self.key if role == "clinician" else self.patient
-        return f"{body} {hmac.new(key, body.encode(), hashlib.sha256).hexdigest()}\n".encode()
-
     def patient_bolus(self):
-        ctr = self.ask({"cmd": "info"})["ctr"]["patient"] + 1
-        self.next_id += 1
-        self.send(self.signed_line({"id": self.next_id, "cmd": "patient_bolus"}, "patient", ctr))
-        return self.read_reply(self.next_id)
+        return self.patient.ask("patient_bolus")
+
+    def send_signed(self, cmd: str, args: dict | None = None) -> None:
+        """A clinician request whose reply may never come (the power fails under it)."""
+        if self.session.sn is None:
+            self.session.hello()
+        line, _ = self.session.line(cmd, args)
+        self.send(line + b"\n")
 
     def wait_for(self, what, check, timeout_s=REPLY_S):
         """Poll `check()` until it is true; fail with `what` at the deadline."""
@@ -73,23 +65,24 @@ class Pico(LiveBoard):
         raise AssertionError(f"timed out waiting for {what}")
 
     def answers(self):
-        """Wait until the pump answers on its line again (after a reset or a power cut)."""
+        """Wait until the pump answers on its line again (after a reset or a power cut); the
+        next signed request opens a new session."""
         def ping():
             self.port.reset_input_buffer()
             self.port.write(b'{"id":7,"cmd":"ping"}\n')
             end = time.monotonic() + 2
             while time.monotonic() < end:
-                line = self.port.readline()
-                if b'"pong"' in line:
+                if b'"pong"' in self.port.readline():
                     return True
             return False
         self.wait_for("the pump to answer", ping, 180)
-        self.sync()
+        self.session.sn = None
+        self.patient.sn = None
 
 
 def flash_bundle(port: str, key: str, bundle: Path) -> subprocess.CompletedProcess:
-    """`make flash`'s tool against a running pump (host_tools/flash.py: maintenance, the REPL,
-    mpremote, a soft reset). The one place this tier flashes, so a new update path changes here."""
+    """`make flash`'s tool against a running pump (host_tools/flash.py: a signed update over
+    the protocol, with the development update key). The one place this tier flashes."""
     return subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", port, "--key",
                            key, "--bundle", str(bundle)], capture_output=True, text=True,
                           timeout=900, cwd=ROOT)

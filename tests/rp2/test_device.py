@@ -7,7 +7,7 @@ from tests.rp2.pico import Pico
 
 
 def test_the_control_loop_allocates_nothing_on_the_rp2_port(tmp_path):
-    pico = Pico(tmp_path / "flash", speed="max")
+    pico = Pico(tmp_path / "flash", speed="max", dev=True)   # its maintenance gives the REPL
     try:
         before = pico.inject("truth")["strokes"]
         fig = on_pico(pico.info["port"], pico.info["clinician_key"])

@@ -56,7 +56,7 @@ def test_a_stop_cut_short_by_the_power_is_either_done_or_not(pico):
     settings = pico.ask({"cmd": "settings"}, sign=True)["settings"]
     boots = pico.inject("truth")["boots"]
     pico.inject("power_loss", "for=1min", "at_program=4")
-    pico.send(pico.signed_line({"id": 9000, "cmd": "stop"}))   # its reply may never come
+    pico.send_signed("stop")   # its reply may never come
     pico.answers()
     truth = pico.inject("truth")
     assert truth["boots"] == boots + 1
