@@ -25,6 +25,16 @@ def check_after_restart(pico, settings, boots):
     return truth
 
 
+def cut_by_saves(pico, boots):
+    """Run the pump until the armed cut struck: the dose account's saves (every 32 strokes) and
+    the log's write the flash as the hours pass."""
+    for _ in range(24):
+        pico.inject("advance", "1h")
+        if pico.inject("truth")["boots"] > boots:
+            return
+    raise AssertionError("no flash write in a day of delivery: the armed power cut never came")
+
+
 def test_power_cuts_anywhere_keep_the_settings_and_the_dose_account(pico):
     pico.program()
     pico.inject("advance", "1h")
@@ -37,10 +47,10 @@ def test_power_cuts_anywhere_keep_the_settings_and_the_dose_account(pico):
     # Cuts inside flash writes: right after the Nth page programmed from now on, the first ones
     # land in the signed request's counter record, later ones in the dose account's and the
     # log's saves, and in littlefs's own metadata commits.
-    for n in (1, 2, 3, 5, 8, 13):
+    for n in (1, 3, 8):
         boots = pico.inject("truth")["boots"]
         pico.inject("power_loss", "for=10min", f"at_program={n}")
-        pico.inject("advance", "3h")   # the strokes' saves (and the cut) come in there
+        cut_by_saves(pico, boots)
         check_after_restart(pico, settings, boots)
     # The pump still delivers after all that, at its prescribed rate.
     before = pico.inject("truth")["strokes"]
