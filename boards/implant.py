@@ -25,6 +25,8 @@ PIN_PRESSURE_ADC = 27        # ADC1
 PIN_BATTERY_ADC = 29         # ADC3
 PIN_LED = None
 PIN_SMPS_PWM = None          # no Pico regulator on this board
+PIN_BUTTON = 14              # the provisioning reed switch (a magnet held over the implant)
+BUTTON_ACTIVE = 0            # it pulls the line low; the pull-up is on
 EN_ACTIVE = 0
 DIR_FORWARD = 0              # the head is mounted mirrored
 STEP_SM = 4                  # first machine of PIO1
@@ -73,6 +75,7 @@ B_SAG_MIN_MV = 10            # the motor draws on the cell: every stroke must sa
 B_NOISE_MV = 100
 CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000
+CLOCK_KEPT = True            # its RTC runs from the cell: a reset never loses the time
 
 
 class Hal(Rp2Hal):

@@ -24,6 +24,8 @@ PIN_PRESSURE_ADC = 26        # ADC0
 PIN_BATTERY_ADC = 28         # ADC2
 PIN_LED = 25                 # the Pico's own LED
 PIN_SMPS_PWM = 23            # Pico only: high puts the 3.3 V regulator in low-ripple PWM mode
+PIN_BUTTON = None            # the provisioning button: None is the Pico's BOOTSEL button
+BUTTON_ACTIVE = 0            # level of PIN_BUTTON when pressed (unused for BOOTSEL)
 EN_ACTIVE = 0
 DIR_FORWARD = 1              # the level that turns the head so fluid leaves by the outlet
 STEP_SM = 0                  # PIO state machine for the step pulses (0..7)
@@ -74,6 +76,9 @@ B_SAG_MIN_MV = 0
 B_NOISE_MV = 150
 CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000        # RP2040 watchdog: at most about 8.3 s
+# No battery-backed clock: MicroPython restarts the RTC at 2021-01-01 after every hard reset, so
+# the pump carries on from its last saved clock and raises clock_lost until the clock is set.
+CLOCK_KEPT = False
 
 
 class Hal(Rp2Hal):

@@ -15,6 +15,12 @@
 # - Ctrl-C on the USB serial line would raise KeyboardInterrupt inside the control loop.
 #   __init__ turns that off (micropython.kbd_intr(-1)); the maintenance command turns it back
 #   on (micropython.kbd_intr(3)) before it hands the REPL over.
+# - A deliberate reset is a watchdog reset on this chip: machine.reset() lets the watchdog bite
+#   (MicroPython issue #19409), so machine.reset_cause() says WDT_RESET after every maintenance
+#   or flash. reset() therefore writes a mark into a watchdog scratch register first (they
+#   survive a watchdog reset, not a power cut), and start_watchdog() wipes it: from then on a
+#   watchdog reset without the mark is the watchdog's own. The same register pair carries the
+#   clock across the deliberate reset, which MicroPython otherwise restarts at 2021-01-01.
 # - The pump head only ever turns forward: DIR is set once, here, and never changed. Turning
 #   back would pull fluid (spinal fluid, through the catheter) into the pump.
 import binascii
@@ -40,6 +46,10 @@ if TYPE_CHECKING:
 
 _EPOCH_2024 = time.mktime((2024, 1, 1, 0, 0, 0, 0, 0))  # the pump clock counts from here
 _WDT_MAX_MS = 8300
+# Watchdog scratch registers 0 and 1 (pico-sdk's watchdog_reboot uses 4 to 7, the bootrom too).
+_SCRATCH_MARK = 0x4005800C
+_SCRATCH_CLOCK = 0x40058010
+_DELIBERATE = 0x2BADC0DE     # below 2**30: a small int when read back
 
 
 # One stroke: Python puts (steps - 1) into the TX FIFO; the machine sends that many + 1 pulses
@@ -103,6 +113,7 @@ class Rp2Hal:
         # Clock, watchdog, serial line.
         self._rtc = machine.RTC()
         self._wdt = None
+        self._cause = self._read_reset()
         self._stdin = sys.stdin.buffer
         self._stdout = sys.stdout.buffer
         self._poll = select.poll()
@@ -111,6 +122,11 @@ class Rp2Hal:
         self._byte = bytearray(1)
         self._ticks = time.ticks_ms
         self._ticks_diff = time.ticks_diff
+        # The provisioning button (docs/security.md): a GPIO from the board data, or BOOTSEL.
+        btn = cfg.get("PIN_BUTTON")
+        self._button = None if btn is None else machine.Pin(btn, machine.Pin.IN,
+                                                            machine.Pin.PULL_UP)
+        self._button_on = cfg.get("BUTTON_ACTIVE", 0)
 
     # ---- motor ----------------------------------------------------------------------------
     def _start_sm(self):
@@ -169,6 +185,10 @@ class Rp2Hal:
                 self._sm.active(0)
                 self._start_sm()   # the machine hung: start it afresh (allocates; rare)
                 return 2           # how many pulses went out is unknown
+        # Once more after the last pulse, while the driver is still enabled (disabling it clears
+        # DIAG): a stall signalled after the loop's last look would otherwise count as delivered.
+        if diag.value():
+            ok = False
         sm.get()
         en.value(self._en_off)
         return True if ok else 2   # a stall seen while the pulses ran: partway
@@ -219,12 +239,26 @@ class Rp2Hal:
         t = time.gmtime(_EPOCH_2024 + ts)  # (year, month, day, h, min, s, weekday, yearday)
         self._rtc.datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
+    def _read_reset(self):
+        """1 when the watchdog bit, 0 after a power-up or a deliberate reset (whose clock is put
+        back: the clock then, plus the time since the chip started)."""
+        if machine.reset_cause() != machine.WDT_RESET:
+            return 0
+        if machine.mem32[_SCRATCH_MARK] != _DELIBERATE:
+            return 1
+        ts = machine.mem32[_SCRATCH_CLOCK]
+        if ts >= 0x80000000:
+            ts -= 0x100000000
+        self.set_clock_ts(ts + time.ticks_diff(time.ticks_ms(), 0) // 1000)  # + the uptime
+        return 0
+
     def reset_cause(self):
-        return 1 if machine.reset_cause() == machine.WDT_RESET else 0
+        return self._cause
 
     def start_watchdog(self, timeout_ms):
         timeout_ms = min(timeout_ms, _WDT_MAX_MS)
         self._wait_cap_ms = timeout_ms // 2
+        machine.mem32[_SCRATCH_MARK] = 0   # from here on, a watchdog reset is the watchdog's
         self._wdt = machine.WDT(timeout=timeout_ms)
 
     def feed(self):
@@ -232,7 +266,17 @@ class Rp2Hal:
             self._wdt.feed()
 
     def reset(self):
+        machine.mem32[_SCRATCH_CLOCK] = self.clock_ts() & 0xFFFFFFFF
+        machine.mem32[_SCRATCH_MARK] = _DELIBERATE
         machine.reset()
+
+    def button_held(self):
+        """True while the provisioning button is pressed. BOOTSEL is read through the QSPI
+        chip-select line (rp2.bootsel_button()); a GPIO button through its pin. Allocates
+        nothing."""
+        if self._button is None:
+            return rp2.bootsel_button() == 1
+        return self._button.value() == self._button_on
 
     # ---- serial line ----------------------------------------------------------------------
     def wait(self, ms):

@@ -39,3 +39,6 @@ B_SAG_MIN_MV = 10             # the cell always sags at least this much under th
 B_NOISE_MV = 150              # more back-and-forth than this across the averaged readings: a fault
 CHECK_MS = 300000             # battery, occlusion-clear and sensor checks, alarm tones: every 5 min
 WDT_TIMEOUT_MS = 8000         # RP2040 watchdog (at most about 8.3 s)
+# Whether the clock survives resets and power cuts. The virtual Pico's clock is the host's, kept
+# across both, unlike a Pico's (boards/pico.py; docs/hardware.md says why).
+CLOCK_KEPT = True

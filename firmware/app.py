@@ -4,15 +4,16 @@
 #
 # The board (boards/*.py, `Hal`) gives: ticks_ms, clock_ts/set_clock_ts, reset_cause, stroke,
 # read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_byte, write, uid,
-# storage, reset, and its constants (boards/__init__.py has the contract).
+# storage, reset, button_held, and its constants (boards/__init__.py has the contract).
 #
 # The loop, once per cycle: service the pump (strokes and checks due now), handle the bytes
 # that arrived, feed the watchdog, and sleep until the pump's next deadline or a byte arrives,
 # never longer than half the watchdog's timeout. The watchdog is fed only at the end of a
 # whole cycle: a loop stuck anywhere resets the board.
 import json
+import struct
 
-from firmware import codes
+from firmware import buildinfo, codes, loader, update
 from firmware.auth import Keys
 from firmware.eventlog import EventLog
 from firmware.proto import Proto
@@ -24,6 +25,37 @@ LOG_CAPACITY = 200
 BYTES_PER_CYCLE = 64      # serial bytes handled before delivery is serviced again
 ANCHOR_MS = 3600000       # re-anchor the clock hourly: one tick difference stays valid
 MAINT_FLAG = "maint"
+# The pump clock at the moment of each state save rides behind the pump's state record, so a
+# board that loses its clock (a Pico: no battery-backed RTC) carries on from it. Older records
+# have no trailer; the state record itself (firmware/pump.py) is not changed by it.
+CLOCK_TAG = b"CLK1"
+CLOCK_TRAILER_LEN = 8
+SHIFT_MAX = (1 << 29) - 1
+
+
+def clock_trailer(ts):
+    return CLOCK_TAG + struct.pack("<i", ts)
+
+
+def split_clock(payload):
+    """(the state record's bytes, the clock saved with them or None)."""
+    n = len(payload) - CLOCK_TRAILER_LEN
+    if n >= 0 and payload[n:n + 4] == CLOCK_TAG:
+        return payload[:n], struct.unpack_from("<i", payload, n + 4)[0]
+    return payload, None
+
+
+def _clamp(s):
+    return SHIFT_MAX if s > SHIFT_MAX else -SHIFT_MAX if s < -SHIFT_MAX else s
+# The physical act that opens provisioning (docs/security.md): the button held for
+# BUTTON_HOLD_MS within BUTTON_LOOK_MS of a boot opens it for PROVISION_MS.
+BUTTON_LOOK_MS = 60000
+BUTTON_HOLD_MS = 2000
+BUTTON_POLL_MS = 100
+PROVISION_MS = 600000
+# A new firmware on trial confirms itself after running this long (or when the host confirms).
+CONFIRM_MS = 60000
+_SLOT_NO = {"base": 0, "a": 1, "b": 2}
 
 
 def _save(store, payload):
@@ -61,6 +93,9 @@ class App:
         self.st_settings = RecordStore(dev, "settings")
         self.st_log = RecordStore(dev, "log")
         self.keys = Keys(RecordStore(dev, "auth"))
+        self.upkey = update.UpdateKey(RecordStore(dev, "upkey"))
+        self.fs = update.fs_for(dev)
+        self.updater = None if self.fs is None else update.Updater(self.fs, self.upkey, hal.NAME)
         self.uid = hal.uid()
         self.base_ts = hal.clock_ts()   # pump clock (s since 2024-01-01) at base_ticks
         self.base_ticks = hal.ticks_ms()
@@ -72,6 +107,13 @@ class App:
         self.pump = Pump(hal, LogSink(self))
         self.proto = Proto(self)
         self.quit = False
+        self.button = getattr(hal, "button_held", None)
+        self.btn_until = None   # ticks until which the button is looked at (after a boot)
+        self.btn_since = None   # ticks since when it has been held
+        self.prov_until = None  # ticks until which provisioning is open (after the button)
+        self.confirm_at = None  # ticks at which a firmware on trial confirms itself
+        self.slot = "base"
+        self.last_crash = None
 
     # ---- clock -------------------------------------------------------------------------------
     def clock_ts(self, now):
@@ -85,10 +127,29 @@ class App:
             self.base_ticks = add(self.base_ticks, s * 1000)
 
     def set_clock(self, now, ts):
+        shift = ts - self.clock_ts(now)
         self.hal.set_clock_ts(ts)
         self.base_ts = ts
         self.base_ticks = now
         self.pump.set_time_of_day(now, (ts % 86400) * 1000, ts)
+        self.events.add(codes.EV_CLOCK_SET, ts, _clamp(shift), 0)
+        self.log_dirty = True
+        self.pump.clear_alarm(codes.AL_CLOCK_LOST, now)
+        self.pump.save()   # the new clock and the cleared alarm outlive a reset
+
+    def _lost_clock(self, saved_ts):
+        """On a board without a kept clock: whether its clock restarted (it reads a time before
+        the last saved one, or before 2024, which no pump clock was ever set to). The pump then
+        carries on from the saved clock, advanced by the uptime from here on: its schedule keeps
+        its place as well as it can, and the dose guard, which counts the time the pump was off
+        as not passed, stays on the safe side. Returns how far back the board's clock was (s),
+        or None when it was not lost."""
+        rtc = self.base_ts
+        if self.hal.CLOCK_KEPT or (rtc >= 0 and (saved_ts is None or rtc >= saved_ts)):
+            return None
+        self.base_ts = saved_ts if saved_ts is not None and saved_ts > 0 else 0
+        self.hal.set_clock_ts(self.base_ts)
+        return _clamp(self.base_ts - rtc)
 
     # ---- records -----------------------------------------------------------------------------
     def load_settings(self):
@@ -107,7 +168,8 @@ class App:
     def save_state(self, buf):
         """Called by the pump whenever its state must survive a restart. Returns whether the
         flash holds it: the pump acts on a failure (firmware/pump.py save())."""
-        ok = _save(self.st_state, pack_ints(buf))
+        ts = self.clock_ts(self.hal.ticks_ms())
+        ok = _save(self.st_state, pack_ints(buf) + clock_trailer(ts))
         if self.log_dirty:
             self.save_log()
         return ok
@@ -115,6 +177,11 @@ class App:
     def save_log(self):
         self.log_dirty = False
         _save(self.st_log, self.events.to_bytes())
+
+    def events_add(self, code, now, a, b):
+        """Log an event that must not wait for the next state save (keys, updates)."""
+        self.events.add(code, self.clock_ts(now), a, b)
+        self.save_log()
 
     def maintenance_pending(self):
         return self.dev.read(MAINT_FLAG) == b"1"
@@ -131,7 +198,11 @@ class App:
         self.base_ticks = now
         cause = BOOT_WATCHDOG if hal.reset_cause() == 1 else 0
         raw = self.st_state.load()
+        saved_ts = None
+        if raw is not None:
+            raw, saved_ts = split_clock(raw)
         state = list(unpack_ints(raw)) if raw is not None else None
+        lost = self._lost_clock(saved_ts)
         params = self.load_settings()
         # Settings are never guessed: a damaged settings record (even with an older one intact
         # in the other slot) or one that does not parse means memory_error, and no delivery
@@ -140,8 +211,10 @@ class App:
                                                     and self.st_settings.seq is not None)
         if settings_bad:
             params = None
+        # A clock that was lost cannot tell how long the pump was off (-1): a timed stop then
+        # counts on from the boot and a fill's age does not grow by the time off.
         self.pump.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
-                       self.st_state.corrupt, self.base_ts)
+                       self.st_state.corrupt, -1 if lost is not None else self.base_ts)
         if settings_bad:
             self.pump.raise_alarm(codes.AL_MEMORY_ERROR, now)
         elif state is not None and self.st_state.corrupt:
@@ -152,8 +225,98 @@ class App:
             # The log is a record, not a dose limit: a damaged one is restarted and says so,
             # and therapy goes on.
             self.events.add(codes.EV_LOG_LOST, self.base_ts, 0, 0)
+        if lost is not None:
+            self.events.add(codes.EV_CLOCK_LOST, self.base_ts, lost, 0)
+            self.pump.raise_alarm(codes.AL_CLOCK_LOST, now)
+        self._boot_keys(now)
+        self._boot_firmware(now)
+        if self.button is not None:
+            self.btn_until = add(now, BUTTON_LOOK_MS)
         self.pump.save()
         self.save_log()
+
+    def _boot_keys(self, now):
+        """Keys fail closed: a record that exists and does not verify raises key_damaged (the
+        protocol then refuses every keyed request); therapy goes on as programmed."""
+        keys = self.keys
+        if keys.damaged:
+            self.pump.raise_alarm(codes.AL_KEY_DAMAGED, now)
+        else:
+            self.pump.clear_alarm(codes.AL_KEY_DAMAGED, now)
+        if keys.fallback:
+            self.events.add(codes.EV_KEY_FALLBACK, self.base_ts, 0, 0)
+
+    def _boot_firmware(self, now):
+        """What the loader did before this firmware started: log it, and start the trial's
+        clock when this firmware has not confirmed yet."""
+        fs = self.fs
+        if fs is None:
+            return
+        crash = fs.read(loader.CRASH)
+        st = loader.load(fs)
+        self.slot = st["active"] if st is not None else loader.BASE
+        trial = st is not None and st.get("tries") is not None
+        if crash is not None:
+            try:
+                self.last_crash = crash.decode()
+            except UnicodeError:
+                self.last_crash = "(not UTF-8)"
+            self.events.add(codes.EV_CRASH, self.base_ts, _SLOT_NO.get(self.slot, 0),
+                            1 if trial else 0)
+            fs.remove(loader.CRASH)
+        if st is not None and st.get("back"):
+            back = st["back"]
+            self.events.add(codes.EV_ROLLBACK, self.base_ts, _SLOT_NO.get(back[0], 0),
+                            1 if back[1] == "trial" else 2)
+            del st["back"]
+            loader.save(fs, st)
+        if trial:
+            self.confirm_at = add(now, CONFIRM_MS)
+
+    # ---- keys, provisioning, updates ---------------------------------------------------------
+    def button_open(self, now):
+        return self.prov_until is not None and diff(now, self.prov_until) < 0
+
+    def _look_at_button(self, now):
+        """Called each cycle while the button is looked at: allocates nothing."""
+        if diff(now, self.btn_until) >= 0:
+            self.btn_until = None
+            self.btn_since = None
+            return
+        if not self.button():
+            self.btn_since = None
+        elif self.btn_since is None:
+            self.btn_since = now
+        elif diff(now, self.btn_since) >= BUTTON_HOLD_MS:
+            self.btn_until = None
+            self.btn_since = None
+            self.prov_until = add(now, PROVISION_MS)
+            self.events_add(codes.EV_BUTTON, now, 0, 0)
+
+    def provisioned(self, now, how):
+        self.prov_until = None
+        self.pump.clear_alarm(codes.AL_KEY_DAMAGED, now)
+        self.events_add(codes.EV_KEYS, now, how, 0)
+
+    def confirm_update(self, now):
+        """The running firmware works: end its trial. True when it was on one."""
+        self.confirm_at = None
+        if self.fs is None or not update.confirm(self.fs):
+            return False
+        self.events_add(codes.EV_UPDATE, now, 2, _SLOT_NO.get(self.slot, 0))
+        return True
+
+    def update_info(self):
+        st = loader.load(self.fs) if self.fs is not None else None
+        return {"slot": self.slot, "trial": st is not None and st.get("tries") is not None,
+                "update_key": self.upkey.modulus is not None, "last_crash": self.last_crash}
+
+    def _update_reset(self, now):
+        """After a committed update: save everything and reset into the loader."""
+        self.pump.service(now)
+        self.pump.save(True)
+        self.save_log()
+        self.hal.reset()
 
     def reply(self, data):
         hal = self.hal
@@ -183,8 +346,18 @@ class App:
                 wait = 0 if k == BYTES_PER_CYCLE else pump.next_in_ms(hal.ticks_ms())
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
+                proto.expire(now)
                 if self.log_dirty:
                     self.save_log()
+            if proto.reset_after:
+                proto.reset_after = False
+                self._update_reset(now)
+            if self.btn_until is not None:
+                self._look_at_button(now)
+                if wait > BUTTON_POLL_MS:
+                    wait = BUTTON_POLL_MS
+            if self.confirm_at is not None and diff(now, self.confirm_at) >= 0:
+                self.confirm_update(now)
             hal.feed()
             if self.quit:
                 break
@@ -225,7 +398,8 @@ def main(hal):
     hal.app = app  # lets a simulated board reach the pump (a real board ignores it)
     if app.maintenance_pending():
         app.clear_maintenance()
-        return "maintenance"
+        if buildinfo.KIND == "development":
+            return "maintenance"
     app.boot()
     app.run()
     hal.reset()  # comes back through maintenance_pending() into the REPL, watchdog off

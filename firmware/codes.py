@@ -24,6 +24,17 @@ EV_REFILL_CHECK = const(18)   # a = expected residual uL (the pump's account), b
 EV_CONCENTRATION = const(19)  # a = new concentration in ug/mL, b = bridge volume in nL
 EV_LOG_LOST = const(20)       # the stored event log was damaged and has been restarted
 EV_RECORD_FALLBACK = const(21)  # the newest state record was damaged: the older one was used
+EV_CLOCK_SET = const(22)      # the pump clock was set; a = new minus old, in s (clamped to 2**29)
+EV_CLOCK_LOST = const(23)     # the board's clock read a = s before the clock the pump assumes
+EV_KEYS = const(26)           # a = 1 provisioned (never had keys), 2 re-keyed, 3 provisioned
+#                               after the button at the pump
+EV_BUTTON = const(27)         # the button was held at boot: provisioning is open for a while
+EV_UPDATE = const(28)         # a = 1 switched to a new firmware, 2 it confirmed; b = slot
+#                               (1 a, 2 b)
+EV_ROLLBACK = const(29)       # the loader went back: a = slot left, b = 1 trial ran out, 2 damaged
+EV_CRASH = const(30)          # an uncaught exception reset the board: a = slot, b = 1 on trial
+EV_KEY_FALLBACK = const(31)   # the newest key record was damaged; the older one (counters moved
+#                               on) was used
 EV_STROKE_UNCERTAIN = const(32)  # the motor stalled partway through a stroke: counted as given
 EV_SAVE_FAILED = const(33)    # a = failed state saves in a row (the reserve is kept unsaved)
 EV_ASSUMED = const(34)        # the lost dose account was rebuilt: a = nL assumed in the last 24 h
@@ -41,6 +52,10 @@ EVENT_NAMES = {
     EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
     EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
     EV_CONCENTRATION: "concentration_change", EV_LOG_LOST: "log_lost",
+    EV_RECORD_FALLBACK: "record_fallback", EV_CLOCK_SET: "clock_set",
+    EV_CLOCK_LOST: "clock_lost", EV_KEYS: "keys", EV_BUTTON: "button",
+    EV_UPDATE: "update", EV_ROLLBACK: "rollback", EV_CRASH: "crash",
+    EV_KEY_FALLBACK: "key_fallback",
     EV_RECORD_FALLBACK: "record_fallback", EV_STROKE_UNCERTAIN: "stroke_uncertain",
     EV_SAVE_FAILED: "save_failed", EV_ASSUMED: "account_assumed", EV_MIGRATED: "record_migrated",
     EV_PRIME_ARMED: "prime_armed", EV_FILL: "fill", EV_SUSPEND_RESTORED: "suspend_restored",
@@ -59,6 +74,10 @@ AL_SENSOR_FAULT = const(9)
 AL_WATCHDOG_RESET = const(10)
 AL_BATTERY_SENSOR = const(11)    # reported as sensor_fault, a warning: delivery goes on
 AL_REFILL_DISCREPANCY = const(12)  # the measured residual disagrees with the pump's account
+AL_CLOCK_LOST = const(13)        # the board's clock restarted (no kept clock): set it
+# The key record does not verify. Delivery goes on as programmed, so by INTERFACES.md's
+# definition it is a warning; what it locks (every change of therapy) is in docs/security.md.
+AL_KEY_DAMAGED = const(14)
 AL_REFILL_DUE = const(15)        # the projected low-reservoir date is within the refill notice
 AL_DRUG_EXPIRED = const(16)      # the fill is older than the drug's stability in the pump
 AL_FLASH_FAILING = const(17)     # reported as memory_error, a warning: a state save failed and
@@ -70,6 +89,8 @@ ALARM_NAMES = {
     AL_BATTERY_ERI: "battery_eri", AL_BATTERY_EOS: "battery_eos", AL_DOSE_LIMIT: "dose_limit",
     AL_MEMORY_ERROR: "memory_error", AL_SENSOR_FAULT: "sensor_fault",
     AL_WATCHDOG_RESET: "watchdog_reset", AL_BATTERY_SENSOR: "sensor_fault",
+    AL_REFILL_DISCREPANCY: "refill_discrepancy", AL_CLOCK_LOST: "clock_lost",
+    AL_KEY_DAMAGED: "key_damaged",
     AL_REFILL_DISCREPANCY: "refill_discrepancy", AL_REFILL_DUE: "refill_due",
     AL_DRUG_EXPIRED: "drug_expired", AL_FLASH_FAILING: "memory_error",
 }
@@ -100,6 +121,7 @@ R_BOLUS_ACTIVE = const(8)
 R_MOTOR_RATE = const(9)
 R_BAD_VALUE = const(10)
 R_BRIDGE_UNCONFIRMED = const(11)
+R_PRODUCTION = const(14)
 # Why the safety kernel (firmware/kernel.py) refused a stroke, and the priming/assumption checks.
 R_LATE = const(18)
 R_RESERVOIR = const(19)
@@ -115,6 +137,7 @@ REASON_NAMES = {
     R_DAILY_MAX: "daily_max", R_NOT_PROGRAMMED: "not_programmed", R_STOPPED: "stopped",
     R_NO_PATIENT_BOLUS: "no_patient_bolus", R_BOLUS_ACTIVE: "bolus_active",
     R_MOTOR_RATE: "motor_rate", R_BAD_VALUE: "bad_value",
+    R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed", R_PRODUCTION: "production_build",
     R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed", R_LATE: "late", R_RESERVOIR: "reservoir",
     R_SENSOR: "pressure_sensor", R_OCCLUSION: "occlusion", R_UNSAVED: "unsaved",
     R_CATHETER: "catheter", R_PRIME_UNCONFIRMED: "prime_unconfirmed",
@@ -132,6 +155,7 @@ REASON_TEXT = {
     R_MOTOR_RATE: "the motor cannot deliver that fast",
     R_BAD_VALUE: "a value is out of range",
     R_BRIDGE_UNCONFIRMED: "a concentration change needs the bridge volume confirmed",
+    R_PRODUCTION: "a production build never hands out the REPL: update it with make flash",
     R_LATE: "the stroke came too late to be given on time (dropped, never made up)",
     R_RESERVOIR: "the reservoir is at its minimum",
     R_SENSOR: "the pressure sensor cannot be trusted",
@@ -154,3 +178,10 @@ TONE_PATTERNS = {
     TONE_CRITICAL: ((880, 200), (660, 200), (880, 200), (660, 200)),
     TONE_WARNING: ((1000, 300),),
 }
+
+# Issue 14's events (40-45): the patient-bolus settings a program installed, logged right after
+# EV_PROGRAM so the log shows the whole prescription's limits.
+EV_PROGRAM_BOLUS = const(40)         # a = patient bolus dose nL (0: none), b = duration s
+EV_PROGRAM_BOLUS_LIMITS = const(41)  # a = lockout s, b = at most this many in 24 h
+EVENT_NAMES[EV_PROGRAM_BOLUS] = "program_bolus"
+EVENT_NAMES[EV_PROGRAM_BOLUS_LIMITS] = "program_bolus_limits"

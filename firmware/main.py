@@ -1,22 +1,39 @@
-# The board's entry point: copied to the root of the Pico's flash as main.py by `make build`
-# (MicroPython runs main.py after every reset). It starts the pump firmware on the board the
-# bundle carries (`make build BOARD=pico|implant` puts exactly one there). When the firmware
-# returns (after an authenticated `maintenance`), this script ends and MicroPython's REPL takes
-# the USB serial line, so mpremote can copy a new build.
-try:
-    from boards.pico import Hal
-except ImportError:
-    from boards.implant import Hal
+# The board's entry point: copied to the root of the Pico's flash as main.py by a first
+# install (MicroPython runs main.py after every reset), next to the boot loader loader.mpy.
+# Ctrl-C is switched off before anything else, so a stray byte on the line cannot stop the
+# boot; the loader then chooses the firmware (the first install, or a signed update on trial
+# or confirmed), runs it, and resets the board if it ever stops. Only a development build
+# (make build DEV=1) gives MicroPython's REPL the line after `maintenance` or a crash.
+#
+# MicroPython turns Ctrl-C on for the run of this file. A Ctrl-C that arrives before the switch
+# below is raised only at the next jump of the bytecode: the loop below, inside its try, where
+# it is caught and the switch made again. (Raised after a try without a jump inside it, it
+# would stop this file: the pump would sit at the REPL, with no delivery and no watchdog.)
+import micropython
 
-from firmware.app import main
+while True:
+    try:
+        micropython.kbd_intr(-1)
+        for _ in (0, 1):
+            pass
+        break
+    except KeyboardInterrupt:
+        pass
 
-main(Hal())
+import loader
+import machine
 
-# The REPL is for a person or mpremote: Ctrl-C works again there (the board's Hal turned it
-# off so stray bytes could not stop delivery).
-try:
-    import micropython
 
-    micropython.kbd_intr(3)
-except (ImportError, AttributeError):
-    pass
+def _hal():
+    # Called once the loader has put the chosen firmware first on the import path.
+    try:
+        from boards.pico import Hal
+    except ImportError:
+        from boards.implant import Hal
+    return Hal()
+
+
+loader.boot_board(_hal, machine.reset)
+
+# A development build returned: the REPL is for a person or mpremote, and Ctrl-C works again.
+micropython.kbd_intr(3)

@@ -1,33 +1,51 @@
 # The serial protocol (docs/protocol.md): bytes in, one JSON reply line out per request.
 #
 # feed(byte) collects a line in a preallocated buffer; a complete line is parsed, checked
-# (authentication, role, counter) and handed to one do_* method. Everything a command does
-# goes through the Pump's own methods, which check their limits again. Any exception a
-# command raises is caught and answered with E_INTERNAL: the control loop never stops for a
-# bad request. Handling a request allocates (JSON); the loop without requests does not.
-import json
+# (authentication, pump, session, role, counter) and handed to one do_* method. Everything a
+# command does goes through the Pump's own methods, which check their limits again. Any
+# exception a command raises is caught and answered with E_INTERNAL: the control loop never
+# stops for a bad request. Handling a request allocates (JSON); the loop without requests does
+# not.
+#
+# Trust runs both ways (docs/security.md). A request whose tag verifies gets a signed reply,
+# refusals included: the tag is HMAC(key, "reply " + request tag + reply JSON) under the same
+# role's key, so the host knows the answer is the pump's, and to this very request.
+#
+# Lines end in LF, CR or CRLF (a terminal's Enter sends CR; CRLF counts once). A line from a
+# person (the terminal form without an id: `help`, `info`, `ping`) is answered in readable
+# lines; everything else gets one compact JSON object with sorted keys (firmware/wirejson.py).
+import os
+from hashlib import sha256
 
-from firmware import auth, codes
+from firmware import wirejson as json
+
+from firmware import auth, buildinfo, codes, update
 from firmware.compat import const
 from firmware.pump import MAX_STABLE_S, PRIME_CONFIRM_S
 from firmware.rx import Rx, RxError
+from firmware.ticks import diff
 from firmware.version import VERSION
 
 MAX_LINE = const(1024)
 _CR = const(13)
 _LF = const(10)
 _TAB = const(9)
+_CTRL_A = const(1)
+_CTRL_C = const(3)
 _HEX_LEN = const(64)
 ID_MAX = const((1 << 30) - 1)
 META_MAX = const(512)
 LOG_MAX = const(50)
+SESSION_IDLE_MS = const(300000)  # a session ends after 5 minutes without an accepted request
+_REPLY = b"reply "
 
 # name -> (role needed, description)
 COMMANDS = {
     "help": (auth.NONE, "list the commands"),
     "ping": (auth.NONE, "check the pump answers"),
-    "info": (auth.NONE, "pump id, firmware version, board, clock, counters"),
-    "provision": (auth.NONE, "set the two role keys, once"),
+    "info": (auth.NONE, "who the pump is; with a key: clock, counters, limits"),
+    "provision": (auth.NONE, "set the two role keys (a new pump, or after the button)"),
+    "hello": (auth.PATIENT, "open a session (its id and counter)"),
     "status": (auth.PATIENT, "therapy, reservoir, alarms, battery, last 24 h"),
     "alarms": (auth.PATIENT, "active alarms"),
     "patient_bolus": (auth.PATIENT, "ask for the prescribed patient bolus"),
@@ -40,10 +58,27 @@ COMMANDS = {
     "stop": (auth.CLINICIAN, "suspend delivery"),
     "resume": (auth.CLINICIAN, "resume delivery"),
     "clock": (auth.CLINICIAN, "read or set the pump clock"),
-    "maintenance": (auth.CLINICIAN, "stop safely and hand back the REPL"),
+    "rekey": (auth.CLINICIAN, "replace both role keys (counters start again)"),
+    "update_begin": (auth.CLINICIAN, "start a signed firmware update"),
+    "update_chunk": (auth.CLINICIAN, "the next piece of the update"),
+    "update_commit": (auth.CLINICIAN, "check the update and switch to it"),
+    "update_confirm": (auth.CLINICIAN, "end the new firmware's trial"),
+    "maintenance": (auth.CLINICIAN, "dev builds: stop, hand back the REPL"),
 }
 TERMINAL = ("help", "ping", "info")
+# What a REPL-seeking byte (Ctrl-C, or mpremote's Ctrl-A) gets, once per line: a running pump
+# has no REPL, and a tool waiting for one should fail at once and say why.
+HINT = b"pump running, no REPL: Ctrl-C is ignored. Type help; to flash: make flash"
 BOLUS_KINDS = ("clinician", "prime", "bridge")
+
+
+def board_limits(hal):
+    """What the host validates against: this board's own numbers (info -> limits)."""
+    return {"stroke_nl": hal.STROKE_NL, "reservoir_nl": hal.RESERVOIR_NL,
+            "reservoir_min_nl": hal.RESERVOIR_MIN_NL, "min_rate_nl_day": hal.MIN_RATE_NL_DAY,
+            "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
+            "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
+            "catheter_nl": hal.CATHETER_NL}
 
 
 class Refusal(Exception):
@@ -64,23 +99,52 @@ def _arg(args, key, lo, hi, default=None):
     return v
 
 
+def _hex_arg(args, key, lo, hi):
+    v = args.get(key)
+    raw = auth.unhex(v) if type(v) is str else None
+    if raw is None or not lo <= len(raw) <= hi:
+        raise Refusal("E_ARGS", "%s must be %d to %d bytes as lower-case hex" % (key, lo, hi))
+    return raw
+
+
+def _random(n, salt):
+    """n unpredictable bytes: the port's random source, hashed with what varies anyway."""
+    try:
+        seed = os.urandom(32)
+    except (AttributeError, NotImplementedError, OSError):
+        seed = b""
+    return sha256(seed + salt).digest()[:n]
+
+
 class Proto:
     def __init__(self, app):
         self.app = app
         self.buf = bytearray(MAX_LINE)
         self.n = 0
         self.overlong = False
+        self.after_cr = False   # a CR ended the last line: an LF right after it is the same end
+        self.hinted = False     # the REPL hint went out on this line already
         self.last_tag = [None, None, None]  # type: list  # by role: the last accepted tag
         self.last_reply = [None, None, None]  # type: list  # and its reply (for a repeat)
+        self.sn = [None, None, None]  # type: list  # by role: the current session's id
+        self.sn_ms = [0, 0, 0]        # ticks of the session's last accepted request
+        self.sessions = 0             # sessions opened since boot (salt for the next id)
+        self.role = auth.NONE         # role of the request being handled (keyed info)
+        self.reset_after = False      # a committed update: reset once the reply is out
 
     # ---- bytes to lines --------------------------------------------------------------------
     def feed(self, b, now):
-        if b == _LF:
+        after_cr = self.after_cr
+        self.after_cr = b == _CR
+        if b == _LF or b == _CR:
+            if b == _LF and after_cr:
+                return  # CRLF: the CR ended the line
+            self.hinted = False
             if self.overlong:
                 self.overlong = False
                 self.n = 0
-                self.app.reply(b'{"id":null,"ok":false,"error":"E_TOO_LONG","message":'
-                               b'"line longer than 1024 bytes"}')
+                self.app.reply(b'{"error":"E_TOO_LONG","id":null,"message":'
+                               b'"line longer than 1024 bytes","ok":false}')
                 return
             n = self.n
             self.n = 0
@@ -88,7 +152,11 @@ class Proto:
                 self.app.reply(self.handle(bytes(self.buf[:n]), now))
             return
         if b < 32 and b != _TAB or b == 127:
-            return  # control bytes (Ctrl-C, Ctrl-D, CR, ...) never reach a command
+            # control bytes (Ctrl-C, Ctrl-D, ...) never reach a command
+            if (b == _CTRL_C or b == _CTRL_A) and not self.hinted:
+                self.hinted = True
+                self.app.reply(HINT)
+            return
         if self.n >= MAX_LINE:
             self.overlong = True
             return
@@ -97,10 +165,14 @@ class Proto:
 
     # ---- one line --------------------------------------------------------------------------
     def handle(self, line, now):
-        """The reply (bytes) to one request line (without its newline)."""
+        """The reply line (bytes, signed when the request's tag verified) to one request line
+        (without its newline)."""
         rid = None
         role = auth.NONE
+        key = None          # the key that signs the reply (captured before a re-key)
+        tag = None
         accepted = False
+        self.role = auth.NONE
         try:
             try:
                 text = line.decode()
@@ -110,12 +182,11 @@ class Proto:
             if text[:1] != "{":
                 return self._terminal(text, now)
             body = text
-            tag = None
             sp = text.rfind(" ")
             if sp > 0 and len(text) - sp - 1 == _HEX_LEN and text[sp - 1] == "}":
                 tag = auth.unhex(text[sp + 1:])
                 if tag is None:
-                    raise Refusal("E_AUTH", "the tag must be 64 hex digits")
+                    raise Refusal("E_AUTH", "the tag must be 64 lower-case hex digits")
                 body = text[:sp]
             try:
                 req = json.loads(body)
@@ -134,27 +205,27 @@ class Proto:
                 raise Refusal("E_UNKNOWN_CMD", "unknown command %s; try help" % json.dumps(cmd))
             need = COMMANDS[cmd][0]
             keys = self.app.keys
-            role = auth.NONE
-            if need != auth.NONE:
+            if need != auth.NONE or tag is not None:
+                if keys.damaged:
+                    raise Refusal("E_KEYS", "the key record is damaged: therapy goes on as "
+                                  "programmed and nothing that changes it is accepted until the "
+                                  "pump is provisioned again after the button at the pump")
                 if not keys.provisioned():
                     raise Refusal("E_NOT_PROVISIONED", "the pump has no keys yet: provision it")
                 role = self._authenticate(req, body, tag)
+                key = keys.key[role]   # from here on every reply is signed
+                self.role = role
                 if role < need:
-                    raise Refusal("E_ROLE", "the patient key may only ask for a patient bolus or"
-                                  " read status and alarms")
-                ctr = req["ctr"]
-                if ctr == keys.ctr[role] and self.last_tag[role] is not None \
-                        and auth.same(tag, self.last_tag[role]):
-                    return self._repeat(role)
-                if ctr <= keys.ctr[role]:
-                    raise Refusal("E_REPLAY", "counter %d is not above the last accepted (%d)"
-                                  % (ctr, keys.ctr[role]))
-                if not keys.advance(role, ctr):
-                    raise Refusal("E_INTERNAL", "could not store the counter")
-                self.last_tag[role] = tag
-                self.last_reply[role] = None
-                accepted = True
-            elif not keys.provisioned() and cmd not in ("help", "ping", "info", "provision"):
+                    raise Refusal("E_ROLE", "the patient key may only ask for a patient bolus "
+                                  "or read status and alarms")
+                if req.get("pump") != self.app.uid:
+                    raise Refusal("E_AUTH", "this request is for pump %s, not this pump (%s)"
+                                  % (json.dumps(req.get("pump")), self.app.uid))
+                if cmd != "hello":
+                    if self._session(req, role, now, tag):
+                        return self._repeat(role, key, tag)
+                    accepted = True
+            elif not keys.usable() and cmd not in ("help", "ping", "info", "provision"):
                 raise Refusal("E_NOT_PROVISIONED", "the pump has no keys yet")
             args = req.get("args", {})
             if type(args) is not dict:
@@ -169,13 +240,72 @@ class Proto:
         if accepted:
             # An accepted request's answer, refusal or not, is what a repeat of it gets.
             self.last_reply[role] = reply
-        return reply
+        return self._signed(reply, key, tag)
 
-    def _repeat(self, role):
+    def _signed(self, reply, key, tag):
+        if key is None:
+            return reply
+        mac = auth.hmac_sha256(key, _REPLY + tag + reply)
+        return reply + b" " + auth.tohex(mac).encode()
+
+    def _session(self, req, role, now, tag):
+        """Check the request's session and counter; True when it is a repeat of the last
+        accepted request (answered from the cache), False when it is accepted anew (the counter
+        is stored before the command acts). Raises Refusal otherwise."""
+        keys = self.app.keys
+        sn = self.sn[role]
+        if sn is None or req.get("sn") != sn:
+            raise Refusal("E_SESSION", "not the pump's current session for this key: open a "
+                          "new one (hello)")
+        idle = diff(now, self.sn_ms[role])
+        if idle < 0 or idle > SESSION_IDLE_MS:
+            self.sn[role] = None
+            raise Refusal("E_SESSION", "the session ended after %d minutes without a request: "
+                          "open a new one (hello)" % (SESSION_IDLE_MS // 60000))
+        ctr = req.get("ctr")
+        if type(ctr) is not int or ctr < 1 or ctr > auth.CTR_MAX:
+            raise Refusal("E_AUTH", "ctr must be an integer from 1 to %d" % auth.CTR_MAX)
+        if ctr == keys.last[role] and self.last_tag[role] is not None \
+                and auth.same(tag, self.last_tag[role]):
+            return True
+        if not keys.in_window(role, ctr):
+            raise Refusal("E_REPLAY", "counter %d is not from %d to %d" % (
+                ctr, keys.last[role] + 1, keys.last[role] + auth.WINDOW))
+        if ctr > auth.CTR_LIMIT and req.get("cmd") != "rekey":
+            raise Refusal("E_REKEY", "the %s counter is near its end: re-key the pump "
+                          "(pumpctl rekey) before anything else" % auth.ROLE_NAMES[role])
+        if not keys.advance(role, ctr):
+            raise Refusal("E_INTERNAL", "could not store the counter")
+        self.sn_ms[role] = now
+        self.last_tag[role] = tag
+        self.last_reply[role] = None
+        return False
+
+    def end_sessions(self):
+        for r in (auth.PATIENT, auth.CLINICIAN):
+            self.sn[r] = None
+            self.last_tag[r] = None
+            self.last_reply[r] = None
+
+    def expire(self, now):
+        """End sessions idle for longer than allowed (the loop calls this hourly, so no tick
+        difference it takes can wrap). Allocates nothing."""
+        self._expire(auth.PATIENT, now)
+        self._expire(auth.CLINICIAN, now)
+
+    def _expire(self, role, now):
+        if self.sn[role] is not None:
+            idle = diff(now, self.sn_ms[role])
+            if idle < 0 or idle > SESSION_IDLE_MS:
+                self.sn[role] = None
+
+    def _repeat(self, role, key, tag):
         reply = self.last_reply[role]
         if reply is None:
             raise Refusal("E_REPLAY", "this request was already received")
-        return reply[:-1] + b', "repeat": true}'
+        out = json.loads(reply)
+        out["repeat"] = True
+        return self._signed(json.dumps(out).encode(), key, tag)
 
     def _error(self, rid, code, message, reason=None):
         out = {"id": rid, "ok": False, "error": code, "message": message}
@@ -189,28 +319,65 @@ class Proto:
         role = auth.ROLES.get(req.get("role"))
         if role is None:
             raise Refusal("E_AUTH", "role must be \"clinician\" or \"patient\"")
-        ctr = req.get("ctr")
-        if type(ctr) is not int or ctr < 1 or ctr > auth.CTR_MAX:
-            raise Refusal("E_AUTH", "ctr must be an integer from 1 to %d" % auth.CTR_MAX)
         if not self.app.keys.check(role, body.encode(), tag):
             raise Refusal("E_AUTH", "the authentication tag is wrong for this request and role")
         return role
 
     def _terminal(self, text, now):
+        """The terminal form. With an id (`7 info`) it is a program's: one JSON reply. Without,
+        a person typed it: readable lines."""
         words = text.split()
         rid = None
         if len(words) == 2 and words[0].isdigit() and len(words[0]) < 10:
             rid = int(words[0])
             words = words[1:]
-        if len(words) != 1 or words[0] not in TERMINAL:
-            raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
-                          "(docs/protocol.md)")
-        out = {"id": rid, "ok": True, "cmd": words[0]}
+        known = len(words) == 1 and words[0] in TERMINAL
+        if rid is not None or text[:1] == "[":  # a program (or its garbage): JSON
+            if not known:
+                raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
+                              "(docs/protocol.md)")
+            out = {"id": rid, "ok": True, "cmd": words[0]}
+            getattr(self, "do_" + words[0])({}, now, out)
+            return json.dumps(out).encode()
+        if not known:
+            return ("not a command here: " + text[:40] + "\r\ntype help, info or ping and "
+                    "Enter; programs send JSON requests (docs/protocol.md)").encode()
+        out = {}
         getattr(self, "do_" + words[0])({}, now, out)
-        return json.dumps(out).encode()
+        return getattr(self, "_text_" + words[0])(out).encode()
+
+    def _text_ping(self, out):
+        return "pong: the pump is running"
+
+    def _text_help(self, out):
+        app = self.app
+        lines = ["Intrathecal pump %s, firmware %s, board %s" % (app.uid, VERSION, app.hal.NAME),
+                 "Type one of these and press Enter:"]
+        for name in TERMINAL:
+            lines.append("  %-14s %s" % (name, COMMANDS[name][1]))
+        lines.append("Everything else is for programs (pumpctl does it for you): one JSON")
+        lines.append("request a line, signed with a key (docs/protocol.md):")
+        for name in sorted(COMMANDS):
+            role, what = COMMANDS[name]
+            if name in TERMINAL:
+                continue
+            key = ("" if role == auth.NONE else
+                   "  [%s key]" % ("patient" if role == auth.PATIENT else "clinician"))
+            lines.append("  %-14s %s%s" % (name, what, key))
+        return "\r\n".join(lines)
+
+    def _text_info(self, out):
+        keys = {"ok": "yes", "none": "none yet (provision it)",
+                "damaged": "DAMAGED: nothing that changes therapy is accepted until the pump "
+                           "is provisioned again after its button is held at boot"}
+        rows = (("pump id", out["pump_id"]), ("firmware", out["firmware"]),
+                ("build", out["build"]), ("board", out["board"]),
+                ("keys", keys.get(out["keys"], out["keys"])),
+                ("more", "clock, counters and the board's limits: pumpctl info (with a key)"))
+        return "\r\n".join(["%-12s %s" % (k, v) for k, v in rows])
 
     # ---- commands ----------------------------------------------------------------------------
-    def do_help(self, args, now, out):
+    def do_help(self, args, now, out):  # the JSON form's; a person gets _text_help
         cmds = {}
         for name in COMMANDS:
             role, text = COMMANDS[name]
@@ -223,37 +390,139 @@ class Proto:
         out["pong"] = True
 
     def do_info(self, args, now, out):
+        """Without a key: what a person needs to pick the key (pump id, firmware, board,
+        build, whether it has keys). In a session (signed): everything else."""
         app = self.app
         hal = app.hal
         keys = app.keys
         out["pump_id"] = app.uid
         out["firmware"] = VERSION
         out["board"] = hal.NAME
+        out["build"] = buildinfo.KIND
+        out["keys"] = "damaged" if keys.damaged else "ok" if keys.provisioned() else "none"
+        out["provisioned"] = keys.usable()
+        if self.role == auth.NONE:
+            return
         out["clock_ts"] = app.clock_ts(now)
         out["uptime_s"] = app.pump.mono_s
-        out["provisioned"] = keys.provisioned()
-        out["ctr"] = {"clinician": keys.ctr[auth.CLINICIAN], "patient": keys.ctr[auth.PATIENT]}
+        out["ctr"] = {"clinician": keys.last[auth.CLINICIAN], "patient": keys.last[auth.PATIENT]}
         out["stroke_nl"] = hal.STROKE_NL
         out["catheter_nl"] = app.pump.catheter_nl()  # the patient's, from the settings
         out["reservoir_max_nl"] = hal.RESERVOIR_NL
+        out["limits"] = board_limits(hal)
+        out["update"] = app.update_info()
+
+    def do_hello(self, args, now, out):
+        """A new session for the signing role: a fresh id, and the counter to go on from. It
+        replaces the role's previous session, whose requests are refused from now on."""
+        hn = args.get("hn")
+        if type(hn) is not str or not 16 <= len(hn) <= 64 or auth.unhex(hn) is None:
+            raise Refusal("E_ARGS", "hn must be 16 to 64 lower-case hex digits (the host's nonce)")
+        role = self.role
+        keys = self.app.keys
+        self.sessions += 1
+        salt = "%s %d %d %d %s" % (self.app.uid, keys.reserved[role], self.sessions, now, hn)
+        sn = auth.tohex(_random(8, salt.encode()))
+        self.sn[role] = sn
+        self.sn_ms[role] = now
+        self.last_tag[role] = None
+        self.last_reply[role] = None
+        last = keys.last[role]
+        out["pump_id"] = self.app.uid
+        out["role"] = auth.ROLE_NAMES[role]
+        out["sn"] = sn
+        out["ctr"] = last
+        out["window"] = auth.WINDOW
+        out["ctr_left"] = auth.CTR_LIMIT - last if last < auth.CTR_LIMIT else 0
+        out["idle_s"] = SESSION_IDLE_MS // 1000
+        out["firmware"] = VERSION
+        out["build"] = buildinfo.KIND
 
     def do_provision(self, args, now, out):
-        keys = self.app.keys
-        if keys.provisioned():
-            raise Refusal("E_LOCKED", "the pump is already provisioned")
-        c = args.get("clinician_key")
-        p = args.get("patient_key")
-        if type(c) is not str or type(p) is not str:
-            raise Refusal("E_ARGS", "clinician_key and patient_key must be 64 hex digits each")
-        ck = auth.unhex(c)
-        pk = auth.unhex(p)
-        if ck is None or pk is None or len(ck) != auth.KEY_LEN or len(pk) != auth.KEY_LEN:
-            raise Refusal("E_ARGS", "clinician_key and patient_key must be 64 hex digits each")
+        """Keys on a pump that never had any, or after the button was held at the pump."""
+        app = self.app
+        keys = app.keys
+        button = app.button_open(now)
+        if not keys.never and not button:
+            if keys.damaged:
+                raise Refusal("E_LOCKED", "the key record is damaged: hold the button at the "
+                              "pump while it boots, then provision it")
+            raise Refusal("E_LOCKED", "the pump is already provisioned (to replace lost keys, "
+                          "hold the button at the pump while it boots)")
+        ck = _hex_arg(args, "clinician_key", auth.KEY_LEN, auth.KEY_LEN)
+        pk = _hex_arg(args, "patient_key", auth.KEY_LEN, auth.KEY_LEN)
         if ck == pk:
             raise Refusal("E_ARGS", "the two keys must differ")
+        uk = None
+        if "update_key" in args:
+            uk = _hex_arg(args, "update_key", update.KEY_MIN, update.KEY_MAX)
+            have = app.upkey.modulus
+            if have is not None and have != uk:
+                raise Refusal("E_LOCKED", "the update key was set at the factory and never "
+                              "changes over the line")
+        if uk is not None and app.upkey.modulus is None and not app.upkey.set(uk):
+            raise Refusal("E_INTERNAL", "could not store the update key")
         if not keys.provision(ck, pk):
             raise Refusal("E_INTERNAL", "could not store the keys")
+        self.end_sessions()
+        app.provisioned(now, 3 if button else 1)
         out["provisioned"] = True
+        out["update_key"] = app.upkey.modulus is not None
+
+    def do_rekey(self, args, now, out):
+        """New keys for both roles, derived on both sides from the clinician key and this
+        nonce; both counters start again. Every session ends (the reply is signed with the old
+        key, which the host still holds)."""
+        nonce = _hex_arg(args, "nonce", 16, 64)
+        if not self.app.keys.rekey(nonce):
+            raise Refusal("E_INTERNAL", "could not store the new keys")
+        self.end_sessions()
+        self.app.events_add(codes.EV_KEYS, now, 2, 0)
+        out["rekeyed"] = True
+        out["ctr"] = 0
+
+    def _updater(self):
+        up = self.app.updater
+        if up is None:
+            raise Refusal("E_UPDATE", "this board's storage cannot take updates")
+        return up
+
+    def do_update_begin(self, args, now, out):
+        mlen = _arg(args, "manifest_len", 1, update.MANIFEST_MAX)
+        slen = _arg(args, "sig_len", 1, update.KEY_MAX)
+        try:
+            out["slot"] = self._updater().begin(mlen, slen)
+        except update.UpdateError as e:
+            raise Refusal("E_UPDATE", str(e))
+        out["have"] = 0
+        out["chunk_max"] = update.CHUNK_MAX
+
+    def do_update_chunk(self, args, now, out):
+        off = _arg(args, "off", 0, ID_MAX)
+        data = args.get("data")
+        raw = update.b64(data) if type(data) is str else None
+        if raw is None or not raw or len(raw) > update.CHUNK_MAX:
+            raise Refusal("E_ARGS", "data must be 1 to %d bytes in base64" % update.CHUNK_MAX)
+        up = self._updater()
+        try:
+            out["have"] = up.chunk(off, raw)
+        except update.UpdateError as e:
+            raise Refusal("E_UPDATE", str(e))
+        out["total"] = up.total() if up.manifest is not None else 0
+
+    def do_update_commit(self, args, now, out):
+        try:
+            slot, version = self._updater().commit()
+        except update.UpdateError as e:
+            raise Refusal("E_UPDATE", str(e))
+        self.app.events_add(codes.EV_UPDATE, now, 1, 1 if slot == "a" else 2)
+        out["slot"] = slot
+        out["version"] = version
+        out["resetting"] = True
+        self.reset_after = True   # the app resets once this reply is on the line
+
+    def do_update_confirm(self, args, now, out):
+        out["confirmed"] = self.app.confirm_update(now)
 
     def do_status(self, args, now, out):
         app = self.app
@@ -460,7 +729,10 @@ class Proto:
         if "set_ts" in args:
             app.set_clock(now, _arg(args, "set_ts", 0, ID_MAX))
         out["clock_ts"] = app.clock_ts(now)
+        out["clock_lost"] = bool(app.pump.alarms & (1 << codes.AL_CLOCK_LOST))
 
     def do_maintenance(self, args, now, out):
+        if buildinfo.KIND != "development":
+            self._refused(codes.R_PRODUCTION)
         self.app.maintenance(now)
         out["maintenance"] = True

@@ -651,6 +651,9 @@ class Pump:
             self.account_lost = False
             self.log.add(codes.EV_ASSUMED, now, strokes * self.stroke_nl, 0)
         self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
+        self.log.add(codes.EV_PROGRAM_BOLUS, now, rx.pb_dose_nl, rx.pb_dur_ms // 1000)
+        if rx.pb_dose_nl:
+            self.log.add(codes.EV_PROGRAM_BOLUS_LIMITS, now, rx.pb_lockout_s, rx.pb_max)
         self.mem_flash = False
         self.clear_alarm(codes.AL_MEMORY_ERROR, now)
         if self.refill_nl < 0 or self.reservoir_nl > self.refill_nl:

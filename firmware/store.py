@@ -25,6 +25,8 @@ from array import array
 
 from hashlib import sha256
 
+from firmware.loader import Fs
+
 MAGIC = b"PSR1"
 HEAD_LEN = 12
 CHECK_LEN = 4
@@ -167,39 +169,7 @@ class MemDev:
         self.files[path] = bytes(data)
 
 
-class FileDev:
-    """The `dev` interface on a real filesystem (littlefs on the Pico, any directory on a host).
-
-    Uses only open(): MicroPython's `os` lacks most of CPython's path helpers.
-    """
-
-    def __init__(self, root):
-        while len(root) > 1 and root[-1] == "/":
-            root = root[:-1]
-        self.root = root
-
-    def _path(self, path):
-        if not self.root:
-            return path
-        if self.root == "/":
-            return "/" + path
-        return self.root + "/" + path
-
-    def read(self, path):
-        try:
-            f = open(self._path(path), "rb")
-        except OSError:
-            return None
-        try:
-            return f.read()
-        finally:
-            f.close()
-
-    def write(self, path, data):
-        f = open(self._path(path), "wb")
-        try:
-            f.write(data)
-            if hasattr(f, "flush"):
-                f.flush()
-        finally:
-            f.close()
+class FileDev(Fs):
+    """The `dev` interface on a real filesystem (littlefs on the Pico, any directory on a host):
+    read(path) and write(path, data) under a root, from the boot loader's Fs (which uses only
+    open() and what MicroPython's os has on every port)."""

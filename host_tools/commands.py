@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timedelta
+from pathlib import Path
 
-from host_tools import druglib, link, titration, units
+from host_tools import boardlimits, druglib, fmt, link, titration, units
 from host_tools.errors import InputError
 from host_tools.link import Key, Link, LinkError, PumpError
 
-EPOCH = datetime(2024, 1, 1)   # the pump clock counts seconds from here, in local time
+EPOCH = fmt.EPOCH   # the pump clock counts seconds from here, in local time
 DAY_S = 86_400
 META_MAX = 512
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class UsageError(Exception):
@@ -109,6 +110,7 @@ class Context:
             port = self._port()
             key = self._key(role)
             timeout = getattr(self.opts, "timeout", None) or 3.0
+            refuse_if_shared(port, self.found)
             self._link = Link.open(port, key, timeout_s=timeout)
         return self._link
 
@@ -121,8 +123,16 @@ class Context:
         if not pumps:
             raise LinkError("no pump found: connect a Pico by USB, start `pumpsim board`, or "
                             "give --port")
+        ours = [p for p in pumps if is_ours(p)]
+        if len(pumps) > 1 and len(ours) == 1:
+            # Other checkouts' boards are someone else's: take the one this tree started.
+            self.warn(f"{len(pumps)} pumps found; using {ours[0].port}, the virtual board "
+                      f"started from this checkout (flash {ours[0].board.get('flash')})")
+            pumps = ours
         if len(pumps) > 1:
-            listed = "; ".join(f"{p.port} ({p.description})" for p in pumps)
+            listed = "; ".join(f"{p.port} ({p.description}"
+                               + (f", flash {p.board.get('flash')}" if p.board else "") + ")"
+                               for p in pumps)
             raise UsageError(f"{len(pumps)} pumps found, choose one with --port: {listed}")
         self.found = pumps[0]
         return self.found.port
@@ -145,7 +155,46 @@ class Context:
             self._link = None
 
 
-# ---- showing quantities ------------------------------------------------------------------------
+# ---- a port someone else has open -----------------------------------------------------------
+
+def port_holders(path: str) -> list[tuple[int, str]]:
+    """Other processes that have this device open, (pid, program name), from /proc (Linux;
+    elsewhere, or for a URL, none are seen). Terminal programs that take no lock (screen, tio)
+    are found this way; those that lock (picocom) also fail pyserial's exclusive open."""
+    proc = Path("/proc")
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    if not proc.is_dir():
+        return []
+    out = []
+    for d in proc.iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            for fd in (d / "fd").iterdir():
+                st = os.stat(fd)
+                if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                    out.append((int(d.name), (d / "comm").read_text().strip()))
+                    break
+        except OSError:
+            continue  # gone, or not ours to look at
+    return out
+
+
+def refuse_if_shared(port: str, found) -> None:
+    """Another program on the port would read the pump's replies (and we its): say so at once
+    instead of timing out, or worse, acting on half a conversation."""
+    board_pid = (found.board or {}).get("pid") if found else None
+    others = [(pid, name) for pid, name in port_holders(port) if pid != board_pid]
+    if others:
+        who = ", ".join(f"{name} (pid {pid})" for pid, name in others)
+        raise LinkError(f"port in use by another program: {port} is open in {who}; close it "
+                        "and try again")
+
+
+# ---- showing quantities (host_tools/fmt.py has the rules; these names stay for callers) ------
 
 def unit_of(text) -> str:
     """The mass unit a clinician wrote in "25 mg/mL" or "50 mcg/day": mg or mcg."""
@@ -153,38 +202,24 @@ def unit_of(text) -> str:
     return "mcg" if any(u in t for u in ("mcg", "ug", "µg", "μg")) else "mg"
 
 
-def mass(ng: int, unit: str | None = None) -> str:
-    unit = unit or ("mg" if ng >= 1_000_000 else "mcg")
-    return f"{ng / 1e6:.6g} mg" if unit == "mg" else f"{ng / 1e3:.6g} mcg"
+def settings_unit(settings: dict | None) -> str | None:
+    """The mass unit of the pump's prescription: its drug's (drugs.toml), else what the host
+    that programmed it stored, else None (shown by size)."""
+    meta = (settings or {}).get("meta") or {}
+    try:
+        return druglib.get(meta.get("drug")).unit
+    except InputError:
+        u = meta.get("units")
+        return u if u in fmt.MASS_UNITS else None
 
 
-def vol(nl: int) -> str:
-    return f"{nl / 1e6:.6g} mL" if abs(nl) >= 1_000_000 else f"{nl / 1e3:.6g} uL"
-
-
-def span(s: int) -> str:
-    if s <= 0:
-        return "0 s"
-    parts = []
-    for size, name in ((DAY_S, "d"), (3600, "h"), (60, "min")):
-        if s >= size:
-            parts.append(f"{s // size} {name}")
-            s %= size
-    if s and len(parts) < 2:
-        parts.append(f"{s} s")
-    return " ".join(parts[:2])
-
-
-def pump_time(ts: int) -> str:
-    return (EPOCH + timedelta(seconds=ts)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def host_now_ts() -> int:
-    return int((datetime.now() - EPOCH).total_seconds())
-
-
-def ng_to_nl(ng: int, conc_ng_ml: int) -> int:
-    return (ng * 1_000_000 + conc_ng_ml // 2) // conc_ng_ml
+mass = fmt.mass
+vol = fmt.vol
+span = fmt.span
+pump_time = fmt.pump_time
+host_now_ts = fmt.host_now_ts
+ng_to_nl = fmt.ng_to_nl
+hhmm = fmt.hhmm
 
 
 def nl_to_ng(nl: int, conc_ng_ml: int) -> int:
@@ -200,12 +235,13 @@ def daily_basal_ng(steps) -> int:
     return total // 1440
 
 
-def hhmm(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
-
-
 def _body(reply: dict) -> dict:
     return {k: v for k, v in reply.items() if k not in ("id", "ok", "cmd", "repeat")}
+
+
+def limits(ctx: Context) -> boardlimits.BoardLimits:
+    """The board limits of the pump this command talks to (boardlimits.pump_limits)."""
+    return boardlimits.pump_limits(ctx.link())
 
 
 def catheter_text(cat: dict | None) -> str:
@@ -236,23 +272,39 @@ def _catheter_nl(ctx: Context, settings: dict | None = None) -> tuple[int, str]:
 def do_ports(ctx: Context, args) -> int:
     pumps = link.find_pumps()
     rows = [{"port": p.port, "kind": p.kind, "description": p.description,
-             **({"control": p.board.get("control"), "flash": p.board.get("flash")}
-                if p.board else {})} for p in pumps]
-    lines = [f"{p.port:28} {p.kind:8} {p.description}" for p in pumps] or ["no pumps found"]
-    ctx.result({"ports": rows}, lines)
+             **({"control": p.board.get("control"), "flash": p.board.get("flash"),
+                 "this_checkout": is_ours(p)} if p.board else {})} for p in pumps]
+    lines = []
+    for p in pumps:
+        lines.append(f"{p.port:20} {p.kind:8} {p.description}")
+        if p.board:
+            mine = "  (started from this checkout)" if is_ours(p) else ""
+            lines.append(f"{'':20} {'':8} flash {p.board.get('flash')}{mine}")
+    ctx.result({"ports": rows}, lines or ["no pumps found"])
     return 0
+
+
+def is_ours(found) -> bool:
+    """A virtual board started from this checkout (its registry record names the tree)."""
+    return bool(found.board) and found.board.get("root") == str(ROOT)
 
 
 def do_info(ctx: Context, args) -> int:
     info = _body(ctx.link().info())
     ctr = info.get("ctr") or {}
+    upd = info.get("update") or {}
     lines = [f"pump id      {info.get('pump_id')}",
-             f"firmware     {info.get('firmware')}",
-             f"board        {info.get('board')} ({info.get('stroke_nl')} nL a stroke)",
-             f"pump clock   {pump_time(info.get('clock_ts', 0))}",
-             f"uptime       {span(info.get('uptime_s', 0))}",
-             f"provisioned  {'yes' if info.get('provisioned') else 'no'}",
-             f"counters     clinician {ctr.get('clinician')}, patient {ctr.get('patient')}"]
+             f"firmware     {info.get('firmware')} ({info.get('build', '?')} build"
+             + (f", slot {upd['slot']}{', on trial' if upd.get('trial') else ''}" if upd else "")
+             + ")",
+             f"board        {limits(ctx).describe()}",
+             f"keys         {info.get('keys', 'ok' if info.get('provisioned') else 'none')}"]
+    if "clock_ts" in info:   # only a keyed caller (a session) sees the rest
+        lines += [f"pump clock   {pump_time(info.get('clock_ts', 0))}",
+                  f"uptime       {span(info.get('uptime_s', 0))}",
+                  f"counters     clinician {ctr.get('clinician')}, patient {ctr.get('patient')}"]
+    if upd.get("last_crash"):
+        lines.append(f"last crash   {upd['last_crash']}")
     ctx.result(info, lines)
     return 0
 
@@ -274,22 +326,11 @@ def _alarm_text(alarms) -> str:
                      for a in alarms)
 
 
-def do_status(ctx: Context, args) -> int:
-    lk = ctx.link()
-    st = _body(lk.call("status", changes=False))
-    settings = _settings_or_none(ctx)
-    if ctx.json:
-        ctx.result(st)
-        return 0
+def _status_view(st: dict, settings: dict | None) -> dict:
+    """What `status` shows, as data: the same for the text and for --json."""
     meta = (settings or {}).get("meta") or {}
     conc = (settings or {}).get("conc_ng_ml")
-    u = meta.get("units") or unit_of(meta.get("concentration"))
-
-    def dose(nl, per=""):
-        if conc:
-            return f"{mass(nl_to_ng(nl, conc), u)}{per} ({vol(nl)}{per})"
-        return f"{vol(nl)}{per}"
-
+    u = settings_unit(settings)
     if not st.get("programmed"):
         therapy = "not programmed"
     elif st.get("stopped"):
@@ -300,21 +341,42 @@ def do_status(ctx: Context, args) -> int:
         therapy = "delivering"
     else:
         therapy = "NOT delivering: a critical alarm is active"
-    lines = [f"therapy      {therapy}"]
+    view = {"therapy": therapy, "drug": meta.get("drug") if settings else None,
+            "concentration_ng_per_ml": conc, "mass_unit": u if conc else None}
+    for key in ("rate_nl_day", "basal_nl_day", "delivered_24h_nl", "max_daily_nl"):
+        nl = st.get(key, 0)
+        view[key] = nl
+        ng_key = key.replace("_nl", "_ng")
+        view[ng_key] = nl_to_ng(nl, conc) if conc else None
+    view["text"] = {
+        "rate": fmt.dose(st.get("rate_nl_day", 0), conc, u, "/day"),
+        "basal_a_day": fmt.dose(st.get("basal_nl_day", 0), conc, u),
+        "delivered_24h": fmt.dose(st.get("delivered_24h_nl", 0), conc, u),
+        "max_daily": fmt.dose(st.get("max_daily_nl", 0), conc, u),
+        "reservoir": vol(st.get("reservoir_nl", 0)),
+        "concentration": fmt.conc(conc, u) if conc else None}
+    return view
+
+
+def do_status(ctx: Context, args) -> int:
+    lk = ctx.link()
+    st = _body(lk.call("status", changes=False))
+    settings = _settings_or_none(ctx)
+    view = _status_view(st, settings)
+    text = view["text"]
+    lines = [f"therapy      {view['therapy']}"]
     if settings:
-        cu = unit_of(meta.get("concentration"))
-        lines.append(f"drug         {meta.get('drug', '?')} at {mass(conc, cu)}/mL")
+        lines.append(f"drug         {view['drug'] or '?'} at {text['concentration']}")
     if st.get("programmed"):
         step = st.get("step", 0)
         start = ""
         if settings and step < len(settings.get("steps", [])):
             start = f", step {step + 1} from {hhmm(settings['steps'][step][0])}"
-        lines += [f"basal now    {dose(st.get('rate_nl_day', 0), '/day')}{start}",
-                  f"basal a day  {dose(st.get('basal_nl_day', 0))}",
-                  f"last 24 h    {dose(st.get('delivered_24h_nl', 0))} of at most "
-                  f"{dose(st.get('max_daily_nl', 0))}"]
+        lines += [f"basal now    {text['rate']}{start}",
+                  f"basal a day  {text['basal_a_day']}",
+                  f"last 24 h    {text['delivered_24h']} of at most {text['max_daily']}"]
     refill = st.get("refill_ts", -1)
-    res = f"reservoir    {vol(st.get('reservoir_nl', 0))}"
+    res = f"reservoir    {text['reservoir']}"
     if refill is not None and refill >= 0:
         res += f", reaches its low level {pump_time(refill)[:16]}"
     lines.append(res)
@@ -325,7 +387,8 @@ def do_status(ctx: Context, args) -> int:
               f"battery      {st.get('battery_mv')} mV",
               f"alarms       {_alarm_text(st.get('alarms'))}",
               f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
-    ctx.result(st, lines)
+    ctx.result({**st, **view}, lines)
+    offer_clock(ctx, st.get("alarms"))
     return 0
 
 
@@ -366,7 +429,30 @@ def do_alarms(ctx: Context, args) -> int:
     lines = [f"{a['code']:20} {a['priority']:9} {'acknowledged' if a.get('acked') else ''}"
              for a in alarms] or ["no active alarms"]
     ctx.result(al, lines)
+    offer_clock(ctx, alarms)
     return 0
+
+
+def offer_clock(ctx: Context, alarms, yes: int = 0) -> bool:
+    """When the pump reports clock_lost (a board without a kept clock, after a power cut or a
+    reset), offer to set its clock to this computer's: one confirmation, or --yes. The patient
+    key, a script without --yes or a "no" only get a hint. Returns whether the clock was set."""
+    if "clock_lost" not in [a.get("code") for a in alarms or ()]:
+        return False
+    hint = ("the pump's clock is not set (clock_lost): its basal schedule runs on from the time "
+            "it last saved; `pumpctl clock --set now` sets it (with --yes in a script)")
+    lk = ctx.link()
+    if lk.key is None or lk.key.role != "clinician" or (yes < 1 and not ctx.interactive):
+        ctx.warn(hint)
+        return False
+    now = host_now_ts()
+    if yes < 1 and ctx.ask(f"The pump lost its clock. Set it to this computer's time, "
+                           f"{pump_time(now)}? [y/N] ").lower() not in ("y", "yes"):
+        ctx.warn(hint)
+        return False
+    ts = lk.call("clock", {"set_ts": host_now_ts()}).get("clock_ts", 0)
+    ctx.show(f"pump clock set to {pump_time(ts)}; the basal schedule follows it from now on")
+    return True
 
 
 def alarm_codes() -> list[str]:
@@ -394,7 +480,7 @@ def _strings(raw: dict, rx) -> dict:
         steps = basal.get("steps") or []
         first = steps[0].get("rate") if steps else ""
         text = ", ".join(f"{s.get('start')} {s.get('rate')}" for s in steps)
-    meta = {"drug": rx.drug, "units": unit_of(first),
+    meta = {"drug": rx.drug, "units": rx.unit,
             "concentration": str(raw.get("concentration", ""))}
     limits = raw.get("limits") or {}
     if "max_daily_dose" in limits:
@@ -406,12 +492,14 @@ def _strings(raw: dict, rx) -> dict:
         meta["patient_bolus"] = (f"{pb.get('dose')} over {pb.get('duration')}, lockout "
                                  f"{pb.get('lockout')}, at most {pb.get('max_per_day')} a day")
     meta["basal"] = text
+    if rx.source:
+        meta["source"] = rx.source
     return meta
 
 
 def meta_size(meta: dict) -> int:
-    # Measured as the firmware measures it (MicroPython's json.dumps puts spaces after , and :).
-    return len(json.dumps(meta, ensure_ascii=False))
+    # Measured as the firmware measures it: compact JSON (firmware/wirejson.py).
+    return len(json.dumps(meta, separators=(",", ":"), ensure_ascii=False))
 
 
 def build_params(raw: dict, rx, override: str | None) -> dict:
@@ -421,7 +509,7 @@ def build_params(raw: dict, rx, override: str | None) -> dict:
     meta = _strings(raw, rx)
     if override:
         meta["titration_override"] = override
-    for optional in ("basal", "patient_bolus", "low_reservoir", "max_daily_dose"):
+    for optional in ("basal", "patient_bolus", "low_reservoir", "max_daily_dose", "source"):
         if meta_size(meta) <= META_MAX:
             break
         meta.pop(optional, None)
@@ -433,24 +521,23 @@ def build_params(raw: dict, rx, override: str | None) -> dict:
 
 
 def describe(params: dict | None) -> dict[str, str]:
-    """A prescription's rows for the side-by-side view, in the units the clinician wrote."""
+    """A prescription's rows for the side-by-side view, in its drug's mass unit."""
     if not params:
         return {}
     meta = params.get("meta") or {}
     conc = params["conc_ng_ml"]
-    u = meta.get("units") or unit_of(meta.get("concentration"))
-    cu = unit_of(meta.get("concentration")) if meta.get("concentration") else u
-    rows = {"drug": meta.get("drug", "(not recorded)"),
-            "concentration": f"{mass(conc, cu)}/mL"}
+    u = settings_unit(params)
+    rows = {"drug": meta.get("drug", "(not recorded)"), "concentration": fmt.conc(conc, u)}
     for start, rate in params["steps"]:
-        rows[f"basal from {hhmm(start)}"] = (f"{mass(rate, u)}/day "
-                                             f"({vol(ng_to_nl(rate, conc))}/day)")
+        rows[f"basal from {hhmm(start)}"] = (f"{fmt.mass_rate(rate, u)} "
+                                             f"({fmt.vol_rate(ng_to_nl(rate, conc))})")
     daily = daily_basal_ng(params["steps"])
     rows["basal a day"] = f"{mass(daily, u)} ({vol(ng_to_nl(daily, conc))})"
     pb = params.get("pb")
-    rows["patient bolus"] = (f"{mass(pb[0], u)} over {span(pb[1])}, lockout {span(pb[2])}, "
-                             f"{pb[3]} a day" if pb else "none")
-    rows["max daily dose"] = mass(params["max_daily_ng"], u)
+    rows["patient bolus"] = (f"{mass(pb[0], u)} ({vol(ng_to_nl(pb[0], conc))}) over "
+                             f"{span(pb[1])}, lockout {span(pb[2])}, at most {pb[3]} a day"
+                             if pb else "none")
+    rows["max daily dose"] = f"{mass(params['max_daily_ng'], u)} ({vol(ng_to_nl(params['max_daily_ng'], conc))})"
     rows["low reservoir"] = vol(params["low_res_nl"])
     notice = params.get("refill_notice_s")
     rows["refill notice"] = span(notice) if notice is not None else "7 d (default)"
@@ -491,9 +578,18 @@ def _old_change(settings: dict | None, new_drug: str) -> titration.Change | None
     return titration.Change(0, drug, daily_basal_ng(settings["steps"]))
 
 
-def do_program(ctx: Context, args) -> int:
-    from boards import virtual
+def check_on_board(params: dict, lim: boardlimits.BoardLimits, where: str) -> None:
+    """The firmware's own prescription check, on the numbers of the pump's board."""
     from firmware.rx import Rx, RxError
+
+    try:
+        Rx(params, lim)
+    except RxError as e:
+        raise InputError(f"{where}: {e.key}", e.message, "a prescription the pump's board "
+                         f"accepts: {lim.describe()}") from None
+
+
+def do_program(ctx: Context, args) -> int:
     from host_tools.prescription import load_prescription, read_toml
 
     try:
@@ -505,14 +601,10 @@ def do_program(ctx: Context, args) -> int:
     if override is not None and not override.strip():
         raise InputError("--override-titration", override, "a reason in words")
     params = build_params(raw, rx, override)
-    try:
-        Rx(params, virtual)
-    except RxError as e:
-        raise InputError(f"{args.file}: {e.key}", e.message, "a prescription the firmware "
-                         "accepts") from None
     ctx.need_confirmation(args.yes, False, "program")
 
     lk = ctx.link()
+    check_on_board(params, limits(ctx), str(args.file))
     old = lk.call("settings", changes=False).get("settings")
     if "catheter" not in params and old and old.get("catheter"):
         params["catheter"] = old["catheter"]  # the implanted catheter does not change with a dose
@@ -521,8 +613,9 @@ def do_program(ctx: Context, args) -> int:
     new_ng = rx.daily_basal_ng()
     old_change = _old_change(old, rx.drug)
     history = titration.load_history(pump_id)
-    broken = titration.check(druglib.get(rx.drug).titration, rx.drug, old_change, new_ng,
-                             now_ts, history)
+    rule = druglib.get(rx.drug).titration_for(rx.titration_profile)
+    broken = titration.check(rule, rx.drug, old_change, new_ng, now_ts, history,
+                             rx.screening_ng)
 
     ctx.show(f"Pump {pump_id}: {args.file}")
     for line in side_by_side(old, params):
@@ -565,7 +658,8 @@ def do_program(ctx: Context, args) -> int:
                 "assumed_24h_nl": reply.get("assumed_24h_nl")},
                ["written and read back: the pump holds exactly these settings",
                 f"the pump is {'delivering' if delivering else 'NOT delivering'}"
-                f" at {vol(st.get('rate_nl_day', 0))}/day now"])
+                f" at {fmt.dose(st.get('rate_nl_day', 0), params['conc_ng_ml'], rx.unit, '/day')}"
+                " now"])
     if not delivering:
         if st.get("stopped"):
             why = "delivery is stopped: `pumpctl resume` starts it"
@@ -637,6 +731,26 @@ def _dose_nl(text: str, conc: int) -> tuple[int, int | None]:
                          'as "20 uL"') from None
 
 
+def _bolus_library(ctx: Context, settings: dict, dose_nl: int, u) -> list[str]:
+    """The drug library's clinician-bolus limits: a hard one refuses (nothing is sent), a soft
+    one is a warning the clinician confirms."""
+    name = (settings.get("meta") or {}).get("drug")
+    if not name:
+        return ["the pump's prescription does not name its drug: the drug library's bolus "
+                "limits cannot be checked"]
+    drug = druglib.get(name, "drug (stored in the pump)")
+    ng = nl_to_ng(dose_nl, settings["conc_ng_ml"])
+    lim = drug.clinician_bolus
+    if ng > lim.hard:
+        raise InputError("--dose", mass(ng, u), f"at most the library's hard limit for one "
+                         f"{drug.name} clinician bolus, {mass(lim.hard, u)} "
+                         f"({druglib.cite(lim.hard_source)})")
+    if ng > lim.soft:
+        return [f"{mass(ng, u)} is above the library's soft limit of {mass(lim.soft, u)} for "
+                f"one {drug.name} clinician bolus ({druglib.cite(lim.soft_source)})"]
+    return []
+
+
 def do_bolus(ctx: Context, args) -> int:
     dur_s = 0
     if args.duration:
@@ -644,27 +758,37 @@ def do_bolus(ctx: Context, args) -> int:
         if ms % 1000 or not 0 < ms <= DAY_S * 1000:
             raise InputError("--duration", args.duration, "whole seconds from 1 s to 1 d")
         dur_s = ms // 1000
+    ctx.need_confirmation(args.yes, False, "a clinician bolus")
     settings, st = _current(ctx)
     conc = settings["conc_ng_ml"]
-    u = (settings.get("meta") or {}).get("units")
+    u = settings_unit(settings)
     dose_nl, _ = _dose_nl(args.dose, conc)
-    stroke = ctx.link().info().get("stroke_nl") or 1
+    stroke = limits(ctx).stroke_nl
     if dose_nl < stroke:
         raise InputError("--dose", args.dose, f"at least one stroke ({vol(stroke)})")
     cap = st.get("max_daily_nl", 0)
     if cap and dose_nl > cap:
         raise InputError("--dose", args.dose, f"at most the maximum daily dose "
-                         f"({mass(nl_to_ng(cap, conc), u)}, {vol(cap)})")
+                         f"({fmt.dose(cap, conc, u)})")
+    warnings = _bolus_library(ctx, settings, dose_nl, u)
+    how = f"over {span(dur_s)}" if dur_s else "as fast as the motor allows"
+    what = f"{fmt.dose(dose_nl, conc, u)} {how}"
+    ctx.show(f"Clinician bolus: {what}, on top of the basal.")
+    for w in warnings:
+        ctx.show(f"  warning: {w}")
+    ctx.confirm("Give this bolus?", args.yes)
     reply = _body(ctx.link().call("bolus", {"dose_nl": dose_nl, "duration_s": dur_s,
                                             "kind": "clinician"}))
-    how = f"over {span(dur_s)}" if dur_s else "as fast as the motor allows"
-    ctx.result({**reply, "dose_nl": dose_nl, "duration_s": dur_s},
-               [f"clinician bolus started: {mass(nl_to_ng(dose_nl, conc), u)} "
-                f"({vol(dose_nl)}) {how}"])
+    ctx.result({**reply, "dose_nl": dose_nl, "duration_s": dur_s, "warnings": warnings},
+               [f"clinician bolus started: {what}"])
     return 0
 
 
 def do_patient_bolus(ctx: Context, args) -> int:
+    ctx.need_confirmation(args.yes, False, "a patient bolus")
+    ctx.show("Patient bolus: the dose the prescription sets, if its lockout and daily count "
+             "allow it.")
+    ctx.confirm("Ask the pump for the patient bolus?", args.yes)
     reply = _body(ctx.link("patient").call("patient_bolus"))
     ctx.result(reply, ["patient bolus started"])
     return 0
@@ -690,7 +814,7 @@ def do_prime(ctx: Context, args) -> int:
     ctx.show(f"Priming bolus: {vol(volume)} as fast as the motor allows, to fill the catheter "
              f"({vol(armed.get('catheter_nl', catheter))}{note}); the pump holds it for "
              f"{span(armed.get('expires_s', 120))} awaiting confirmation.")
-    ctx.show(f"It holds {mass(nl_to_ng(volume, conc), meta.get('units'))} of "
+    ctx.show(f"It holds {mass(fmt.nl_to_ng(volume, conc), settings_unit(settings))} of "
              f"{meta.get('drug', 'drug')}: if the catheter is already full, the patient gets "
              "all of it at once.")
     ctx.confirm_volume("priming bolus", volume, args.yes, args.confirm)
@@ -762,7 +886,7 @@ def do_bridge(ctx: Context, args) -> int:
     settings, st = _current(ctx)
     catheter, note = _catheter_nl(ctx, settings)
     new_conc = settings["conc_ng_ml"]
-    u = (settings.get("meta") or {}).get("units")
+    u = settings_unit(settings)
     plan = _show_bridge(ctx, catheter, note, old_conc, new_conc, st.get("basal_nl_day", 0), u)
     if not plan or plan[0] <= 0:
         raise UsageError(f"no bridge bolus applies: the pump's concentration "
@@ -788,15 +912,14 @@ def do_refill(ctx: Context, args) -> int:
     ctx.need_confirmation(args.yes, False, "refill")
 
     lk = ctx.link()
-    info = lk.info()
-    top = info.get("reservoir_max_nl")
-    if isinstance(top, int) and volume > top:
-        raise InputError("--volume", args.volume, f"at most the reservoir's {vol(top)} (the "
-                         "volume in the reservoir after refilling)")
+    lim = limits(ctx)
+    if volume > lim.reservoir_nl:
+        raise InputError("--volume", args.volume, f"at most the reservoir's {vol(lim.reservoir_nl)}"
+                         f" (the volume in the reservoir after refilling; board {lim.name})")
     settings = lk.call("settings", changes=False).get("settings")
     st = lk.call("status", changes=False)
     meta = (settings or {}).get("meta") or {}
-    u = meta.get("units")
+    u = settings_unit(settings)
     old_conc = (settings or {}).get("conc_ng_ml", 0)
     if new_conc and not settings:
         raise InputError("--concentration", args.concentration, "no concentration here: the "
@@ -808,6 +931,8 @@ def do_refill(ctx: Context, args) -> int:
             raise InputError("--concentration", args.concentration, f"at most the library's "
                              f"hard limit for {drug.name}, "
                              f"{mass(drug.hard_concentration_ng_per_ml, u)}/mL")
+    if changes_conc:
+        check_on_board({**settings, "conc_ng_ml": new_conc}, lim, "--concentration")
 
     stable_ms, stable_why = _fill_stability(args, meta, new_conc or old_conc, st)
     expected = st.get("reservoir_nl", 0)
@@ -904,6 +1029,9 @@ def explain(event: str, a, b) -> str:
     """One log entry's numbers in words (firmware/codes.py says what a and b hold)."""
     return {
         "program": lambda: f"basal {vol(a)}/day, cap {vol(b)} a day",
+        "program_bolus": lambda: (f"patient bolus {vol(a)} over {span(b)}" if a else
+                                  "no patient bolus"),
+        "program_bolus_limits": lambda: f"lockout {span(a)}, at most {b} a day",
         "patient_bolus": lambda: f"{vol(a)}",
         "patient_bolus_denied": lambda: _reason(a),
         "clinician_bolus": lambda: f"{vol(a)} over {span(b // 1000)}",
@@ -933,6 +1061,21 @@ def explain(event: str, a, b) -> str:
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",
         "log_lost": lambda: "the stored event log was damaged and has been restarted",
+        "clock_set": lambda: f"the clock moved {'+' if a >= 0 else '-'}{span(abs(a))}",
+        "clock_lost": lambda: f"the board's clock had restarted ({span(a)} behind); the pump "
+                              "carried on from its last saved time",
+        "keys": lambda: {1: "provisioned", 2: "re-keyed",
+                         3: "provisioned after the button at the pump"}.get(a, str(a)),
+        "button": lambda: "button held at boot: provisioning open for 10 min",
+        "update": lambda: (("switched to the new firmware in slot " if a == 1 else
+                            "the new firmware confirmed, slot ") + "-ab"[b] if 0 <= b <= 2
+                           else f"{a} {b}"),
+        "rollback": lambda: ("back to the previous firmware: slot " + ("-ab"[a] if 0 <= a <= 2
+                                                                      else str(a))
+                             + (" did not confirm" if b == 1 else " was damaged")),
+        "crash": lambda: "an uncaught exception reset the pump" + (" (new firmware on trial)"
+                                                                  if b else ""),
+        "key_fallback": lambda: "newest key record damaged; the older one was used",
     }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
 
 
@@ -977,14 +1120,28 @@ def do_stop(ctx: Context, args) -> int:
         if ms < 1000 or ms > 7 * DAY_S * 1000:
             raise InputError("--for", args.for_, "a duration from 1 s to 7 d")
         for_s = ms // 1000
-    reply = _body(ctx.link().call("stop", {"for_s": for_s} if for_s else {}))
+    ctx.need_confirmation(args.yes, False, "stop")
+    lk = ctx.link()
+    drug = ((_settings_or_none(ctx) or {}).get("meta") or {}).get("drug")
+    ctx.show(f"Stop: all delivery stops now, basal and boluses, "
+             + (f"for {span(for_s)}, then it resumes by itself." if for_s else
+                "until `pumpctl resume`."))
+    ctx.show("  Withdrawal risk: stopping intrathecal "
+             f"{drug or 'therapy'} abruptly can be dangerous (for baclofen, life-threatening); "
+             "missed doses are never made up later.")
+    ctx.confirm("Stop delivery?", args.yes)
+    reply = _body(lk.call("stop", {"for_s": for_s} if for_s else {}))
     ctx.result({**reply, "for_s": for_s},
                [f"delivery stopped; it resumes by itself in {span(for_s)}" if for_s else
-                "delivery stopped until `pumpctl resume` (withdrawal risk: do not forget it)"])
+                "delivery stopped until `pumpctl resume`"])
     return 0
 
 
 def do_resume(ctx: Context, args) -> int:
+    ctx.need_confirmation(args.yes, False, "resume")
+    ctx.show("Resume: the basal starts again from now, as programmed (missed doses are not "
+             "made up); a fixed motor stall or sensor fault is cleared.")
+    ctx.confirm("Resume delivery?", args.yes)
     reply = _body(ctx.link().call("resume"))
     if reply.get("stopped"):
         ctx.result(reply, ["the pump is still stopped"])
@@ -999,16 +1156,25 @@ def do_resume(ctx: Context, args) -> int:
 def do_clock(ctx: Context, args) -> int:
     lk = ctx.link()
     if args.set is None:
-        ts = lk.call("clock", changes=False).get("clock_ts", 0)
+        reply = lk.call("clock", changes=False)
+        ts = reply.get("clock_ts", 0)
         drift = ts - host_now_ts()
-        ctx.result({"clock_ts": ts, "host_ts": ts - drift, "drift_s": drift},
+        lost = bool(reply.get("clock_lost"))
+        ctx.result({"clock_ts": ts, "host_ts": ts - drift, "drift_s": drift, "clock_lost": lost},
                    [f"pump clock {pump_time(ts)} ({'+' if drift >= 0 else '-'}"
-                    f"{span(abs(drift))} from this computer's clock)"])
+                    f"{span(abs(drift))} from this computer's clock)"
+                    + (": NOT SET, the pump lost it (clock_lost)" if lost else "")])
+        if lost:
+            offer_clock(ctx, [{"code": "clock_lost"}], getattr(args, "yes", 0))
         return 0
     if args.set != "now":
         raise InputError("--set", args.set, '"now" (this computer\'s local time)')
+    ctx.need_confirmation(args.yes, False, "setting the clock")
     before = lk.call("clock", changes=False).get("clock_ts", 0)
     target = host_now_ts()
+    ctx.show(f"Set the pump clock from {pump_time(before)} to {pump_time(target)}: the basal "
+             "schedule's steps follow the new time from then on.")
+    ctx.confirm("Set the clock?", args.yes)
     ts = lk.call("clock", {"set_ts": target}).get("clock_ts", 0)
     ctx.result({"clock_ts": ts, "previous_ts": before},
                [f"pump clock set to {pump_time(ts)} (it was {pump_time(before)}); the basal "
@@ -1020,14 +1186,19 @@ def do_maintenance(ctx: Context, args) -> int:
     ctx.need_confirmation(args.yes, False, "maintenance")
     lk = ctx.link()
     pump_id = lk.info().get("pump_id")
+    if lk.info().get("build") == "production":
+        raise UsageError("this pump runs a production build, which never hands out the REPL: "
+                         "update it with `make flash` (a signed update over the protocol)")
     ctx.show(f"Maintenance stops delivery on pump {pump_id}, saves its state and hands the "
-             "MicroPython REPL back for flashing.")
+             "MicroPython REPL back (development builds only).")
     ctx.confirm("Stop delivery and enter maintenance?", args.yes)
     reply = _body(lk.call("maintenance"))
     port = getattr(lk.port, "port", None) or getattr(lk.port, "name", "")
-    ctx.result(reply, ["delivery stopped and state saved; the REPL is on the serial port",
-                       f"flash it now (make flash PORT={port}); after the restart the pump is "
-                       "stopped until `pumpctl resume`"])
+    board = boardlimits.name_of(lk.info().get("board")) or "pico"
+    ctx.result({**reply, "port": port, "board": board},
+               ["delivery stopped and state saved; the REPL is on the serial port",
+                f"flash it now (make flash PORT={port} BOARD={board}); after the restart the "
+                "pump is stopped until `pumpctl resume`"])
     return 0
 
 

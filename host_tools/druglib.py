@@ -1,9 +1,13 @@
-"""The drug library (drugs.toml): hard limits refuse, soft limits warn."""
+"""The drug library (drugs.toml): hard limits refuse, soft limits warn, every number has a source.
+
+`load()` reads the `[drugs.*]` tables (other tables in the file belong to other readers and are
+left alone). Each limit is a pair [value, source]; the source must name an entry of [sources].
+"""
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,11 +15,22 @@ from host_tools import units
 from host_tools.errors import InputError
 
 LIBRARY = Path(__file__).with_name("drugs.toml")
+PROJECT = "project"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A soft (warns) and a hard (refuses above) limit, each with the key of its source."""
+    soft: int
+    hard: int
+    soft_source: str
+    hard_source: str
 
 
 @dataclass(frozen=True)
 class Titration:
-    """How fast a drug's daily basal may rise (drugs.toml [<drug>.titration]); None: no limit."""
+    """How fast a drug's daily basal may rise (drugs.toml [drugs.<name>.titration]); None: no
+    limit. `sources` maps each rule's key to the key of its source."""
     max_start_ng_day: int | None = None
     max_step_ng_day: int | None = None
     max_increase_ppm: int | None = None
@@ -23,19 +38,62 @@ class Titration:
     max_increases: int | None = None
     increase_window_s: int = 7 * 86_400
     min_interval_s: int | None = None
-    sources: tuple[str, ...] = ()
+    start_per_screening: int | None = None
+    sources: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Drug:
     name: str
-    soft_concentration_ng_per_ml: int
-    hard_concentration_ng_per_ml: int
-    soft_daily_ng: int
-    hard_daily_ng: int
-    sources: tuple[str, ...]
+    unit: str
+    concentration: Limit          # ng/mL
+    daily: Limit                  # ng
+    patient_bolus: Limit          # ng
+    patient_boluses_per_day: Limit
+    clinician_bolus: Limit        # ng
     aliases: tuple[str, ...] = ()
+    needs_source: bool = False
     titration: Titration | None = None
+    profiles: dict = field(default_factory=dict)   # profile name -> Titration
+
+    # The names older callers use.
+    @property
+    def soft_concentration_ng_per_ml(self) -> int:
+        return self.concentration.soft
+
+    @property
+    def hard_concentration_ng_per_ml(self) -> int:
+        return self.concentration.hard
+
+    @property
+    def soft_daily_ng(self) -> int:
+        return self.daily.soft
+
+    @property
+    def hard_daily_ng(self) -> int:
+        return self.daily.hard
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        keys = []
+        for lim in (self.concentration, self.daily, self.patient_bolus,
+                    self.patient_boluses_per_day, self.clinician_bolus):
+            keys += [lim.soft_source, lim.hard_source]
+        return tuple(dict.fromkeys(keys))
+
+    def titration_for(self, profile: str | None) -> Titration | None:
+        if profile is None:
+            return self.titration
+        if profile not in self.profiles:
+            raise InputError("titration.profile", profile, f"a titration profile of {self.name}: "
+                             + (", ".join(sorted(self.profiles)) or "it has none"))
+        return self.profiles[profile]
+
+
+def _count(value, key) -> int:
+    if type(value) is not int or value < 1:
+        raise InputError(key, value, "a whole number of at least 1")
+    return value
 
 
 def _seconds(text, key) -> int:
@@ -45,52 +103,92 @@ def _seconds(text, key) -> int:
     return ms // 1000
 
 
-def _titration(t: dict, k: str) -> Titration:
-    known = ("max_start_rate", "max_step", "max_increase", "percent_window", "max_increases",
-             "increase_window", "min_interval", "sources")
-    for name in t:
-        if name not in known:
-            raise InputError(f"{k}.{name}", t[name], "one of " + ", ".join(known))
-    n = t.get("max_increases")
-    if n is not None and (type(n) is not int or n < 1):
-        raise InputError(f"{k}.max_increases", n, "a whole number of at least 1")
-    opt = t.get
-    return Titration(
-        max_start_ng_day=(units.dose_rate_ng_per_day(opt("max_start_rate"), f"{k}.max_start_rate")
-                          if "max_start_rate" in t else None),
-        max_step_ng_day=(units.dose_rate_ng_per_day(opt("max_step"), f"{k}.max_step")
-                         if "max_step" in t else None),
-        max_increase_ppm=(units.percent_ppm(opt("max_increase"), f"{k}.max_increase")
-                          if "max_increase" in t else None),
-        percent_window_s=_seconds(opt("percent_window", "24 h"), f"{k}.percent_window"),
-        max_increases=n,
-        increase_window_s=_seconds(opt("increase_window", "7 d"), f"{k}.increase_window"),
-        min_interval_s=(_seconds(opt("min_interval"), f"{k}.min_interval")
-                        if "min_interval" in t else None),
-        sources=tuple(opt("sources", ())),
-    )
+def _pair(value, key, parse, sources) -> tuple[int, str]:
+    """[value, source] -> (parsed value, source key)."""
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], str):
+        raise InputError(key, value, '[value, "source"], e.g. ["20 mg/mL", "project"]')
+    if value[1] not in sources:
+        raise InputError(key, value[1], "a key of [sources]: " + ", ".join(sorted(sources)))
+    return parse(value[0], key), value[1]
+
+
+def _limit(d: dict, name: str, k: str, parse, sources) -> Limit:
+    t = d.get(name)
+    if not isinstance(t, dict) or set(t) != {"soft", "hard"}:
+        raise InputError(f"{k}.{name}", t, "{ soft = [value, source], hard = [value, source] }")
+    soft, ss = _pair(t["soft"], f"{k}.{name}.soft", parse, sources)
+    hard, hs = _pair(t["hard"], f"{k}.{name}.hard", parse, sources)
+    if not 0 < soft < hard:
+        raise InputError(f"{k}.{name}", t, "a soft limit above zero and below the hard one")
+    return Limit(soft, hard, ss, hs)
+
+
+_RULES = {
+    "max_start_rate": ("max_start_ng_day", units.dose_rate_ng_per_day),
+    "max_step": ("max_step_ng_day", units.dose_rate_ng_per_day),
+    "max_increase": ("max_increase_ppm", units.percent_ppm),
+    "percent_window": ("percent_window_s", _seconds),
+    "max_increases": ("max_increases", _count),
+    "increase_window": ("increase_window_s", _seconds),
+    "min_interval": ("min_interval_s", _seconds),
+    "start_per_screening": ("start_per_screening", _count),
+}
+
+
+def _titration(t: dict, k: str, sources: dict, base: Titration | None = None) -> Titration:
+    if not isinstance(t, dict):
+        raise InputError(k, t, "a table of titration rules")
+    values = {} if base is None else {a: getattr(base, a) for a, _ in _RULES.values()}
+    cited = {} if base is None else dict(base.sources)
+    for name, value in t.items():
+        if name not in _RULES:
+            raise InputError(f"{k}.{name}", value, "one of " + ", ".join(_RULES))
+        attr, parse = _RULES[name]
+        values[attr], cited[name] = _pair(value, f"{k}.{name}", parse, sources)
+    return Titration(**values, sources=cited)
+
+
+def _drug(name: str, d: dict, sources: dict) -> Drug:
+    k = f"drugs.toml [drugs.{name}]"
+    known = ("unit", "aliases", "needs_source", "concentration", "daily_dose", "patient_bolus",
+             "patient_boluses_per_day", "clinician_bolus", "titration")
+    for key in d:
+        if key not in known and not key.startswith("titration_"):
+            raise InputError(f"{k}.{key}", d[key], "one of " + ", ".join(known))
+    unit = d.get("unit")
+    if unit not in ("mg", "mcg"):
+        raise InputError(f"{k}.unit", unit, '"mg" or "mcg"')
+    tit = _titration(d["titration"], f"{k}.titration", sources) if "titration" in d else None
+    profiles = {key[len("titration_"):]: _titration(d[key], f"{k}.{key}", sources, tit)
+                for key in d if key.startswith("titration_")}
+    return Drug(
+        name=name, unit=unit,
+        concentration=_limit(d, "concentration", k, units.concentration_ng_per_ml, sources),
+        daily=_limit(d, "daily_dose", k, units.mass_ng, sources),
+        patient_bolus=_limit(d, "patient_bolus", k, units.mass_ng, sources),
+        patient_boluses_per_day=_limit(d, "patient_boluses_per_day", k, _count, sources),
+        clinician_bolus=_limit(d, "clinician_bolus", k, units.mass_ng, sources),
+        aliases=tuple(d.get("aliases", ())),
+        needs_source=bool(d.get("needs_source", False)),
+        titration=tit, profiles=profiles)
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict:
+    with open(LIBRARY, "rb") as f:
+        return tomllib.load(f)
+
+
+def sources() -> dict[str, str]:
+    """Source key -> the citation (document and section, table or page)."""
+    return dict(_table()["sources"])
 
 
 @lru_cache(maxsize=1)
 def load() -> dict[str, Drug]:
-    with open(LIBRARY, "rb") as f:
-        table = tomllib.load(f)
-    drugs = {}
-    for name, d in table.items():
-        if name == "stability":
-            continue  # the drug-stability table at the end (host_tools/stability.py)
-        k = f"drugs.toml [{name}]"
-        drugs[name] = Drug(
-            name=name,
-            soft_concentration_ng_per_ml=units.concentration_ng_per_ml(d["soft_concentration"], k),
-            hard_concentration_ng_per_ml=units.concentration_ng_per_ml(d["hard_concentration"], k),
-            soft_daily_ng=units.mass_ng(d["soft_daily_dose"], k),
-            hard_daily_ng=units.mass_ng(d["hard_daily_dose"], k),
-            sources=tuple(d["sources"]),
-            aliases=tuple(d.get("aliases", ())),
-            titration=_titration(d["titration"], k + ".titration") if "titration" in d else None,
-        )
-    return drugs
+    table = _table()
+    cited = table["sources"]
+    return {name: _drug(name, d, cited) for name, d in table["drugs"].items()}
 
 
 def get(name, key: str = "drug") -> Drug:
@@ -101,3 +199,8 @@ def get(name, key: str = "drug") -> Drug:
             if wanted == drug.name or wanted in drug.aliases:
                 return drug
     raise InputError(key, name, "a drug in the library: " + ", ".join(sorted(drugs)))
+
+
+def cite(key: str) -> str:
+    """A source key as a person reads it: the project's own ceilings say so."""
+    return "project ceiling" if key == PROJECT else sources().get(key, key)

@@ -5,15 +5,23 @@ Three things live here, and nothing about what the commands mean:
 - finding a pump (a Pico by its USB vendor id, or a virtual board that registered itself) and
   opening its port with `serial.serial_for_url`, so `loop://`, `rfc2217://` and `spy://` URLs
   work as well as device paths;
-- key files and request signing: `JSON SPACE HEX`, the tag being HMAC-SHA256 over the exact
-  JSON bytes that go on the wire;
+- key files, sessions and signing: `hello` opens a session (a fresh session id and the counter
+  to go on from, in a signed reply bound to this host's nonce); each request then carries the
+  pump id, the session id and the next counter, and goes out as `JSON SPACE HEX`, the tag being
+  HMAC-SHA256 over the exact JSON bytes on the wire;
+- checking replies: the reply to a signed request must carry the pump's tag over
+  "reply " + our request's tag + the reply's JSON, under the same key. A reply that does not
+  verify is never believed (ReplyUnverified, exit 3): the pump may or may not have acted;
 - the exchange: one request line out, the reply with the same id back; stale lines (an old
   session's replies, REPL noise) are skipped, and a reply that does not come is asked for again
-  by sending the *identical* line, which the pump answers from its cache instead of acting twice.
+  by sending the *identical* line, which the pump answers from its cache instead of acting twice;
+- what the pump says is shown escaped: every string in a reply has its control characters
+  (escape, bell, carriage return...) written out as `\\x1b`, so nothing from the line can drive
+  the clinician's terminal.
 
-Errors: `LinkError` when the transport fails (no port, no reply: exit 3 in pumpctl),
-`PumpError` when the pump answered `ok: false` (exit 1). Tests and other programs import this
-module; pumpctl is one of its users.
+Errors: `LinkError` when the transport fails or a reply cannot be verified (exit 3 in
+pumpctl), `PumpError` when the pump answered `ok: false` (exit 1). Tests and other programs
+import this module; pumpctl is one of its users.
 """
 
 from __future__ import annotations
@@ -49,6 +57,17 @@ class LinkError(Exception):
     def __init__(self, message: str, uncertain: bool = False):
         super().__init__(message)
         self.uncertain = uncertain
+
+
+class ReplyUnverified(LinkError):
+    """A reply to a signed request that does not carry the pump's valid tag: an attacker on the
+    line, or a pump with another key. Nothing in it is believed."""
+
+    def __init__(self, cmd: str, why: str, changes: bool = True):
+        what = ("the pump may or may not have acted; check with status"
+                if changes else "nothing it says is shown")
+        super().__init__(f"the reply could not be verified: {what} (`{cmd}`: {why})",
+                         uncertain=changes)
 
 
 class PumpError(Exception):
@@ -115,6 +134,59 @@ def encode(obj) -> bytes:
 
 def tag(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def reply_tag(secret: bytes, request_tag: str, body: bytes) -> str:
+    """The tag the pump puts on its reply to a request carrying request_tag."""
+    return tag(secret, b"reply " + bytes.fromhex(request_tag) + body)
+
+
+def write_key(path, key: Key) -> None:
+    """Write a key file (mode 600) atomically: a temporary file renamed over the old one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"role": key.role, "key": key.secret.hex(),
+                               "pump_id": key.pump_id}))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+# ---- what the pump says, made safe to print ----------------------------------------------------
+
+_BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A)) | {0x2028, 0x2029, 0x200E,
+                                                                    0x200F, 0x061C}
+
+
+def printable(text: str) -> str:
+    """text with every control character (C0, DEL, C1, bidirectional overrides, line
+    separators) written out as a Python escape: a terminal shows it, never obeys it."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x20 or 0x7F <= o < 0xA0 or o in _BIDI:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def clean(value):
+    """A reply with every string (keys too) passed through printable()."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    return value
+
+
+def split_reply(line: bytes) -> tuple[bytes, str | None]:
+    """(JSON bytes, tag or None) of a reply line."""
+    body, sep, tail = line.rpartition(b" ")
+    if sep and body.endswith(b"}") and len(tail) == 64:
+        return body, tail.decode("ascii", "replace")
+    return line, None
 
 
 def request_line(obj, key: Key | None = None) -> bytes:
@@ -200,9 +272,15 @@ def open_port(url: str, timeout_s: float = _POLL_S):
     import serial
 
     try:
+        # exclusive: a terminal program (picocom, tio) on the same port would read our replies
+        # and we its; refuse to share rather than act on half a conversation.
         return serial.serial_for_url(url, baudrate=BAUDRATE, timeout=timeout_s,
-                                     write_timeout=2.0)
+                                     write_timeout=2.0, exclusive=True)
     except (serial.SerialException, OSError, ValueError) as e:
+        if "exclusively lock" in str(e):
+            raise LinkError(f"port in use by another program: {url} is held open by another "
+                            "program (a terminal such as picocom or tio, or another pumpctl); "
+                            "close it and try again") from None
         raise LinkError(f"cannot open {url}: {e}") from None
 
 
@@ -223,8 +301,10 @@ class Link:
         self._rng = rng or random.SystemRandom()
         self._next_id = self._rng.randrange(1, ID_MAX // 2)
         self._buf = bytearray()
-        self._ctr: dict[str, int] = {}
+        self._session: dict | None = None   # {"sn", "ctr", "ctr_left"} after hello
         self._info: dict | None = None
+        self._public: dict | None = None
+        self._pump_id: str | None = None
         self.resent = 0          # lines sent again because a reply was late (for tests, logs)
         self.last_attempts = 0   # how many times the last line went out
         self.flush()
@@ -285,25 +365,25 @@ class Link:
             if chunk:
                 self._buf += chunk
 
-    def _wait_reply(self, req_id: int, deadline: float) -> dict | None:
-        """The reply carrying req_id, or None at the deadline; other lines are skipped."""
+    def _wait_reply(self, req_id: int, deadline: float):
+        """(reply, raw line) carrying req_id, or None at the deadline; other lines skipped."""
         while True:
             line = self._read_line(deadline)
             if line is None:
                 return None
+            body, _ = split_reply(line)
             try:
-                reply = json.loads(line)
+                reply = json.loads(body)
             except ValueError:
                 continue  # not ours: REPL output, an echo, half a line from before the flush
             # Every reply carries "ok"; a line without it is our own request echoed back (a
             # terminal with echo on, a loop:// port), not an answer.
             if isinstance(reply, dict) and reply.get("id") == req_id and "ok" in reply:
-                return reply
+                return reply, line
 
-    def exchange(self, line: bytes, req_id: int, changes: bool = True) -> dict:
-        """Send a line and return its reply; on a timeout send the identical line again.
-
-        changes: the request may change the pump, so a missing reply leaves the outcome
+    def exchange_raw(self, line: bytes, req_id: int, changes: bool = True):
+        """Send a line and return (reply, raw reply line); on a timeout send the identical line
+        again. changes: the request may change the pump, so a missing reply leaves the outcome
         uncertain (LinkError.uncertain)."""
         if len(line) > MAX_LINE + 1:
             raise InputError("request", f"{len(line)} bytes",
@@ -313,13 +393,16 @@ class Link:
             if attempt:
                 self.resent += 1
             self._write(line)
-            reply = self._wait_reply(req_id, time.monotonic() + self.timeout_s)
-            if reply is not None:
-                return reply
+            got = self._wait_reply(req_id, time.monotonic() + self.timeout_s)
+            if got is not None:
+                return got
         what = ("the pump may or may not have carried it out: check `pumpctl status` and "
                 "`pumpctl log` before trying again" if changes else "is the pump running?")
         raise LinkError(f"no reply from the pump after {self.attempts} attempts of "
                         f"{self.timeout_s:g} s; {what}", uncertain=changes)
+
+    def exchange(self, line: bytes, req_id: int, changes: bool = True) -> dict:
+        return clean(self.exchange_raw(line, req_id, changes)[0])
 
     # -- requests ----------------------------------------------------------------------------
     def _new_id(self) -> int:
@@ -331,36 +414,88 @@ class Link:
              changes: bool = True) -> dict:
         """Send one command; return the reply when ok, raise PumpError when refused.
 
-        signed: tag it with this link's key (the read-only `info`, `ping` and `help` need no
-        tag). A refusal for a stale counter (another host used the key since we read it) is
-        retried once with a fresh counter: a refused request changed nothing."""
-        for fresh in (False, True):
+        signed: in a session with this link's key (only `info`, `ping`, `help` and `provision`
+        go without). A signed refusal saying the session ended (another host opened one, the
+        pump restarted or waited too long) is answered by opening a new session and sending
+        once more: a verified refusal changed nothing."""
+        if not signed:
             req = {"id": self._new_id(), "cmd": cmd}
             if args:
                 req["args"] = args
-            key = None
-            if signed:
-                key = self._need_key(cmd)
-                if fresh:
-                    self._ctr.pop(key.role, None)
-                req["role"] = key.role
-                req["ctr"] = self._next_ctr(key.role)
-            reply = self.exchange(request_line(req, key), req["id"], changes)
-            if reply.get("ok") is True:
-                return reply
-            code = reply.get("error") or "E_UNKNOWN"
-            if code == "E_REPLAY" and signed and self.last_attempts > 1:
+            return self._result(cmd, self.exchange(request_line(req), req["id"], changes))
+        key = self._need_key(cmd)
+        for fresh in (False, True):
+            if self._session is None or fresh:
+                self.hello()
+            reply = self._signed_call(key, cmd, args, changes)
+            code = reply.get("error")
+            if code in ("E_REPLAY", "E_SESSION") and self.last_attempts > 1:
                 # We sent it again because a reply was lost, and the pump no longer holds our
-                # first request as its last one: another request came in between. Whether the
-                # first one acted is unknown, so it must not be sent with a new counter.
+                # first request as its last one. Whether the first one acted is unknown, so it
+                # must not be sent again in a new session.
                 raise LinkError(f"`{cmd}`: the reply was lost and the pump could not say "
                                 "whether it acted; check `pumpctl status` and `pumpctl log` "
                                 "before trying again", uncertain=changes)
-            if code == "E_REPLAY" and signed and not fresh:
+            if code in ("E_REPLAY", "E_SESSION") and not fresh:
                 continue
-            raise PumpError(code, reply.get("message") or "(no message)", reply.get("reason"),
-                            reply)
+            return self._result(cmd, reply)
         raise AssertionError("unreachable")
+
+    def _result(self, cmd: str, reply: dict) -> dict:
+        if reply.get("ok") is True:
+            return reply
+        code = reply.get("error") or "E_UNKNOWN"
+        raise PumpError(code, reply.get("message") or "(no message)", reply.get("reason"), reply)
+
+    def _signed_call(self, key: Key, cmd: str, args: dict | None, changes: bool,
+                     session: bool = True) -> dict:
+        """One signed request and its verified reply (ok or refused)."""
+        req = {"id": self._new_id(), "cmd": cmd, "role": key.role, "pump": self.pump_id()}
+        if session:
+            sess = self._session
+            n = sess["ctr"] + 1
+            if n > CTR_MAX:
+                raise PumpError("E_REKEY", f"the {key.role} counter is exhausted: re-key the "
+                                "pump (pumpctl rekey)")
+            sess["ctr"] = n
+            req["sn"] = sess["sn"]
+            req["ctr"] = n
+        if args:
+            req["args"] = args
+        body = encode(req)
+        mine = tag(key.secret, body)
+        reply, raw = self.exchange_raw(body + b" " + mine.encode("ascii") + b"\n", req["id"],
+                                       changes)
+        rbody, theirs = split_reply(raw)
+        if theirs is None:
+            claim = reply.get("error") if reply.get("ok") is not True else "success"
+            if cmd == "hello" and reply.get("ok") is not True:
+                # Opening a session changes nothing, so a refusal of it is shown as it is,
+                # marked as unverified (a pump refusing the key cannot sign with it).
+                raise PumpError(str(claim), printable(str(reply.get("message"))) +
+                                " (an unsigned refusal)", None, clean(reply))
+            raise ReplyUnverified(cmd, f"it is not signed; it claims {printable(str(claim))}",
+                                  changes)
+        if not hmac.compare_digest(theirs, reply_tag(key.secret, mine, rbody)):
+            raise ReplyUnverified(cmd, "its tag is wrong", changes)
+        return clean(reply)
+
+    def hello(self) -> dict:
+        """Open a session: a fresh session id and the counter, in a reply signed for our
+        nonce (so an old session's reply cannot be passed off as this one's)."""
+        key = self._need_key("hello")
+        self._session = None
+        nonce = self._rng.getrandbits(128).to_bytes(16, "big").hex()
+        reply = self._signed_call(key, "hello", {"hn": nonce}, changes=False, session=False)
+        reply = self._result("hello", reply)
+        if reply.get("pump_id") not in (None, self.pump_id()):
+            raise ReplyUnverified("hello", "it names another pump", False)
+        ctr, sn = reply.get("ctr"), reply.get("sn")
+        if not isinstance(ctr, int) or not isinstance(sn, str):
+            raise PumpError("E_PROTOCOL", "hello did not give a session and a counter", None,
+                            reply)
+        self._session = {"sn": sn, "ctr": ctr, "ctr_left": reply.get("ctr_left")}
+        return reply
 
     def _need_key(self, cmd: str) -> Key:
         if self.key is None:
@@ -368,31 +503,88 @@ class Link:
                              "PUMPCTL_KEY (a virtual board's keys are found by themselves)")
         return self.key
 
-    def _next_ctr(self, role: str) -> int:
-        if role not in self._ctr:
-            info = self.info(refresh=True)
-            ctr = info.get("ctr")
-            last = ctr.get(role) if isinstance(ctr, dict) else None
-            if not isinstance(last, int):
-                raise PumpError("E_PROTOCOL", f"info did not report the {role} counter", None,
-                                info)
-            self._check_pump(info)
-            self._ctr[role] = last
-        n = self._ctr[role] + 1
-        if n > CTR_MAX:
-            raise PumpError("E_REPLAY", f"the {role} counter is exhausted; the pump must be "
-                            "provisioned again")
-        self._ctr[role] = n
-        return n
+    def pump_id(self) -> str:
+        """The pump the requests are for: the key file's pump, checked against what the pump
+        says it is (a key made for another pump would only earn E_AUTH)."""
+        if self._pump_id is None:
+            info = self.public_info()
+            theirs = info.get("pump_id")
+            mine = self.key.pump_id if self.key else None
+            if mine and theirs and mine != theirs:
+                raise InputError(f"--key {self.key.path}", mine,
+                                 f"a key for the pump on this port, {theirs}")
+            if not (mine or theirs):
+                raise PumpError("E_PROTOCOL", "the pump did not say its id", None, info)
+            self._pump_id = mine or theirs
+        return self._pump_id
 
-    def _check_pump(self, info: dict) -> None:
-        """A key made for another pump would only earn E_AUTH; say what is wrong instead."""
-        mine, theirs = self.key.pump_id if self.key else None, info.get("pump_id")
-        if mine and theirs and mine != theirs:
-            raise InputError(f"--key {self.key.path}", mine,
-                             f"a key for the pump on this port, {theirs}")
+    def public_info(self, refresh: bool = False) -> dict:
+        """`info` without a key: pump id, firmware, board, build, key state (unverified)."""
+        if self._public is None or refresh:
+            self._public = self.call("info", signed=False, changes=False)
+        return self._public
 
     def info(self, refresh: bool = False) -> dict:
+        """`info`: in a session when this link has a key (signed: the clock, counters and the
+        board's limits too), else the public part. The one place the host reads the pump's
+        limits from."""
+        if self.key is None:
+            return self.public_info(refresh)
         if self._info is None or refresh:
-            self._info = self.call("info", signed=False, changes=False)
+            try:
+                self._info = self.call("info", changes=False)
+            except PumpError as e:
+                if e.code not in ("E_KEYS", "E_NOT_PROVISIONED"):
+                    raise
+                return self.public_info(refresh)   # no session possible: what anyone sees
         return self._info
+
+
+def derived_keys(key: Key, nonce: bytes, pump_id: str) -> tuple[Key, Key]:
+    """The keys `rekey` makes on both sides from the clinician key and the nonce."""
+    def derive(label: bytes) -> bytes:
+        return hmac.new(key.secret, label + nonce, hashlib.sha256).digest()
+    return (Key("clinician", derive(b"rekey/clinician/"), pump_id, key.path),
+            Key("patient", derive(b"rekey/patient/"), pump_id, None))
+
+
+def rekey_files(lk: Link, clinician_path, patient_path) -> None:
+    """Re-key the pump and replace both key files. The new keys are written beside the old
+    ones (`.next`) before the request goes out; if the reply is lost, a session with the new
+    clinician key tells whether the pump took them, and the files follow what it holds."""
+    key = lk._need_key("rekey")
+    nonce = lk._rng.getrandbits(256).to_bytes(32, "big")
+    new_c, new_p = derived_keys(key, nonce, lk.pump_id())
+    nxt_c = Path(str(clinician_path) + ".next")
+    nxt_p = Path(str(patient_path) + ".next")
+    write_key(nxt_c, new_c)
+    write_key(nxt_p, new_p)
+    try:
+        lk.call("rekey", {"nonce": nonce.hex()})
+    except LinkError as e:
+        if not e.uncertain:
+            raise
+        lk.key, old = new_c, lk.key
+        try:
+            lk.hello()
+        except (LinkError, PumpError):
+            lk.key = old
+            raise LinkError(f"{e}; the pump still takes the old key: the new keys were not "
+                            f"installed ({nxt_c} is left for reference)") from None
+    os.replace(nxt_c, clinician_path)
+    os.replace(nxt_p, patient_path)
+    lk.key = Key("clinician", new_c.secret, new_c.pump_id, str(clinician_path))
+    lk._session = None
+
+
+def provision(lk: Link, update_modulus: bytes | None = None) -> tuple[Key, Key]:
+    """Give a pump that has no keys (or had the button held at boot) two new random keys and,
+    once in its life, the update key. Returns the keys; the caller stores them."""
+    info = lk.public_info(refresh=True)
+    pump_id = info.get("pump_id")
+    c, p = os.urandom(32), os.urandom(32)
+    args = {"clinician_key": c.hex(), "patient_key": p.hex()}
+    if update_modulus is not None:
+        args["update_key"] = update_modulus.hex()
+    lk.call("provision", args, signed=False)
+    return Key("clinician", c, pump_id), Key("patient", p, pump_id)

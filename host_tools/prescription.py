@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools import druglib, units
+from host_tools import druglib, fmt, units
 from host_tools.errors import InputError
 
 DAY_MS = 86_400_000
@@ -54,6 +54,10 @@ class Prescription:
     max_daily_ng: int
     low_reservoir_nl: int
     warnings: tuple[str, ...] = ()
+    unit: str = "mg"                     # the mass unit every figure is shown in (drugs.toml)
+    source: str | None = None            # the evidence named for a drug that needs one
+    titration_profile: str | None = None
+    screening_ng: int | None = None      # the screening bolus that worked (titration start)
     catheter: Catheter | None = None
     refill_notice_ms: int | None = None   # None: the firmware's default, 7 days
 
@@ -197,17 +201,26 @@ def parse_prescription(table: dict, where: str = "", path=None) -> Prescription:
 
 
 def _parse(table: dict, w: str) -> Prescription:
-    _known(table, ("drug", "concentration", "basal", "patient_bolus", "limits", "catheter"), w)
+    _known(table, ("drug", "concentration", "basal", "patient_bolus", "limits", "source",
+                   "titration", "catheter"), w)
     if "drug" not in table:
         raise InputError(f"{w}drug", "(missing)", "a drug name from the library")
     drug = druglib.get(table["drug"], f"{w}drug")
+    u = drug.unit
+
+    def m(ng):
+        return fmt.mass(ng, u)
+
+    source = _source(table, drug, w)
+    profile, screening = _titration(table, drug, w)
     if "concentration" not in table:
         raise InputError(f"{w}concentration", "(missing)", 'a concentration such as "25 mg/mL"')
     conc = units.concentration_ng_per_ml(table["concentration"], f"{w}concentration")
-    if conc <= 0 or conc > drug.hard_concentration_ng_per_ml:
+    if conc <= 0 or conc > drug.concentration.hard:
         raise InputError(f"{w}concentration", table["concentration"],
                          f"a concentration above zero and at most the library's hard limit for "
-                         f"{drug.name}, {_mass(drug.hard_concentration_ng_per_ml)}/mL")
+                         f"{drug.name}, {m(drug.concentration.hard)}/mL "
+                         f"({druglib.cite(drug.concentration.hard_source)})")
     steps, continuous = _basal(_table(table, "basal", f"{w}basal", True), w)
     pb_table = _table(table, "patient_bolus", f"{w}patient_bolus", False)
     pb = _patient_bolus(pb_table, w) if pb_table is not None else None
@@ -216,10 +229,10 @@ def _parse(table: dict, w: str) -> Prescription:
     if "max_daily_dose" not in limits:
         raise InputError(f"{w}limits.max_daily_dose", "(missing)", 'a dose such as "6 mg"')
     max_daily = units.mass_ng(limits["max_daily_dose"], f"{w}limits.max_daily_dose")
-    if max_daily <= 0 or max_daily > drug.hard_daily_ng:
+    if max_daily <= 0 or max_daily > drug.daily.hard:
         raise InputError(f"{w}limits.max_daily_dose", limits["max_daily_dose"],
                          f"a daily dose above zero and at most the library's hard limit for "
-                         f"{drug.name}, {_mass(drug.hard_daily_ng)}")
+                         f"{drug.name}, {m(drug.daily.hard)} ({druglib.cite(drug.daily.hard_source)})")
     low = units.volume_nl(limits.get("low_reservoir", "0 mL"), f"{w}limits.low_reservoir")
     notice = None
     if "refill_notice" in limits:
@@ -234,29 +247,97 @@ def _parse(table: dict, w: str) -> Prescription:
     rx = Prescription(drug.name, conc, steps, continuous, pb, max_daily, low)
     basal = rx.daily_basal_ng()
     if basal > max_daily:
-        raise InputError(f"{w}basal", f"{_mass(basal)}/day",
-                         f"a basal schedule within limits.max_daily_dose ({_mass(max_daily)})")
-    if pb is not None and pb.dose_ng > max_daily:
-        raise InputError(f"{w}patient_bolus.dose", pb_table["dose"],
-                         f"a dose within limits.max_daily_dose ({_mass(max_daily)})")
-    warnings = []
-    if conc > drug.soft_concentration_ng_per_ml:
-        warnings.append(f"{drug.name} at {_mass(conc)}/mL is above the recommended maximum "
-                        f"concentration of {_mass(drug.soft_concentration_ng_per_ml)}/mL")
-    if max_daily > drug.soft_daily_ng:
-        warnings.append(f"a maximum daily dose of {_mass(max_daily)} is above the recommended "
-                        f"maximum of {_mass(drug.soft_daily_ng)} a day for {drug.name}")
-    if basal > drug.soft_daily_ng:
-        warnings.append(f"the basal schedule gives {_mass(basal)} a day, above the recommended "
-                        f"maximum of {_mass(drug.soft_daily_ng)} for {drug.name}")
+        raise InputError(f"{w}basal", f"{m(basal)}/day",
+                         f"a basal schedule within limits.max_daily_dose ({m(max_daily)})")
+    if pb is not None:
+        _bolus_hard(pb, pb_table, drug, max_daily, w)
+    warnings = _warnings(drug, conc, max_daily, basal, pb)
     return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings),
-                        catheter, notice)
+                        u, source, profile, screening, catheter, notice)
+
+
+def _source(table: dict, drug, w: str) -> str | None:
+    source = table.get("source")
+    if source is not None and (not isinstance(source, str) or not source.strip()):
+        raise InputError(f"{w}source", source, "the published evidence, in words")
+    if drug.needs_source and source is None:
+        raise InputError(f"{w}source", "(missing)",
+                         f"a citation of the published evidence for intrathecal {drug.name}: no "
+                         "guideline or label in the drug library supports it")
+    return source
+
+
+def _titration(table: dict, drug, w: str) -> tuple[str | None, int | None]:
+    t = _table(table, "titration", f"{w}titration", False)
+    if t is None:
+        return None, None
+    _known(t, ("profile", "screening_dose"), f"{w}titration.")
+    profile = t.get("profile")
+    if profile is not None:
+        drug.titration_for(profile)  # refuses a profile the drug does not have
+    screening = None
+    if "screening_dose" in t:
+        screening = units.mass_ng(t["screening_dose"], f"{w}titration.screening_dose")
+        if screening <= 0:
+            raise InputError(f"{w}titration.screening_dose", t["screening_dose"],
+                             "a dose above zero")
+    return profile, screening
+
+
+def _bolus_hard(pb: PatientBolus, pb_table: dict, drug, max_daily: int, w: str) -> None:
+    k = f"{w}patient_bolus."
+    u = drug.unit
+    if pb.dose_ng > max_daily:
+        raise InputError(k + "dose", pb_table["dose"],
+                         f"a dose within limits.max_daily_dose ({fmt.mass(max_daily, u)})")
+    lim = drug.patient_bolus
+    if pb.dose_ng > lim.hard:
+        raise InputError(k + "dose", pb_table["dose"],
+                         f"at most the library's hard limit for one {drug.name} patient bolus, "
+                         f"{fmt.mass(lim.hard, u)} ({druglib.cite(lim.hard_source)})")
+    n = drug.patient_boluses_per_day
+    if pb.max_per_day > n.hard:
+        raise InputError(k + "max_per_day", pb.max_per_day,
+                         f"at most the library's hard limit of {n.hard} {drug.name} patient "
+                         f"boluses a day ({druglib.cite(n.hard_source)})")
+
+
+def _warnings(drug, conc: int, max_daily: int, basal: int, pb: PatientBolus | None) -> list[str]:
+    u = drug.unit
+
+    def m(ng):
+        return fmt.mass(ng, u)
+
+    out = []
+    if conc > drug.concentration.soft:
+        out.append(f"{drug.name} at {m(conc)}/mL is above the library's soft limit of "
+                   f"{m(drug.concentration.soft)}/mL ({druglib.cite(drug.concentration.soft_source)})")
+    if max_daily > drug.daily.soft:
+        out.append(f"a maximum daily dose of {m(max_daily)} is above the library's soft limit of "
+                   f"{m(drug.daily.soft)} a day for {drug.name} "
+                   f"({druglib.cite(drug.daily.soft_source)})")
+    if basal > drug.daily.soft:
+        out.append(f"the basal schedule gives {m(basal)} a day, above the library's soft limit "
+                   f"of {m(drug.daily.soft)} for {drug.name}")
+    if pb is None:
+        return out
+    if pb.dose_ng > drug.patient_bolus.soft:
+        out.append(f"a patient bolus of {m(pb.dose_ng)} is above the library's soft limit of "
+                   f"{m(drug.patient_bolus.soft)} for {drug.name} "
+                   f"({druglib.cite(drug.patient_bolus.soft_source)})")
+    if pb.max_per_day > drug.patient_boluses_per_day.soft:
+        out.append(f"{pb.max_per_day} patient boluses a day is above the library's soft limit of "
+                   f"{drug.patient_boluses_per_day.soft} for {drug.name}")
+    most = basal + pb.dose_ng * pb.max_per_day
+    if most > max_daily:
+        out.append(f"the basal ({m(basal)} a day) and {pb.max_per_day} patient boluses of "
+                   f"{m(pb.dose_ng)} add up to {m(most)}, above limits.max_daily_dose "
+                   f"({m(max_daily)}): the pump refuses the boluses that would break it")
+    return out
 
 
 def _mass(ng: int) -> str:
-    if ng >= 1_000_000:
-        return f"{ng / 1e6:g} mg"
-    return f"{ng / 1e3:g} mcg"
+    return fmt.mass(ng)
 
 
 def load_prescription(path) -> Prescription:

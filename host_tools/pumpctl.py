@@ -5,51 +5,68 @@ host_tools/commands.py has one do_* function per command; host_tools/link.py is 
 library (discovery, keys, signing, the exchange); pyserial is the transport.
 
 Exit status (INTERFACES.md): 0 done; 1 the pump refused (its code and message are printed);
-2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection.
+2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection,
+or a reply that could not be verified.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from firmware.rx import Rx, RxError
-from host_tools import commands
+from host_tools import boardlimits, commands, fmt
 from host_tools.errors import InputError
-from host_tools.link import LinkError, PumpError
-from host_tools.prescription import load_prescription
+from host_tools.link import LinkError, PumpError, ReplyUnverified
+from host_tools.prescription import load_prescription, read_toml
 
 
-def _mass(ng: float) -> str:
-    return f"{ng / 1e6:g} mg" if ng >= 100_000 else f"{ng / 1e3:g} mcg"
+class Failure(Exception):
+    """An error as pumpctl reports it: exit status, a stable code, the message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
 
 
-def _hhmm(ms: int) -> str:
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}"
+def version() -> str:
+    from importlib import metadata
+
+    from firmware.version import VERSION
+
+    try:
+        host = metadata.version("intrathecal-pump")
+    except metadata.PackageNotFoundError:
+        host = "(not installed)"
+    return f"pumpctl {host} (speaks to firmware {VERSION})"
 
 
 def cmd_check(args) -> int:
     """Validate a prescription as the host and as the firmware would, and show it."""
-    from boards import virtual
-
     try:
-        rx = load_prescription(args.file)
-    except InputError as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
+        raw = read_toml(args.file)
     except OSError as e:
-        print(f"pumpctl: cannot read {args.file}: {e.strerror}", file=sys.stderr)
-        return 2
-    try:
-        fw = Rx(rx.to_firmware(), virtual)
-    except RxError as e:
-        print(f"pumpctl: {args.file}: the firmware would refuse it: {e}", file=sys.stderr)
-        return 2
+        raise Failure(2, "E_INPUT", f"cannot read {args.file}: {e.strerror}") from None
+    if "scenario" in raw:
+        raise Failure(2, "E_INPUT", f"{args.file} is a scenario file, not a prescription: run "
+                      f"it with `pumpsim run {args.file}`")
+    rx = load_prescription(args.file)
+    lim = boardlimits.board_limits(args.board)
+    params = rx.to_firmware()
+    commands.check_on_board(params, lim, str(args.file))
+    from firmware.rx import Rx
+
+    fw = Rx(params, lim)
     conc = rx.concentration_ng_per_ml
+    u = rx.unit
     if args.json:
         print(json.dumps({
-            "drug": rx.drug, "concentration_ng_per_ml": conc,
+            "drug": rx.drug, "mass_unit": u, "board": lim.name,
+            "concentration_ng_per_ml": conc,
             "steps": [{"start_s": s.start_ms // 1000, "rate_ng_per_day": s.rate_ng_per_day,
                        "rate_nl_per_day": fw.step_rate_nl_day[i]} for i, s in enumerate(rx.steps)],
             "basal_ng_per_day": rx.daily_basal_ng(), "basal_nl_per_day": fw.basal_nl_day,
@@ -62,24 +79,24 @@ def cmd_check(args) -> int:
             "low_reservoir_nl": rx.low_reservoir_nl, "refill_notice_s": fw.refill_notice_s,
             "catheter_nl": fw.catheter_nl, "warnings": list(rx.warnings)}))
         return 0
-    print(f"{args.file}: valid")
-    print(f"  drug            {rx.drug} at {_mass(conc)}/mL")
+    print(f"{args.file}: valid on board {lim.describe()}")
+    print(f"  drug            {rx.drug} at {fmt.conc(conc, u)}")
     for i, s in enumerate(rx.steps):
         label = "basal" if i == 0 else ""
-        print(f"  {label:15} from {_hhmm(s.start_ms)}  {_mass(s.rate_ng_per_day)}/day"
-              f"  ({fw.step_rate_nl_day[i] / 1000:g} uL/day)")
-    print(f"  basal per day   {_mass(rx.daily_basal_ng())} ({fw.basal_nl_day / 1000:g} uL)")
+        print(f"  {label:15} from {fmt.hhmm(s.start_ms // 60_000)}  "
+              f"{fmt.mass_rate(s.rate_ng_per_day, u)} ({fmt.vol_rate(fw.step_rate_nl_day[i])})")
+    print(f"  basal a day     {fmt.mass(rx.daily_basal_ng(), u)} ({fmt.vol(fw.basal_nl_day)})")
     pb = rx.patient_bolus
     if pb:
-        print(f"  patient bolus   {_mass(pb.dose_ng)} ({fw.pb_dose_nl / 1000:g} uL) over "
-              f"{pb.duration_ms // 60_000} min, lockout {pb.lockout_ms // 60_000} min, "
+        print(f"  patient bolus   {fmt.mass(pb.dose_ng, u)} ({fmt.vol(fw.pb_dose_nl)}) over "
+              f"{fmt.span(pb.duration_ms // 1000)}, lockout {fmt.span(pb.lockout_ms // 1000)}, "
               f"at most {pb.max_per_day} in 24 h")
-    print(f"  max in 24 h     {_mass(rx.max_daily_ng)} ({fw.max_daily_nl / 1000:g} uL)")
-    print(f"  low reservoir   {rx.low_reservoir_nl / 1e6:g} mL; refill_due "
-          f"{fw.refill_notice_s / 86400:g} d before it")
+    print(f"  max in 24 h     {fmt.mass(rx.max_daily_ng, u)} ({fmt.vol(fw.max_daily_nl)})")
+    print(f"  low reservoir   {fmt.vol(rx.low_reservoir_nl)}; refill_due "
+          f"{fmt.span(fw.refill_notice_s)} before it")
     cat = rx.catheter
     print("  catheter        " + (f"{cat.model}, {cat.length_mm / 10:g} cm at "
-                                  f"{cat.nl_per_cm / 1000:g} uL/cm: {fw.catheter_nl / 1000:g} uL"
+                                  f"{fmt.vol(cat.nl_per_cm)}/cm: {fmt.vol(fw.catheter_nl)}"
                                   if cat else "none set (priming and bridging need one)"))
     for w in rx.warnings:
         print(f"  warning         {w}")
@@ -105,20 +122,38 @@ s); text meant for the person then goes to stderr.
 
 _EPILOG = """\
 exit status: 0 done; 1 the pump refused (its error code and message are printed);
-2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection."""
+2 bad usage or an invalid file (nothing that changes the pump was sent); 3 no connection, or
+a reply that could not be verified (the pump may or may not have acted: check status).
+With --json, errors too are one JSON object on stdout: {"ok": false, "error": CODE,
+"message": TEXT}."""
+
+# The options each command uses, beyond --json (which every command takes).
+_PORT = ("port", "timeout")
+_KEY = ("port", "key", "timeout")
 
 
-def _common(p, top: bool) -> None:
+def _common(p, top: bool, uses=("port", "key", "timeout")) -> None:
     """Options accepted before and after the command (`pumpctl --json status` and
     `pumpctl status --json`). On the subcommands they default to 'not given', so they never
-    overwrite what was given before the command."""
+    overwrite what was given before the command; each subcommand lists only those it uses."""
     d = {} if top else {"default": argparse.SUPPRESS}
-    p.add_argument("--port", metavar="PORT", help="serial device or pyserial URL of the pump",
-                   **d)
-    p.add_argument("--key", metavar="FILE", help="key file that signs requests", **d)
+    if "port" in uses:
+        p.add_argument("--port", metavar="PORT", help="serial device or pyserial URL of the "
+                       "pump", **d)
+    if "key" in uses:
+        p.add_argument("--key", metavar="FILE", help="key file that signs requests", **d)
     p.add_argument("--json", action="store_true", help="print one JSON object", **d)
-    p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for each reply "
-                   "before the request is sent again (default 3; three tries in all)", **d)
+    if "timeout" in uses:
+        p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for each "
+                       "reply before the request is sent again (default 3; three tries in all)",
+                       **d)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors become a Failure, so --json can report them as JSON too."""
+
+    def error(self, message):
+        raise Failure(2, "E_USAGE", f"{message} (see `{self.prog} --help`)")
 
 
 def _confirm_opts(p, twice: bool) -> None:
@@ -134,24 +169,31 @@ def _confirm_opts(p, twice: bool) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(prog="pumpctl", description=_DESCRIPTION, epilog=_EPILOG,
-                                formatter_class=fmt)
+    fmt = argparse.RawDescriptionHelpFormatter  # noqa: F811 (the formatter, not host_tools.fmt)
+    p = _Parser(prog="pumpctl", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=fmt)
+    p.add_argument("--version", action="version", version=version())
     _common(p, True)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
 
-    def cmd(name, help_, description=None):
+    def cmd(name, help_, description=None, uses=_KEY):
         c = sub.add_parser(name, help=help_, description=description or help_,
                            epilog=_EPILOG)
-        _common(c, False)
+        _common(c, False, uses)
         return c
 
     c = cmd("check", "validate a prescription file offline (nothing is sent)",
-            "Check a prescription against the drug library and the firmware's own limits, and "
-            "show it in clinical units. Needs no pump.")
+            "Check a prescription against the drug library and the firmware's own limits on a "
+            "board's numbers, and show it in clinical units. Needs no pump. (A scenario file "
+            "runs with `pumpsim run`.)", uses=())
     c.add_argument("file", metavar="FILE.toml")
-    cmd("ports", "list the pumps pumpctl can see")
-    cmd("info", "pump id, firmware version, board, pump clock, key counters (no key needed)")
+    c.add_argument("--board", choices=boardlimits.BOARD_NAMES, default="virtual",
+                   help="the board whose limits apply (default virtual; `pumpctl program` "
+                        "uses the limits the pump itself reports)")
+    cmd("ports", "list the pumps pumpctl can see, with each virtual board's flash directory",
+        uses=())
+    cmd("info", "pump id, firmware version, board and its limits, pump clock (no key needed)",
+        uses=_PORT)
     cmd("status", "therapy, rates, reservoir and refill date, alarms, battery, last 24 h",
         "Show what the pump is doing. With the clinician key, doses are also shown in the "
         "units of the prescription; the patient key shows volumes.")
@@ -176,7 +218,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dose", required=True, metavar="D", help='e.g. "0.5 mg" or "20 uL"')
     c.add_argument("--duration", metavar="T", help='spread it over this time, e.g. "30 min" '
                    "(default: as fast as the motor allows)")
-    cmd("patient-bolus", "ask for the prescribed patient bolus (the patient key suffices)")
+    _confirm_opts(c, False)
+    c = cmd("patient-bolus", "ask for the prescribed patient bolus (the patient key suffices)")
+    _confirm_opts(c, False)
     c = cmd("prime", "priming bolus: fill an empty catheter (two-step confirmation)",
             "Fill an empty catheter (after an implant or a catheter revision) as fast as the "
             "motor allows. At most the catheter's volume. Two confirmations: yes, then the "
@@ -221,42 +265,97 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("stop", "suspend delivery (optionally for a while)")
     c.add_argument("--for", dest="for_", metavar="T", help='resume by itself after this long, '
                    'e.g. "30 min" (at most 7 d; default: until `pumpctl resume`)')
-    cmd("resume", "resume delivery (also clears a fixed motor stall or sensor fault)")
-    c = cmd("clock", "read the pump clock, or set it to this computer's local time")
+    _confirm_opts(c, False)
+    c = cmd("resume", "resume delivery (also clears a fixed motor stall or sensor fault)")
+    _confirm_opts(c, False)
+    c = cmd("clock", "read the pump clock, or set it to this computer's local time",
+            "Read the pump clock, or set it to this computer's local time. A pump on a board "
+            "without a kept clock (a Pico) loses it at a power cut or a reset and raises "
+            "clock_lost; then `clock`, `status` and `alarms` offer to set it (one confirmation), "
+            "and `clock --yes` sets it without asking.")
     c.add_argument("--set", metavar="now", help='"now": set the pump clock to local time')
-    c = cmd("maintenance", "stop delivery safely and hand back the REPL for flashing")
+    _confirm_opts(c, False)
+    c = cmd("maintenance", "development builds: stop delivery and hand back the REPL")
+    _confirm_opts(c, False)
+    c = cmd("provision", "give a new pump its keys (or one whose button was held at boot)",
+            "Provision a pump that never had keys, or whose button was held while it booted "
+            "(the physical act that replaces damaged or lost keys). Writes clinician.key and "
+            "patient.key to --out DIR (default: a virtual board's flash directory). A pump "
+            "that never had an update key also gets the public half of --update-key "
+            "(default: the repository's DEVELOPMENT-ONLY key).", uses=_PORT)
+    c.add_argument("--out", metavar="DIR", help="where the new key files go")
+    c.add_argument("--update-key", metavar="PEM", help="the update key whose public half a "
+                   "pump without one gets (default: the development key)")
+    _confirm_opts(c, False)
+    c = cmd("rekey", "replace both role keys (clinician key; e.g. when a counter nears its end)",
+            "Replace the clinician and patient keys with new ones derived on both sides from "
+            "the clinician key and a fresh nonce (nothing secret crosses the line); both "
+            "counters start again. Rewrites the --key file and the patient key file.")
+    c.add_argument("--patient-key", metavar="FILE", help="the patient key file to rewrite "
+                   "(default: patient.key beside the clinician key)")
     _confirm_opts(c, False)
     return p
 
 
-def main(argv=None) -> int:
+def _report(json_out: bool, f: Failure) -> int:
+    print(f"pumpctl: {f.message}", file=sys.stderr)
+    if json_out:
+        print(json.dumps({"ok": False, "error": f.code, "message": f.message, **f.extra}))
+    return f.status
+
+
+def _run(argv) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)
     ctx = commands.Context(args)
+    from host_tools import keycmds
+    run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
+        or commands.COMMANDS[args.command]
     try:
-        return commands.COMMANDS[args.command](ctx, args)
-    except InputError as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
-    except commands.UsageError as e:
-        print(f"pumpctl: {e}", file=sys.stderr)
-        return 2
-    except PumpError as e:
-        print(f"pumpctl: the pump refused: {e}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"ok": False, "error": e.code, "message": e.message,
-                              "reason": e.reason}))
-        return 1
-    except LinkError as e:
-        print(f"pumpctl: no connection: {e}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("pumpctl: interrupted", file=sys.stderr)
-        return 130
+        return run(ctx, args)
     finally:
         ctx.close()
 
 
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    json_out = "--json" in argv
+    try:
+        return _run(argv)
+    except Failure as f:
+        return _report(json_out, f)
+    except InputError as e:
+        return _report(json_out, Failure(2, "E_INPUT", str(e), key=e.key))
+    except commands.UsageError as e:
+        return _report(json_out, Failure(2, "E_USAGE", str(e)))
+    except PumpError as e:
+        return _report(json_out, Failure(1, e.code, f"the pump refused: {e}",
+                                         reason=e.reason))
+    except ReplyUnverified as e:
+        return _report(json_out, Failure(3, "E_UNVERIFIED", str(e), uncertain=e.uncertain))
+    except LinkError as e:
+        code = "E_UNCERTAIN" if e.uncertain else "E_NO_CONNECTION"
+        return _report(json_out, Failure(3, code, f"no connection: {e}",
+                                         uncertain=e.uncertain))
+    except KeyboardInterrupt:
+        return _report(json_out, Failure(130, "E_INTERRUPTED", "interrupted"))
+    except BrokenPipeError:
+        # The reader went away (`pumpctl log | head`): nothing more to say, and no traceback.
+        # stdout is pointed at /dev/null so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def entry() -> int:
+    """The console script: main() with a closed stdout taken calmly at exit too."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

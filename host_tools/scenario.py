@@ -21,6 +21,7 @@ ALARM_CODES = ("occlusion", "reservoir_low", "reservoir_empty", "motor_stall", "
                "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset",
                "refill_discrepancy", "refill_due", "drug_expired")
 MAX_DURATION_MS = 3660 * 86_400_000
+BOARDS = ("virtual", "pico", "implant")
 
 
 def _choice(options):
@@ -80,7 +81,8 @@ ACTIONS = {
     "program": {"prescription": ("prescription", None, True),
                 "assume_24h": ("assume_ng", units.mass_ng, False)},
 }
-RX_KEYS = ("drug", "concentration", "basal", "patient_bolus", "limits", "catheter")
+RX_KEYS = ("drug", "concentration", "basal", "patient_bolus", "limits", "source", "titration",
+           "catheter")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class Scenario:
     expect: dict
     path: str | None = None
     fleet: dict = field(default_factory=dict)   # the [fleet] table, parsed (see _fleet)
+    board: str = "virtual"                      # the board whose numbers the run uses
 
 
 def _known(table: dict, allowed, where: str) -> None:
@@ -175,7 +178,7 @@ def _expect(table: dict) -> dict:
                "max_abs_error_max": "max_abs_error_max_nl",
                "max_rolling_24h_max": "max_rolling_24h_max_nl", "reservoir_min": "reservoir_min_nl"}
     counts = ("patient_boluses_delivered", "patient_boluses_denied")
-    _known(table, ("alarms", *volumes, *counts), "expect.")
+    _known(table, ("alarms", "refused", *volumes, *counts), "expect.")
     out: dict = {}
     if "alarms" in table:
         alarms = table["alarms"]
@@ -184,6 +187,14 @@ def _expect(table: dict) -> dict:
         for a in alarms:
             _choice(ALARM_CODES)(a, "expect.alarms")
         out["alarms"] = list(alarms)
+    if "refused" in table:
+        refused = table["refused"]
+        if not isinstance(refused, list):
+            raise InputError("expect.refused", refused, "a list of actions the firmware is "
+                             'expected to refuse, e.g. ["clinician_bolus"]')
+        for a in refused:
+            _choice(tuple(ACTIONS))(a, "expect.refused")
+        out["refused"] = list(refused)
     for k, name in volumes.items():
         if k in table:
             out[name] = units.volume_nl(table[k], f"expect.{k}")
@@ -259,7 +270,7 @@ def _parse(table: dict, path) -> Scenario:
     s = table.get("scenario")
     if not isinstance(s, dict):
         raise InputError("scenario", s if s is not None else "(missing)", "a [scenario] table")
-    _known(s, ("duration", "start", "reservoir", "seed"), "scenario.")
+    _known(s, ("duration", "start", "reservoir", "seed", "board"), "scenario.")
     for need in ("duration", "reservoir"):
         if need not in s:
             raise InputError(f"scenario.{need}", "(missing)", f"a {need}")
@@ -268,6 +279,7 @@ def _parse(table: dict, path) -> Scenario:
         raise InputError("scenario.duration", s["duration"], "a duration from 1 ms to 3660 d")
     start = units.time_of_day_ms(s.get("start", "00:00"), "scenario.start")
     reservoir = units.volume_nl(s["reservoir"], "scenario.reservoir")
+    board = _choice(BOARDS)(s.get("board", "virtual"), "scenario.board")
     seed = s.get("seed", 0)
     if type(seed) is not int or seed < 0:
         raise InputError("scenario.seed", seed, "a whole number, 0 or more")
@@ -287,9 +299,24 @@ def _parse(table: dict, path) -> Scenario:
     expect_table = table.get("expect", {})
     if not isinstance(expect_table, dict):
         raise InputError("expect", expect_table, "an [expect] table")
+    _bolus_limits(events, rx)
     return Scenario(duration, start, reservoir, seed, rx, plant, tuple(events),
                     _expect(expect_table), str(path) if path is not None else None,
-                    _fleet(table.get("fleet", {})))
+                    _fleet(table.get("fleet", {})), board)
+
+
+def _bolus_limits(events, rx: Prescription) -> None:
+    """A clinician bolus above the drug library's hard limit is refused like a prescription."""
+    from host_tools import druglib, fmt
+
+    lim = druglib.get(rx.drug).clinician_bolus
+    for i, ev in enumerate(events):
+        if ev.action == "clinician_bolus" and ev.args["dose_ng"] > lim.hard:
+            raise InputError(f"event at {fmt.span(ev.at_ms // 1000)}: clinician_bolus.dose",
+                             fmt.mass(ev.args["dose_ng"], rx.unit),
+                             f"at most the library's hard limit for one {rx.drug} clinician "
+                             f"bolus, {fmt.mass(lim.hard, rx.unit)} "
+                             f"({druglib.cite(lim.hard_source)})")
 
 
 def load_scenario(path) -> Scenario:

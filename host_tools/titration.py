@@ -23,6 +23,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from host_tools import fmt
 from host_tools.druglib import Titration
 
 
@@ -36,16 +37,22 @@ class Change:
     override: str | None = None  # the reason given when a guard was overridden
 
 
-def _mass(ng: int) -> str:
-    return f"{ng / 1e6:g} mg" if ng >= 1_000_000 else f"{ng / 1e3:g} mcg"
+def _mass(ng: int, unit: str | None = None) -> str:
+    return fmt.mass(ng, unit)
 
 
 def _span(s: int) -> str:
-    if s % 86_400 == 0:
-        return f"{s // 86_400} d"
-    if s % 3_600 == 0:
-        return f"{s // 3_600} h"
-    return f"{s // 60} min"
+    return fmt.span(s)
+
+
+def _unit(drug: str) -> str | None:
+    from host_tools import druglib
+    from host_tools.errors import InputError
+
+    try:
+        return druglib.get(drug).unit
+    except InputError:
+        return None
 
 
 def is_increase(old: Change | None, drug: str, new_ng_day: int) -> bool:
@@ -53,35 +60,47 @@ def is_increase(old: Change | None, drug: str, new_ng_day: int) -> bool:
 
 
 def check(rule: Titration | None, drug: str, old: Change | None, new_ng_day: int, now_ts: int,
-          history: list[Change] = ()) -> list[str]:
+          history: list[Change] = (), screening_ng: int | None = None) -> list[str]:
     """The guards a change from `old` (the pump's settings now, None when it has none) to a
-    daily basal of new_ng_day of `drug` would break, at pump time now_ts."""
+    daily basal of new_ng_day of `drug` would break, at pump time now_ts. screening_ng: the
+    screening bolus that worked (a prescription's titration.screening_dose), for the drugs
+    whose start is measured from it."""
     if rule is None:
         return []
+    u = _unit(drug)
     out = []
     started = old is None or old.drug != drug
     if started:
         if rule.max_start_ng_day is not None and new_ng_day > rule.max_start_ng_day:
-            out.append(f"{drug} is started at {_mass(new_ng_day)}/day; it may start at most at "
-                       f"{_mass(rule.max_start_ng_day)}/day")
+            out.append(f"{drug} is started at {_mass(new_ng_day, u)}/day; it may start at most at "
+                       f"{_mass(rule.max_start_ng_day, u)}/day (a patient already on it: override "
+                       "with the reason)")
+        if rule.start_per_screening is not None:
+            if screening_ng is None:
+                out.append(f"{drug} is started without the screening bolus that worked: give it "
+                           "as titration.screening_dose in the prescription")
+            elif new_ng_day > screening_ng * rule.start_per_screening:
+                out.append(f"{drug} is started at {_mass(new_ng_day, u)}/day; from a screening dose "
+                           f"of {_mass(screening_ng, u)} it may start at most at "
+                           f"{_mass(screening_ng * rule.start_per_screening, u)}/day")
         return out
     if new_ng_day <= old.basal_ng_day:
         return out  # decreases and unchanged doses are never limited
     step = new_ng_day - old.basal_ng_day
     if rule.max_step_ng_day is not None and step > rule.max_step_ng_day:
-        out.append(f"{drug} goes up by {_mass(step)}/day (from {_mass(old.basal_ng_day)} to "
-                   f"{_mass(new_ng_day)}/day); one increase may add at most "
-                   f"{_mass(rule.max_step_ng_day)}/day")
+        out.append(f"{drug} goes up by {_mass(step, u)}/day (from {_mass(old.basal_ng_day, u)} to "
+                   f"{_mass(new_ng_day, u)}/day); one increase may add at most "
+                   f"{_mass(rule.max_step_ng_day, u)}/day")
     same = sorted((c for c in history if c.drug == drug), key=lambda c: c.ts)
     if rule.max_increase_ppm is not None:
         ref, since = _lowest_in_window(same, old, now_ts - rule.percent_window_s)
         top = ref * (1_000_000 + rule.max_increase_ppm) // 1_000_000
         if new_ng_day > top:
             pct = f"{rule.max_increase_ppm / 10_000:g} %"
-            out.append(f"{drug} goes to {_mass(new_ng_day)}/day; in any "
+            out.append(f"{drug} goes to {_mass(new_ng_day, u)}/day; in any "
                        f"{_span(rule.percent_window_s)} it may rise at most {pct} over the lowest "
-                       f"daily basal in that time ({_mass(ref)}/day{since}), so at most "
-                       f"{_mass(top)}/day")
+                       f"daily basal in that time ({_mass(ref, u)}/day{since}), so at most "
+                       f"{_mass(top, u)}/day")
     ups = [c for c in same if c.increase]
     if rule.max_increases is not None:
         recent = [c for c in ups if c.ts > now_ts - rule.increase_window_s]

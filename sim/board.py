@@ -15,6 +15,7 @@ directory, until it exits; then the firmware boots again, as a Pico does after a
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -32,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_REPL = 3
+EXIT_RESET = 4
 EPOCH = datetime(2024, 1, 1)
 
 
@@ -60,15 +62,46 @@ def _board_parser() -> argparse.ArgumentParser:
                     "/dev/ttyACM0, and a harness channel for `pumpsim inject`. Prints one JSON "
                     "line (port, control, clinician_key, patient_key, flash) and runs until "
                     "SIGTERM or Ctrl-C.")
-    p.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython",
-                   help="where the firmware runs (default: micropython)")
+    p.add_argument("--runtime", choices=("micropython", "cpython", "rp2"), default="micropython",
+                   help="where the firmware runs (default: micropython); rp2: the MicroPython "
+                        "rp2 port in an emulated RP2040 with its pins on a simulated bench "
+                        "(docs/hardware.md)")
     p.add_argument("--flash", metavar="DIR",
                    help="flash directory, kept across runs like a Pico's flash (default: a new "
                         "one, i.e. a factory-fresh pump)")
     p.add_argument("--speed", type=_speed, default=1, metavar="N|max",
                    help="virtual seconds per real second (default 1); max runs free")
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated plant (default 1)")
+    p.add_argument("--uf2", metavar="FILE", help="rp2: the MicroPython UF2 (default "
+                   "$MICROPYTHON_UF2, else ../shared/rp2emu/RPI_PICO-v1.28.0.uf2)")
+    p.add_argument("--bootrom", metavar="FILE", help="rp2: the RP2040 boot ROM, .bin or .mjs "
+                   "(default $RP2040_BOOTROM, else ../shared/rp2emu/bootrom.mjs)")
+    p.add_argument("--dev", action="store_true", help="rp2: a new pump gets a development build "
+                   "(make build DEV=1), whose `maintenance` hands back MicroPython's REPL")
     return p
+
+
+class FlashInUse(Exception):
+    """Another running board holds this flash directory."""
+
+
+def lock_flash(flash: Path):
+    """Hold the flash directory for this board's life: two boards on one flash would write the
+    same records. Returns the open lock file (the lock lasts while it is open)."""
+    f = open(flash / "board.lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise FlashInUse(f"the flash directory {flash} is in use by the virtual board of "
+                         f"{holder}: stop that board first, or give another --flash") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}")
+    f.flush()
+    return f
 
 
 class Board:
@@ -77,6 +110,7 @@ class Board:
         self.runtime = args.runtime
         self.flash = Path(args.flash or tempfile.mkdtemp(prefix="pumpsim-flash-")).resolve()
         (self.flash / "data").mkdir(parents=True, exist_ok=True)
+        self.flash_lock = lock_flash(self.flash)
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)            # no echo, no newline translation: a raw serial line
         os.set_blocking(self.master, False)
@@ -153,9 +187,15 @@ class Board:
         return (self.flash / "clinician.key").exists() and (self.flash / "data" / "auth.a").exists()
 
     def _provision(self):
+        from host_tools import bundle
+
         keys = {"clinician": secrets.token_hex(32), "patient": secrets.token_hex(32)}
+        # A virtual pump is a development pump: its update key is the repository's public
+        # development key (host_tools/keys/README.md), so `make flash` can update it.
+        upd = bundle.modulus(bundle.load_update_key()).hex()
         req = {"id": 1, "cmd": "provision",
-               "args": {"clinician_key": keys["clinician"], "patient_key": keys["patient"]}}
+               "args": {"clinician_key": keys["clinician"], "patient_key": keys["patient"],
+                        "update_key": upd}}
         reply = self._ask(req)
         info = self._ask({"id": 2, "cmd": "info"})
         if not reply.get("ok"):
@@ -223,14 +263,7 @@ class Board:
         self._spawn()
         if fresh:
             self._provision()
-        info = {"port": self.port, "control": self.control,
-                "clinician_key": str(self.flash / "clinician.key"),
-                "patient_key": str(self.flash / "patient.key"), "flash": str(self.flash),
-                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed}
-        reg_file = self.reg / f"{os.getpid()}.json"
-        reg_file.write_text(json.dumps(info))
-        threading.Thread(target=self._serve, daemon=True).start()
-        print(json.dumps(info), flush=True)
+        reg_file = self._announce()
 
         def stop(signum, frame):
             # No locks here: a harness request may be waiting on the firmware right now. One
@@ -254,8 +287,10 @@ class Board:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         crashes = 0
+        quick = 0
         try:
             while True:
+                started = time.monotonic()
                 code = self.child.wait()
                 if self.stopping:
                     return 0
@@ -263,6 +298,14 @@ class Board:
                     self._repl()
                     if self.stopping:
                         return 0
+                elif code == EXIT_RESET:
+                    # A reset into another firmware (an update, a rollback, a crash). A board
+                    # whose every firmware crashes at once would spin: give up after many.
+                    quick = quick + 1 if time.monotonic() - started < 5 else 0
+                    if quick > 12:
+                        print("pumpsim board: the firmware keeps crashing at boot",
+                              file=sys.stderr)
+                        return 1
                 elif code != 0:
                     crashes += 1
                     print(f"pumpsim board: the firmware process exited with status {code}",
@@ -273,16 +316,43 @@ class Board:
                     return 0
                 self._spawn()
         finally:
-            for path in (reg_file, Path(self.control)):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
+            self._unannounce(reg_file)
+
+    def _announce(self) -> Path:
+        """Register the board where pumpctl looks, open the harness channel and print the
+        first line of standard output. Returns the registry file."""
+        info = {"port": self.port, "control": self.control,
+                "clinician_key": str(self.flash / "clinician.key"),
+                "patient_key": str(self.flash / "patient.key"), "flash": str(self.flash),
+                "pid": os.getpid(), "runtime": self.runtime, "speed": self.args.speed,
+                "root": str(ROOT)}  # the checkout it runs from: pumpctl prefers its own
+        reg_file = self.reg / f"{os.getpid()}.json"
+        reg_file.write_text(json.dumps(info))
+        threading.Thread(target=self._serve, daemon=True).start()
+        print(json.dumps(info), flush=True)
+        return reg_file
+
+    def _unannounce(self, reg_file: Path) -> None:
+        for path in (reg_file, Path(self.control)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def main_board(argv: list[str]) -> int:
     args = _board_parser().parse_args(argv)
-    return Board(args).run()
+    try:
+        if args.runtime == "rp2":
+            from sim.rp2board import Rp2Board
+
+            board = Rp2Board(args)
+        else:
+            board = Board(args)
+    except FlashInUse as e:
+        print(f"pumpsim board: {e}", file=sys.stderr)
+        return 2
+    return board.run()
 
 
 # ---- pumpsim inject ------------------------------------------------------------------------
@@ -292,6 +362,25 @@ def main_board(argv: list[str]) -> int:
 INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_stall",
               "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
               "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing")
+# The physical act at the pump (a power cycle with the provisioning button held: docs/
+# security.md), and damage to the key record; neither takes arguments.
+HARDWARE = ("button", "corrupt_keys")
+
+# Keys beyond a scenario's that only the emulated Pico's bench can act on (sim/rp2board.py);
+# the virtual board refuses them.
+RP2_KEYS = {
+    "power_loss": {"at_program": ("at_program", lambda t, k: _count(t, k), False)},
+    "motor_stall": {"at_step": ("at_step", lambda t, k: _count(t, k, 0), False)},
+}
+
+
+def _count(text: str, key: str, low: int = 1) -> int:
+    from host_tools.errors import InputError
+
+    if not text.isdigit() or int(text) < low:
+        raise InputError(key, text, f"a whole number from {low}")
+    return int(text)
+
 
 def _inject_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -301,7 +390,13 @@ def _inject_parser() -> argparse.ArgumentParser:
                     "loss, reboot, hang...), `advance DURATION` (run virtual time forward and "
                     "return when done) or `truth` (the plant's state as JSON). Arguments are "
                     "KEY=VALUE with the units of a scenario file, e.g. `battery level=25%`. "
-                    "Actions: " + ", ".join(["advance", "truth", *INJECTABLE]) + ".")
+                    "The emulated Pico (--runtime rp2) also takes `power_loss for=D "
+                    "at_program=N` (the power fails right after the Nth flash page programmed) "
+                    "and `motor_stall at_step=N` (DIAG rises at that step of each stroke). "
+                    "Actions: " + ", ".join(["advance", "truth", *INJECTABLE, *HARDWARE]) + ". "
+                    "`button` power-cycles the board with its button held (opens provisioning "
+                    "for a pump whose keys are damaged or lost); `corrupt_keys` damages both "
+                    "copies of the key record and resets.")
     p.add_argument("--control", required=True, metavar="PATH",
                    help="the board's harness socket (`control` in pumpsim board's first line)")
     p.add_argument("action")
@@ -318,14 +413,18 @@ def _inject_request(action: str, params: list[str]) -> dict:
         if params:
             raise InputError("truth", " ".join(params), "no arguments")
         return {"do": "truth"}
+    if action in HARDWARE:
+        if params:
+            raise InputError(action, " ".join(params), "no arguments")
+        return {"do": action}
     if action == "advance":
         text = " ".join(p.split("=", 1)[1] if p.startswith("for=") else p for p in params)
         return {"do": "advance", "args": {"ms": units.duration_ms(text, "advance")}}
     if action not in INJECTABLE:
         hint = " (a clinician's command: use pumpctl)" if action in ACTIONS else ""
         raise InputError("action", action + hint,
-                         "advance, truth or one of " + ", ".join(INJECTABLE))
-    spec = ACTIONS[action]
+                         "advance, truth or one of " + ", ".join(INJECTABLE + HARDWARE))
+    spec = {**ACTIONS[action], **RP2_KEYS.get(action, {})}
     args = {}
     given = {}
     for p in params:

@@ -17,11 +17,13 @@ import argparse
 import json
 import sys
 import time
+from fractions import Fraction
 
 from firmware.rx import RxError
+from host_tools import fmt
 from host_tools.errors import InputError
 from host_tools.scenario import load_scenario
-from sim import expect
+from sim import expect, mass
 from sim.plan import build_plan
 from sim.runner import RUNTIMES, RuntimeFailure, run_plan
 
@@ -84,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
                          "cluster at --dask-scheduler)")
     fl.add_argument("--dask-scheduler", metavar="ADDRESS",
                     help="with --engine dask: a running Dask scheduler, e.g. tcp://host:8786 "
-                         "(needs the `distributed` package)")
+                         "(docs/reports.md shows how to start one)")
     fl.add_argument("--duration", help="override the scenario's duration, e.g. \"30 d\"")
     fl.add_argument("--json", action="store_true", help="print one JSON object instead")
     fl.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -97,52 +99,65 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _ml(nl: int) -> str:
-    return f"{nl / 1e6:.4f} mL"
+def _limits_lines(scn, s: dict) -> list[str]:
+    """The daily cap in force over time, each beside the highest 24 h delivered under it."""
+    u = scn.prescription.unit
+    out = []
+    for i, p in enumerate(s["limit_periods"]):
+        high = fmt.mass(p["max_rolling_24h_ng"], u)
+        cap = fmt.mass(p["max_daily_ng"], u)
+        head = "Limits     " if i == 0 else "           "
+        out.append(f"{head}from {fmt.span(p['t_s'])}: at most {cap} in 24 h "
+                   f"({fmt.vol(p['cap_nl'])} at {fmt.conc(p['conc_ng_ml'], u)}); "
+                   f"highest 24 h under it {high}")
+    return out
 
 
-def _mass(nl: int, conc_ng_ml: int) -> str:
-    mg = nl * conc_ng_ml / 1e12
-    return f"{mg:.4g} mg" if mg >= 0.1 else f"{mg * 1000:.4g} mcg"
-
-
-def _duration(ms: int) -> str:
-    s = ms // 1000
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    parts = [f"{d} d" if d else "", f"{h} h" if h else "", f"{m} min" if m else "",
-             f"{s} s" if s else ""]
-    return " ".join(x for x in parts if x) or "0 s"
+def _delivered_lines(scn, s: dict) -> list[str]:
+    u = scn.prescription.unit
+    segs = mass.segments(s)
+    total = sum((g["delivered_ng"] for g in segs), Fraction(0))
+    ideal = sum((g["ideal_ng"] for g in segs), Fraction(0))
+    lines = [f"Delivered  {fmt.vol(s['delivered_nl'])} ({fmt.mass(total, u)}) in "
+             f"{s['strokes']} strokes of {s['stroke_nl']} nL; the prescription asked for "
+             f"{fmt.vol(s['ideal_nl'])} ({fmt.mass(ideal, u)})"]
+    if len(segs) > 1:
+        parts = [f"{fmt.vol(g['delivered_nl'])} at {fmt.conc(g['conc_ng_ml'], u)} "
+                 f"({fmt.mass(g['delivered_ng'], u)}) from {fmt.span(g['t_s'])}" for g in segs]
+        lines.append("           by concentration: " + "; ".join(parts))
+    return lines
 
 
 def _human(scn, result: dict) -> str:
     rx = scn.prescription
-    conc = rx.concentration_ng_per_ml
+    u = rx.unit
     s = result
     pb = s["patient_boluses"]
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(pb["denied_by_reason"].items()))
+    conc0 = s["concentrations"][0]["conc_ng_ml"]
+    steps = f"{len(rx.steps)} step{'s' if len(rx.steps) > 1 else ''}"
     lines = [
-        f"Scenario   {scn.path} ({_duration(scn.duration_ms)} from "
-        f"{scn.start_tod_ms // 3600000:02d}:{scn.start_tod_ms // 60000 % 60:02d}, "
-        f"seed {scn.seed}) on {s['runtime']} in {s['wall_s']:.2f} s",
-        f"Drug       {rx.drug} at {_mass(1000000, conc)}/mL; basal "
-        f"{_mass(rx.daily_basal_ng() * 1000000 // conc, conc)}/day in {len(rx.steps)} "
-        f"step{'s' if len(rx.steps) > 1 else ''}; at most {_mass(rx.max_daily_ng * 1000000 // conc, conc)} in 24 h",
-        f"Delivered  {_ml(s['delivered_nl'])} ({_mass(s['delivered_nl'], conc)}) in "
-        f"{s['strokes']} strokes of {s['stroke_nl']} nL; the prescription asked for "
-        f"{_ml(s['ideal_nl'])}",
+        f"Scenario   {scn.path} ({fmt.span(scn.duration_ms // 1000)} from "
+        f"{fmt.hhmm(scn.start_tod_ms // 60000)}, seed {scn.seed}) on the {s['board']} board, "
+        f"{s['runtime']}, in {s['wall_s']:.2f} s",
+        f"Drug       {rx.drug} at {fmt.conc(conc0, u)}; basal "
+        f"{fmt.mass_rate(rx.daily_basal_ng(), u)} in {steps}"
+        + (f"; {len(s['limit_periods']) - 1} change(s) of prescription or concentration, "
+           "see Limits" if len(s["limit_periods"]) > 1 else ""),
+        *_delivered_lines(scn, s),
         f"Accuracy   largest gap to the prescription {s['max_abs_error_nl']} nL "
         f"(one stroke is {s['stroke_nl']} nL)",
-        f"Last 24 h  at most {_ml(s['max_rolling_24h_nl'])} "
-        f"({_mass(s['max_rolling_24h_nl'], conc)}) in any 24 h",
+        *_limits_lines(scn, s),
         f"Boluses    patient: {pb['requested']} asked, {pb['delivered']} given, {pb['denied']} "
         f"refused{' (' + reasons + ')' if reasons else ''}",
-        "Alarms     " + (", ".join(f"{a['code']} ({a['priority']}) at {_duration(a['t_s'] * 1000)}"
+        "Alarms     " + (", ".join(f"{a['code']} ({a['priority']}) at {fmt.span(a['t_s'])}"
                                    for a in s["alarms"]) or "none"),
-        f"Reservoir  {_ml(s['reservoir_nl'])} left by the pump's account "
-        f"({_ml(s['plant_reservoir_nl'])} really)",
     ]
+    for r in s["refused"]:
+        lines.append(f"Refused    {r['action']} at {fmt.span(r['t_s'])}: {r['reason']} "
+                     f"({_reason_text(r['reason'])})")
+    lines.append(f"Reservoir  {fmt.vol(s['reservoir_nl'])} left by the pump's account "
+                 f"({fmt.vol(s['plant_reservoir_nl'])} really)")
     for w in rx.warnings:
         lines.append(f"Warning    {w}")
     checks = s["expect"]
@@ -152,6 +167,19 @@ def _human(scn, result: dict) -> str:
         for c in bad:
             lines.append(f"  FAILED   {c['name']}: {c['detail']}")
     return "\n".join(lines)
+
+
+def _reason_text(name: str) -> str:
+    from firmware import codes
+
+    if name == "no_power":
+        return "the pump was off"
+    if name == "not_active":
+        return "no such alarm was active"
+    for code, n in codes.REASON_NAMES.items():
+        if n == name:
+            return codes.REASON_TEXT.get(code, name)
+    return name
 
 
 def run_scenario(path, runtime: str = "cpython", trace: bool = False, report_dir=None):

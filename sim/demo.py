@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from host_tools import fmt
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PRESCRIPTION = ROOT / "examples" / "prescriptions" / "morphine_flex.toml"
@@ -56,16 +58,19 @@ def main() -> int:
         # A new pump: fill the reservoir first (the physical fill is in the plant already),
         # record it, then program.
         _run([*pumpctl, "refill", "--volume", "20 mL", "--yes"])
-        _run([*pumpctl, "program", str(PRESCRIPTION.relative_to(ROOT)), "--yes"])
+        # 2 mg/day is more than an opioid-naive patient may start on (drugs.toml): this
+        # patient comes from another pump, and the override says so (it is stored in the pump).
+        _run([*pumpctl, "program", str(PRESCRIPTION.relative_to(ROOT)), "--yes",
+              "--override-titration", "already on 2.5 mg/day intrathecal morphine"])
         _run([*inject, "advance", "3h"], capture=True)
         _run([str(BIN / "pumpctl"), "--port", info["port"], "--key", info["patient_key"],
-              "patient-bolus"])
+              "patient-bolus", "--yes"])
         _run([*inject, "advance", "21h"], capture=True)
         _run([*pumpctl, "status"])
         truth = json.loads(_run([*inject, "truth"], capture=True))
-        print(f"\nThe plant (the simulated mechanism) really moved {truth['delivered_nl'] / 1000:.2f}"
-              f" uL in {truth['virtual_time_s'] / 3600:.1f} simulated hours "
-              f"({truth['strokes']} strokes); {truth['reservoir_nl'] / 1e6:.3f} mL are left.")
+        print(f"\nThe plant (the simulated mechanism) really moved {fmt.vol(truth['delivered_nl'])}"
+              f" in {fmt.span(truth['virtual_time_s'])} of simulated time "
+              f"({truth['strokes']} strokes); {fmt.vol(truth['reservoir_nl'])} are left.")
         return 0
     finally:
         board.send_signal(signal.SIGTERM)

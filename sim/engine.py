@@ -18,6 +18,24 @@ DAY_MS = 86400000
 HASH_MOD = 2147483647
 
 
+class BoardData:
+    """A board made of its constants (plan["board"], read from boards/<name>.py by the host),
+    so a run can be on any board's numbers, on either runtime."""
+
+    def __init__(self, constants):
+        for name in constants:
+            setattr(self, name, constants[name])
+
+
+def plan_board(plan):
+    """The board a plan runs on: its own constants, or the virtual board's."""
+    if plan.get("board"):
+        return BoardData(plan["board"])
+    from boards import virtual
+
+    return virtual
+
+
 def rate_nl_day(rate_ng_day, conc_ng_ml):
     """The prescription's volume rate: nearest whole nL/day (the documented programming step)."""
     return (rate_ng_day * 1000000 + conc_ng_ml // 2) // conc_ng_ml
@@ -166,6 +184,9 @@ class SampledPlant(Plant):
         Plant.push(self, t)
         self.peaks.append(self.p_pa)
 
+
+# What only a clinician (or the pump's owner) does: refused while the pump is off.
+CLINICIAN_ACTIONS = ("program", "clinician_bolus", "refill", "stop", "resume", "ack")
 
 PLANT_FAULTS = ("occlusion", "clear_occlusion", "motor_stall", "clear_motor_stall",
                 "sensor_fault", "battery")
@@ -366,6 +387,13 @@ class Engine:
         self.win_v = []
         self.win_head = 0
         self.win_sum = 0
+        # The same window as drug mass, in units of conc_unit nL (conc_unit: the largest
+        # concentration every concentration of the run is a multiple of, plan["conc_unit"]),
+        # so each stroke adds a small integer: vol * its concentration's multiple.
+        self.conc_unit = plan.get("conc_unit") or plan["rx"]["conc_ng_ml"]
+        self.conc_mult = plan["rx"]["conc_ng_ml"] // self.conc_unit
+        self.win_m = []
+        self.win_msum = 0
         self.max_24h = 0
         self.last_ms = 0           # ideal volume of the last millisecond, nL*ms/day units
         self.boluses = []          # active boluses for the ideal: [start_t, dose_nl, dur_ms, last]
@@ -377,6 +405,16 @@ class Engine:
         self.active_alarms = 0
         self.stopped = False
         self.missed = 0
+        # Refusals from the firmware of what the scenario asked: [t_ms, action, reason name].
+        self.refused = []
+        # One row per concentration in the reservoir: [t_ms, conc_ng_ml, delivered_nl,
+        # ideal_nl] when it began (the host integrates drug mass per row, sim/mass.py).
+        self.concs = [[0, plan["rx"]["conc_ng_ml"], 0, 0]]
+        # One row per prescription in force (a program or a new concentration starts one):
+        # [t_ms, conc_ng_ml, max_daily_ng, cap_nl the firmware enforces, the highest rolling
+        # 24 h of truth among windows ending in it, as mass in conc_unit nL].
+        self.periods = []
+        self.period_max = 0
 
     # ---- the prescription as the engine sees it ---------------------------------------------
     def _set_rx(self, params):
@@ -558,21 +596,29 @@ class Engine:
         # Rolling 24 h of truth, window (t - 24 h, t].
         self.win_t.append(t)
         self.win_v.append(vol)
+        m = vol * self.conc_mult
+        self.win_m.append(m)
         s = self.win_sum + vol
+        ms = self.win_msum + m
         h = self.win_head
         limit = t - DAY_MS
         wt = self.win_t
         while wt[h] <= limit:
             s -= self.win_v[h]
+            ms -= self.win_m[h]
             h += 1
         if h > 4096:
             del self.win_t[:h]
             del self.win_v[:h]
+            del self.win_m[:h]
             h = 0
         self.win_head = h
         self.win_sum = s
+        self.win_msum = ms
         if s > self.max_24h:
             self.max_24h = s
+        if ms > self.period_max:
+            self.period_max = ms
         self._record(t, 0, vol, 0)
 
     def on_event(self, code, a, b):
@@ -620,6 +666,25 @@ class Engine:
         self.hash = (self.hash * 1000003 + t * 31 + code * 7 + a * 3 + b) % HASH_MOD
         if self.want_trace:
             self.trace.append([t, code, a, b])
+
+    # ---- what the firmware refused, and the limits in force --------------------------------
+    def _refuse(self, action, reason):
+        self.refused.append([self.t, action, codes.REASON_NAMES.get(reason, str(reason))])
+
+    def _period(self, params):
+        """A new prescription or concentration: a new limit period from now."""
+        self._settle()
+        if self.periods:
+            self.periods[-1][4] = self.period_max
+        self.period_max = self.win_msum  # windows ending from now still hold what came before
+        rx = self.pump.rx if self.pump is not None else None
+        cap = rx.max_daily_nl if rx is not None else 0
+        self.periods.append([self.t, params["conc_ng_ml"], params["max_daily_ng"], cap, 0])
+
+    def _new_conc(self, conc):
+        self._settle()
+        self.concs.append([self.t, conc, self.delivered_nl, self.ideal_nl])
+        self.conc_mult = conc // self.conc_unit
 
     # ---- life cycle ------------------------------------------------------------------------
     def _boot(self):
@@ -669,19 +734,25 @@ class Engine:
                 pump.patient_bolus(now)
         elif pump is None:
             self._record(self.t, 100, 0, 0)  # the pump is off: nothing else can reach it
+            if action in CLINICIAN_ACTIONS:
+                self.refused.append([self.t, action, "no_power"])
         elif action == "program":
             params = args["rx"]
             try:
                 pump.program(now, params, args.get("assume_ng", -1))
             except RxError:
                 self._record(self.t, 101, 0, 0)  # refused: the old prescription runs on
+                self._refuse(action, codes.R_BAD_VALUE)
             else:
                 self._settle()
                 self._set_rx(params)
                 self.flash.params = params
                 self._find_step(self.t)
+                self._period(params)
         elif action == "clinician_bolus":
-            pump.clinician_bolus(now, args["dose_nl"], args.get("duration_ms", 0))
+            r = pump.clinician_bolus(now, args["dose_nl"], args.get("duration_ms", 0))
+            if r:
+                self._refuse(action, r)
         elif action == "refill":
             conc = args.get("conc_ng_ml", 0)
             # The clinician saw the bridge volume (the patient's catheter) the host showed and
@@ -689,7 +760,9 @@ class Engine:
             r = pump.refill(now, args["volume_nl"], conc, args.get("residual_nl", -1),
                             catheter_nl(self.rx_params) if conc else -1,
                             args.get("stable_s", 0))
-            if r == 0 and conc and conc != self.rx_params["conc_ng_ml"]:
+            if r:
+                self._refuse(action, r)
+            elif conc and conc != self.rx_params["conc_ng_ml"]:
                 self._settle()
                 params = {}
                 for k in self.rx_params:
@@ -698,6 +771,8 @@ class Engine:
                 self._set_rx(params)
                 self.flash.params = params
                 self._find_step(self.t)
+                self._new_conc(conc)
+                self._period(params)
             self.plant.reservoir_nl = args["volume_nl"]
         elif action == "reboot":
             self._shutdown(True)
@@ -725,7 +800,8 @@ class Engine:
         elif action == "ack":
             for code in codes.ALARM_NAMES:
                 if codes.ALARM_NAMES[code] == args["alarm"]:
-                    pump.ack(now, code)
+                    if not pump.ack(now, code):
+                        self.refused.append([self.t, action, "not_active"])
         elif action == "corrupt_flash":
             self.flash.failing = True  # the records are found damaged at the next boot
         elif action == "flash_failing":
@@ -754,8 +830,11 @@ class Engine:
         self._find_step(0)
         self._boot()
         # The scenario's starting reservoir is the pump's first fill.
-        self.pump.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
-                         self.plan.get("fill_stable_s", 0))
+        r = self.pump.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
+                             self.plan.get("fill_stable_s", 0))
+        if r:
+            self._refuse("refill", r)  # the scenario's starting reservoir
+        self._period(self.rx_params)
         self.pump.save()
         events = self.events
         n = len(events)
@@ -797,6 +876,8 @@ class Engine:
             self.missed += self.pump.missed
         if self.sample_ms:
             self._sample_before(end + 1)
+        self._settle()
+        self.periods[-1][4] = self.period_max
         return self.summary()
 
     def summary(self):
@@ -830,6 +911,16 @@ class Engine:
                             "time_to_alarm_s": (o[2] - o[0]) // 1000 if o[2] >= 0 else -1,
                             "released_nl": o[3]} for o in self.occlusions],
             "plant_pressure_kpa": self.plant.pressure(self.t) // 1000,
+            "board": self.board.NAME,
+            "catheter_nl": self.board.CATHETER_NL,
+            "refused": [{"t_s": r[0] // 1000, "action": r[1], "reason": r[2]}
+                        for r in self.refused],
+            "concentrations": [{"t_s": c[0] // 1000, "conc_ng_ml": c[1], "delivered_nl": c[2],
+                                "ideal_nl": c[3]} for c in self.concs],
+            "limit_periods": [{"t_s": p[0] // 1000, "conc_ng_ml": p[1], "max_daily_ng": p[2],
+                               "cap_nl": p[3], "max_rolling_24h_ng":
+                                   p[4] * self.conc_unit // 1000000}
+                              for p in self.periods],
         }
 
     def sampled(self):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 def _nl(v: int) -> str:
-    return f"{v} nL ({v / 1e6:.6g} mL)"
+    from host_tools import fmt
+
+    return f"{v} nL ({fmt.vol(v)})"
 
 
 def check(expect: dict, summary: dict) -> list[dict]:
@@ -35,4 +37,13 @@ def check(expect: dict, summary: dict) -> list[dict]:
         if key in expect:
             value = summary["patient_boluses"][field]
             add(key, value == expect[key], f"{key} = {value}, expected {expect[key]}")
+    refused = summary.get("refused") or []
+    if refused or "refused" in expect:
+        # A refusal from the firmware is never dropped: unless the scenario expects exactly
+        # these actions to be refused, the run fails and says what was refused and why.
+        want = sorted(set(expect.get("refused", [])))
+        got = sorted({r["action"] for r in refused})
+        said = "; ".join(f"{r['action']} at {r['t_s']} s: {r['reason']}" for r in refused)
+        add("refused", want == got, f"expected refusals of {want or 'nothing'}, the firmware "
+                                    f"refused {said or 'nothing'}")
     return out

@@ -9,8 +9,9 @@ on many, or on a Dask cluster.
 Engines (--engine):
   local  a pool of local processes (concurrent.futures), one per core by default;
   dask   dask.delayed tasks: on Dask's local process scheduler, or, with --dask-scheduler
-         ADDRESS, on a running Dask cluster (`pip install distributed`; every worker needs this
-         project installed, e.g. the same virtual environment). Nothing else changes.
+         ADDRESS, on a running Dask cluster (`distributed`, pinned in requirements.lock; every
+         worker needs this project installed, e.g. the same virtual environment; see
+         docs/reports.md). Nothing else changes.
 """
 
 from __future__ import annotations

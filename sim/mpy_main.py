@@ -4,15 +4,14 @@
 import json
 import sys
 
-from boards import virtual
 from firmware.rx import RxError
-from sim.engine import Engine
+from sim.engine import Engine, plan_board
 
 
 def main():
     with open(sys.argv[1]) as f:
         plan = json.load(f)
-    engine = Engine(plan, virtual)
+    engine = Engine(plan, plan_board(plan))
     try:
         summary = engine.run()
     except RxError as e:

@@ -32,8 +32,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from boards import virtual
 from firmware import codes
+from host_tools import fmt
+from host_tools.boardlimits import board_limits
+from sim import mass
 from sim.junit import write_junit
 
 DAY_MS = 86_400_000
@@ -141,9 +143,39 @@ def _span(ms: float) -> str:
     return f"{ms / 3_600_000:.3g} h" if ms >= 3_600_000 else f"{ms / 60000:.3g} min"
 
 
-def plot_rate(s: Series, stroke_nl: int, path: Path) -> None:
-    fig, ax = _figure("Delivery rate: basal steps, boluses", s, 4.2)
+def plot_rate(s: Series, stroke_nl: int, path: Path, summary: dict | None = None,
+              unit: str = "mg") -> None:
+    """Delivery rate in drug mass per day (the prescription's unit, with the daily cap as it
+    changed) above the same in mL/day. Mass per day is the volume rate times the
+    concentration in the reservoir at that time (sim/mass.py)."""
     xs, ys, window_ms = _smoothed_rate(s, stroke_nl)
+    fig = Figure(figsize=(10, 6.4), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.set_title("Delivery rate: basal steps, boluses, the daily cap", loc="left", fontsize=11)
+    per = 1_000_000 if unit == "mg" else 1000
+    if summary is not None:
+        conc_x = [mass.conc_at(summary, int(x * s.unit_ms)) for x in xs]
+        conc_t = [mass.conc_at(summary, t) for t in s.raw["t_ms"]]
+        top.plot(xs, [y * 1e6 * c / 1e6 / per for y, c in zip(ys, conc_x)],
+                 drawstyle="steps-post", color="#2471a3", lw=1,
+                 label=f"delivered (mean over {_span(window_ms)})")
+        top.plot(s.t, [v * c / 1e6 / per for v, c in zip(s.raw["rate_nl_day"], conc_t)],
+                 drawstyle="steps-post", color="#27ae60", lw=1, alpha=0.8,
+                 label="ideal: basal + boluses, when delivering")
+        cap_x, cap_y = [], []
+        for p in summary["limit_periods"]:
+            cap_x.append(s.x(p["t_s"] * 1000))
+            cap_y.append(p["max_daily_ng"] / per)
+        if cap_x:
+            cap_x.append(s.t[-1] if s.t else cap_x[-1])
+            cap_y.append(cap_y[-1])
+            top.plot(cap_x, cap_y, drawstyle="steps-post", color=CRITICAL_COLOUR, ls="--",
+                     lw=1, label="maximum daily dose (the cap), as programmed")
+        top.set_ylabel(f"rate ({unit}/day)")
+        top.set_ylim(bottom=0)
+        top.legend(loc="best", fontsize=8)
+        top.grid(True, alpha=0.3)
+    ax = bottom
     ax.plot(xs, ys, drawstyle="steps-post", color="#2471a3", lw=1,
             label=f"delivered (mean over {_span(window_ms)})")
     ax.plot(s.t, [v / 1e6 for v in s.raw["rate_nl_day"]], drawstyle="steps-post",
@@ -163,19 +195,24 @@ def plot_rate(s: Series, stroke_nl: int, path: Path) -> None:
             ax.scatter(at, [0.97] * len(at), marker=marker, color=colour, label=label,
                        transform=ax.get_xaxis_transform(), zorder=3, clip_on=False)
     ax.set_ylabel("rate (mL/day)")
+    ax.set_xlabel(s.xlabel)
     ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
+    if s.t:
+        ax.set_xlim(0, s.t[-1] if s.t[-1] > 0 else 1)
     fig.savefig(path, dpi=90)
 
 
-def plot_reservoir(s: Series, low_nl: int, path: Path) -> None:
+def plot_reservoir(s: Series, low_nl: int, path: Path, board=None) -> None:
+    board = board or board_limits("virtual")
     fig, ax = _figure("Reservoir volume", s)
     ax.plot(s.t, [v / 1e6 for v in s.raw["reservoir_nl"]], color="#2471a3", lw=1.2,
             label="reservoir (plant truth)")
     ax.axhline(low_nl / 1e6, color=WARNING_COLOUR, ls="--", lw=1,
-               label=f"low-reservoir alarm level ({low_nl / 1e6:g} mL)")
-    ax.axhline(virtual.RESERVOIR_MIN_NL / 1e6, color=CRITICAL_COLOUR, ls="--", lw=1,
-               label=f"empty: delivery stops ({virtual.RESERVOIR_MIN_NL / 1e6:g} mL)")
+               label=f"low-reservoir alarm level ({fmt.vol(low_nl)})")
+    ax.axhline(board.reservoir_min_nl / 1e6, color=CRITICAL_COLOUR, ls="--", lw=1,
+               label=f"empty: delivery stops ({fmt.vol(board.reservoir_min_nl)})")
     refills = [s.x(a[0]) for a in s.actions if a[1] == "refill"]
     for i, x in enumerate(refills):
         ax.axvline(x, color="#27ae60", lw=1, alpha=0.8, label="refill" if i == 0 else None)
@@ -185,14 +222,17 @@ def plot_reservoir(s: Series, low_nl: int, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def plot_pressure(s: Series, path: Path) -> None:
+def plot_pressure(s: Series, path: Path, board: dict | None = None) -> None:
     # The highest pressure over windows of at least two stroke intervals: each stroke's peak
     # shows as a level line, not as a comb of spikes between empty samples.
     fig, ax = _figure("Catheter outlet pressure", s)
     p = s.raw["pressure_pa"]
     n = len(p)
     d = s.raw["delivered_nl"]
-    strokes = max(1, d[-1] // virtual.STROKE_NL) if n else 1
+    from host_tools.boardlimits import board_data
+
+    board = board or board_data("virtual")
+    strokes = max(1, d[-1] // board["STROKE_NL"]) if n else 1
     k = max(1, min(-(-2 * n // strokes), max(1, n // 150)))
     xs = [s.t[i] for i in range(0, n, k)]
     ys = [max(p[i:i + k]) / 1000 for i in range(0, n, k)]
@@ -200,8 +240,8 @@ def plot_pressure(s: Series, path: Path) -> None:
                  f"{_span(k * s.sample_ms)})", loc="left", fontsize=11)
     ax.plot(xs, ys, color="#2471a3", lw=1, drawstyle="steps-post",
             label="outlet pressure (peak after each stroke)")
-    ax.axhline(virtual.OCCLUSION_PA / 1000, color=CRITICAL_COLOUR, ls="--", lw=1,
-               label=f"occlusion threshold, before a stroke ({virtual.OCCLUSION_PA / 1000:g} kPa)")
+    ax.axhline(board["OCCLUSION_PA"] / 1000, color=CRITICAL_COLOUR, ls="--", lw=1,
+               label=f"occlusion threshold, before a stroke ({board['OCCLUSION_PA'] / 1000:g} kPa)")
     start = None
     spans = []
     for t, action in s.actions:
@@ -294,6 +334,32 @@ def _description(path) -> str:
     return " ".join(lines)
 
 
+def summary_rows(summary_text: str) -> list[tuple[str, str]]:
+    """The text summary's lines as (label, text) rows; continuation lines join their label."""
+    rows: list[tuple[str, str]] = []
+    for line in summary_text.splitlines():
+        label, text = line[:11].strip(), line[11:].strip()
+        if not label and rows:
+            rows[-1] = (rows[-1][0], rows[-1][1] + "\n" + text)
+        else:
+            rows.append((label, text))
+    return rows
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 1em; max-width: 940px;
+       color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; overflow-wrap: anywhere; }
+table { border-collapse: collapse; width: 100%; }
+td, th { padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+#summary th { white-space: nowrap; color: #555; font-weight: 600; }
+#summary td { white-space: pre-wrap; overflow-wrap: anywhere; }
+tr.ok td:first-child { color: #1e8449; } tr.bad td { color: #c0392b; font-weight: bold; }
+#checks td:nth-child(-n+2) { white-space: nowrap; } #checks td { overflow-wrap: anywhere; }
+img { max-width: 100%; height: auto; } figure { margin: 1em 0; }
+"""
+
+
 def _page(title: str, description: str, summary_text: str, result: dict) -> str:
     e = html.escape
     checks = result.get("expect", [])
@@ -302,23 +368,21 @@ def _page(title: str, description: str, summary_text: str, result: dict) -> str:
         f"<td>{e(c['name'])}</td><td>{e(c['detail'])}</td></tr>" for c in checks)
     verdict = ("no [expect] checks" if not checks else
                "every check passed" if result["expect_ok"] else "a check FAILED")
+    summary = "".join(f"<tr><th scope=row>{e(k)}</th><td>{e(v)}</td></tr>"
+                      for k, v in summary_rows(summary_text))
     figures = "".join(
         f'<figure><img src="{name}.png" alt="{name} plot"></figure>' for name in PLOTS)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 940px; color: #222; }}
-pre {{ background: #f4f6f7; padding: 1em; overflow-x: auto; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: 0.2em 0.8em; text-align: left; }}
-tr.ok td:first-child {{ color: #1e8449; }} tr.bad td {{ color: #c0392b; font-weight: bold; }}
-img {{ max-width: 100%; }} figure {{ margin: 1em 0; }}
-</style></head><body>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)}</title>
+<style>{STYLE}</style></head><body>
 <h1>{e(title)}</h1>
 <p>{e(description)}</p>
 <h2>Summary</h2>
-<pre>{e(summary_text)}</pre>
+<table id="summary">{summary}</table>
 <h2>Checks ({e(verdict)})</h2>
-<table><tr><th></th><th>check</th><th>detail</th></tr>{rows}</table>
+<table id="checks"><tr><th></th><th>check</th><th>detail</th></tr>{rows}</table>
 <p>The same checks are in <a href="junit.xml">junit.xml</a>; the numbers in
 <a href="summary.json">summary.json</a>.</p>
 <h2>Plots</h2>
@@ -338,14 +402,18 @@ def write_report(out_dir, scn, result: dict, sampled: dict, summary_text: str) -
     plot_cumulative(s, result["stroke_nl"], p)
     written.append(p)
     p = out / "rate.png"
-    plot_rate(s, result["stroke_nl"], p)
+    plot_rate(s, result["stroke_nl"], p, result, scn.prescription.unit)
     written.append(p)
-    for plot, fn in (("pressure", plot_pressure), ("alarms", plot_alarms)):
-        p = out / f"{plot}.png"
-        fn(s, p)
-        written.append(p)
+    from host_tools.boardlimits import board_data
+
+    p = out / "pressure.png"
+    plot_pressure(s, p, board_data(scn.board))
+    written.append(p)
+    p = out / "alarms.png"
+    plot_alarms(s, p)
+    written.append(p)
     p = out / "reservoir.png"
-    plot_reservoir(s, scn.prescription.low_reservoir_nl, p)
+    plot_reservoir(s, scn.prescription.low_reservoir_nl, p, board_limits(scn.board))
     written.append(p)
     p = out / "junit.xml"
     write_junit(p, name, result.get("expect", []), result.get("wall_s", 0.0))
@@ -390,10 +458,12 @@ def write_index(out_dir, entries: list[dict]) -> Path:
             f"<tr class={'ok' if x['expect_ok'] else 'bad'}><td>{link}</td>"
             f"<td>{'pass' if x['expect_ok'] else 'FAIL'}</td>"
             f"<td>{e(', '.join(x['alarms']) or 'none')}</td>"
-            f"<td>{x['delivered_nl'] / 1e6:.4f} mL in {x['duration_s'] / 86400:g} d</td>"
+            f"<td>{fmt.vol(x['delivered_nl'])} in {fmt.span(x['duration_s'])}</td>"
             f"<td>{e(x['description'])}</td></tr>")
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Simulation reports</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Simulation reports</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: 0.3em 0.8em; text-align: left;

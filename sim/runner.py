@@ -33,10 +33,9 @@ def micropython_exe() -> str:
 def run_plan(plan: dict, runtime: str = "cpython") -> tuple[dict, list | None]:
     """Returns (summary, trace or None)."""
     if runtime == "cpython":
-        from boards import virtual
-        from sim.engine import Engine
+        from sim.engine import Engine, plan_board
 
-        engine = Engine(plan, virtual)
+        engine = Engine(plan, plan_board(plan))
         summary = engine.run()
         return summary, (engine.trace if plan.get("trace") else None)
     if runtime != "micropython":

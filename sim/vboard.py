@@ -22,6 +22,7 @@ from sim.engine import (BAT_DAY_DRAIN, DAY_MS, PARTWAY, PLANT_FAULTS, TONE_TRACE
                         plant_fault)
 
 CPYTHON = sys.implementation.name == "cpython"
+BUTTON_HOLD_MS = 5000
 
 
 class Reset(Exception):
@@ -98,6 +99,7 @@ class VirtualHal:
         self.poller.register(self.ctl_in, select.POLLIN)
         self.ctl_buf = b""
         self.ser_ready = False
+        self.button_until = -1      # vt until which the provisioning button is held
         self._load_plant()
 
     # ---- persistence of the physical world (the reservoir holds what it holds) ------------
@@ -116,13 +118,19 @@ class VirtualHal:
         self.delivered_nl = st["delivered_nl"]
         self.strokes = st["strokes"]
         self.clock_off = st.get("clock_off", 0)
+        # The pump clock never runs backwards across a restart of the board process (after a
+        # flash, or `pumpsim board` started again): virtual time that ran faster than real time
+        # is kept, so the log's stamps keep rising.
+        last = st.get("clock_ts", 0)
+        if self.clock_ts() < last:
+            self.clock_off = last - self.clock0_ts
 
     def save_plant(self):
         p = self.plant
         charge = p.charge - (self.vt - p.charge_t) * BAT_DAY_DRAIN // DAY_MS
         st = {"reservoir_nl": p.reservoir_nl, "charge": charge if charge > 0 else 0,
               "delivered_nl": self.delivered_nl, "strokes": self.strokes,
-              "clock_off": self.clock_off}
+              "clock_off": self.clock_off, "clock_ts": self.clock_ts()}
         with open(self._plant_path(), "w") as f:
             f.write(json.dumps(st))
 
@@ -197,6 +205,9 @@ class VirtualHal:
 
     def reset(self):
         raise Reset(0)
+
+    def button_held(self):
+        return self.vt < self.button_until
 
     def read_byte(self):
         if not self.ser_ready:
@@ -286,6 +297,11 @@ class VirtualHal:
     def _act(self, req):
         do = req["do"]
         args = req.get("args", {})
+        if "at_program" in args or "at_step" in args:
+            self._reply({"ok": False, "error": "at_program and at_step: only the emulated Pico "
+                         "(pumpsim board --runtime rp2) cuts the power inside a flash write or "
+                         "stalls the motor at a chosen step"})
+            return
         if do == "truth":
             self._reply(self.truth())
         elif do == "advance":
@@ -310,7 +326,8 @@ class VirtualHal:
             self._reply({"ok": True})
         elif do in ("patient_bolus", "stop", "resume", "ack"):
             self._harness_pump(do, args)
-        elif do in ("reboot", "power_loss", "hang", "corrupt_flash", "shutdown"):
+        elif do in ("reboot", "power_loss", "hang", "corrupt_flash", "shutdown", "button",
+                    "corrupt_keys"):
             self.pending = req
             self._reply({"ok": True})
         else:
@@ -345,17 +362,28 @@ class VirtualHal:
         if do == "hang":
             self.hung = True
             return
+        if do == "button":
+            # A person power-cycles the pump holding its button for BUTTON_HOLD_MS.
+            self.button_until = self.vt + BUTTON_HOLD_MS
+            raise Reset(0)
+        if do == "corrupt_keys":
+            self._corrupt(("auth.a", "auth.b"))
+            raise Reset(0)
         if do == "corrupt_flash":
-            for name in ("state.a", "state.b", "settings.a", "settings.b"):
-                data = self.dev.read(name)
-                if data:
-                    buf = bytearray(data)
-                    buf[len(buf) // 2] ^= 0x5A
-                    self.dev.write(name, bytes(buf))
+            self._corrupt(("state.a", "state.b", "settings.a", "settings.b"))
             raise Reset(0)
         if do == "power_loss":
             self.vt += req.get("args", {}).get("for_ms", 0)
             raise Reset(0)
+
+
+    def _corrupt(self, names):
+        for name in names:
+            data = self.dev.read(name)
+            if data:
+                buf = bytearray(data)
+                buf[len(buf) // 2] ^= 0x5A
+                self.dev.write(name, bytes(buf))
 
 
 def _fdopen(fd, mode):

@@ -42,6 +42,18 @@ def pytest_addoption(parser):
                      "and the tests that need the simulator's harness are deselected")
     g.addoption("--key", default=None, help="with --port: the pump's clinician key file")
     g.addoption("--patient-key", default=None, help="with --port: the pump's patient key file")
+    g = parser.getgroup("rp2", "the emulated Pico (make test-rp2)")
+    g.addoption("--rp2", action="store_true",
+                help="collect tests/rp2 and run the end-to-end tests on `pumpsim board "
+                     "--runtime rp2` (the MicroPython rp2 UF2 in an emulated RP2040)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/rp2 needs inputs the repository does not carry (the UF2, the boot ROM): it runs in
+    `make test-rp2` (pytest --rp2), not in `make test`."""
+    if collection_path.name == "rp2" and collection_path.parent.name == "tests":
+        return not config.getoption("--rp2")
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

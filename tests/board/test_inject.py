@@ -43,6 +43,13 @@ def test_inject_refuses_what_the_harness_cannot_do(tmp_path):
         out = subprocess.run([*INJECT, "--control", board.info["control"], "battery"],
                              capture_output=True, text=True)
         assert out.returncode == 2 and "level" in out.stderr
+        # What only the emulated Pico's bench can do is refused here, not silently ignored.
+        out = subprocess.run([*INJECT, "--control", board.info["control"], "motor_stall",
+                              "at_step=25"], capture_output=True, text=True)
+        assert out.returncode == 1 and "only the emulated Pico" in out.stdout
+        out = subprocess.run([*INJECT, "--control", board.info["control"], "power_loss",
+                              "for=1h", "at_program=0"], capture_output=True, text=True)
+        assert out.returncode == 2 and "at_program" in out.stderr
         assert board.ask({"cmd": "ping"})["pong"] is True
     finally:
         assert board.close() == 0

@@ -1,16 +1,14 @@
 """Start and drive a live virtual Pico (`pumpsim board`) from tests, through its serial port."""
 
-import hashlib
-import hmac
 import json
 import signal
 import subprocess
 import sys
-import time
 
 import serial
 
 from tests.firmware.proto_bench import PARAMS
+from tests.session_client import Session, read_reply
 
 BOARD = [sys.executable, "-c",
          "import sys; from sim.board import main_board; sys.exit(main_board(sys.argv[1:]))"]
@@ -19,45 +17,34 @@ INJECT = [sys.executable, "-c",
 
 
 class LiveBoard:
-    def __init__(self, flash, runtime="micropython", speed="1"):
+    REPLY_S = 8.0   # how long a reply may take (s)
+
+    def __init__(self, flash, runtime="micropython", speed="1", extra=()):
         self.proc = subprocess.Popen([*BOARD, "--runtime", runtime, "--flash", str(flash),
-                                      "--speed", speed], stdout=subprocess.PIPE, text=True)
+                                      "--speed", speed, *extra], stdout=subprocess.PIPE,
+                                     text=True)
         self.info = json.loads(self.proc.stdout.readline())
         self.port = serial.serial_for_url(self.info["port"], timeout=5)
         self.port.reset_input_buffer()
         key_file = json.loads(open(self.info["clinician_key"]).read())
         self.key = bytes.fromhex(key_file["key"])
         self.next_id = 100
-        self.ctr = self.ask({"cmd": "info"})["ctr"]["clinician"]
+        self.pump_id = key_file["pump_id"]
+        self.session = Session(self.port, self.key, "clinician", self.pump_id, self.REPLY_S)
 
     def send(self, data: bytes):
         self.port.write(data)
 
     def read_reply(self, rid):
-        end = time.monotonic() + 8
-        while time.monotonic() < end:
-            line = self.port.readline()
-            if not line:
-                continue
-            try:
-                reply = json.loads(line)
-            except ValueError:
-                continue
-            if reply.get("id") == rid:
-                return reply
-        raise AssertionError(f"no reply to request {rid}")
+        return read_reply(self.port, rid, self.REPLY_S)[0]
 
     def ask(self, req: dict, sign=False):
+        """A request; signed ones go through the session (and their replies are verified)."""
+        if sign:
+            return self.session.ask(req["cmd"], req.get("args"))
         self.next_id += 1
         req = dict(req, id=self.next_id)
-        if sign:
-            self.ctr += 1
-            req.update(role="clinician", ctr=self.ctr)
-        body = json.dumps(req, separators=(",", ":"))
-        line = body
-        if sign:
-            line += " " + hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
-        self.port.write(line.encode() + b"\n")
+        self.port.write(json.dumps(req, separators=(",", ":")).encode() + b"\n")
         return self.read_reply(self.next_id)
 
     def inject(self, *args):

@@ -4,11 +4,12 @@ VM behind a pseudo-terminal), driven through pumpctl and plain pyserial.
 Each test gets a factory-fresh board in its own temporary directory, which is also the board's
 TMPDIR: it registers itself there, so pumpctl's discovery sees this board and no other that
 happens to run on the machine.
+
+With pytest --rp2 (make test-rp2) the board is the emulated Pico (`pumpsim board --runtime rp2`):
+the same tests, unchanged, against the MicroPython rp2 port in an emulated RP2040.
 """
 
 import contextlib
-import hashlib
-import hmac
 import io
 import json
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import serial
+
+from tests.session_client import Session, read_reply, reply_ok, split
 
 ROOT = Path(__file__).resolve().parents[2]
 PUMPSIM = [str(Path(sys.executable).parent / "pumpsim")]
@@ -44,38 +47,35 @@ class Board:
     def raw(self, cmd: str, args: dict | None = None, role: str | None = "clinician",
             ctr: int | None = None, line: bytes | None = None) -> tuple[bytes, dict]:
         """One request written by hand with pyserial and hmac (not through host_tools.link),
-        so the protocol is checked independently of pumpctl's client library."""
+        so the protocol is checked independently of pumpctl's client library: a new session
+        (hello), the request in it, and the reply's tag checked. `line` sends a line again as
+        it was (in the session it was made for)."""
         with serial.serial_for_url(self.port, timeout=5) as s:
             s.reset_input_buffer()
             if line is None:
-                req = {"id": 4242, "cmd": cmd}
-                if args:
-                    req["args"] = args
-                if role:
-                    if ctr is None:
-                        ctr = self.ask(s, b'{"id":4241,"cmd":"info"}\n')["ctr"][role] + 1
-                    req.update(role=role, ctr=ctr)
-                body = json.dumps(req, separators=(",", ":")).encode()
-                line = body
-                if role:
-                    key = json.loads(Path(getattr(self, f"{role}_key")).read_text())["key"]
-                    line += b" " + hmac.new(bytes.fromhex(key), body, hashlib.sha256) \
-                        .hexdigest().encode()
-                line += b"\n"
-            return line, self.ask(s, line)
+                if not role:
+                    rid = 4242
+                    line = json.dumps({"id": rid, "cmd": cmd, **({"args": args} if args else {})},
+                                      separators=(",", ":")).encode()
+                    return line, read_after(s, line, rid)[0]
+                key, pump = self.key_of(role)
+                sess = Session(s, key, role, pump)
+                sess.hello()
+                line, rid = sess.line(cmd, args, ctr)
+            req = json.loads(split(line)[0])
+            reply, raw = read_after(s, line, req["id"])
+            if split(line)[1] is not None:
+                assert reply_ok(self.key_of(req["role"])[0], line, raw), raw
+            return line, reply
 
-    @staticmethod
-    def ask(s, line: bytes) -> dict:
-        want = json.loads(line.split(b"} ")[0] + b"}" if b"} " in line else line)["id"]
-        s.write(line)
-        end = time.monotonic() + 5
-        while time.monotonic() < end:
-            got = s.readline()
-            if got.strip().startswith(b"{"):
-                reply = json.loads(got)
-                if reply.get("id") == want:
-                    return reply
-        raise AssertionError(f"no reply to {line!r}")
+    def key_of(self, role: str) -> tuple[bytes, str]:
+        data = json.loads(Path(getattr(self, f"{role}_key")).read_text())
+        return bytes.fromhex(data["key"]), data["pump_id"]
+
+
+def read_after(s, line: bytes, rid: int):
+    s.write(line + b"\n")
+    return read_reply(s, rid)
 
 
 class HardwareBoard(Board):
@@ -107,7 +107,8 @@ def board(tmp_path, monkeypatch, request):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp))
-    proc = subprocess.Popen([*PUMPSIM, "board", "--flash", str(tmp_path / "flash")],
+    runtime = ["--runtime", "rp2"] if request.config.getoption("--rp2") else []
+    proc = subprocess.Popen([*PUMPSIM, "board", *runtime, "--flash", str(tmp_path / "flash")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
     try:
         first = proc.stdout.readline()
@@ -122,7 +123,7 @@ def board(tmp_path, monkeypatch, request):
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

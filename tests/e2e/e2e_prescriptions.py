@@ -13,6 +13,8 @@ basal = {{ rate = "{rate}" }}
 [limits]
 max_daily_dose = "800 mcg"
 low_reservoir = "2 mL"
+[titration]
+screening_dose = "50 mcg"
 [catheter]                       # Prometra: 0.0026 mL/cm; 77 cm after trimming: 200.2 uL
 model = "Prometra 11823"
 length = "77 cm"

@@ -78,14 +78,36 @@ def boot(dev=None, cause=0):
     return app
 
 
-def feed(app, data: bytes):
-    """Feed raw bytes; returns the reply lines they produced (decoded JSON)."""
+def split_tag(line: str):
+    """(JSON text, tag hex or None) of a reply line."""
+    body, _, tag = line.rpartition(" ")
+    if body.endswith("}") and len(tag) == 64:
+        return body, tag
+    return line, None
+
+
+def feed_raw(app, data: bytes) -> str:
+    """Feed raw bytes; returns what the pump wrote back, as text."""
     hal = app.hal
     start = len(hal.out)
     for b in data:
         app.proto.feed(b, hal.ticks_ms())
-    text = bytes(hal.out[start:]).decode()
-    return [json.loads(line) for line in text.split("\r\n") if line]
+    return bytes(hal.out[start:]).decode()
+
+
+def feed(app, data: bytes):
+    """Feed raw bytes; returns the reply lines they produced (decoded JSON, the tag of a signed
+    reply in "_tag"). The raw lines are kept in app.hal.lines."""
+    out = []
+    for line in feed_raw(app, data).split("\r\n"):
+        if line:
+            app.hal.lines = getattr(app.hal, "lines", []) + [line]
+            body, tag = split_tag(line)
+            reply = json.loads(body)
+            if tag is not None:
+                reply["_tag"] = tag
+            out.append(reply)
+    return out
 
 
 def ask(app, line: str):
@@ -94,21 +116,53 @@ def ask(app, line: str):
     return replies[0]
 
 
+def reply_tag(key: bytes, request_line: str, reply_line: str):
+    """The tag the pump must put on the reply to request_line (None for an unsigned request)."""
+    req_tag = split_tag(request_line)[1]
+    body, _ = split_tag(reply_line)
+    return hmac.new(key, b"reply " + bytes.fromhex(req_tag) + body.encode(),
+                    hashlib.sha256).hexdigest()
+
+
 class Signer:
-    def __init__(self, key=CLIN, role="clinician", ctr=0):
+    """A host of the session protocol, written out by hand (not host_tools.link): hello opens a
+    session, then line() signs requests for it with the next counter."""
+
+    def __init__(self, app=None, key=CLIN, role="clinician", pump="mem0001"):
         self.key = key
         self.role = role
-        self.ctr = ctr
+        self.pump = pump
+        self.sn = None
+        self.ctr = 0
         self.id = 0
+        if app is not None:
+            self.hello(app)
 
-    def line(self, cmd, args=None, ctr=None):
-        self.ctr = self.ctr + 1 if ctr is None else ctr
-        self.id += 1
-        req = {"id": self.id, "cmd": cmd, "role": self.role, "ctr": self.ctr}
-        if args is not None:
-            req["args"] = args
+    def sign(self, req: dict) -> str:
         body = json.dumps(req, separators=(",", ":"))
         return body + " " + hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
+
+    def hello_line(self, hn="00112233445566778899aabbccddeeff"):
+        self.id += 1
+        return self.sign({"id": self.id, "cmd": "hello", "role": self.role, "pump": self.pump,
+                          "args": {"hn": hn}})
+
+    def hello(self, app):
+        line = self.hello_line()
+        r = ask(app, line)
+        assert r["ok"], r
+        assert r["_tag"] == reply_tag(self.key, line, app.hal.lines[-1])
+        self.sn, self.ctr = r["sn"], r["ctr"]
+        return r
+
+    def line(self, cmd, args=None, ctr=None, sn=None, pump=None):
+        self.ctr = self.ctr + 1 if ctr is None else ctr
+        self.id += 1
+        req = {"id": self.id, "cmd": cmd, "role": self.role, "pump": pump or self.pump,
+               "sn": sn or self.sn, "ctr": self.ctr}
+        if args is not None:
+            req["args"] = args
+        return self.sign(req)
 
 
 def provisioned():
@@ -121,7 +175,7 @@ def provisioned():
 
 def programmed():
     app = provisioned()
-    clin = Signer()
+    clin = Signer(app)
     assert ask(app, clin.line("program", {"params": PARAMS}))["ok"]
     assert ask(app, clin.line("refill", {"volume_nl": 20_000_000}))["ok"]
     return app, clin

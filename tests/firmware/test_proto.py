@@ -14,30 +14,63 @@ from hypothesis import strategies as st
 
 from firmware import auth, codes
 from firmware.app import App
+from firmware.proto import HINT
 from tests.firmware.proto_bench import (CATHETER_NL, CLIN, PARAMS, PAT, MemHal, Signer, ask,
-                                        boot, feed, programmed, provisioned, run_for)
+                                        boot, feed, feed_raw, programmed, provisioned, run_for)
 
 
-@given(st.binary(min_size=0, max_size=64), st.binary(max_size=300))
-def test_hmac_matches_the_standard_library(key, msg):
+@given(st.binary(min_size=0, max_size=200), st.binary(max_size=300))
+def test_hmac_matches_the_standard_library_for_any_key_length(key, msg):
     assert auth.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
 
 
+# RFC 4231, test cases 1, 2, 6 and 7 (HMAC-SHA-256); 6 and 7 have 131-byte keys.
+RFC4231 = [
+    (b"\x0b" * 20, b"Hi There",
+     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (b"Jefe", b"what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+    (b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First",
+     "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"),
+    (b"\xaa" * 131, b"This is a test using a larger than block-size key and a larger than "
+     b"block-size data. The key needs to be hashed before being used by the HMAC algorithm.",
+     "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"),
+]
+
+
+def test_hmac_matches_rfc_4231():
+    for key, msg, want in RFC4231:
+        assert auth.tohex(auth.hmac_sha256(key, msg)) == want
+
+
 @given(st.binary(max_size=40))
-def test_unhex_round_trips_and_rejects_non_hex(data):
+def test_unhex_round_trips_lower_case_only(data):
     assert auth.unhex(data.hex()) == data
-    assert auth.unhex(data.hex().upper()) == data
+    assert auth.tohex(data) == data.hex()
+    if any(c in "abcdef" for c in data.hex()):
+        assert auth.unhex(data.hex().upper()) is None
     assert auth.unhex(data.hex() + "g0") is None
     assert auth.unhex(data.hex() + "0") is None
 
 
+def test_an_upper_case_tag_is_refused():
+    app = programmed()[0]
+    clin = Signer(app)
+    line = clin.line("status")
+    body, tag = line.rsplit(" ", 1)
+    assert tag != tag.upper()
+    r = ask(app, body + " " + tag.upper())
+    assert r["error"] == "E_AUTH" and "lower-case" in r["message"]
+
+
 def test_terminal_form_answers_without_a_key():
     app = boot()
-    assert ask(app, "help")["commands"]["program"].endswith("[key: clinician]")
+    assert ask(app, "1 help")["commands"]["program"].endswith("[key: clinician]")
     info = ask(app, "7 info")
     assert info["id"] == 7 and info["provisioned"] is False and info["firmware"]
-    assert ask(app, "ping")["pong"] is True
-    bad = ask(app, "program")
+    assert info["keys"] == "none" and info["build"] == "production"
+    assert ask(app, "3 ping")["pong"] is True
+    bad = ask(app, "4 program")
     assert bad["ok"] is False and bad["error"] == "E_PARSE"
 
 
@@ -64,11 +97,11 @@ def test_provisioning_checks_the_keys():
 
 def test_program_reads_back_what_was_stored():
     app = provisioned()
-    r = ask(app, Signer().line("program", {"params": PARAMS}))
+    r = ask(app, Signer(app).line("program", {"params": PARAMS}))
     assert r["ok"] and r["settings"] == PARAMS
     # and it survives a reboot, from flash
     app2 = boot(app.hal.dev)
-    assert ask(app2, Signer(ctr=10).line("settings"))["settings"] == PARAMS
+    assert ask(app2, Signer(app2).line("settings"))["settings"] == PARAMS
     assert app2.pump.rx is not None
 
 
@@ -81,12 +114,12 @@ def test_wrong_tag_wrong_key_and_missing_tag_are_refused():
     assert ask(app, line.rsplit(" ", 1)[0])["error"] == "E_AUTH"
     forged_role = Signer(key=PAT, role="clinician").line("status")
     assert ask(app, forged_role)["error"] == "E_AUTH"
-    assert app.load_settings() is None and app.keys.ctr[auth.CLINICIAN] == 0
+    assert app.load_settings() is None and app.keys.last[auth.CLINICIAN] == 0
 
 
 def test_the_patient_key_can_bolus_and_read_status_only():
     app, clin = programmed()
-    pat = Signer(key=PAT, role="patient")
+    pat = Signer(app, key=PAT, role="patient")
     assert ask(app, pat.line("status"))["ok"]
     assert ask(app, pat.line("alarms"))["ok"]
     for cmd, args in (("program", {"params": PARAMS}), ("stop", None),
@@ -106,13 +139,14 @@ def test_replayed_and_reordered_requests_are_refused_even_after_a_reboot():
     r = ask(app, first)  # older counter, arriving late
     assert r["error"] == "E_REPLAY" and not app.pump.stopped
     app2 = boot(app.hal.dev)
-    assert ask(app2, second)["error"] == "E_REPLAY"
-    assert ask(app2, Signer(ctr=clin.ctr).line("status"))["ok"]
+    assert ask(app2, second)["error"] == "E_SESSION"
+    assert ask(app2, first)["error"] == "E_SESSION" and not app2.pump.stopped
+    assert ask(app2, Signer(app2).line("status"))["ok"]
 
 
 def test_a_repeated_request_is_answered_again_but_acted_on_once():
     app, clin = programmed()
-    pat = Signer(key=PAT, role="patient")
+    pat = Signer(app, key=PAT, role="patient")
     line = pat.line("patient_bolus")
     r1 = ask(app, line)
     r2 = ask(app, line)   # the host lost the first reply and sent the same line again
@@ -154,6 +188,7 @@ def test_clinician_bolus_respects_the_daily_cap():
     assert r["ok"] and r["kind"] == "clinician" and app.pump.cb_on
     run_for(app, 3_700_000)
     assert not app.pump.cb_on and app.pump.strokes >= 600
+    clin.hello(app)   # an hour later: the session has ended, a new one is needed
     r = ask(app, clin.line("bolus", {"dose_nl": 100_000, "duration_s": 3600}))
     assert r["error"] == "E_REFUSED" and r["reason"] == "daily_max"
 
@@ -217,7 +252,7 @@ def test_event_log_pages_verifies_and_survives_a_reboot():
     rest = ask(app, clin.line("log", {"since": r["next"]}))
     assert rest["entries"][0][0] == r["next"]
     app2 = boot(app.hal.dev)
-    after = ask(app2, Signer(ctr=clin.ctr).line("log", {"since": 0, "max": 50}))
+    after = ask(app2, Signer(app2).line("log", {"since": 0, "max": 50}))
     names = [e[2] for e in after["entries"]]
     assert names.count("stop") == 3 and names[-1] == "boot" and after["chain_ok"]
 
@@ -233,13 +268,29 @@ def test_damaged_settings_mean_memory_error_until_reprogrammed():
     app2 = boot(dev)
     assert app2.pump.rx is None
     assert app2.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
-    c2 = Signer(ctr=clin.ctr)
+    c2 = Signer(app2)
     assert ask(app2, c2.line("program", {"params": PARAMS}))["ok"]
     app3 = boot(dev)
     assert not app3.pump.alarms & (1 << codes.AL_MEMORY_ERROR) and app3.pump.rx is not None
 
 
-def test_maintenance_stops_saves_and_hands_back_the_repl():
+def test_maintenance_is_refused_by_a_production_build():
+    app, clin = programmed()
+    r = ask(app, clin.line("maintenance"))
+    assert r["error"] == "E_REFUSED" and r["reason"] == "production_build"
+    assert not app.quit and not app.pump.stopped
+    app.hal.dev.write("maint", b"1")     # a flag an older development build left behind
+    hal = MemHal(app.hal.dev)
+    hal.reset = lambda: setattr(hal, "was_reset", True)
+    hal.wait = lambda ms: setattr(hal.app, "quit", True)
+    from firmware.app import main
+    main(hal)                            # boots the pump: no REPL, whatever the flag says
+    assert hal.was_reset and hal.app.pump.rx is not None
+
+
+def test_maintenance_stops_saves_and_hands_back_the_repl_in_a_development_build(monkeypatch):
+    from firmware import buildinfo
+    monkeypatch.setattr(buildinfo, "KIND", "development")
     app, clin = programmed()
     assert ask(app, clin.line("maintenance"))["maintenance"] is True
     assert app.quit and app.pump.stopped
@@ -252,7 +303,7 @@ def test_maintenance_stops_saves_and_hands_back_the_repl():
 
 def test_control_bytes_overlong_lines_and_bad_utf8():
     app, clin = programmed()
-    assert feed(app, b"\x03\x04\x03\r\n") == []
+    assert feed_raw(app, b"\x03\x04\x03\r\n") == HINT.decode() + "\r\n"  # once, in words
     r = feed(app, b"x" * 1500 + b"\n")
     assert [x["error"] for x in r] == ["E_TOO_LONG"]
     assert feed(app, b"\xff\xfe{}\n")[0]["error"] == "E_PARSE"
@@ -260,21 +311,23 @@ def test_control_bytes_overlong_lines_and_bad_utf8():
     assert feed(app, b"{\"id\": -1, \"cmd\": \"info\"}\n")[0]["error"] == "E_ARGS"
     assert feed(app, b"[1, 2]\n")[0]["error"] == "E_PARSE"
     assert feed(app, b"{\"cmd\": \"fly\"}\n")[0]["error"] == "E_UNKNOWN_CMD"
-    # Ctrl-C in the middle of a line is dropped, not a break
-    r = feed(app, b"pi\x03ng\n")
-    assert r[0]["pong"] is True
+    # Ctrl-C in the middle of a line is dropped, not a break (the hint goes out on its own line)
+    out = feed_raw(app, b"7 pi\x03ng\n").split("\r\n")
+    assert out[0] == HINT.decode() and json.loads(out[1])["pong"] is True
 
 
 @given(st.lists(st.binary(max_size=200), max_size=8))
 def test_arbitrary_bytes_never_break_the_pump_or_change_settings(chunks):
     app, clin = programmed()
-    before = (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl, app.keys.ctr[:])
+    before = (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl, app.keys.last[:])
     for chunk in chunks:
-        for reply in feed(app, chunk):
-            assert reply["ok"] is False or reply["cmd"] in ("help", "info", "ping")
-    feed(app, b"\n")
+        for line in feed_raw(app, chunk).split("\r\n"):
+            if line.startswith("{"):  # a person's lines are text; a program's are JSON
+                reply = json.loads(line)
+                assert reply["ok"] is False or reply["cmd"] in ("help", "info", "ping")
+    feed_raw(app, b"\n")
     assert (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl,
-            app.keys.ctr[:]) == before
+            app.keys.last[:]) == before
     assert ask(app, clin.line("status"))["delivering"] is True
 
 
@@ -296,7 +349,7 @@ def test_a_repeated_refusal_is_answered_as_a_repeat():
 
 def test_an_empty_reservoir_is_not_reported_as_delivering():
     app = provisioned()
-    clin = Signer()
+    clin = Signer(app)
     assert ask(app, clin.line("program", {"params": PARAMS}))["ok"]
     assert ask(app, clin.line("status"))["delivering"] is False
     assert ask(app, clin.line("refill", {"volume_nl": 20_000_000}))["ok"]
@@ -371,7 +424,7 @@ def test_a_reprogram_after_memory_error_states_its_assumption():
         data[40] ^= 0xFF
         dev.files[name] = bytes(data)
     app2 = boot(dev)
-    c2 = Signer(ctr=clin.ctr)
+    c2 = Signer(app2)
     st = ask(app2, c2.line("status"))
     assert st["dose_account"] == "lost" and "memory_error" in [a["code"] for a in st["alarms"]]
     too_much = ask(app2, c2.line("program", {"params": PARAMS, "assume_24h_ng": 7_000_000}))
@@ -399,7 +452,7 @@ def test_a_timed_stop_goes_on_across_a_reboot_and_ends_on_time():
     hal2.t = app.hal.t
     app2 = App(hal2)
     app2.boot()
-    c2 = Signer(ctr=clin.ctr)
+    c2 = Signer(app2)
     st = ask(app2, c2.line("status"))
     left = 3600 - (hal2.t - stopped_at) // 1000
     assert st["stopped"] and left - 2 <= st["stop_left_s"] <= left

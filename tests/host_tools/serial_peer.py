@@ -5,16 +5,24 @@ back for each line it receives (a canned reply, nothing, stale lines first). Wha
 with a request is tested end to end against the real firmware in tests/e2e/.
 """
 
+import hashlib
+import hmac
 import json
 import os
 import select
 import threading
 import tty
 
+SECRET = bytes(range(32))
+
 
 def body_of(line: bytes) -> bytes:
     """The JSON part of a request line (a signed one ends in a space and 64 hex digits)."""
     return line if line.endswith(b"}") else line.rsplit(b" ", 1)[0]
+
+
+def tag_of(line: bytes) -> bytes | None:
+    return None if line.endswith(b"}") else line.rsplit(b" ", 1)[1]
 
 
 class Peer:
@@ -25,6 +33,12 @@ class Peer:
         self._slave = slave          # kept open so the pty survives between opens
         self.lines: list[bytes] = []  # every line received, newline stripped
         self.script = lambda peer, line: None   # returns bytes to send back, or None
+        # Like a pump, the peer signs its replies to signed requests with this key, and opens
+        # sessions itself (hello) unless a test answers hello in its script.
+        self.key: bytes | None = SECRET
+        self.ctr = 0
+        self.sn = "5e55105e55105e55"
+        self.own_hello = True
         self._buf = b""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -34,9 +48,21 @@ class Peer:
         os.write(self.master, data)
 
     def reply(self, line: bytes, **fields) -> bytes:
-        """A reply to `line` carrying its id, as the protocol shapes one."""
+        """A reply to `line` carrying its id, as the protocol shapes one (signed when the
+        request was and the peer has a key)."""
         out = {"id": json.loads(body_of(line)).get("id"), **fields}
-        return json.dumps(out).encode() + b"\r\n"
+        body = json.dumps(out).encode()
+        req_tag = tag_of(line)
+        if req_tag is not None and self.key is not None:
+            mac = hmac.new(self.key, b"reply " + bytes.fromhex(req_tag.decode()) + body,
+                           hashlib.sha256).hexdigest()
+            body += b" " + mac.encode()
+        return body + b"\r\n"
+
+    def hello(self, line: bytes) -> bytes:
+        req = json.loads(body_of(line))
+        return self.reply(line, ok=True, cmd="hello", pump_id=req.get("pump"), sn=self.sn,
+                          ctr=self.ctr, window=8, ctr_left=1 << 29)
 
     def requests(self) -> list[dict]:
         """The JSON requests received (tags dropped), ignoring the bare newline of a flush."""
@@ -60,6 +86,9 @@ class Peer:
                 line, self._buf = self._buf.split(b"\n", 1)
                 self.lines.append(line)
                 if line.strip():
+                    if self.own_hello and b'"cmd":"hello"' in line:
+                        self.send(self.hello(line))
+                        continue
                     out = self.script(self, line)
                     if out:
                         self.send(out)

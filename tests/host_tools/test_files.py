@@ -42,7 +42,8 @@ def test_the_interfaces_example_prescription_gives_these_integers():
     assert load_prescription(other).to_firmware()["refill_notice_s"] == 12 * 86400 + 6 * 3600
     # 2 mg/day for 7 h, 3 mg/day for 15 h, 2.5 mg/day for 2 h: 8/3 mg, rounded down in ng.
     assert rx.daily_basal_ng() == 2_666_666
-    # 25 mg/mL is within Infumorph's strength but above PACC's 20 mg/mL: a warning, not an error.
+    # 25 mg/mL is Infumorph 500's strength (the hard limit), above the soft 20 mg/mL: a
+    # warning, not an error.
     assert any("20 mg/mL" in w for w in rx.warnings)
 
 
@@ -52,8 +53,8 @@ def test_the_drug_library_covers_the_intrathecal_drugs_with_sources():
                  "clonidine", "ketamine"):
         d = lib[name]
         assert d.sources, name
-        assert 0 < d.soft_daily_ng <= d.hard_daily_ng, name
-        assert 0 < d.soft_concentration_ng_per_ml <= d.hard_concentration_ng_per_ml, name
+        assert 0 < d.soft_daily_ng < d.hard_daily_ng, name
+        assert 0 < d.soft_concentration_ng_per_ml < d.hard_concentration_ng_per_ml, name
     assert druglib.get("Prialt").name == "ziconotide"
 
 

@@ -126,6 +126,7 @@ def test_a_lost_reply_is_asked_for_again_with_the_identical_line(peer):
         bolus_lines = [x for x in p.lines if b'"bolus"' in x]
         return p.reply(line, ok=True, cmd="bolus", started=True) if len(bolus_lines) == 2 else None
     peer.script = script
+    peer.ctr = 7
     with Link.open(peer.path, CLINICIAN, timeout_s=0.3) as lk:
         assert lk.call("bolus", {"dose_nl": 1000})["started"] is True
         assert lk.resent == 1
@@ -150,31 +151,109 @@ def test_a_read_without_reply_is_not_uncertain():
         assert not e.value.uncertain
 
 
-def test_counters_start_above_the_pumps_and_rise_by_one(peer):
-    peer.script = answering(info=lambda p, line: info_reply(p, line, ctr=(41, 3)))
+def test_counters_start_from_the_sessions_and_rise_by_one(peer):
+    peer.script = answering(info=lambda p, line: info_reply(p, line))
+    peer.ctr = 41
     with Link.open(peer.path, CLINICIAN, timeout_s=1) as lk:
         lk.call("status")
         lk.call("stop")
-    signed = [r for r in peer.requests() if r["cmd"] != "info"]
-    assert [(r["role"], r["ctr"]) for r in signed] == [("clinician", 42), ("clinician", 43)]
+    reqs = peer.requests()
+    assert [r["cmd"] for r in reqs] == ["info", "hello", "status", "stop"]
+    hello, status, stop = reqs[1:]
+    assert "ctr" not in hello and len(hello["args"]["hn"]) == 32
+    assert [(r["role"], r["ctr"], r["sn"], r["pump"]) for r in (status, stop)] == [
+        ("clinician", 42, peer.sn, "pump-1"), ("clinician", 43, peer.sn, "pump-1")]
     tags_ok = [hmac.compare_digest(line.rsplit(b" ", 1)[1].decode(),
                                    link.tag(SECRET, body_of(line)))
                for line in peer.lines if line.strip() and not line.endswith(b"}")]
-    assert tags_ok == [True, True]
+    assert tags_ok == [True, True, True]
 
 
-def test_a_stale_counter_is_refreshed_once(peer):
-    infos = iter([(5, 0), (9, 0)])  # another host used the key in between
+def test_an_ended_session_is_opened_again_once(peer):
+    sessions = iter([(5, "aaaa"), (9, "bbbb")])  # another host opened a session in between
+
+    def hello(p, line):
+        p.ctr, p.sn = next(sessions)
+        return p.hello(line)
 
     def status(p, line):
-        ctr = json.loads(body_of(line))["ctr"]
-        if ctr <= 9:
-            return p.reply(line, ok=False, error="E_REPLAY", message="counter")
+        if json.loads(body_of(line))["sn"] != "bbbb":
+            return p.reply(line, ok=False, error="E_SESSION", message="not the session")
         return p.reply(line, ok=True, cmd="status")
-    peer.script = answering(info=lambda p, line: info_reply(p, line, next(infos)), status=status)
+    peer.own_hello = False
+    peer.script = answering(info=lambda p, line: info_reply(p, line), hello=hello,
+                            status=status)
     with Link.open(peer.path, CLINICIAN, timeout_s=1) as lk:
         assert lk.call("status")["ok"] is True
-    assert [r["ctr"] for r in peer.requests() if r["cmd"] == "status"] == [6, 10]
+    assert [(r["sn"], r["ctr"]) for r in peer.requests() if r["cmd"] == "status"] == [
+        ("aaaa", 6), ("bbbb", 10)]
+
+
+def _unsigned(fields):
+    def forge(p, line):
+        key, p.key = p.key, None
+        try:
+            return p.reply(line, **fields)
+        finally:
+            p.key = key
+    return forge
+
+
+def test_an_unsigned_reply_to_a_signed_request_is_never_believed(peer):
+    """A relay that drops the request and answers it itself, success or refusal."""
+    for fields in ({"ok": True, "cmd": "bolus", "started": True},
+                   {"ok": False, "error": "E_REFUSED", "message": "no", "reason": "lockout"}):
+        peer.script = answering(info=lambda p, line: info_reply(p, line),
+                                bolus=_unsigned(fields))
+        with Link.open(peer.path, CLINICIAN, timeout_s=1) as lk:
+            with pytest.raises(link.ReplyUnverified) as e:
+                lk.call("bolus", {"dose_nl": 1000})
+        assert e.value.uncertain and "could not be verified" in str(e.value)
+        assert "may or may not have acted" in str(e.value)
+
+
+def test_a_reply_signed_with_another_key_or_for_another_request_is_refused(peer):
+    genuine = []
+
+    def bolus(p, line):
+        if not genuine:
+            genuine.append(p.reply(line, ok=True, cmd="bolus", started=True).rstrip())
+            key, p.key = p.key, bytes(32)       # signed, but not with the pump's key
+            try:
+                return p.reply(line, ok=True, cmd="bolus", started=True)
+            finally:
+                p.key = key
+        # a genuine reply to an earlier request, given the new request's id
+        body, tag = link.split_reply(genuine[0])
+        old = json.loads(body)
+        old["id"] = json.loads(body_of(line))["id"]
+        return json.dumps(old).encode() + b" " + tag.encode() + b"\r\n"
+    peer.script = answering(info=lambda p, line: info_reply(p, line), bolus=bolus)
+    with Link.open(peer.path, CLINICIAN, timeout_s=1) as lk:
+        for _ in range(2):
+            with pytest.raises(link.ReplyUnverified, match="tag is wrong"):
+                lk.call("bolus", {"dose_nl": 1000})
+
+
+def test_control_characters_from_the_pump_are_shown_escaped(peer):
+    evil = "\x1b[2J\x1b[HFAKE: dose OK\x07\r\u202e"
+    peer.script = answering(info=lambda p, line: info_reply(p, line),
+                            status=lambda p, line: p.reply(line, ok=False, error="E_X",
+                                                           message=evil, reason=evil))
+    with Link.open(peer.path, CLINICIAN, timeout_s=1) as lk:
+        with pytest.raises(PumpError) as e:
+            lk.call("status")
+    text = str(e.value)
+    assert not any(ord(c) < 32 or c == "\u202e" for c in text)
+    assert "\\x1b[2J" in text and "\\x07" in text and "\\u202e" in text
+
+
+@given(st.text())
+def test_printable_leaves_no_control_character(text):
+    out = link.printable(text)
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in out)
+    if all(32 <= ord(c) < 0x7F for c in text):
+        assert out == text
 
 
 def test_a_refusal_is_a_pump_error_with_code_message_and_reason(peer):

@@ -3,6 +3,7 @@
 The far end of the line is the scripted pty peer (conftest.py): it answers with canned lines,
 so these tests pin down pumpctl's side. tests/e2e/ drives the real firmware."""
 
+import argparse
 import io
 import json
 
@@ -64,6 +65,11 @@ def settings_of(rate_ng_day, catheter=None):
     return out
 
 
+LIMITS = {"stroke_nl": 250, "reservoir_nl": 20_000_000, "reservoir_min_nl": 500_000,
+          "min_rate_nl_day": 48_000, "max_strokes_per_min": 600, "max_rate_nl_day": 216_000_000,
+          "catheter_nl": 200_000}
+
+
 def pump(settings=None, program=None, **replies):
     """A script: info and settings answered from arguments, the rest as given or ok."""
     def script(p, line):
@@ -71,7 +77,7 @@ def pump(settings=None, program=None, **replies):
         if cmd == "info":
             return p.reply(line, ok=True, cmd="info", pump_id="pump-1", clock_ts=1000,
                            ctr={"clinician": 0, "patient": 0}, stroke_nl=250,
-                           catheter_nl=200_000)
+                           catheter_nl=200_000, board="virtual-pico", limits=LIMITS)
         if cmd == "settings":
             return p.reply(line, ok=True, cmd="settings", settings=settings)
         if cmd == "program" and program is not None:
@@ -83,9 +89,56 @@ def pump(settings=None, program=None, **replies):
 
 
 def test_bad_usage_is_2(capsys):
+    assert run("bolus") == 2  # --dose missing
+    assert "--dose" in capsys.readouterr().err
+
+
+def test_bad_usage_with_json_is_one_object_on_stdout_and_still_2(capsys):
+    assert run("--json", "bolus") == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["error"] == "E_USAGE" and "--dose" in out["message"]
+
+
+def test_every_error_with_json_is_one_object_with_the_same_status(peer, tmp_path, keyfile,
+                                                                   capsys):
+    bad = rx_file(tmp_path, ZICONOTIDE.format(rate="3 mg/mL"))
+    cases = [(("--json", "check", bad), 2, "E_INPUT"),
+             (("--json", "--port", "/nonexistent/tty", "info"), 3, "E_NO_CONNECTION"),
+             (("--json", "--port", peer.path, "--key", keyfile, "program", bad, "--yes"), 2,
+              "E_INPUT")]
+    for argv, status, code in cases:
+        assert run(*argv) == status, argv
+        out = capsys.readouterr().out
+        assert json.loads(out) == {**json.loads(out), "ok": False, "error": code}, out
+
+
+def test_version_names_the_host_and_the_firmware_it_speaks_to(capsys):
     with pytest.raises(SystemExit) as e:
-        run("bolus")  # --dose missing
-    assert e.value.code == 2
+        run("--version")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pumpctl ") and "firmware" in out
+
+
+def test_each_command_lists_only_the_options_it_uses(capsys):
+    def options(cmd):
+        with pytest.raises(SystemExit):
+            run(cmd, "--help")
+        return capsys.readouterr().out
+    check = options("check")
+    assert "--board" in check and "--port" not in check and "--key" not in check \
+        and "--timeout" not in check
+    assert "--key" not in options("info") and "--port" in options("info")
+    assert "--port" not in options("ports")
+    assert "--key" in options("status")
+
+
+def test_check_on_a_scenario_file_says_to_use_pumpsim_run(capsys):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "occlusion.toml"
+    assert run("check", path) == 2
+    assert "pumpsim run" in capsys.readouterr().err
 
 
 def test_an_invalid_prescription_is_2_and_nothing_is_sent(peer, tmp_path, keyfile, capsys):
@@ -124,14 +177,14 @@ def test_two_pumps_found_is_2_and_names_them(monkeypatch, capsys):
 def test_a_refusal_is_1_and_prints_the_code_and_message(peer, keyfile, capsys):
     peer.script = pump(patient_bolus={"ok": False, "error": "E_REFUSED", "reason": "lockout",
                                       "message": "the lockout has not passed"})
-    assert run("--port", peer.path, "--key", keyfile, "patient-bolus") == 1
+    assert run("--port", peer.path, "--key", keyfile, "patient-bolus", "--yes") == 1
     err = capsys.readouterr().err
     assert "E_REFUSED" in err and "lockout" in err and "has not passed" in err
 
 
 def test_a_refusal_with_json_still_prints_one_object(peer, keyfile, capsys):
     peer.script = pump(stop={"ok": False, "error": "E_AUTH", "message": "wrong tag"})
-    assert run("--port", peer.path, "--key", keyfile, "--json", "stop") == 1
+    assert run("--port", peer.path, "--key", keyfile, "--json", "stop", "--yes") == 1
     assert json.loads(capsys.readouterr().out)["error"] == "E_AUTH"
 
 
@@ -163,8 +216,8 @@ def test_a_ziconotide_jump_is_refused_before_anything_is_written(peer, tmp_path,
 
 
 def test_a_read_back_that_differs_is_1(peer, tmp_path, keyfile, capsys):
-    peer.script = pump(settings=None, program=settings_of(2000))
-    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    peer.script = pump(settings=None, program=settings_of(1000))
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"))
     assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 1
     assert "E_VERIFY" in capsys.readouterr().err
 
@@ -194,7 +247,7 @@ def test_prime_refuses_more_than_the_patients_catheter_holds(peer, keyfile, caps
     assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "0.2 mL",
                "--confirm", "0.2 mL") == 2
     err = capsys.readouterr().err
-    assert "156 uL" in err and "Prometra 11823, 60 cm" in err
+    assert "0.156 mL" in err and "Prometra 11823, 60 cm" in err
     assert "bolus" not in [r["cmd"] for r in peer.requests()]
 
 
@@ -269,7 +322,7 @@ def ctx_with(answers):
 
 def test_the_second_confirmation_is_the_volume_typed_again():
     commands.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="not 200 uL"):
+    with pytest.raises(commands.UsageError, match="not 0.2 mL"):
         ctx_with("y\n2 mL\n").confirm_volume("priming bolus", 200_000, 0, None)
     with pytest.raises(commands.UsageError, match="not confirmed"):
         ctx_with("n\n").confirm_volume("priming bolus", 200_000, 0, None)
@@ -303,3 +356,143 @@ def test_the_pumps_notes_stay_within_512_bytes_however_long_the_schedule():
     assert params["meta"]["titration_override"] == "x" * 200
     with pytest.raises(InputError, match="--override-titration"):
         commands.build_params(raw, parse_prescription(raw), "x" * 600)
+
+
+def _clock_requests(peer):
+    reqs = [json.loads(body_of(x)) for x in peer.lines if x.strip().startswith(b"{")]
+    return [r for r in reqs if r["cmd"] == "clock"]
+
+
+LOST = {"ok": True, "cmd": "clock", "clock_ts": 1000, "clock_lost": True}
+
+
+def test_clock_yes_sets_a_lost_clock_and_plain_clock_only_says_so(peer, keyfile, capsys):
+    peer.script = pump(clock=LOST)
+    assert run("--port", peer.path, "--key", keyfile, "clock") == 0   # no terminal: a hint
+    out = capsys.readouterr()
+    assert "NOT SET" in out.out and "clock --set now" in out.err
+    assert [r.get("args") for r in _clock_requests(peer)] == [None]
+    assert run("--port", peer.path, "--key", keyfile, "clock", "--yes") == 0
+    sets = [r["args"]["set_ts"] for r in _clock_requests(peer) if r.get("args")]
+    assert len(sets) == 1 and abs(sets[0] - commands.host_now_ts()) <= 5
+
+
+def test_status_offers_to_set_a_lost_clock_with_one_confirmation(peer, keyfile):
+    peer.script = pump(status={"ok": True, "cmd": "status", "programmed": False,
+                               "alarms": [{"code": "clock_lost", "priority": "warning",
+                                           "acked": False}]})
+    for answer, sets in (("n\n", 0), ("y\n", 1)):
+        peer.lines.clear()
+        ctx = ctx_with(answer)
+        ctx.opts = argparse.Namespace(json=False, port=peer.path, key=str(keyfile))
+        assert commands.do_status(ctx, ctx.opts) == 0
+        assert len([r for r in _clock_requests(peer) if r.get("args")]) == sets
+        assert ("clock set" in ctx.out.getvalue()) == bool(sets)
+        ctx.close()
+
+
+def test_no_offer_without_clock_lost_or_to_the_patient_key(peer, tmp_path, keyfile, capsys):
+    peer.script = pump(clock={"ok": True, "cmd": "clock", "clock_ts": 1000})
+    assert run("--port", peer.path, "--key", keyfile, "clock", "--yes") == 0
+    assert [r.get("args") for r in _clock_requests(peer)] == [None]
+    patient = tmp_path / "patient.key"
+    patient.write_text(json.dumps({"role": "patient", "key": SECRET.hex(), "pump_id": "pump-1"}))
+    peer.script = pump(alarms={"ok": True, "cmd": "alarms",
+                               "alarms": [{"code": "clock_lost", "priority": "warning"}]})
+    peer.lines.clear()
+    assert run("--port", peer.path, "--key", patient, "alarms") == 0
+    assert _clock_requests(peer) == [] and "clock_lost" in capsys.readouterr().err
+# ---- issue 14: what pumpctl says and asks --------------------------------------------------
+
+STATUS = {"ok": True, "cmd": "status", "programmed": True, "stopped": False, "delivering": True,
+          "rate_nl_day": 96_000, "step": 0, "basal_nl_day": 96_000, "max_daily_nl": 768_000,
+          "reservoir_nl": 10_000_000, "refill_ts": -1, "alarms": [], "battery_mv": 3100,
+          "delivered_24h_nl": 96_000, "bolus": {"patient": False, "clinician": False},
+          "clock_ts": 1000, "stop_left_s": 0}
+
+
+def test_status_json_carries_the_drug_concentration_and_both_units(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "--json", "status") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["drug"] == "ziconotide" and out["concentration_ng_per_ml"] == 25_000
+    assert out["mass_unit"] == "mcg" and out["basal_ng_day"] == 2400
+    assert out["basal_nl_day"] == 96_000 and out["therapy"] == "delivering"
+    assert out["text"]["basal_a_day"] == "2.4 mcg (0.096 mL)"
+
+
+@pytest.mark.parametrize("argv", [("bolus", "--dose", "1 mcg"), ("patient-bolus",), ("stop",),
+                                  ("resume",), ("clock", "--set", "now"),
+                                  ("refill", "--volume", "10 mL"), ("maintenance",)])
+def test_every_therapy_change_without_a_terminal_needs_yes_and_sends_nothing(peer, keyfile,
+                                                                             capsys, argv):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, *argv) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert [r["cmd"] for r in peer.requests()
+            if r["cmd"] not in ("info", "settings", "status", "clock")] == []
+
+
+def test_stop_says_what_it_does_and_the_withdrawal_risk_before_acting(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "stop", "--yes") == 0
+    out = capsys.readouterr().out
+    assert out.index("Withdrawal risk") < out.index("delivery stopped")
+
+
+def test_a_clinician_bolus_above_the_librarys_hard_limit_is_never_sent(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "bolus", "--dose", "5 mcg", "--yes") == 2
+    assert "2.4 mcg" in capsys.readouterr().err
+    assert "bolus" not in [r["cmd"] for r in peer.requests()]
+    assert run("--port", peer.path, "--key", keyfile, "bolus", "--dose", "1.5 mcg",
+               "--yes") == 0
+    assert "soft limit of 1 mcg" in capsys.readouterr().out
+
+
+def test_the_pumps_own_limits_decide_a_refill(peer, keyfile, capsys):
+    peer.script = pump(settings=settings_of(2400), status=STATUS)
+    assert run("--port", peer.path, "--key", keyfile, "refill", "--volume", "30 mL",
+               "--yes") == 2
+    assert "20 mL" in capsys.readouterr().err
+    implant = dict(LIMITS, reservoir_nl=40_000_000, stroke_nl=200)
+
+    def script(p, line):
+        if json.loads(body_of(line))["cmd"] == "info":
+            return p.reply(line, ok=True, cmd="info", pump_id="pump-1", clock_ts=1000,
+                           ctr={"clinician": 0, "patient": 0}, board="implant", limits=implant)
+        return pump(settings=settings_of(2400), status=STATUS)(p, line)
+    peer.script = script
+    assert run("--port", peer.path, "--key", keyfile, "refill", "--volume", "30 mL",
+               "--yes") == 0
+    assert [r for r in peer.requests() if r["cmd"] == "refill"][-1]["args"]["volume_nl"] \
+        == 30_000_000
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "pumpctl"
+    proc = subprocess.run(f'"{exe}" --help | head -1', shell=True, capture_output=True,
+                          text=True)
+    assert proc.stdout.startswith("usage: pumpctl") and "Traceback" not in proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
+
+
+def test_with_several_boards_pumpctl_takes_the_one_this_checkout_started(monkeypatch, capsys):
+    import argparse
+
+    mine = link.Found("/dev/pts/97", "virtual", "virtual board", {"root": str(commands.ROOT),
+                                                                 "flash": "/tmp/a", "pid": 1})
+    theirs = link.Found("/dev/pts/98", "virtual", "virtual board", {"root": "/elsewhere",
+                                                                   "flash": "/tmp/b", "pid": 2})
+    monkeypatch.setattr(link, "find_pumps", lambda: [theirs, mine])
+    ctx = commands.Context(argparse.Namespace(json=False, port=None), stdout=io.StringIO(),
+                           stderr=io.StringIO())
+    assert ctx._port() == "/dev/pts/97"
+    assert "started from this checkout" in ctx.err.getvalue()
+    monkeypatch.setattr(link, "find_pumps", lambda: [theirs, theirs])
+    with pytest.raises(commands.UsageError, match="flash /tmp/b"):
+        ctx._port()

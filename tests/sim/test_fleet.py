@@ -87,3 +87,17 @@ def test_fleet_command_prints_the_distribution(capsys):
     assert code == 0
     assert "dose error (%)" in out and "alarms per pump-year" in out
     assert "0 pumps broke their daily cap" in out
+
+
+def test_a_fleet_on_a_dask_cluster_gives_the_figures_of_the_process_pool():
+    """A real scheduler and two worker processes (distributed.LocalCluster), reached by its
+    address as a remote cluster is: the same pumps, the same figures."""
+    from distributed import LocalCluster
+
+    local = fleet.run_local(STANDARD, 4, 2, 5 * DAY_MS, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=50) as cluster:
+        remote = fleet.run_dask(STANDARD, 4, 2, 5 * DAY_MS, progress=False,
+                                scheduler_address=cluster.scheduler_address)
+    assert remote == local
+    assert fleet.figures(remote) == fleet.figures(local)

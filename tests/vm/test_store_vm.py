@@ -100,7 +100,7 @@ def test_the_vm_check_bites_on_a_store_that_overwrites_its_newest_record(tmp_pat
     """Sanity: a store that writes over its newest slot fails the VM's power-cut check."""
     pkg = tmp_path / "firmware"
     pkg.mkdir()
-    for name in ("__init__.py", "eventlog.py", "compat.py"):
+    for name in ("__init__.py", "eventlog.py", "compat.py", "loader.py"):
         shutil.copy(ROOT / "firmware" / name, pkg / name)
     src = (ROOT / "firmware" / "store.py").read_text()
     broken = src.replace("target = 1 - self.slot", "target = self.slot")

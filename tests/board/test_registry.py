@@ -1,0 +1,40 @@
+"""Virtual boards on a shared machine: each says where its flash is and which checkout started
+it, a flash directory belongs to one board at a time, and the pump clock never runs backwards
+when a board is started again on its flash (after a flash, or a new `pumpsim board`)."""
+
+import subprocess
+
+from sim.runner import ROOT
+from tests.board.vboard_fixture import BOARD, LiveBoard
+
+
+def test_a_flash_directory_is_locked_by_the_board_using_it(tmp_path):
+    board = LiveBoard(tmp_path / "flash", runtime="cpython")
+    try:
+        assert board.info["root"] == str(ROOT) and board.info["flash"] == str(tmp_path / "flash")
+        second = subprocess.run([*BOARD, "--runtime", "cpython", "--flash",
+                                 str(tmp_path / "flash")], capture_output=True, text=True,
+                                timeout=60)
+        assert second.returncode == 2
+        assert "in use by the virtual board of pid" in second.stderr
+        assert str(board.proc.pid) in second.stderr
+    finally:
+        assert board.close() == 0
+    # once it stopped, the flash is free again
+    again = LiveBoard(tmp_path / "flash", runtime="cpython")
+    assert again.close() == 0
+
+
+def test_the_clock_never_runs_backwards_when_the_board_starts_again(tmp_path):
+    board = LiveBoard(tmp_path / "flash", runtime="cpython")
+    try:
+        board.inject("advance", "3 d")      # virtual time far ahead of the wall clock
+        before = board.ask({"cmd": "info"}, sign=True)["clock_ts"]
+    finally:
+        assert board.close() == 0
+    board = LiveBoard(tmp_path / "flash", runtime="cpython")
+    try:
+        after = board.ask({"cmd": "info"}, sign=True)["clock_ts"]
+        assert after >= before
+    finally:
+        assert board.close() == 0

@@ -1,0 +1,110 @@
+# Runs on the Pico itself (the emulated one in make test-rp2 and make bench, or a real one), from
+# the REPL that `maintenance` hands back:  mpremote connect PORT resume run device_loop.py
+#
+# It boots the firmware's App on the board's own HAL (real pins: the step PIO, the ADCs, the
+# driver's UART) with its records in /bench, never the pump's own /data, programs a fast basal,
+# and runs the control loop for CYCLES cycles. From cycle LOCK_AT on the heap is locked: the
+# steady loop must allocate nothing on the rp2 port either (a record save, which the design lets
+# allocate, is counted instead of written meanwhile, as tests/vm/loop_check.py does on the unix
+# port). Prints:
+#   HEAP_FREE_BOOT <bytes>   gc.mem_free() after boot and programming (collected)
+#   HEAP_FREE_RUN <bytes>    gc.mem_free() while delivering (collected at LOCK_AT)
+#   CYCLE_MAX_US <us>        the slowest cycle once locked, in the chip's own microseconds
+#   STROKES <n>              strokes the loop made
+#   DONE
+# The watchdog is not started: it could not be stopped when the script ends.
+import gc
+import os
+import time
+
+import micropython
+
+from boards.pico import Hal
+from firmware.app import App
+from firmware.store import FileDev
+
+micropython.alloc_emergency_exception_buf(256)   # a traceback even with the heap locked
+LOCK_AT = 40
+CYCLES = 400
+# 1 mg/mL at 60 mg/day: 60 mL/day, about 2.8 strokes a second.
+PARAMS = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
+          "low_res_nl": 2000000}
+
+
+class BenchHal(Hal):
+    def __init__(self):
+        Hal.__init__(self)
+        self.cycles = 0
+        self.t_us = time.ticks_us()
+        self.cycle_max_us = 0
+        self.heap_run = 0
+        self.counted = 0
+        self.locked = False
+        self.app = None
+
+    def storage(self):
+        try:
+            os.mkdir("/bench")
+        except OSError:
+            pass
+        return FileDev("/bench")
+
+    def start_watchdog(self, timeout_ms):
+        self._wait_cap_ms = timeout_ms // 2
+
+    def feed(self):
+        pass
+
+    def unlock(self):
+        if self.locked:
+            self.locked = False
+            micropython.heap_unlock()
+
+    def count_save(self, buf):
+        self.counted += 1
+
+    def wait(self, ms):
+        if self.cycles > LOCK_AT:
+            d = time.ticks_diff(time.ticks_us(), self.t_us)
+            if d > self.cycle_max_us:
+                self.cycle_max_us = d
+        self.cycles += 1
+        if self.cycles == LOCK_AT:
+            self.save_state = self.count_save
+            gc.collect()
+            self.heap_run = gc.mem_free()
+            micropython.heap_lock()
+            self.locked = True
+        elif self.cycles == CYCLES:
+            self.unlock()
+            self.app.quit = True
+        Hal.wait(self, ms)
+        self.t_us = time.ticks_us()
+
+
+def main():
+    hal = BenchHal()
+    app = App(hal)
+    hal.app = app
+    app.boot()
+    now = hal.ticks_ms()
+    app.save_settings(PARAMS)
+    app.pump.program(now, PARAMS)
+    app.pump.refill(now, 20000000)
+    gc.collect()
+    heap_boot = gc.mem_free()
+    try:
+        app.run()
+    finally:
+        hal.unlock()
+        micropython.kbd_intr(3)   # the REPL is mpremote's again
+        for name in os.listdir("/bench"):
+            os.remove("/bench/" + name)
+    print("HEAP_FREE_BOOT", heap_boot)
+    print("HEAP_FREE_RUN", hal.heap_run)
+    print("CYCLE_MAX_US", hal.cycle_max_us)
+    print("STROKES", app.pump.strokes)
+    print("DONE")
+
+
+main()

@@ -1,0 +1,22 @@
+"""The firmware measured on the emulated Pico itself, from its REPL (the figures `make bench`
+records): the steady control loop allocates nothing on the rp2 port, with the real HAL driving
+the bench."""
+
+from sim.boardbench import on_pico
+from tests.rp2.pico import Pico
+
+
+def test_the_control_loop_allocates_nothing_on_the_rp2_port(tmp_path):
+    pico = Pico(tmp_path / "flash", speed="max", dev=True)   # its maintenance gives the REPL
+    try:
+        before = pico.inject("truth")["strokes"]
+        fig = on_pico(pico.info["port"], pico.info["clinician_key"])
+        # device_loop.py ends with DONE only if no cycle raised MemoryError under heap_lock().
+        assert fig["STROKES"] >= 100
+        assert pico.inject("truth")["strokes"] - before == fig["STROKES"]
+        assert 0 < fig["HEAP_FREE_RUN"] <= fig["HEAP_FREE_BOOT"] + 4096
+        pico.answers()
+        st = pico.status()
+        assert st["stopped"] is True and st["alarms"] == []
+    finally:
+        assert pico.close() == 0
