@@ -10,8 +10,7 @@ import hmac
 import json
 
 from firmware.app import App
-from firmware.store import MemDev
-from tests.vm.healthy import HealthyHal
+from tests.vm.healthy import MemBoard
 
 CLIN = bytes(range(32))
 PAT = bytes(range(100, 132))
@@ -22,53 +21,8 @@ PARAMS = {"conc_ng_ml": 25000000, "steps": [[0, 2000000], [420, 3000000]],
 CATHETER_NL = 156_000   # 60 cm at 2.6 uL/cm
 
 
-class MemHal(HealthyHal):
-    def __init__(self, dev=None, cause=0):
-        HealthyHal.__init__(self)
-        self.dev = dev if dev is not None else MemDev()
-        self.t = 5000
-        self.ts0 = 91_500_000
-        self.out = bytearray()
-        self.cause = cause
-
-    def ticks_ms(self):
-        return self.t & ((1 << 30) - 1)
-
-    def clock_ts(self):
-        return self.ts0 + self.t // 1000
-
-    def set_clock_ts(self, ts):
-        self.ts0 = ts - self.t // 1000
-
-    def reset_cause(self):
-        return self.cause
-
-    def led(self, on):
-        pass
-
-    def start_watchdog(self, ms):
-        pass
-
-    def feed(self):
-        pass
-
-    def wait(self, ms):
-        self.t += ms
-
-    def read_byte(self):
-        return -1
-
-    def write(self, data):
-        self.out += data
-
-    def uid(self):
-        return "mem0001"
-
-    def storage(self):
-        return self.dev
-
-    def reset(self):
-        raise RuntimeError("reset")
+class MemHal(MemBoard):
+    """The board the protocol tests drive (tests/vm/healthy.py MemBoard)."""
 
 
 def boot(dev=None, cause=0):

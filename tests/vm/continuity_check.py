@@ -17,8 +17,7 @@ from firmware import codes
 from firmware.app import App
 from firmware.pump import Pump
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
-from firmware.ticks import add
-from tests.vm.healthy import HealthyHal
+from tests.vm.healthy import MemBoard
 
 DAY = 86400000
 HOUR = 3600000
@@ -40,58 +39,15 @@ class Log:
         return [e for e in self.ev if e[0] == code]
 
 
-class Hal(HealthyHal):
-    """A healthy board with a clock, storage and a trace of what the buzzer played."""
+class Hal(MemBoard):
+    """A healthy board in memory (tests/vm/healthy.py) with a trace of what the buzzer played."""
 
     def __init__(self, dev=None):
-        HealthyHal.__init__(self)
-        self.t = 1000
-        self.ts0 = 90000000
-        self.dev = dev if dev is not None else MemDev()
+        MemBoard.__init__(self, dev, 0, 1000, 90000000, "continuity")
         self.trace = []
-        self.out = b""
 
     def tone(self, pattern):
         self.trace.append((self.t, pattern))
-
-    def ticks_ms(self):
-        return self.t & 0x3FFFFFFF
-
-    def clock_ts(self):
-        return self.ts0 + self.t // 1000
-
-    def set_clock_ts(self, ts):
-        self.ts0 = ts - self.t // 1000
-
-    def reset_cause(self):
-        return 0
-
-    def led(self, on):
-        pass
-
-    def start_watchdog(self, ms):
-        pass
-
-    def feed(self):
-        pass
-
-    def wait(self, ms):
-        self.t += ms
-
-    def read_byte(self):
-        return -1
-
-    def write(self, data):
-        pass
-
-    def uid(self):
-        return "continuity"
-
-    def storage(self):
-        return self.dev
-
-    def reset(self):
-        pass
 
 
 class FailingDev(MemDev):

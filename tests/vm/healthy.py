@@ -37,3 +37,59 @@ class HealthyHal:
     def save_state(self, buf):
         self.saves += 1
         return True
+
+
+class MemBoard(HealthyHal):
+    """A whole board in memory for firmware/app.py: a clock that moves only when the test moves
+    `t` (or the loop waits), records in a dict of files, a serial line that collects what is
+    written. CPython and the MicroPython VM alike."""
+
+    def __init__(self, dev=None, cause=0, t=5000, ts0=91500000, uid="mem0001"):
+        HealthyHal.__init__(self)
+        from firmware.store import MemDev
+
+        self.dev = dev if dev is not None else MemDev()
+        self.t = t
+        self.ts0 = ts0
+        self.out = bytearray()
+        self.cause = cause
+        self._uid = uid
+
+    def ticks_ms(self):
+        return self.t & 0x3FFFFFFF
+
+    def clock_ts(self):
+        return self.ts0 + self.t // 1000
+
+    def set_clock_ts(self, ts):
+        self.ts0 = ts - self.t // 1000
+
+    def reset_cause(self):
+        return self.cause
+
+    def led(self, on):
+        pass
+
+    def start_watchdog(self, ms):
+        pass
+
+    def feed(self):
+        pass
+
+    def wait(self, ms):
+        self.t += ms
+
+    def read_byte(self):
+        return -1
+
+    def write(self, data):
+        self.out += data
+
+    def uid(self):
+        return self._uid
+
+    def storage(self):
+        return self.dev
+
+    def reset(self):
+        raise RuntimeError("reset")
