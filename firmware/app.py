@@ -41,7 +41,8 @@ def split_clock(payload):
     """(the state record's bytes, the clock saved with them or None)."""
     n = len(payload) - CLOCK_TRAILER_LEN
     if n >= 0 and payload[n:n + 4] == CLOCK_TAG:
-        return payload[:n], struct.unpack_from("<i", payload, n + 4)[0]
+        # a view, not a copy: on the Pico a record-sized buffer counts
+        return memoryview(payload)[:n], struct.unpack_from("<i", payload, n + 4)[0]
     return payload, None
 
 
@@ -58,14 +59,14 @@ CONFIRM_MS = 60000
 _SLOT_NO = {"base": 0, "a": 1, "b": 2}
 
 
-def _save(store, payload):
+def _save(store, payload, tail=b""):
     """Save a record; when a damaged slot was found, overwrite it too so the next boot finds
     no damage left (a save goes to the slot not holding the newest record). True when the
     flash holds it; a write the filesystem refused is False, never an exception."""
     try:
-        ok = store.save(payload)
+        ok = store.save(payload, tail)
         if ok and store.corrupt:
-            ok = store.save(payload)
+            ok = store.save(payload, tail)
             store.corrupt = False
     except OSError:
         return False
@@ -169,7 +170,7 @@ class App:
         """Called by the pump whenever its state must survive a restart. Returns whether the
         flash holds it: the pump acts on a failure (firmware/pump.py save())."""
         ts = self.clock_ts(self.hal.ticks_ms())
-        ok = _save(self.st_state, pack_ints(buf) + clock_trailer(ts))
+        ok = _save(self.st_state, pack_ints(buf), clock_trailer(ts))
         if self.log_dirty:
             self.save_log()
         return ok
@@ -201,7 +202,7 @@ class App:
         saved_ts = None
         if raw is not None:
             raw, saved_ts = split_clock(raw)
-        state = list(unpack_ints(raw)) if raw is not None else None
+        state = unpack_ints(raw) if raw is not None else None
         lost = self._lost_clock(saved_ts)
         params = self.load_settings()
         # Settings are never guessed: a damaged settings record (even with an older one intact

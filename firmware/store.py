@@ -20,7 +20,9 @@
 #
 # Runs unchanged on MicroPython and CPython.
 
+import os
 import struct
+import sys
 from array import array
 
 from hashlib import sha256
@@ -33,6 +35,11 @@ CHECK_LEN = 4
 SEQ_MASK = 0x3FFFFFFF   # sequence numbers stay below 2**30 (small ints on a 32-bit VM)
 SEQ_HALF = 0x20000000   # a is newer than b when 0 < (a - b) mod 2**30 < 2**29
 SLOTS = (".a", ".b")
+# int32 arrays are copied as their bytes where the machine is little-endian (the RP2040, x86,
+# ARM hosts): one buffer the size of the record, where a struct call per int, or one call with
+# every int as an argument, takes time or a second buffer as big (on the Pico, with its small
+# heap, every record-sized buffer counts).
+_LE = sys.byteorder == "little"
 
 
 def newer(a, b):
@@ -41,15 +48,17 @@ def newer(a, b):
     return 0 < d < SEQ_HALF
 
 
-def encode(seq, payload):
-    """The bytes of one record."""
-    n = len(payload)
+def encode(seq, payload, tail=b""):
+    """The bytes of one record (its payload: payload, then tail)."""
+    m = len(payload)
+    n = m + len(tail)
     buf = bytearray(HEAD_LEN + n + CHECK_LEN)
     buf[0:4] = MAGIC
     struct.pack_into("<II", buf, 4, seq & SEQ_MASK, n)
-    buf[HEAD_LEN:HEAD_LEN + n] = payload
+    buf[HEAD_LEN:HEAD_LEN + m] = payload
+    buf[HEAD_LEN + m:HEAD_LEN + n] = tail
     buf[HEAD_LEN + n:] = sha256(memoryview(buf)[:HEAD_LEN + n]).digest()[:CHECK_LEN]
-    return bytes(buf)
+    return buf  # a bytearray: no copy (a record-sized buffer less on the Pico's heap)
 
 
 def decode(data):
@@ -111,8 +120,9 @@ class RecordStore:
         self.slot = best_slot
         return best[1]
 
-    def save(self, payload):
-        """Write payload as the next record into the other slot; True when it reads back intact.
+    def save(self, payload, tail=b""):
+        """Write payload (then tail, one record with both: no buffer to join them) as the next
+        record into the other slot; True when it reads back intact.
 
         If the power fails during the write, the slot written is the one that did not hold the
         newest record, so that record survives.
@@ -125,7 +135,7 @@ class RecordStore:
         else:
             seq = (self.seq + 1) & SEQ_MASK
             target = 1 - self.slot  # pyright: ignore[reportOperatorIssue]  (slot is set with seq)
-        rec = encode(seq, payload)
+        rec = encode(seq, payload, tail)
         self.dev.write(self.paths[target], rec)
         if self.dev.read(self.paths[target]) != rec:
             # The write did not take. The newest good record is still in the other slot: the
@@ -138,6 +148,10 @@ class RecordStore:
 
 def pack_ints(values):
     """Little-endian int32 bytes of an array('i') (or any sequence of ints)."""
+    if _LE and isinstance(values, array):
+        b = bytes(values)
+        if len(b) == 4 * len(values):
+            return b
     return struct.pack("<%di" % len(values), *values)
 
 
@@ -147,6 +161,10 @@ def unpack_ints(data, into=None):
         raise ValueError("int32 data length")
     n = len(data) // 4
     if into is None:
+        if _LE:
+            # from a bytearray both runtimes copy the bytes as they are (from bytes,
+            # MicroPython would take each byte as an int)
+            return array("i", bytearray(data))
         into = array("i", [0] * n)
     elif len(into) != n:
         raise ValueError("int32 count")
@@ -173,3 +191,17 @@ class FileDev(Fs):
     """The `dev` interface on a real filesystem (littlefs on the Pico, any directory on a host):
     read(path) and write(path, data) under a root, from the boot loader's Fs (which uses only
     open() and what MicroPython's os has on every port)."""
+
+    def read(self, name):
+        # The file's size first: read() without one grows its buffer in steps, which on the
+        # Pico needs up to two record-sized blocks at once and leaves holes in the heap.
+        p = self.path(name)
+        try:
+            size = os.stat(p)[6]
+            f = open(p, "rb")
+        except OSError:
+            return None
+        try:
+            return f.read(size)
+        finally:
+            f.close()
