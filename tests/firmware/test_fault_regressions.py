@@ -112,3 +112,56 @@ def test_a_fallback_to_a_clean_record_covers_every_stroke_since():
         b.clinician_bolus(room * 250, 0)
     b.advance(86_400_000)
     b.check_accounts()
+
+
+def test_a_fallback_past_saves_that_failed_loses_what_they_held_too():
+    """Issue 13 (deep profile, an oracle's error): stopped, then the flash refuses writes, the
+    resume's save fails, the flash comes back and the next save holds the resume. That newest
+    record is then found damaged: the store falls back to the record before, written before
+    the resume, so the pump boots stopped, which is all it can know. The bench blamed only the
+    command that wrote the lost record (a periodic save), not the resume whose own save had
+    failed, and took the stopped boot for a violation."""
+    params = {"conc_ng_ml": 1_000_000, "steps": [[0, 200_000]], "low_res_nl": 0,
+              "max_daily_ng": 220_250, "pb": None}
+    b = FaultBench(seed=0, noise_pa=0, tod0=0, tick0=0)
+    b.start(params, 20_000_000)
+    b.stop()
+    b.advance(60_000)
+    b.write_fails = True
+    b.resume()
+    b.advance(60_000)
+    assert "resume" in b.unsaved_cmds
+    b.write_fails = False
+    saves = b.saves
+    while b.saves == saves:    # until the pump saves again, once
+        b.advance(60_000)
+    assert "resume" in b.newest_covers and not b.unsaved_cmds
+    b.restart("rot", 0, 0)
+    assert b.pump.stopped      # the record before the resume's
+    b.check_accounts()
+
+
+def test_a_flash_that_refuses_writes_keeps_the_fallback_it_forced():
+    """Issue 13 (deep profile, a rule's error): with the flash refusing writes, the newest
+    record is found damaged and the pump falls back to the one before (counting a second
+    reserve), and its save after the boot fails. The layout-1 rule then rewrote that older
+    record as an undamaged newest one, a write the failing flash could not have taken: booted
+    from it the pump counted one reserve, and the reservoir account came out a stroke above
+    the truth. The rule now leaves a refusing flash as it is."""
+    from test_fault_state_machine import FaultMachine
+
+    m = FaultMachine()
+    m.start(params={"conc_ng_ml": 1_000_000, "steps": [[0, 200_000]], "low_res_nl": 0,
+                    "max_daily_ng": 220_250, "pb": None},
+            volume=20_000_000, seed=0, noise=0, tod0=0, tick0=0, clock=False)
+    m.advance(dt=1)
+    m.stop_during_a_bolus(before=0, dur=4_427_996, patient=False, pause=2, strokes=2)
+    m.flash_failing(on=True)
+    m.battery_sensor(mode="ok")
+    m.patient_bolus()
+    m.patient_bolus()
+    m.bolus_to_the_cap_then_restart(after=0, dur=0, how="rot", off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.firmware_update_from_layout_1(clean=False, off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.teardown()

@@ -46,7 +46,8 @@ Known limit (relaxed on purpose). When the newest state record is found damaged 
 by a cut: rotten) the store falls back to the one before, and whatever only the lost record held
 is gone: a refill (the reservoir account is the older one), a stop or resume, a patient bolus's
 start. The pump cannot tell this case from a torn save and raises no alarm. The bench knows which
-command wrote the lost record and relaxes exactly the matching check (the reservoir truth check
+commands only the lost record held (the one that wrote it, and those whose saves had failed
+before it: the record before predates them all) and relaxes exactly the matching check (the reservoir truth check
 until the next refill; the stop state; the lockout for 24 h). The rolling cap is never relaxed.
 
 The bench.
@@ -310,6 +311,9 @@ class FaultBench:
             self.dev.tear = True
         ok = self.store.save(pack_ints(buf))
         self.newest_by = self.cmd  # the command whose save is now the newest record
+        # ... and what only that record holds: this command's changes and those of the commands
+        # whose saves failed before it (the record before predates them all)
+        self.newest_covers = self.unsaved_cmds | {self.cmd}
         self.unsaved_cmds = set()  # everything the pump holds is on flash now
         return ok
 
@@ -434,14 +438,15 @@ class FaultBench:
             self.res_unknown = True
         # A stop or resume (or a timed stop's end) the flash never took, or one a damaged
         # newest record held: the pump knows only what it finds.
-        relax_stop = bool(failed) or lost in ("stop", "resume") or self._wiped
+        lost = lost or set()
+        relax_stop = bool(failed) or bool(lost & {"stop", "resume"}) or self._wiped
         if relax_stop:
             self.susp = None
-        if lost == "patient_bolus":
+        if "patient_bolus" in lost:
             # The newest record was lost to rot, and it was the one that held a patient bolus's
             # start: the pump cannot know of it (see the module docstring). The cap still holds.
             self.relax_until = self.v + DAY
-        elif lost == "refill":
+        if "refill" in lost:
             self.res_unknown = True  # ... or a refill: the account is the one from before it
         if self.susp is not None:
             self.susp[2] += self.v - self.off_at   # time without power inside the stop
@@ -467,6 +472,7 @@ class FaultBench:
     _wiped = False
     cmd = None
     newest_by = None
+    newest_covers = frozenset()
     off_at = 0
 
     def clock_ts(self):
@@ -512,7 +518,11 @@ class FaultBench:
                 return
         self._power_off()
         payload = self.store.load()
-        if payload is not None:
+        # A flash that refuses writes took none from the old firmware either: the new one then
+        # boots from what is there. (Rewriting it would also turn a fallback record, older than
+        # the pump's last confirmed save because the save after the fallback failed, into an
+        # undamaged newest one: a record no firmware wrote.)
+        if payload is not None and not self.write_fails:
             rec = unpack_ints(payload)
             if rec[0] == STATE_MAGIC:
                 h = rec[3]
@@ -537,7 +547,7 @@ class FaultBench:
             data[len(data) // 2] = (data[len(data) // 2] + 1) & 0xFF
             self.dev.files[path] = bytes(data)
             if newest_only:
-                self._fell_back = self.newest_by
+                self._fell_back = self.newest_covers
             else:
                 self._wiped = True
         if self.store.load() is None:
