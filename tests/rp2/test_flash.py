@@ -25,7 +25,7 @@ def test_make_flash_updates_the_emulated_pico_and_is_no_watchdog_reset(pico, tmp
     bundle = pico_bundle(tmp_path, "9.9.9")
     assert not (bundle / "firmware" / "version.py").exists()
     pico.program()
-    pico.inject("advance", "3h")
+    pico.inject("advance", "1h")
     before = pico.status()
     settings = pico.ask({"cmd": "settings"}, sign=True)["settings"]
     info0 = pico.ask({"cmd": "info"}, sign=True)
@@ -57,5 +57,5 @@ def test_make_flash_updates_the_emulated_pico_and_is_no_watchdog_reset(pico, tmp
     assert pico.ask({"cmd": "settings"}, sign=True)["settings"] == settings
     assert after["delivered_24h_nl"] >= before["delivered_24h_nl"]
     start = pico.inject("truth")["strokes"]
-    pico.inject("advance", "2h")
+    pico.inject("advance", "1h")
     assert pico.inject("truth")["strokes"] > start

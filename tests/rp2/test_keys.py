@@ -58,6 +58,9 @@ def test_damaged_keys_keep_delivering_and_take_new_keys_only_after_bootsel(pico,
     assert st["ok"] is True and st["delivering"] is True
     assert "key_damaged" not in {a["code"] for a in st["alarms"]}
     assert session.ask("settings")["settings"] == settings
+    log = session.ask("log", {"max": 50})["entries"]
+    assert any(e[2] == "alarm" and e[3] == 14 for e in log)    # codes.AL_KEY_DAMAGED, raised
+    assert any(e[2] == "button" for e in log) and any(e[2] == "keys" and e[3] == 3 for e in log)
     pico.send(hello_line(pico.key, pico.pump_id, 902) + b"\n")
     assert read_reply(pico.port, 902, REPLY_S)[0]["error"] == "E_AUTH"   # the old key is gone
 
