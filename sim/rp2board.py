@@ -491,14 +491,14 @@ class Rp2Board(Board):
             self._first_boot()
             if self.speed != 0:
                 self._send({"op": "speed", "speed": self.speed})
-        reg_file = self._announce()
-
         def stop(signum, frame):
             self.stopping = True
             self.chip_gone.set()
 
+        # Before the first line goes out: whoever reads it may stop the board at once.
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        reg_file = self._announce()
         try:
             while not self.stopping:
                 self.chip_gone.wait(0.5)
