@@ -50,6 +50,7 @@ def test_damaged_keys_keep_delivering_and_take_new_keys_only_after_bootsel(pico,
     # A person power-cycles the pump and holds BOOTSEL: provisioning opens, for new keys.
     pico.inject("button")
     pico.answers()
+    pico.inject("advance", "5s")    # on past the 2 s the firmware wants it held
     assert pico.inject("truth")["bootsel_pressed"] > 0
     with Link.open(pico.info["port"], timeout_s=REPLY_S) as lk:
         clinician, _ = provision(lk)
