@@ -165,7 +165,7 @@ def _run_on(port: str, script: Path, name: str) -> dict:
     return _figures(out.stdout)
 
 
-def rsa_script(dest: Path) -> Path:
+def rsa_script(dest: Path, runs: int = RSA_RUNS) -> Path:
     """The on-device RSA timing script, with the development update key's modulus and a real
     signature of a manifest-sized message."""
     from host_tools import bundle
@@ -175,11 +175,11 @@ def rsa_script(dest: Path) -> Path:
                       "files": [[f"firmware/m{i}.mpy", 4096, "0" * 64] for i in range(25)]},
                      separators=(",", ":")).encode()
     dest.write_text(_RSA_ON_DEVICE.format(m=bundle.modulus(key).hex(), msg=msg.hex(),
-                                          sig=bundle.sign(key, msg).hex(), runs=RSA_RUNS))
+                                          sig=bundle.sign(key, msg).hex(), runs=runs))
     return dest
 
 
-def on_pico(port: str, key_path: str) -> dict:
+def on_pico(port: str, key_path: str, rsa_runs: int = RSA_RUNS) -> dict:
     """Measure the firmware on the Pico at `port` (emulated or real) from its own REPL: put it
     in maintenance, run tests/rp2/device_loop.py and the update's signature check with
     mpremote, soft-reset it back into the pump (stopped, as maintenance leaves it). Returns the
@@ -195,7 +195,7 @@ def on_pico(port: str, key_path: str) -> dict:
     try:
         fig = _run_on(port, DEVICE_LOOP, "device_loop.py")
         with tempfile.TemporaryDirectory(prefix="pump-rsa-") as tmp:
-            fig.update(_run_on(port, rsa_script(Path(tmp) / "rsa_on_device.py"),
+            fig.update(_run_on(port, rsa_script(Path(tmp) / "rsa_on_device.py", rsa_runs),
                                "the RSA check"))
     finally:
         flash._reset(port)

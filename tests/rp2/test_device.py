@@ -11,7 +11,7 @@ def test_the_control_loop_allocates_nothing_on_the_rp2_port(tmp_path):
     pico = Pico(tmp_path / "flash", speed="max", dev=True)   # its maintenance gives the REPL
     try:
         before = pico.inject("truth")["strokes"]
-        fig = on_pico(pico.info["port"], pico.info["clinician_key"])
+        fig = on_pico(pico.info["port"], pico.info["clinician_key"], rsa_runs=1)
         # device_loop.py ends with DONE only if no cycle raised MemoryError under heap_lock().
         assert fig["STROKES"] >= 100
         assert pico.inject("truth")["strokes"] - before == fig["STROKES"]
