@@ -232,19 +232,27 @@ def _pico():
     return _PICO["fig"]
 
 
-def pico_heap_rows():
+def _pico_or_skip():
+    """(figures, None), or (None, the row saying why there is no emulated Pico)."""
     fig = _pico()
     if isinstance(fig, str):
-        return ("skipped", f"no emulated Pico: {fig}")
+        return None, ("skipped", f"no emulated Pico: {fig}")
+    return fig, None
+
+
+def pico_heap_rows():
+    fig, skipped = _pico_or_skip()
+    if skipped:
+        return skipped
     return (f"{fig['HEAP_FREE_BOOT'] // 1024} KiB free",
             f"emulated Pico (rp2 port, v1.28.0 UF2): gc.mem_free() after boot and programming; "
             f"{fig['HEAP_FREE_RUN'] // 1024} KiB free while delivering (tests/rp2/device_loop.py)")
 
 
 def pico_rsa_row():
-    fig = _pico()
-    if isinstance(fig, str):
-        return ("skipped", f"no emulated Pico: {fig}")
+    fig, skipped = _pico_or_skip()
+    if skipped:
+        return skipped
     return (f"{fig['RSA_VERIFY_US'] / 1000:.0f} ms",
             f"firmware/update.py's RSA-3072 check of a 25-file manifest's signature on the "
             f"emulated Pico, in its own clock, mean of {RSA_RUNS} (rp2040js counts about one "
@@ -252,9 +260,9 @@ def pico_rsa_row():
 
 
 def pico_cycle_row():
-    fig = _pico()
-    if isinstance(fig, str):
-        return ("skipped", f"no emulated Pico: {fig}")
+    fig, skipped = _pico_or_skip()
+    if skipped:
+        return skipped
     return (f"{fig['CYCLE_MAX_US'] / 1000:.2f} ms",
             f"slowest control-loop cycle on the emulated Pico in its own clock, heap locked, "
             f"{fig['STROKES']} strokes on the bench (rp2040js counts about one cycle an "

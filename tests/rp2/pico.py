@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from sim.board import _inject_request
+from tests.board.test_update import source_bundle
 from tests.board.vboard_fixture import LiveBoard
 from tests.boards.board_data import constants
 from tests.firmware.proto_bench import PARAMS  # noqa: F401  (the tests' prescription)
@@ -122,12 +123,8 @@ def pico_bundle(dest: Path, version: str, app_source: str | None = None) -> Path
     """A bundle as `make build BOARD=pico` makes it (every file compiled with mpy-cross for the
     Pico), from this tree with firmware/version.py saying `version`; app_source replaces
     firmware/app.py (a firmware that fails)."""
-    src = dest / "src"
-    shutil.copytree(ROOT / "firmware", src / "firmware",
-                    ignore=shutil.ignore_patterns("__pycache__", "main.py"))
-    (src / "firmware" / "version.py").write_text(f'VERSION = "{version}"\n')
-    if app_source is not None:
-        (src / "firmware" / "app.py").write_text(app_source)
+    src = source_bundle(dest / "src", version, app_source)
+    shutil.rmtree(src / "boards")
     (src / "boards").mkdir()
     for name in PICO_FILES:
         shutil.copy(ROOT / "boards" / name, src / "boards" / name)
