@@ -66,13 +66,76 @@ def board_name(board: str) -> str:
 
 
 def version(bundle: Path | None = None) -> str:
-    """The bundle's version: its firmware/version.py when it carries the source, else the
-    tree's (make build compiles this tree)."""
-    src_file = bundle / "firmware" / "version.py" if bundle else None
-    if src_file is None or not src_file.exists():
-        src_file = ROOT / "firmware" / "version.py"
-    src = src_file.read_text(encoding="utf-8")
-    return re.search(r'^VERSION\s*=\s*"([^"]+)"', src, re.M).group(1)
+    """The version of the firmware in the bundle, read from the bundle itself: its
+    firmware/version.py when it carries the source, else the compiled firmware/version.mpy (what
+    the pump will report once it runs it). Without a bundle: this tree's firmware/version.py."""
+    if bundle is None:
+        return _version_of_source(ROOT / "firmware" / "version.py")
+    src = bundle / "firmware" / "version.py"
+    if src.exists():
+        return _version_of_source(src)
+    mpy = bundle / "firmware" / "version.mpy"
+    if mpy.exists():
+        return _version_of_mpy(mpy)
+    raise InputError("bundle", str(bundle), "a bundle with firmware/version.mpy or "
+                     "firmware/version.py (make build)")
+
+
+def _version_of_source(path: Path) -> str:
+    m = re.search(r'^VERSION\s*=\s*"([^"]+)"', path.read_text(encoding="utf-8"), re.M)
+    if not m:
+        raise InputError("bundle", str(path), 'a line VERSION = "x.y.z"')
+    return m.group(1)
+
+
+def _varuint(data: bytes, i: int) -> tuple[int, int]:
+    n = 0
+    while True:
+        b = data[i]
+        i += 1
+        n = (n << 7) | (b & 0x7F)
+        if not b & 0x80:
+            return n, i
+
+
+def mpy_strings(data: bytes) -> list[str]:
+    """The strings of a MicroPython .mpy file (format 6, bytecode only, as mpy-cross writes
+    it): its qstr table and its string constants, in file order."""
+    if len(data) < 4 or data[0] != ord("M") or data[1] != 6 or data[2] >> 2:
+        raise ValueError("not a bytecode .mpy of format 6")
+    n_qstr, i = _varuint(data, 4)
+    n_obj, i = _varuint(data, i)
+    out = []
+    for _ in range(n_qstr):
+        n, i = _varuint(data, i)
+        if n & 1:
+            continue          # one of the port's static qstrs, by number
+        n >>= 1
+        out.append(data[i:i + n].decode("utf-8"))
+        i += n + 1            # the text and its NUL
+    for _ in range(n_obj):
+        kind = data[i]
+        i += 1
+        if kind == 5:         # a str constant: length, text, NUL
+            n, i = _varuint(data, i)
+            out.append(data[i:i + n].decode("utf-8"))
+            i += n + 1
+        else:
+            break             # version.py holds nothing else
+    return out
+
+
+def _version_of_mpy(path: Path) -> str:
+    """The one string of numbers and dots in the compiled version.py (VERSION's value: the
+    file holds only that assignment)."""
+    try:
+        found = [s for s in mpy_strings(path.read_bytes()) if re.fullmatch(r"\d+(\.\d+)*", s)]
+    except (ValueError, IndexError, UnicodeDecodeError) as e:
+        raise InputError("bundle", str(path), f"a version.mpy from mpy-cross ({e})") from None
+    if len(found) != 1:
+        raise InputError("bundle", str(path), "a compiled version.py holding one version "
+                         f"string (found {found or 'none'})")
+    return found[0]
 
 
 def bundle_files(bundle: Path) -> list[tuple[str, bytes]]:

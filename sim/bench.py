@@ -163,6 +163,13 @@ def measure_pico_cycle():
     from sim import boardbench
 
     return boardbench.pico_cycle_row()
+def measure_pico_update_verify():
+    """The update's signature check on the emulated Pico, in its own clock."""
+    from sim import boardbench
+
+    return boardbench.pico_rsa_row()
+
+
 _VERIFY_VM = """
 import sys, time
 from firmware import update
@@ -206,6 +213,7 @@ HOOKS = [
     ("heap on the emulated Pico", measure_pico_heap),
     ("control-loop cycle on the emulated Pico", measure_pico_cycle),
     ("update signature check", measure_update_verify),
+    ("update signature check, emulated Pico", measure_pico_update_verify),
 ]
 
 

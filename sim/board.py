@@ -263,7 +263,6 @@ class Board:
         self._spawn()
         if fresh:
             self._provision()
-        reg_file = self._announce()
 
         def stop(signum, frame):
             # No locks here: a harness request may be waiting on the firmware right now. One
@@ -284,8 +283,10 @@ class Board:
             timer.daemon = True  # must not hold the process open once the child is gone
             timer.start()
 
+        # Before the first line goes out: whoever reads it may stop the board at once.
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        reg_file = self._announce()
         crashes = 0
         quick = 0
         try:

@@ -131,11 +131,60 @@ def cycle_row():
 DEVICE_LOOP = ROOT / "tests" / "rp2" / "device_loop.py"
 
 
-def on_pico(port: str, key_path: str) -> dict:
+# The update's signature check as the pump runs it (firmware/update.py rsa_verify), timed in the
+# chip's own microseconds; the key, manifest and signature are written into the script.
+RSA_RUNS = 3
+_RSA_ON_DEVICE = """
+import time, binascii
+from firmware import update
+m, msg, sig = [binascii.unhexlify(x) for x in ({m!r}, {msg!r}, {sig!r})]
+ok = update.rsa_verify(m, msg, sig) and not update.rsa_verify(m, msg + b" ", sig)
+t0 = time.ticks_us()
+for _ in range({runs}):
+    update.rsa_verify(m, msg, sig)
+print("RSA_VERIFY_US", time.ticks_diff(time.ticks_us(), t0) // {runs})
+print("RSA_OK", 1 if ok else 0)
+print("DONE")
+"""
+
+
+def _figures(stdout: str) -> dict:
+    fig = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isupper() and parts[1].isdigit():
+            fig[parts[0]] = int(parts[1])
+    return fig
+
+
+def _run_on(port: str, script: Path, name: str) -> dict:
+    out = subprocess.run([str(BIN / "mpremote"), "connect", port, "resume", "run",
+                          str(script)], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0 or "DONE" not in out.stdout:
+        raise RuntimeError(f"{name} failed on {port}:\n{out.stdout}{out.stderr}")
+    return _figures(out.stdout)
+
+
+def rsa_script(dest: Path, runs: int = RSA_RUNS) -> Path:
+    """The on-device RSA timing script, with the development update key's modulus and a real
+    signature of a manifest-sized message."""
+    from host_tools import bundle
+
+    key = bundle.load_update_key()
+    msg = json.dumps({"v": 1, "version": "9.9.9", "board": "pico", "build": "production",
+                      "files": [[f"firmware/m{i}.mpy", 4096, "0" * 64] for i in range(25)]},
+                     separators=(",", ":")).encode()
+    dest.write_text(_RSA_ON_DEVICE.format(m=bundle.modulus(key).hex(), msg=msg.hex(),
+                                          sig=bundle.sign(key, msg).hex(), runs=runs))
+    return dest
+
+
+def on_pico(port: str, key_path: str, rsa_runs: int = RSA_RUNS) -> dict:
     """Measure the firmware on the Pico at `port` (emulated or real) from its own REPL: put it
-    in maintenance, run tests/rp2/device_loop.py with mpremote, soft-reset it back into the pump
-    (stopped, as maintenance leaves it). Returns the script's figures (HEAP_FREE_BOOT,
-    HEAP_FREE_RUN, CYCLE_MAX_US, STROKES); raises RuntimeError with its output if it failed."""
+    in maintenance, run tests/rp2/device_loop.py and the update's signature check with
+    mpremote, soft-reset it back into the pump (stopped, as maintenance leaves it). Returns the
+    scripts' figures (HEAP_FREE_BOOT, HEAP_FREE_RUN, CYCLE_MAX_US, STROKES, RSA_VERIFY_US,
+    RSA_OK); raises RuntimeError with their output if one failed."""
     from host_tools import flash
     from host_tools.link import Link, load_key
 
@@ -143,16 +192,13 @@ def on_pico(port: str, key_path: str) -> dict:
         lk.call("maintenance")
     if not flash._wait_repl(port, 300.0):
         raise RuntimeError(f"no REPL on {port} after maintenance")
-    out = subprocess.run([str(BIN / "mpremote"), "connect", port, "resume", "run",
-                          str(DEVICE_LOOP)], capture_output=True, text=True, timeout=900)
-    flash._reset(port)
-    fig = {}
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isupper() and parts[1].isdigit():
-            fig[parts[0]] = int(parts[1])
-    if out.returncode != 0 or "DONE" not in out.stdout:
-        raise RuntimeError(f"device_loop.py failed on {port}:\n{out.stdout}{out.stderr}")
+    try:
+        fig = _run_on(port, DEVICE_LOOP, "device_loop.py")
+        with tempfile.TemporaryDirectory(prefix="pump-rsa-") as tmp:
+            fig.update(_run_on(port, rsa_script(Path(tmp) / "rsa_on_device.py", rsa_runs),
+                               "the RSA check"))
+    finally:
+        flash._reset(port)
     return fig
 
 
@@ -186,19 +232,37 @@ def _pico():
     return _PICO["fig"]
 
 
-def pico_heap_rows():
+def _pico_or_skip():
+    """(figures, None), or (None, the row saying why there is no emulated Pico)."""
     fig = _pico()
     if isinstance(fig, str):
-        return ("skipped", f"no emulated Pico: {fig}")
+        return None, ("skipped", f"no emulated Pico: {fig}")
+    return fig, None
+
+
+def pico_heap_rows():
+    fig, skipped = _pico_or_skip()
+    if skipped:
+        return skipped
     return (f"{fig['HEAP_FREE_BOOT'] // 1024} KiB free",
             f"emulated Pico (rp2 port, v1.28.0 UF2): gc.mem_free() after boot and programming; "
             f"{fig['HEAP_FREE_RUN'] // 1024} KiB free while delivering (tests/rp2/device_loop.py)")
 
 
+def pico_rsa_row():
+    fig, skipped = _pico_or_skip()
+    if skipped:
+        return skipped
+    return (f"{fig['RSA_VERIFY_US'] / 1000:.0f} ms",
+            f"firmware/update.py's RSA-3072 check of a 25-file manifest's signature on the "
+            f"emulated Pico, in its own clock, mean of {RSA_RUNS} (rp2040js counts about one "
+            "cycle an instruction: a real RP2040 running from flash is somewhat slower)")
+
+
 def pico_cycle_row():
-    fig = _pico()
-    if isinstance(fig, str):
-        return ("skipped", f"no emulated Pico: {fig}")
+    fig, skipped = _pico_or_skip()
+    if skipped:
+        return skipped
     return (f"{fig['CYCLE_MAX_US'] / 1000:.2f} ms",
             f"slowest control-loop cycle on the emulated Pico in its own clock, heap locked, "
             f"{fig['STROKES']} strokes on the bench (rp2040js counts about one cycle an "

@@ -8,7 +8,9 @@ for every runtime (sim/board.py): the pseudo-terminal, the flash directory, the 
 provisioning, and the life cycle.
 
 The flash directory holds `flash.bin` (the chip's flash, written through on every program and
-erase, so a power cut at any instant leaves it exactly as the flash was), the key files,
+erase, so a power cut at any instant leaves it exactly as the flash was), `unique_id` (the
+flash chip's 64-bit unique id, which the firmware reads as machine.unique_id() and uses as the
+pump id: each new flash directory gets its own), the key files,
 `plant.json` (the bench's physical state), `chip.log` and `console.log` (the chip's stderr and the
 last of its serial output, for debugging).
 
@@ -37,7 +39,9 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+from firmware.app import BUTTON_HOLD_MS
 from host_tools.boardlimits import board_data
+from sim import rp2flash
 from sim.board import EPOCH, ROOT, Board
 from sim.rp2bench import PLANT_FAULTS, STALL_AT_STEP, Bench
 
@@ -57,15 +61,12 @@ NOT_ON_A_PICO = {
     "stop": "a clinician's command on a Pico: use `pumpctl stop`",
     "resume": "a clinician's command on a Pico: use `pumpctl resume`",
     "ack": "a clinician's command on a Pico: use `pumpctl ack CODE`",
-    "button": "the emulated Pico's provisioning button (BOOTSEL) is not wired to its bench yet: "
-              "provision a new pump with a new flash directory",
-    "corrupt_keys": "the emulated Pico keeps its key record in littlefs inside flash.bin; a "
-                    "power cut inside its write (`power_loss ... at_program=N`) is what damages "
-                    "it there",
-    "corrupt_flash": "the emulated Pico keeps its records in littlefs inside flash.bin; damage "
-                     "one the way it happens, with `power_loss for=... at_program=N` (the power "
-                     "fails right after the Nth flash program)",
 }
+# What `corrupt_keys` and `corrupt_flash` damage (as the virtual board's, sim/vboard.py): both
+# copies of the records, one byte each, inside the littlefs filesystem of flash.bin.
+DAMAGE = {"corrupt_keys": ("auth.a", "auth.b"),
+          "corrupt_flash": ("state.a", "state.b", "settings.a", "settings.b")}
+BUTTON_MARGIN_MS = 1000     # BOOTSEL is held this much longer than the firmware asks for
 
 
 class InputMissing(SystemExit):
@@ -163,6 +164,7 @@ class Rp2Board(Board):
         self.node = node_exe()
         self.bootrom = bootrom_module(bootrom, self.flash)
         self.image = self.flash / "flash.bin"
+        self.uid = rp2flash.unique_id(self.flash, self.image.exists())
         self.speed = args.speed
         self.bench = Bench(SimpleNamespace(**board_data(BOARD)), self.flash, args.seed)
         self.pins = self._pins()
@@ -190,11 +192,15 @@ class Rp2Board(Board):
                 "buzzer": b.PIN_BUZZER}
 
     # ---- the chip process --------------------------------------------------------------------
-    def _spawn(self, vt0_ms: int = 0, speed: int | None = None, image: Path | None = None):
+    def _spawn(self, vt0_ms: int = 0, speed: int | None = None, image: Path | None = None,
+               button: bool = False):
+        """Power the chip on. button: a person holds BOOTSEL from the firmware's first look at
+        it for as long as the firmware needs (firmware/app.py BUTTON_HOLD_MS, and a margin)."""
         cfg = {"uf2": str(self.uf2), "bootrom": str(self.bootrom),
                "flash": str(image or self.image), "speed": self.speed if speed is None else speed,
                "vt0_ms": vt0_ms, "pins": self.pins, "control_fd": self._ctl_child.fileno(),
-               "serial_fd": self._ser_child.fileno()}
+               "serial_fd": self._ser_child.fileno(), "uid": self.uid,
+               "button_hold_ms": BUTTON_HOLD_MS + BUTTON_MARGIN_MS if button else 0}
         self.booted.clear()
         self.frozen.clear()
         self.chip_gone.clear()
@@ -308,9 +314,11 @@ class Rp2Board(Board):
             if self.cut_off_ms is not None:
                 off, self.cut_off_ms = self.cut_off_ms, None
                 threading.Thread(target=self._power_cycle, args=(off,), daemon=True).start()
+        elif ev == "bootsel":
+            bench.at(msg["t"])
         elif ev == "halt":
-            print(f"pumpsim board: the chip stopped at an unexpected breakpoint: {msg}",
-                  file=sys.stderr)
+            print(f"pumpsim board: the chip stopped: {msg.get('why', 'an unexpected breakpoint')}"
+                  f" {msg}", file=sys.stderr)
         elif "id" in msg:
             if "t" in msg:
                 bench.at(msg["t"])
@@ -320,20 +328,23 @@ class Rp2Board(Board):
                 entry[0].set()
 
     # ---- power -------------------------------------------------------------------------------
-    def _power_cycle(self, off_ms: int) -> None:
+    def _power_cycle(self, off_ms: int, button: bool = False, damage=()) -> None:
         """The power is off for off_ms of virtual time, then on: the chip starts from its flash
-        image (RAM, registers and the RTC are lost), the plant carries on."""
+        image (RAM, registers and the RTC are lost), the plant carries on. damage: records whose
+        two copies get a byte flipped while the power is off; button: BOOTSEL held after."""
         with self.power_lock:
             self._kill()
             self.bench.save()
+            if damage:
+                rp2flash.damage(self.image, damage)
             if not self.stopping:
-                self._spawn(self.bench.t + off_ms)
+                self._spawn(self.bench.t + off_ms, button=button)
 
-    def _cut_now(self, off_ms: int) -> dict:
+    def _cut_now(self, off_ms: int, button: bool = False, damage=()) -> dict:
         self._send({"op": "freeze"})
         if not self.frozen.wait(60):
             return {"ok": False, "error": "the chip did not stop for the power cut"}
-        self._power_cycle(off_ms)
+        self._power_cycle(off_ms, button, damage)
         return {"ok": True, "virtual_time_s": self.bench.t // 1000}
 
     # ---- the harness -------------------------------------------------------------------------
@@ -349,7 +360,10 @@ class Rp2Board(Board):
         if do == "truth":
             st = self._call({"op": "stats"}, 30) if self.child.poll() is None else {}
             return {**bench.truth(), "tmc_writes": st.get("tmc_writes"),
-                    "instructions": st.get("instructions")}
+                    "instructions": st.get("instructions"),
+                    "flash_programs": st.get("programs"),
+                    "bootsel_reads": st.get("bootsel_reads"),
+                    "bootsel_pressed": st.get("bootsel_pressed")}
         if do == "advance":
             return self._advance(args["ms"])
         if do in NOT_ON_A_PICO:
@@ -373,6 +387,12 @@ class Rp2Board(Board):
             return {"ok": True}
         if do == "reboot":
             return self._cut_now(0)   # the RUN pin: a reset with RAM lost, flash kept
+        if do == "button":
+            # A person power-cycles the pump and holds BOOTSEL once it runs (held through the
+            # power-up, a Pico's boot ROM would start its USB drive instead of the firmware).
+            return self._cut_now(0, button=True)
+        if do in DAMAGE:
+            return self._cut_now(0, damage=DAMAGE[do])
         if do == "power_loss":
             if "at_program" in args:
                 self.cut_off_ms = args["for_ms"]
@@ -471,14 +491,14 @@ class Rp2Board(Board):
             self._first_boot()
             if self.speed != 0:
                 self._send({"op": "speed", "speed": self.speed})
-        reg_file = self._announce()
-
         def stop(signum, frame):
             self.stopping = True
             self.chip_gone.set()
 
+        # Before the first line goes out: whoever reads it may stop the board at once.
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        reg_file = self._announce()
         try:
             while not self.stopping:
                 self.chip_gone.wait(0.5)
@@ -517,14 +537,29 @@ def npm_ci() -> int:
                           cwd=str(NODE_MODULES.parent)).returncode
 
 
+def factory() -> int:
+    """Make the factory image of this tree's bundle once, before tests start boards in
+    parallel (each would otherwise make the same image at the same time)."""
+    from sim.board import _board_parser
+
+    with tempfile.TemporaryDirectory(prefix="pump-factory-") as tmp:
+        board = Rp2Board(_board_parser().parse_args(["--runtime", "rp2", "--flash",
+                                                     str(Path(tmp) / "flash")]))
+        print(f"rp2: factory image {board._factory_image()}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv == ["npm-ci"]:
         return npm_ci()
+    if argv == ["factory"]:
+        check_inputs(uf2_path(), bootrom_path())
+        return factory()
     if argv == ["check"]:
         check_inputs(uf2_path(), bootrom_path())
         print(f"rp2: UF2 {uf2_path()}, boot ROM {bootrom_path()}, node {node_exe()}")
         return 0
-    print("usage: python -m sim.rp2board npm-ci|check", file=sys.stderr)
+    print("usage: python -m sim.rp2board npm-ci|check|factory", file=sys.stderr)
     return 2
 
 

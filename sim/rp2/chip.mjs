@@ -28,6 +28,11 @@
 // - PWM waveforms: a running PWM slice costs one emulator alarm per edge, which would make every
 //   idle millisecond expensive. The buzzer is observed from its registers instead (frequency and
 //   duty as written), and the waveform alarms are switched off.
+// - The QSPI chip select (IO_QSPI is a stub there, and the pad powers up with its input off, so
+//   rp2.bootsel_button() read 1: BOOTSEL pressed for ever). Its control register is kept here;
+//   BOOTSEL pulls the chip select low while the firmware has let it float; and a
+//   flash command sent with the chip select forced (pico-sdk's flash_do_cmd) is answered, so
+//   the flash's unique id (machine.unique_id(), the pump id) is the one stored beside the image.
 import fs from 'fs';
 import net from 'net';
 import { Simulator, USBCDC, ConsoleLogger, LogLevel } from 'rp2040js';
@@ -43,6 +48,11 @@ const BKPT_ERASE = 0x10;
 const BKPT_PROGRAM = 0x11;
 const WATCHDOG = 0x40058;        // peripheral keys (base address >> 12) in rp2040js
 const RTC = 0x4005c;
+const IO_QSPI = 0x40018;
+const SSI = 0x18000;
+const QSPI_SS = 1;               // the chip select's index among the six QSPI pins
+const SS_PAD_RESET = 0x5a;       // PADS_QSPI GPIO_QSPI_SS at reset: input on, pull-up, schmitt
+const FLASH_RUID = 0x4b;         // the flash's read-unique-id command: 4 dummy bytes, then 8
 
 // ---- the control channel ---------------------------------------------------------------------
 const control = new net.Socket({ fd: cfg.control_fd, readable: true, writable: true });
@@ -113,8 +123,13 @@ let speed = cfg.speed || 0; // emulated seconds per wall second; 0: as fast as i
 let pace = null;            // { wallNs, vtNs } where pacing was last anchored
 let pendingRead = null;     // a held USB OUT transfer
 let instructions = 0;
+let programs = 0;           // flash page programs since this process started
 const hostBytes = [];       // serial bytes waiting for room in the CDC FIFO
 const bench = { pulses: 0, pulsesOff: 0, windowPulses: 0, stallAt: -1, tmcWrites: 0, tmcBad: 0 };
+const uid = Buffer.from(cfg.uid || '0000000000000000', 'hex');
+// BOOTSEL: a person presses it when the firmware first looks after being asked to (cfg or the
+// `button` request), and lets go holdMs of emulated time later.
+const bootsel = { holdMs: cfg.button_hold_ms || 0, untilNs: -1, reads: 0, pressedReads: 0 };
 
 const vtNs = () => vtBaseNs + (sim ? sim.clock.nanos : 0);
 const vtMs = () => Math.floor(vtNs() / 1e6);
@@ -141,6 +156,7 @@ function boot(cause) {
   };
   fixUarts();
   quietPwm();
+  attachQspi();
   for (const pio of mcu.pio) pio.run = () => {};
   attachBench();
   attachUsb();
@@ -159,6 +175,7 @@ function onBreak(code) {
     const [addr, data, count] = [r[0], r[1], r[2]];
     for (let i = 0; i < count; i++) mcu.flash[addr + i] &= mcu.readUint8(data + i);
     persist(addr, count);
+    programs++;
     if (programsLeft > 0 && --programsLeft === 0) freeze('programs');
   } else {
     send({ ev: 'halt', t: vtMs(), bkpt: code, pc: mcu.core.PC - 2 });
@@ -216,6 +233,110 @@ function runPio() {
 function shiftRtc(seconds) {
   const rtc = mcu.peripherals[RTC];
   rtc.baseline = new Date(rtc.baseline.getTime() + seconds * 1000);
+}
+
+// ---- the QSPI pins: BOOTSEL and the flash's commands ----------------------------------------
+// rp2.bootsel_button() (MicroPython's modrp2.c) stops driving the flash's chip select (IO_QSPI
+// SS CTRL, OEOVER = disable), waits a few microseconds from RAM with interrupts off, reads the
+// pin through SIO GPIO_HI_IN bit 1 (low: pressed) and drives it again. On a Pico the button
+// pulls the floating line low through a resistor; a driven line wins over it.
+function attachQspi() {
+  const ss = mcu.qspi[QSPI_SS];
+  ss.padValue = SS_PAD_RESET;
+  const ssi = mcu.peripherals[SSI];
+  const cmd = { on: false, sent: [], replies: [] };
+  const ssLevel = () => {
+    const floating = ((ss.ctrl >> 12) & 3) === 2;
+    ss.setInputValue(!(floating && bootsel.untilNs >= 0 && vtNs() < bootsel.untilNs));
+  };
+  // Only the chip select's CTRL register is kept. The other pins stay as rp2040js has them
+  // (reads all ones, writes ignored): the boot ROM's flash routines poll SD1's INOVER bits as
+  // their abort flag, and rp2040js's SSI, which has no FIFO levels, relies on that to end them.
+  const stub = mcu.peripherals[IO_QSPI];
+  const SS_CTRL = 8 * QSPI_SS + 4;
+  mcu.peripherals[IO_QSPI] = {
+    readUint32(offset) {
+      if (offset === SS_CTRL) return ss.ctrl;
+      if (offset === SS_CTRL - 4) return ss.status;
+      return stub.readUint32(offset);
+    },
+    writeUint32(offset, value) {
+      if (offset !== SS_CTRL) return stub.writeUint32(offset, value);
+      const was = ss.ctrl;
+      ss.ctrl = value;
+      onSsCtrl(was, value);
+    },
+    writeUint32Atomic(offset, value, atomicType) {
+      const old = this.readUint32(offset);
+      const next = atomicType === 1 ? old ^ value : atomicType === 2 ? old | value
+        : atomicType === 3 ? old & ~value : value;
+      this.writeUint32(offset, next >>> 0);
+    },
+  };
+  function onSsCtrl(was, now) {
+    const floatWas = ((was >> 12) & 3) === 2, floatNow = ((now >> 12) & 3) === 2;
+    if (floatNow && !floatWas) lookAtBootsel();
+    if (floatNow !== floatWas) guardXip(floatNow);
+    ssLevel();
+    // A flash command framed by the chip select forced low (OUTOVER = low), then high.
+    const low = ((now >> 8) & 3) === 2;
+    if (low && !cmd.on) {
+      cmd.on = true;
+      cmd.sent = [];
+      cmd.replies = [];
+    } else if (!low) cmd.on = false;
+  }
+  const read = ssi.readUint32.bind(ssi), write = ssi.writeUint32.bind(ssi);
+  ssi.writeUint32 = (offset, value) => {
+    if (offset === 0x60 && cmd.on) { // DR0
+      cmd.sent.push(value & 0xff);
+      const i = cmd.sent.length - 1;
+      const ruid = cmd.sent[0] === FLASH_RUID && i >= 5 && i < 13;
+      if (cmd.replies.length < 16) cmd.replies.push(ruid ? uid[i - 5] : 0);
+    }
+    write(offset, value);
+  };
+  ssi.readUint32 = (offset) => {
+    if (offset === 0x60 && cmd.on) return cmd.replies.length ? cmd.replies.shift() : 0;
+    return read(offset);
+  };
+}
+
+function lookAtBootsel() {
+  // The firmware looks at the button: a press that was asked for starts at the first look.
+  bootsel.reads++;
+  if (bootsel.holdMs > 0 && bootsel.untilNs < 0) {
+    bootsel.untilNs = vtNs() + bootsel.holdMs * 1e6;
+    send({ ev: 'bootsel', t: vtMs(), held_ms: bootsel.holdMs });
+  }
+  if (bootsel.untilNs >= 0) {
+    if (vtNs() < bootsel.untilNs) bootsel.pressedReads++;
+    else bootsel.holdMs = 0;   // let go
+  }
+}
+
+function guardXip(on) {
+  // While the chip select floats, the flash cannot be read: code or data fetched from XIP then
+  // is a fault on silicon (garbage), and stops the chip here with the reason.
+  if (!on) {
+    delete mcu.readUint16;
+    delete mcu.readUint32;
+    delete mcu.readUint8;
+    return;
+  }
+  const proto = Object.getPrototypeOf(mcu);
+  const xip = (a) => a >= FLASH_BASE && a < FLASH_BASE + 0x4000000;
+  const trap = (fn) => function (address) {
+    if (xip(address >>> 0) && !frozen) {
+      send({ ev: 'halt', t: vtMs(), why: 'flash read while BOOTSEL was sampled',
+        address: address >>> 0, pc: mcu.core.PC });
+      frozen = true;
+    }
+    return fn.call(mcu, address);
+  };
+  mcu.readUint16 = trap(proto.readUint16);
+  mcu.readUint32 = trap(proto.readUint32);
+  mcu.readUint8 = trap(proto.readUint8);
 }
 
 // ---- the bench on the pins (boards/pico.py's wiring, from cfg.pins) ---------------------------
@@ -398,9 +519,14 @@ function onRequest(req) {
     case 'rtc_shift':
       shiftRtc(req.s);
       break;
+    case 'button':
+      bootsel.holdMs = req.hold_ms;
+      bootsel.untilNs = -1;
+      break;
     case 'stats':
       send({ id: req.id, t: vtMs(), pulses: bench.pulses, pulses_off: bench.pulsesOff,
-        tmc_writes: bench.tmcWrites, tmc_bad: bench.tmcBad, instructions, hung, frozen });
+        tmc_writes: bench.tmcWrites, tmc_bad: bench.tmcBad, instructions, programs, hung, frozen,
+        bootsel_reads: bootsel.reads, bootsel_pressed: bootsel.pressedReads });
       break;
     default:
       send({ id: req.id, error: `unknown op ${req.op}` });

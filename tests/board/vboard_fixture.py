@@ -19,10 +19,10 @@ INJECT = [sys.executable, "-c",
 class LiveBoard:
     REPLY_S = 8.0   # how long a reply may take (s)
 
-    def __init__(self, flash, runtime="micropython", speed="1", extra=()):
+    def __init__(self, flash, runtime="micropython", speed="1", extra=(), env=None):
         self.proc = subprocess.Popen([*BOARD, "--runtime", runtime, "--flash", str(flash),
                                       "--speed", speed, *extra], stdout=subprocess.PIPE,
-                                     text=True)
+                                     text=True, env=env)
         self.info = json.loads(self.proc.stdout.readline())
         self.port = serial.serial_for_url(self.info["port"], timeout=5)
         self.port.reset_input_buffer()

