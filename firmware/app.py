@@ -10,6 +10,7 @@
 # that arrived, feed the watchdog, and sleep until the pump's next deadline or a byte arrives,
 # never longer than half the watchdog's timeout. The watchdog is fed only at the end of a
 # whole cycle: a loop stuck anywhere resets the board.
+import gc
 import json
 import struct
 
@@ -62,15 +63,25 @@ _SLOT_NO = {"base": 0, "a": 1, "b": 2}
 def _save(store, payload, tail=b""):
     """Save a record; when a damaged slot was found, overwrite it too so the next boot finds
     no damage left (a save goes to the slot not holding the newest record). True when the
-    flash holds it; a write the filesystem refused is False, never an exception."""
-    try:
-        ok = store.save(payload, tail)
-        if ok and store.corrupt:
+    flash holds it; a write the filesystem refused is False, never an exception.
+
+    A save builds a record-sized buffer. On the Pico's small heap a MemoryError can come from
+    fragmentation alone: the heap is collected and the save tried once more; a second failure
+    is a failed save (the pump acts on it), never an uncaught exception that resets the pump."""
+    for attempt in (0, 1):
+        try:
             ok = store.save(payload, tail)
-            store.corrupt = False
-    except OSError:
-        return False
-    return ok
+            if ok and store.corrupt:
+                ok = store.save(payload, tail)
+                store.corrupt = False
+            return ok
+        except OSError:
+            return False
+        except MemoryError:
+            if attempt:
+                return False
+            gc.collect()
+    return False
 
 
 class LogSink:
@@ -216,9 +227,11 @@ class App:
         # counts on from the boot and a fill's age does not grow by the time off.
         self.pump.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
                        self.st_state.corrupt, -1 if lost is not None else self.base_ts)
+        fallback = state is not None and self.st_state.corrupt
+        raw = state = None   # the pump holds its own copy: two record-sized buffers freed
         if settings_bad:
             self.pump.raise_alarm(codes.AL_MEMORY_ERROR, now)
-        elif state is not None and self.st_state.corrupt:
+        elif fallback:
             # The older record was used: limits stay safe (one reserve taken), but what only the
             # newest held (a refill, a stop, a bolus start) is gone. Say so in the log.
             self.events.add(codes.EV_RECORD_FALLBACK, self.base_ts, 1, 0)

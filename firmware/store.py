@@ -35,6 +35,7 @@ CHECK_LEN = 4
 SEQ_MASK = 0x3FFFFFFF   # sequence numbers stay below 2**30 (small ints on a 32-bit VM)
 SEQ_HALF = 0x20000000   # a is newer than b when 0 < (a - b) mod 2**30 < 2**29
 SLOTS = (".a", ".b")
+CHUNK = 256             # bytes compared at a time when a save is read back
 # int32 arrays are copied as their bytes where the machine is little-endian (the RP2040, x86,
 # ARM hosts): one buffer the size of the record, where a struct call per int, or one call with
 # every int as an argument, takes time or a second buffer as big (on the Pico, with its small
@@ -137,13 +138,23 @@ class RecordStore:
             target = 1 - self.slot  # pyright: ignore[reportOperatorIssue]  (slot is set with seq)
         rec = encode(seq, payload, tail)
         self.dev.write(self.paths[target], rec)
-        if self.dev.read(self.paths[target]) != rec:
+        if not _holds(self.dev, self.paths[target], rec):
             # The write did not take. The newest good record is still in the other slot: the
             # next save goes to this one again, never over that record.
             return False
         self.seq = seq
         self.slot = target
         return True
+
+
+def _holds(dev, path, rec):
+    """True when the slot reads back as rec. A dev with same() compares piece by piece (no
+    second record-sized buffer: on the Pico's fragmented heap a save could fail for want of it);
+    any other dev is read whole."""
+    same = getattr(dev, "same", None)
+    if same is not None:
+        return same(path, rec)
+    return dev.read(path) == rec
 
 
 def pack_ints(values):
@@ -203,5 +214,28 @@ class FileDev(Fs):
             return None
         try:
             return f.read(size)
+        finally:
+            f.close()
+
+    def same(self, name, data):
+        """True when the file holds exactly data, read back CHUNK bytes at a time."""
+        p = self.path(name)
+        try:
+            if os.stat(p)[6] != len(data):
+                return False
+            f = open(p, "rb")
+        except OSError:
+            return False
+        chunk = bytearray(CHUNK)
+        off = 0
+        try:
+            while off < len(data):
+                n = f.readinto(chunk)
+                if not n:
+                    return False
+                if chunk[:n] != data[off:off + n]:
+                    return False
+                off += n
+            return True
         finally:
             f.close()

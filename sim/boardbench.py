@@ -183,7 +183,7 @@ def on_pico(port: str, key_path: str, rsa_runs: int = RSA_RUNS) -> dict:
     """Measure the firmware on the Pico at `port` (emulated or real) from its own REPL: put it
     in maintenance, run tests/rp2/device_loop.py and the update's signature check with
     mpremote, soft-reset it back into the pump (stopped, as maintenance leaves it). Returns the
-    scripts' figures (HEAP_FREE_BOOT, HEAP_FREE_RUN, CYCLE_MAX_US, STROKES, RSA_VERIFY_US,
+    scripts' figures (HEAP_FREE_BOOT, HEAP_FREE_RUN, CYCLE_MAX_US, STROKES, STROKES_LOCKED, RSA_VERIFY_US,
     RSA_OK); raises RuntimeError with their output if one failed."""
     from host_tools import flash
     from host_tools.link import Link, load_key

@@ -328,3 +328,46 @@ def test_file_dev_persists_records_across_instances(tmp_path):
     torn = RecordStore(FileDev(str(tmp_path)), "state")
     assert list(unpack_ints(torn.load())) == [1, -1]
     assert torn.corrupt
+
+
+def test_file_dev_reads_a_save_back_piece_by_piece_and_finds_any_difference(tmp_path):
+    # The read-back of a save compares CHUNK bytes at a time (no second record-sized buffer on
+    # the Pico): a byte changed in any chunk, or a file one byte short or long, is not the record.
+    from firmware.store import CHUNK
+    dev = FileDev(str(tmp_path))
+    rec = bytes(range(256)) * (3 * CHUNK // 256) + b"tail"
+    dev.write("r", rec)
+    assert dev.same("r", rec)
+    for at in (0, CHUNK - 1, CHUNK, 2 * CHUNK + 5, len(rec) - 1):
+        bad = bytearray(rec)
+        bad[at] ^= 0x40
+        assert not dev.same("r", bytes(bad)), at
+    assert not dev.same("r", rec[:-1]) and not dev.same("r", rec + b"x")
+    assert not dev.same("missing", rec)
+    store = RecordStore(dev, "st")
+    assert store.save(b"payload") and store.load() == b"payload"
+
+
+class NoMemoryOnce:
+    """A store whose save raises MemoryError `fails` times, then saves (a fragmented heap that
+    a collection mends)."""
+
+    def __init__(self, fails):
+        self.fails = fails
+        self.saves = 0
+        self.corrupt = False
+
+    def save(self, payload, tail=b""):
+        if self.fails:
+            self.fails -= 1
+            raise MemoryError("memory allocation failed, allocating 5981 bytes")
+        self.saves += 1
+        return True
+
+
+def test_a_save_that_runs_out_of_memory_is_tried_again_then_reported_failed_never_raised():
+    from firmware.app import _save
+    once = NoMemoryOnce(1)
+    assert _save(once, b"x") is True and once.saves == 1
+    twice = NoMemoryOnce(2)
+    assert _save(twice, b"x") is False and twice.saves == 0

@@ -3,7 +3,8 @@
 #
 # It boots the firmware's App on the board's own HAL (real pins: the step PIO, the ADCs, the
 # driver's UART) with its records in /bench, never the pump's own /data, programs a fast basal,
-# and runs the control loop for CYCLES cycles. From cycle LOCK_AT on the heap is locked: the
+# and runs the control loop for at least CYCLES cycles and until LOCKED_STROKES strokes have been
+# made with the heap locked (CYCLES_MAX cycles at most: a pump that stops stroking still ends). From cycle LOCK_AT on the heap is locked: the
 # steady loop must allocate nothing on the rp2 port either (a record save, which the design lets
 # allocate, is counted instead of written meanwhile, as tests/vm/loop_check.py does on the unix
 # port). Prints:
@@ -11,6 +12,7 @@
 #   HEAP_FREE_RUN <bytes>    gc.mem_free() while delivering (collected at LOCK_AT)
 #   CYCLE_MAX_US <us>        the slowest cycle once locked, in the chip's own microseconds
 #   STROKES <n>              strokes the loop made
+#   STROKES_LOCKED <n>       of which with the heap locked
 #   DONE
 # The watchdog is not started: it could not be stopped when the script ends.
 import gc
@@ -26,6 +28,8 @@ from firmware.store import FileDev
 micropython.alloc_emergency_exception_buf(256)   # a traceback even with the heap locked
 LOCK_AT = 40
 CYCLES = 400
+CYCLES_MAX = 4000
+LOCKED_STROKES = 100
 # 1 mg/mL at 60 mg/day: 60 mL/day, about 2.8 strokes a second.
 PARAMS = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
           "low_res_nl": 2000000}
@@ -40,6 +44,7 @@ class BenchHal(Hal):
         self.heap_run = 0
         self.counted = 0
         self.locked = False
+        self.strokes_at_lock = 0
         self.app = None
 
     def storage(self):
@@ -74,9 +79,12 @@ class BenchHal(Hal):
             self.save_state = self.count_save
             gc.collect()
             self.heap_run = gc.mem_free()
+            self.strokes_at_lock = self.app.pump.strokes
             micropython.heap_lock()
             self.locked = True
-        elif self.cycles == CYCLES:
+        elif self.cycles >= CYCLES and self.locked and (
+                self.app.pump.strokes - self.strokes_at_lock >= LOCKED_STROKES
+                or self.cycles >= CYCLES_MAX):
             self.unlock()
             self.app.quit = True
         Hal.wait(self, ms)
@@ -105,6 +113,7 @@ def main():
     print("HEAP_FREE_RUN", hal.heap_run)
     print("CYCLE_MAX_US", hal.cycle_max_us)
     print("STROKES", app.pump.strokes)
+    print("STROKES_LOCKED", app.pump.strokes - hal.strokes_at_lock)
     print("DONE")
 
 
