@@ -228,7 +228,9 @@ class Board:
         raise SystemExit(f"pumpsim board: the firmware did not answer {req['cmd']!r}")
 
     # ---- the harness socket ------------------------------------------------------------------
-    def _serve(self):
+    def _listen(self) -> socket.socket:
+        """The harness socket, bound and listening before the first line announces it (a
+        client that reads the line and connects at once must find it)."""
         try:
             os.unlink(self.control)
         except FileNotFoundError:
@@ -237,6 +239,9 @@ class Board:
         srv.bind(self.control)
         os.chmod(self.control, 0o600)
         srv.listen(8)
+        return srv
+
+    def _serve(self, srv: socket.socket):
         while not self.stopping:
             conn, _ = srv.accept()
             threading.Thread(target=self._client, args=(conn,), daemon=True).start()
@@ -329,7 +334,7 @@ class Board:
                 "root": str(ROOT)}  # the checkout it runs from: pumpctl prefers its own
         reg_file = self.reg / f"{os.getpid()}.json"
         reg_file.write_text(json.dumps(info))
-        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._serve, args=(self._listen(),), daemon=True).start()
         print(json.dumps(info), flush=True)
         return reg_file
 

@@ -38,3 +38,29 @@ def test_the_clock_never_runs_backwards_when_the_board_starts_again(tmp_path):
         assert after >= before
     finally:
         assert board.close() == 0
+
+
+def test_the_harness_socket_listens_before_the_first_line_names_it(tmp_path, monkeypatch, capsys):
+    # A client that reads the first line and connects at once must find the socket, even when
+    # the thread that accepts has not run yet (it raced under load: FileNotFoundError).
+    import json
+    import socket
+    from types import SimpleNamespace
+
+    from sim import board as boardmod
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    started = []
+    monkeypatch.setattr(boardmod.threading, "Thread",
+                        lambda **kw: SimpleNamespace(start=lambda: started.append(kw)))
+    b = boardmod.Board(SimpleNamespace(runtime="cpython", flash=str(tmp_path / "flash"),
+                                       speed="1", seed=0))
+    reg = b._announce()
+    try:
+        info = json.loads(capsys.readouterr().out.splitlines()[0])
+        assert started, "the accepting thread was never started"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(info["control"])      # queued by listen(): nobody has accepted yet
+    finally:
+        b._unannounce(reg)
+        started[0]["args"][0].close()
