@@ -496,14 +496,27 @@ class Proto:
             raise Refusal("E_UPDATE", str(e))
         out["have"] = 0
         out["chunk_max"] = update.CHUNK_MAX
+        out["copy_max"] = update.COPY_MAX
+        if args.get("files") is True:
+            out["running"] = self._updater().running_files()
 
     def do_update_chunk(self, args, now, out):
         off = _arg(args, "off", 0, ID_MAX)
+        up = self._updater()
+        if "copy" in args:
+            if "data" in args:
+                raise Refusal("E_ARGS", "a chunk has data or copy, not both")
+            n = _arg(args, "copy", 1, update.COPY_MAX)
+            try:
+                out["have"] = up.copy(off, n)
+            except update.UpdateError as e:
+                raise Refusal("E_UPDATE", str(e))
+            out["total"] = up.total()
+            return
         data = args.get("data")
         raw = update.b64(data) if type(data) is str else None
         if raw is None or not raw or len(raw) > update.CHUNK_MAX:
             raise Refusal("E_ARGS", "data must be 1 to %d bytes in base64" % update.CHUNK_MAX)
-        up = self._updater()
         try:
             out["have"] = up.chunk(off, raw)
         except update.UpdateError as e:

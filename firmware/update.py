@@ -4,6 +4,13 @@
 #
 #   manifest (JSON text) | signature (RSA, PKCS#1 v1.5, SHA-256) | each file in manifest order
 #
+# A file the running firmware already has need not cross the line: `update_begin` with
+# `files: true` lists the running firmware's files (name, size, SHA-256), and an `update_chunk`
+# with `copy: n` instead of `data` takes the blob's next n bytes from the running firmware's file
+# of the same name, at the same offset. Copied bytes go through the same path as sent ones (the
+# file's SHA-256 against the signed manifest, the read-back at commit): a copy is only a shorter
+# way to send bytes, never a way round the signature.
+#
 # The manifest says which board and version the files are for and each file's size and
 # SHA-256. It must verify under the pump's update key, an RSA public key written once at the
 # factory (`provision`), which the clinician key cannot stand in for. Nothing is written to
@@ -31,6 +38,7 @@ FILES_MAX = const(64)
 FILE_MAX = const(65536)
 TOTAL_MAX = const(393216)       # three copies (base, a, b) must fit the Pico's 1.4 MB littlefs
 CHUNK_MAX = const(768)
+COPY_MAX = const(4096)          # bytes one `update_chunk` may copy from the running firmware
 # DER prefix of a SHA-256 DigestInfo (RFC 8017, section 9.2, note 1).
 _DIGEST_INFO = auth.unhex("3031300d060960864801650304020105000420")
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
@@ -179,6 +187,7 @@ class Updater:
         self.file = 0          # index of the file being written
         self.file_have = 0
         self.hash = None
+        self.src = None        # where the running firmware's files are (copies come from there)
 
     def running(self):
         """(slot running now, whether it is on trial)."""
@@ -208,7 +217,24 @@ class Updater:
         self.mlen = mlen
         self.slen = slen
         self.target = "b" if slot == "a" else "a"
+        self.src = "" if slot == loader.BASE else loader.slot_dir(slot) + "/"
         return self.target
+
+    def running_files(self):
+        """[[name, size, SHA-256 hex]] of the running firmware's files, read in small pieces
+        (what the host may ask the pump to copy instead of sending). After begin()."""
+        out = []
+        if self.src is None:
+            return out
+        for top in ("firmware", "boards"):
+            for n, is_dir in self.fs.entries(self.src + top):
+                name = top + "/" + n
+                if is_dir or not _check_name(name):
+                    continue
+                d = self.fs.digest(self.src + name)
+                if d is not None:
+                    out.append([name, d[0], d[1]])
+        return out
 
     def total(self):
         n = self.mlen + self.slen
@@ -237,6 +263,37 @@ class Updater:
                 self.reset()
                 raise UpdateError("more data than the manifest lists: update abandoned")
             data = self._write(data)
+        return self.have
+
+    def copy(self, off, n):
+        """Take the blob's next n bytes from the running firmware's file of the same name (at
+        the same offset in that file); returns how many bytes the pump holds."""
+        if not self.active:
+            raise UpdateError("no update in progress: send update_begin")
+        if off != self.have:
+            raise UpdateError("expected offset %d" % self.have)
+        if self.manifest is None:
+            raise UpdateError("copy only after the manifest and its signature")
+        if self.file >= len(self.manifest["files"]):
+            raise UpdateError("nothing left to copy: the manifest's files are all in")
+        name, size, _ = self.manifest["files"][self.file]
+        if n > size - self.file_have:
+            raise UpdateError("%s has %d bytes left, not %d" % (name, size - self.file_have, n))
+        piece = None
+        try:
+            f = open(self.fs.path(self.src + name), "rb")
+            try:
+                f.seek(self.file_have)
+                piece = f.read(n)
+            finally:
+                f.close()
+        except OSError:
+            pass
+        if piece is None or len(piece) != n:
+            self.reset()
+            raise UpdateError("the running firmware has no %d bytes of %s at %d to copy: "
+                              "update abandoned" % (n, name, off))
+        self._write(piece)
         return self.have
 
     def _verify_head(self):

@@ -21,6 +21,7 @@ from host_tools.link import PumpError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_UPDATE_KEY = Path(__file__).resolve().parent / "keys" / "DEVELOPMENT-ONLY-update-key.pem"
+SLOW_REPLY_S = 30.0        # the wait for a reply that does flash work (listing, copies)
 CHUNK = 512                # raw bytes a request carries (684 in base64: the line stays < 1 KB)
 
 
@@ -165,20 +166,71 @@ def blob(man: bytes, sig: bytes, contents: list[bytes]) -> bytes:
     return man + sig + b"".join(contents)
 
 
-def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None) -> dict:
+def _slow_call(lk, timeout_s: float, cmd: str, args: dict) -> dict:
+    """lk.call with a longer wait for the reply (links without a timeout are called as is)."""
+    old = getattr(lk, "timeout_s", None)
+    if old is None:
+        return lk.call(cmd, args)
+    lk.timeout_s = timeout_s
+    try:
+        return lk.call(cmd, args)
+    finally:
+        lk.timeout_s = old
+
+
+def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None,
+         stats: dict | None = None, reuse: bool = True) -> dict:
     """Send a signed bundle over an open link (clinician key) and commit it. Returns the
-    commit reply; the pump resets into the new firmware on trial right after."""
-    data = blob(man, sig, contents)
-    lk.call("update_begin", {"manifest_len": len(man), "sig_len": len(sig)})
+    commit reply; the pump resets into the new firmware on trial right after.
+
+    With `reuse`, a file the running firmware already holds (same name, size and SHA-256, as
+    `update_begin` lists them) is copied by the pump from its own flash (`copy` chunks) instead
+    of sent: the pump hashes copied bytes against the signed manifest as it does sent ones.
+    `stats`, when given, gets `sent` and `copied` (bytes) and `reused` (file names)."""
+    entries = json.loads(man)["files"]
+    total = len(man) + len(sig) + sum(len(c) for c in contents)
+    args = {"manifest_len": len(man), "sig_len": len(sig)}
+    if reuse:
+        args["files"] = True
+    # Listing (hashing the running firmware) and copies are flash work on the pump, longer
+    # than a sent chunk: give those replies time (a real Pico needs well under a second).
+    slow = max(getattr(lk, "timeout_s", 0), SLOW_REPLY_S)
+    r = _slow_call(lk, slow, "update_begin", args)
+    have = {}
+    for e in r.get("running") or []:
+        if isinstance(e, list) and len(e) == 3:
+            have[e[0]] = (e[1], e[2])
+    copy_max = r.get("copy_max") if isinstance(r.get("copy_max"), int) else 0
+    st = stats if stats is not None else {}
+    st.update(sent=0, copied=0, reused=[])
     off = 0
-    while off < len(data):
-        piece = data[off:off + CHUNK]
-        r = lk.call("update_chunk", {"off": off,
-                                     "data": base64.b64encode(piece).decode("ascii")})
-        if r.get("have") != off + len(piece):
+
+    def step(args: dict, n: int) -> None:
+        nonlocal off
+        req = {"off": off, **args}
+        r = _slow_call(lk, slow, "update_chunk", req) if "copy" in args else lk.call(
+            "update_chunk", req)
+        if r.get("have") != off + n:
             raise PumpError("E_UPDATE", f"the pump holds {r.get('have')} bytes of the update, "
-                            f"expected {off + len(piece)}: nothing was switched")
-        off += len(piece)
+                            f"expected {off + n}: nothing was switched")
+        off += n
         if progress:
-            progress(off, len(data))
+            progress(off, total)
+
+    def send(data: bytes) -> None:
+        for i in range(0, len(data), CHUNK):
+            piece = data[i:i + CHUNK]
+            step({"data": base64.b64encode(piece).decode("ascii")}, len(piece))
+            st["sent"] += len(piece)
+
+    send(man + sig)
+    for (name, size, digest), data in zip(entries, contents):
+        if reuse and copy_max > 0 and have.get(name) == (size, digest):
+            for i in range(0, size, copy_max):
+                n = min(copy_max, size - i)
+                step({"copy": n}, n)
+            st["copied"] += size
+            st["reused"].append(name)
+        else:
+            send(data)
     return lk.call("update_commit")

@@ -147,10 +147,15 @@ def update(port: str, key_path: str, update_key, bundle: Path, board: str,
         pct = done * 100 // all_
         if pct >= shown[0] + 25 or done == all_:
             shown[0] = pct
-            print(f"  sent {done} of {all_} bytes", flush=True)
+            print(f"  {done} of {all_} bytes in", flush=True)
 
+    stats: dict = {}
     with linkmod.Link.open(port, key, timeout_s=3.0) as lk:
-        r = bundlemod.push(lk, man, sig, contents, progress)
+        r = bundlemod.push(lk, man, sig, contents, progress, stats)
+    if stats["reused"]:
+        print(f"update: {len(stats['reused'])} files ({stats['copied']} bytes) the pump already "
+              f"had were copied on the pump from its running firmware (checked against the "
+              f"signed manifest like the rest); {stats['sent']} bytes sent")
     print(f"update: checked and switched to slot {r.get('slot')}; the pump restarts into it")
     info = _wait_back(port, key, version, r.get("slot"))
     if info is None:

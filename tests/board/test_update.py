@@ -102,6 +102,8 @@ def test_a_firmware_that_crashes_at_boot_is_rolled_back_by_the_pump(board, tmp_p
     out = flash(board, source_bundle(tmp_path, "9.9.10", crash))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "did not come up" in out.stderr and "boom at boot" in out.stderr, out.stderr
+    # only the changed app.py and version.py crossed the line: the rest was copied on the pump
+    assert "the pump already had were copied" in out.stdout, out.stdout
     info = board.ask({"cmd": "info"}, sign=True)
     assert info["firmware"] == "9.9.9" and info["update"]["slot"] == "a"
     assert "RuntimeError: boom at boot" in info["update"]["last_crash"]
@@ -125,3 +127,25 @@ def test_flash_with_a_wrong_clinician_key_sends_nothing(board, tmp_path):
     assert out.returncode == 1 and "E_AUTH" in out.stderr, out.stdout + out.stderr
     assert "update_begin" not in out.stdout and pointer(board) == ptr
     assert board.ask({"cmd": "ping"})["pong"] is True
+
+
+def test_files_the_pump_already_has_are_copied_on_the_pump_not_sent(board, tmp_path):
+    # From slot a (9.9.9, all files from this checkout) to 9.9.12, where only version.py
+    # differs: every other file is copied by the pump from its running firmware and checked
+    # against the signed manifest; the new slot holds exactly the bundle's files.
+    from host_tools.bundle import bundle_files
+    bundle = source_bundle(tmp_path, "9.9.12")
+    files = bundle_files(bundle)
+    out = flash(board, bundle)
+    assert out.returncode == 0, out.stdout + out.stderr
+    version_size = len((bundle / "firmware" / "version.py").read_bytes())
+    copied = sum(len(d) for n, d in files if n != "firmware/version.py")
+    assert (f"update: {len(files) - 1} files ({copied} bytes) the pump already had were copied"
+            in out.stdout), out.stdout
+    assert "runs firmware 9.9.12" in out.stdout
+    info = board.ask({"cmd": "info"}, sign=True)
+    assert info["firmware"] == "9.9.12" and info["update"]["slot"] == "b"
+    sent = int(out.stdout.split("; ")[1].split(" bytes sent")[0])
+    assert version_size < sent < version_size + 4096    # the manifest, its signature, version.py
+    for name, data in files:
+        assert (Path(board.info["flash"]) / "fw" / "b" / name).read_bytes() == data, name

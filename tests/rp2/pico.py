@@ -132,6 +132,9 @@ def pico_bundle(dest: Path, version: str, app_source: str | None = None) -> Path
     for py in sorted(src.rglob("*.py")):
         target = out / py.relative_to(src).with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-o", str(target), str(py)],
-                       check=True, cwd=src)
+        # compiled from its path relative to the bundle, as `make build` does from the tree:
+        # the .mpy records the source's name, so unchanged files are byte for byte the ones
+        # the pump runs (and make flash lets the pump copy them instead of sending them)
+        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-o", str(target),
+                        str(py.relative_to(src))], check=True, cwd=src)
     return out

@@ -42,6 +42,9 @@ def test_make_flash_updates_the_emulated_pico_and_is_no_watchdog_reset(pico, tmp
     out = flash_bundle(pico, bundle)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "version 9.9.9" in out.stdout and "runs firmware 9.9.9" in out.stdout
+    # Only version.mpy differs from the factory's firmware: the pump copied the rest itself.
+    n_files = len(list(bundle.rglob("*.mpy")))
+    assert f"update: {n_files - 1} files (" in out.stdout, out.stdout
     assert "confirmed" in out.stdout
     pico.answers()
     info = pico.ask({"cmd": "info"}, sign=True)

@@ -1,7 +1,7 @@
 """The update path's power-loss safety, on the MicroPython VM and on CPython (update_check.py):
 a cut before or in the middle of every change of the transfer, the switch, the trial boots and
 the confirmation, for a good firmware and one that crashes at boot, from the base and from a
-slot. Also the signature check itself against `cryptography`'s."""
+slot; the copy of files the running firmware already has. Also the signature check itself against `cryptography`'s."""
 
 import hashlib
 import json
@@ -66,6 +66,9 @@ def test_a_power_cut_at_every_step_of_an_update_leaves_a_firmware_that_verifies(
     assert lines[-1] == "DONE", out_vm
     cuts = [int(x.split()[2]) for x in lines if x.startswith("OK cuts")]
     assert len(cuts) == 4 and min(cuts) >= 15, out_vm
+    # Files the running firmware has are copied on the pump (all but the changed app.py and
+    # the missing firmware/__init__.py), checked like sent ones.
+    assert f"OK copied {len(FILES) - 2}" in lines, out_vm
     assert out_vm == out_cp
 
 
