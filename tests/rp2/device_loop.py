@@ -29,7 +29,7 @@ micropython.alloc_emergency_exception_buf(256)   # a traceback even with the hea
 LOCK_AT = 40
 CYCLES = 400
 CYCLES_MAX = 4000
-LOCKED_STROKES = 100
+LOCKED_STROKES = 60
 # 1 mg/mL at 60 mg/day: 60 mL/day, about 2.8 strokes a second.
 PARAMS = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
           "low_res_nl": 2000000}
