@@ -12,8 +12,10 @@ or a reply that could not be verified.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import re
 import sys
 
 from host_tools import boardlimits, commands, fmt
@@ -153,6 +155,13 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors become a Failure, so --json can report them as JSON too."""
 
     def error(self, message):
+        # "invalid choice: 'stauts' (choose from 'check', ...)": name the likely command first
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            near = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+            if near:
+                message = f"unknown command '{m.group(1)}': did you mean '{near[0]}'?"
         raise Failure(2, "E_USAGE", f"{message} (see `{self.prog} --help`)")
 
 

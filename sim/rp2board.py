@@ -567,15 +567,33 @@ def npm_ci() -> int:
 
 
 def factory() -> int:
-    """Make the factory image of this tree's bundle once, before tests start boards in
-    parallel (each would otherwise make the same image at the same time)."""
+    """Make the factory images of this tree's bundle once, before tests start boards in
+    parallel (each would otherwise make the same image at the same time): the production one
+    and the development one (tests/rp2/test_device.py measures from its REPL), side by side."""
     from sim.board import _board_parser
 
-    with tempfile.TemporaryDirectory(prefix="pump-factory-") as tmp:
-        board = Rp2Board(_board_parser().parse_args(["--runtime", "rp2", "--flash",
-                                                     str(Path(tmp) / "flash")]))
-        print(f"rp2: factory image {board._factory_image()}")
-    return 0
+    made: dict[str, Path] = {}
+    failed: list[str] = []
+
+    def make(dev: bool) -> None:
+        with tempfile.TemporaryDirectory(prefix="pump-factory-") as tmp:
+            args = ["--runtime", "rp2", "--flash", str(Path(tmp) / "flash")]
+            board = Rp2Board(_board_parser().parse_args(args + (["--dev"] if dev else [])))
+            try:
+                made["development" if dev else "production"] = board._factory_image()
+            except SystemExit as e:
+                failed.append(str(e))
+
+    threads = [threading.Thread(target=make, args=(dev,)) for dev in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for kind, path in sorted(made.items()):
+        print(f"rp2: factory image ({kind}) {path}")
+    for why in failed:
+        print(why, file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: list[str]) -> int:

@@ -93,6 +93,15 @@ def test_bad_usage_is_2(capsys):
     assert "--dose" in capsys.readouterr().err
 
 
+def test_a_mistyped_command_names_the_one_meant_and_an_unknown_one_lists_them(capsys):
+    assert run("stauts") == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'stauts': did you mean 'status'?" in err, err
+    assert run("frobnicate") == 2
+    err = capsys.readouterr().err
+    assert "did you mean" not in err and "'patient-bolus'" in err, err
+
+
 def test_bad_usage_with_json_is_one_object_on_stdout_and_still_2(capsys):
     assert run("--json", "bolus") == 2
     out = json.loads(capsys.readouterr().out)
