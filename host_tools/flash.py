@@ -152,7 +152,7 @@ def update(port: str, key_path: str, update_key, bundle: Path, board: str,
     stats: dict = {}
     with linkmod.Link.open(port, key, timeout_s=3.0) as lk:
         r = bundlemod.push(lk, man, sig, contents, progress, stats)
-    if stats["reused"]:
+    if stats.get("reused"):
         print(f"update: {len(stats['reused'])} files ({stats['copied']} bytes) the pump already "
               f"had were copied on the pump from its running firmware (checked against the "
               f"signed manifest like the rest); {stats['sent']} bytes sent")

@@ -21,11 +21,11 @@ def other_update_key(path):
 
 def test_make_flash_updates_the_emulated_pico_and_is_no_watchdog_reset(pico, tmp_path):
     # A normal compiled bundle (firmware/version.mpy): the tool takes the version it waits for
-    # from the bundle it sends, not from this tree's firmware/version.py (0.4.0 here).
+    # from the bundle it sends, not from this tree's firmware/version.py.
     bundle = pico_bundle(tmp_path, "9.9.9")
     assert not (bundle / "firmware" / "version.py").exists()
     pico.program()
-    pico.inject("advance", "1h")
+    pico.inject("advance", "20 min")   # a stroke every 4.5 min
     before = pico.status()
     settings = pico.ask({"cmd": "settings"}, sign=True)["settings"]
     info0 = pico.ask({"cmd": "info"}, sign=True)
@@ -60,5 +60,5 @@ def test_make_flash_updates_the_emulated_pico_and_is_no_watchdog_reset(pico, tmp
     assert pico.ask({"cmd": "settings"}, sign=True)["settings"] == settings
     assert after["delivered_24h_nl"] >= before["delivered_24h_nl"]
     start = pico.inject("truth")["strokes"]
-    pico.inject("advance", "1h")
+    pico.inject("advance", "20 min")   # a stroke every 4.5 min
     assert pico.inject("truth")["strokes"] > start

@@ -111,7 +111,7 @@ def test_ctrl_c_and_ctrl_d_from_power_on_do_not_stop_the_pump(pico):
     st = pico.status()
     assert st["delivering"] is True and st["programmed"] is True
     before = pico.inject("truth")["strokes"]
-    pico.inject("advance", "1h")
+    pico.inject("advance", "20 min")   # a stroke every 4.5 min
     assert pico.inject("truth")["strokes"] > before
 
 
