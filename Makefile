@@ -65,8 +65,8 @@ $(RP2_STAMP): $(STAMP) sim/rp2/package.json sim/rp2/package-lock.json
 # directory and TMPDIR), the longest tests first; the factory image is made once beforehand.
 test-rp2: $(RP2_STAMP)
 	@$(RP2_ENV) $(BIN)/python -m sim.rp2board check
-	@$(RP2_ENV) $(BIN)/python -m sim.rp2board factory
-	$(RP2_ENV) HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest --rp2 -n 2 --dist worksteal tests/rp2 tests/e2e
+	@$(RP2_ENV) $(BIN)/python -m sim.rp2board factory --templates
+	$(RP2_ENV) PUMPSIM_RP2_PROVISIONED=$(CURDIR)/build/rp2 HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest --rp2 -n 2 --dist worksteal tests/rp2 tests/e2e
 
 # Every scenario of the library (and the examples) with its report: open build/sim/index.html.
 .PHONY: sim

@@ -155,6 +155,25 @@ def bundle_digest(uf2: Path, bundle: Path) -> str:
     return h.hexdigest()[:16]
 
 
+# make test-rp2 starts some thirty new pumps. Provisioning each over the emulated line costs
+# about 3 s of emulation; with PUMPSIM_RP2_PROVISIONED set (the tests' conftest does, to
+# build/rp2) a new flash directory is instead a copy of one pump provisioned by
+# `python -m sim.rp2board factory`: every such pump has the same keys and pump id, which is
+# right for tests that each run their own, and wrong for anything else.
+PROVISIONED_ENV = "PUMPSIM_RP2_PROVISIONED"
+TEMPLATE_FILES = ("flash.bin", "clinician.key", "patient.key", rp2flash.UID_FILE)
+
+
+def provisioned_template(factory_image: Path) -> Path | None:
+    """The provisioned copy of factory_image to start new pumps from, when the tests asked for
+    one and it was made; else None (the pump is provisioned as a factory would)."""
+    root = os.environ.get(PROVISIONED_ENV)
+    if not root:
+        return None
+    d = Path(root) / f"provisioned-{factory_image.stem}"
+    return d if all((d / n).exists() for n in TEMPLATE_FILES) else None
+
+
 def source_digest(uf2: Path, dev: bool) -> str:
     """What a bundle and its factory image are made from: the UF2, mpy-cross, the Makefile and
     every firmware and board source (a change to any of them builds a new image)."""
@@ -467,6 +486,7 @@ class Rp2Board(Board):
         old = sorted(CACHE.glob("factory-*.bin"), key=lambda p: p.stat().st_mtime)[:-FACTORY_KEEP]
         for path in old:
             path.unlink(missing_ok=True)
+            shutil.rmtree(CACHE / f"provisioned-{path.stem}", ignore_errors=True)
         for path in CACHE.glob("source-*"):
             if not (CACHE / path.read_text().strip()).exists():
                 path.unlink(missing_ok=True)
@@ -491,14 +511,49 @@ class Rp2Board(Board):
                              f"mpremote failed:\n{out.stdout}{out.stderr}")
 
     def _first_boot(self) -> None:
-        shutil.copyfile(self._factory_image(), self.image)
+        factory_image = self._factory_image()
         for name in ("plant.json",):
             (self.flash / name).unlink(missing_ok=True)
         termios.tcflush(self.slave, termios.TCIFLUSH)  # what the factory's REPL left on the line
+        template = provisioned_template(factory_image)
+        if template is not None:
+            # Tests only (PROVISIONED_ENV): a copy of a pump provisioned once, keys and unique
+            # id included, its state record removed so that the first boot takes the clock.
+            for name in TEMPLATE_FILES:
+                shutil.copyfile(template / name, self.flash / name)
+            self.uid = rp2flash.unique_id(self.flash, True)
+        else:
+            shutil.copyfile(factory_image, self.image)
         self._spawn(speed=0)
         self._wait_booted()
-        self._provision()
+        if template is None:
+            self._provision()
         self._set_clock()
+
+    def make_template(self, factory_image: Path) -> Path:
+        """Provision a pump from factory_image once and keep it, without its state record, as
+        the tests' template (PROVISIONED_ENV names where; build/rp2 by default)."""
+        root = Path(os.environ.get(PROVISIONED_ENV) or CACHE)
+        root.mkdir(parents=True, exist_ok=True)
+        d = root / f"provisioned-{factory_image.stem}"
+        if all((d / n).exists() for n in TEMPLATE_FILES):
+            return d
+        shutil.copyfile(factory_image, self.image)
+        self._spawn(speed=0)
+        try:
+            self._wait_booted()
+            self._provision()
+        finally:
+            self._kill()
+        rp2flash.remove(self.image, ("state.a", "state.b"))
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix="provisioning-"))
+        for name in TEMPLATE_FILES:
+            shutil.copyfile(self.flash / name, tmp / name)
+        try:
+            os.rename(tmp, d)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)   # made meanwhile by another
+        return d
 
     def _set_clock(self) -> None:
         """A factory sets the clock of a new pump; a Pico's RTC starts at 2021 otherwise."""
@@ -566,23 +621,38 @@ def npm_ci() -> int:
                           cwd=str(NODE_MODULES.parent)).returncode
 
 
-def factory() -> int:
+def factory(templates: bool = False) -> int:
     """Make the factory images of this tree's bundle once, before tests start boards in
     parallel (each would otherwise make the same image at the same time): the production one
-    and the development one (tests/rp2/test_device.py measures from its REPL), side by side."""
+    and the development one (tests/rp2/test_device.py measures from its REPL), side by side.
+    templates: also a provisioned pump of each, for the tests (PROVISIONED_ENV)."""
     from sim.board import _board_parser
 
     made: dict[str, Path] = {}
     failed: list[str] = []
 
+    def board(tmp: str, dev: bool) -> Rp2Board:
+        args = ["--runtime", "rp2", "--flash", str(Path(tmp) / "flash")]
+        return Rp2Board(_board_parser().parse_args(args + (["--dev"] if dev else [])))
+
     def make(dev: bool) -> None:
+        kind = "development" if dev else "production"
         with tempfile.TemporaryDirectory(prefix="pump-factory-") as tmp:
-            args = ["--runtime", "rp2", "--flash", str(Path(tmp) / "flash")]
-            board = Rp2Board(_board_parser().parse_args(args + (["--dev"] if dev else [])))
             try:
-                made["development" if dev else "production"] = board._factory_image()
+                made[kind] = board(tmp, dev)._factory_image()
             except SystemExit as e:
                 failed.append(str(e))
+                return
+        # The provisioned copy only saves the tests time: without it they provision each pump.
+        for attempt in (1, 2) if templates else ():
+            with tempfile.TemporaryDirectory(prefix="pump-template-") as tmp:
+                try:
+                    print(f"rp2: provisioned pump ({kind}) "
+                          f"{board(tmp, dev).make_template(made[kind])}", flush=True)
+                    break
+                except SystemExit as e:
+                    print(f"rp2: no provisioned {kind} pump for the tests (try {attempt}): "
+                          f"{e}", file=sys.stderr)
 
     threads = [threading.Thread(target=make, args=(dev,)) for dev in (False, True)]
     for t in threads:
@@ -599,14 +669,14 @@ def factory() -> int:
 def main(argv: list[str]) -> int:
     if argv == ["npm-ci"]:
         return npm_ci()
-    if argv == ["factory"]:
+    if argv in (["factory"], ["factory", "--templates"]):
         check_inputs(uf2_path(), bootrom_path())
-        return factory()
+        return factory(templates=len(argv) == 2)
     if argv == ["check"]:
         check_inputs(uf2_path(), bootrom_path())
         print(f"rp2: UF2 {uf2_path()}, boot ROM {bootrom_path()}, node {node_exe()}")
         return 0
-    print("usage: python -m sim.rp2board npm-ci|check|factory", file=sys.stderr)
+    print("usage: python -m sim.rp2board npm-ci|check|factory [--templates]", file=sys.stderr)
     return 2
 
 

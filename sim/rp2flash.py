@@ -97,3 +97,24 @@ def damage(image_path: Path, names) -> list[str]:
     tmp.write_bytes(whole)
     os.replace(tmp, image_path)
     return done
+
+
+def remove(image_path: Path, names) -> list[str]:
+    """Remove the named records under /data from the image (only while the chip is off: the
+    file is rewritten whole). Returns the names removed."""
+    image_path = Path(image_path)
+    whole = bytearray(image_path.read_bytes())
+    fs = _mount(whole[FS_OFFSET:FLASH_BYTES])
+    done = []
+    for name in names:
+        try:
+            fs.remove(f"/data/{name}")
+        except FileNotFoundError:
+            continue
+        done.append(name)
+    fs.unmount()
+    whole[FS_OFFSET:FLASH_BYTES] = fs.context.buffer
+    tmp = image_path.with_suffix(".tmp")
+    tmp.write_bytes(whole)
+    os.replace(tmp, image_path)
+    return done
