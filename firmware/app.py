@@ -60,6 +60,17 @@ CONFIRM_MS = 60000
 _SLOT_NO = {"base": 0, "a": 1, "b": 2}
 
 
+def _save_once(store, payload, tail):
+    try:
+        ok = store.save(payload, tail)
+        if ok and store.corrupt:
+            ok = store.save(payload, tail)
+            store.corrupt = False
+        return ok
+    except OSError:
+        return False
+
+
 def _save(store, payload, tail=b""):
     """Save a record; when a damaged slot was found, overwrite it too so the next boot finds
     no damage left (a save goes to the slot not holding the newest record). True when the
@@ -68,20 +79,14 @@ def _save(store, payload, tail=b""):
     A save builds a record-sized buffer. On the Pico's small heap a MemoryError can come from
     fragmentation alone: the heap is collected and the save tried once more; a second failure
     is a failed save (the pump acts on it), never an uncaught exception that resets the pump."""
-    for attempt in (0, 1):
-        try:
-            ok = store.save(payload, tail)
-            if ok and store.corrupt:
-                ok = store.save(payload, tail)
-                store.corrupt = False
-            return ok
-        except OSError:
-            return False
-        except MemoryError:
-            if attempt:
-                return False
-            gc.collect()
-    return False
+    try:
+        return _save_once(store, payload, tail)
+    except MemoryError:
+        gc.collect()
+    try:
+        return _save_once(store, payload, tail)
+    except MemoryError:
+        return False
 
 
 class LogSink:

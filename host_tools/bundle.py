@@ -162,10 +162,6 @@ def manifest(bundle: Path, board: str, build: str = "production",
     return json.dumps(man, separators=(",", ":")).encode(), [d for _, d in files]
 
 
-def blob(man: bytes, sig: bytes, contents: list[bytes]) -> bytes:
-    return man + sig + b"".join(contents)
-
-
 def _slow_call(lk, timeout_s: float, cmd: str, args: dict) -> dict:
     """lk.call with a longer wait for the reply (links without a timeout are called as is)."""
     old = getattr(lk, "timeout_s", None)

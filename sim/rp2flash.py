@@ -69,52 +69,49 @@ def read_files(image_path: Path, names) -> dict[str, bytes]:
     return out
 
 
-def damage(image_path: Path, names) -> list[str]:
-    """Flip one byte in the middle of each named record under /data (both copies of a record
-    are named), as the virtual board's corrupt_keys and corrupt_flash do. Only while the chip is
-    off: the file is rewritten whole. Returns the names damaged."""
-    image_path = Path(image_path)
-    whole = bytearray(image_path.read_bytes())
-    part = whole[FS_OFFSET:FLASH_BYTES]
-    fs = _mount(part)
-    done = []
-    for name in names:
-        path = f"/data/{name}"
-        try:
-            with fs.open(path, "rb") as f:
-                buf = bytearray(f.read())
-        except FileNotFoundError:
-            continue
-        if not buf:
-            continue
-        buf[len(buf) // 2] ^= 0x5A
-        with fs.open(path, "wb") as f:
-            f.write(bytes(buf))
-        done.append(name)
-    fs.unmount()
-    whole[FS_OFFSET:FLASH_BYTES] = fs.context.buffer
-    tmp = image_path.with_suffix(".tmp")
-    tmp.write_bytes(whole)
-    os.replace(tmp, image_path)
-    return done
-
-
-def remove(image_path: Path, names) -> list[str]:
-    """Remove the named records under /data from the image (only while the chip is off: the
-    file is rewritten whole). Returns the names removed."""
+def _edit(image_path: Path, names, change) -> list[str]:
+    """Apply change(fs, path) to each named record under /data of the image and write the image
+    back whole (only while the chip is off). change returns False for a record it left alone
+    (missing, empty). Returns the names changed."""
     image_path = Path(image_path)
     whole = bytearray(image_path.read_bytes())
     fs = _mount(whole[FS_OFFSET:FLASH_BYTES])
     done = []
     for name in names:
         try:
-            fs.remove(f"/data/{name}")
+            changed = change(fs, f"/data/{name}")
         except FileNotFoundError:
             continue
-        done.append(name)
+        if changed:
+            done.append(name)
     fs.unmount()
     whole[FS_OFFSET:FLASH_BYTES] = fs.context.buffer
     tmp = image_path.with_suffix(".tmp")
     tmp.write_bytes(whole)
     os.replace(tmp, image_path)
     return done
+
+
+def damage(image_path: Path, names) -> list[str]:
+    """Flip one byte in the middle of each named record under /data (both copies of a record
+    are named), as the virtual board's corrupt_keys and corrupt_flash do. Only while the chip is
+    off. Returns the names damaged."""
+    def flip(fs, path):
+        with fs.open(path, "rb") as f:
+            buf = bytearray(f.read())
+        if not buf:
+            return False
+        buf[len(buf) // 2] ^= 0x5A
+        with fs.open(path, "wb") as f:
+            f.write(bytes(buf))
+        return True
+    return _edit(image_path, names, flip)
+
+
+def remove(image_path: Path, names) -> list[str]:
+    """Remove the named records under /data from the image (only while the chip is off).
+    Returns the names removed."""
+    def rm(fs, path):
+        fs.remove(path)
+        return True
+    return _edit(image_path, names, rm)
