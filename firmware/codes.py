@@ -55,8 +55,7 @@ EVENT_NAMES = {
     EV_RECORD_FALLBACK: "record_fallback", EV_CLOCK_SET: "clock_set",
     EV_CLOCK_LOST: "clock_lost", EV_KEYS: "keys", EV_BUTTON: "button",
     EV_UPDATE: "update", EV_ROLLBACK: "rollback", EV_CRASH: "crash",
-    EV_KEY_FALLBACK: "key_fallback",
-    EV_RECORD_FALLBACK: "record_fallback", EV_STROKE_UNCERTAIN: "stroke_uncertain",
+    EV_KEY_FALLBACK: "key_fallback", EV_STROKE_UNCERTAIN: "stroke_uncertain",
     EV_SAVE_FAILED: "save_failed", EV_ASSUMED: "account_assumed", EV_MIGRATED: "record_migrated",
     EV_PRIME_ARMED: "prime_armed", EV_FILL: "fill", EV_SUSPEND_RESTORED: "suspend_restored",
 }
@@ -90,8 +89,7 @@ ALARM_NAMES = {
     AL_MEMORY_ERROR: "memory_error", AL_SENSOR_FAULT: "sensor_fault",
     AL_WATCHDOG_RESET: "watchdog_reset", AL_BATTERY_SENSOR: "sensor_fault",
     AL_REFILL_DISCREPANCY: "refill_discrepancy", AL_CLOCK_LOST: "clock_lost",
-    AL_KEY_DAMAGED: "key_damaged",
-    AL_REFILL_DISCREPANCY: "refill_discrepancy", AL_REFILL_DUE: "refill_due",
+    AL_KEY_DAMAGED: "key_damaged", AL_REFILL_DUE: "refill_due",
     AL_DRUG_EXPIRED: "drug_expired", AL_FLASH_FAILING: "memory_error",
 }
 # Alarms that record something that happened rather than a condition that persists: an
@@ -138,7 +136,7 @@ REASON_NAMES = {
     R_NO_PATIENT_BOLUS: "no_patient_bolus", R_BOLUS_ACTIVE: "bolus_active",
     R_MOTOR_RATE: "motor_rate", R_BAD_VALUE: "bad_value",
     R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed", R_PRODUCTION: "production_build",
-    R_BRIDGE_UNCONFIRMED: "bridge_unconfirmed", R_LATE: "late", R_RESERVOIR: "reservoir",
+    R_LATE: "late", R_RESERVOIR: "reservoir",
     R_SENSOR: "pressure_sensor", R_OCCLUSION: "occlusion", R_UNSAVED: "unsaved",
     R_CATHETER: "catheter", R_PRIME_UNCONFIRMED: "prime_unconfirmed",
     R_ASSUMPTION: "assumption",

@@ -475,10 +475,9 @@ def _strings(raw: dict, rx) -> dict:
     """What the clinician wrote, as short strings for the pump to keep with the settings."""
     basal = raw.get("basal") or {}
     if "rate" in basal:
-        first, text = basal["rate"], str(basal["rate"])
+        text = str(basal["rate"])
     else:
         steps = basal.get("steps") or []
-        first = steps[0].get("rate") if steps else ""
         text = ", ".join(f"{s.get('start')} {s.get('rate')}" for s in steps)
     meta = {"drug": rx.drug, "units": rx.unit,
             "concentration": str(raw.get("concentration", ""))}
@@ -1123,7 +1122,7 @@ def do_stop(ctx: Context, args) -> int:
     ctx.need_confirmation(args.yes, False, "stop")
     lk = ctx.link()
     drug = ((_settings_or_none(ctx) or {}).get("meta") or {}).get("drug")
-    ctx.show(f"Stop: all delivery stops now, basal and boluses, "
+    ctx.show("Stop: all delivery stops now, basal and boluses, "
              + (f"for {span(for_s)}, then it resumes by itself." if for_s else
                 "until `pumpctl resume`."))
     ctx.show("  Withdrawal risk: stopping intrathecal "

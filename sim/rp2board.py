@@ -34,7 +34,6 @@ import sys
 import tempfile
 import termios
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware.proto import HINT
-from tests.firmware.proto_bench import Signer, boot, feed, feed_raw, programmed, split_tag
+from tests.firmware.proto_bench import boot, feed, feed_raw, programmed, split_tag
 
 
 def canonical(line: str) -> bool:

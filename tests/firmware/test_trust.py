@@ -171,7 +171,7 @@ def _run_loop(app, ms):
 
 
 def test_provisioning_again_needs_the_button_held_at_boot():
-    app, clin = provisioned(), None
+    app = provisioned()
     dev = app.hal.dev
     prov = json.dumps({"id": 1, "cmd": "provision",
                        "args": {"clinician_key": bytes(range(1, 33)).hex(),
