@@ -9,8 +9,7 @@
 # ticks through idle milliseconds. The engine keeps its own truth (what the plant delivered, the
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
-from firmware.codes import DONE, NOT_DONE, UNCERTAIN
-from firmware.compat import TYPE_CHECKING
+from firmware.compat import TYPE_CHECKING, const
 from firmware.record import state_reservoir_nl
 from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
@@ -19,6 +18,11 @@ from firmware.ticks import MASK
 
 DAY_MS = 86400000
 HASH_MOD = 2147483647
+# The motor's outcomes (firmware.codes DONE, NOT_DONE, UNCERTAIN), inlined: a module-level name
+# looked up per stroke costs hundreds of instructions on the MicroPython VM.
+_DONE = const(1)
+_NOT_DONE = const(0)
+_UNCERTAIN = const(2)
 
 
 class BoardData:
@@ -297,11 +301,11 @@ class Hal(_Data):
                 plant.half_next = True
                 engine._settle()
                 engine._break()
-                return UNCERTAIN
-            return NOT_DONE
+                return _UNCERTAIN
+            return _NOT_DONE
         engine.pending.append(engine.t)
         plant.push(engine.t)
-        return DONE
+        return _DONE
 
     def read_pressure(self):
         engine = self.engine
