@@ -36,13 +36,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import serial
+from serial.tools import list_ports
+
+# The protocol's limits are the firmware's own: the pump discards a line longer than MAX_LINE
+# (E_TOO_LONG) and takes ids and counters up to ID_MAX and CTR_MAX.
+from firmware.auth import CTR_MAX
+from firmware.proto import ID_MAX, MAX_LINE
+
 from host_tools.errors import InputError
 
 PICO_USB_VID = 0x2E8A
 BAUDRATE = 115200           # ignored by USB CDC and ptys, but pyserial wants one
-MAX_LINE = 1024             # the pump discards longer lines (E_TOO_LONG)
-ID_MAX = (1 << 30) - 1
-CTR_MAX = (1 << 30) - 1
 ROLES = ("clinician", "patient")
 _POLL_S = 0.05              # how long one read waits; the overall deadline is separate
 
@@ -243,8 +248,6 @@ def virtual_boards(directory: Path | None = None) -> list[Found]:
 
 
 def picos() -> list[Found]:
-    from serial.tools import list_ports
-
     out = []
     for p in list_ports.comports():
         if p.vid == PICO_USB_VID:
@@ -269,8 +272,6 @@ def board_for_port(port: str) -> Found | None:
 
 def open_port(url: str, timeout_s: float = _POLL_S):
     """Open a serial port or URL; LinkError if it cannot be opened."""
-    import serial
-
     try:
         # exclusive: a terminal program (picocom, tio) on the same port would read our replies
         # and we its; refuse to share rather than act on half a conversation.
@@ -339,8 +340,6 @@ class Link:
             raise LinkError(f"the port failed: {e}") from None
 
     def _write(self, data: bytes) -> None:
-        import serial
-
         try:
             self.port.write(data)
             self.port.flush()
@@ -348,8 +347,6 @@ class Link:
             raise LinkError(f"cannot write to the pump: {e}") from None
 
     def _read_line(self, deadline: float) -> bytes | None:
-        import serial
-
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:

@@ -18,28 +18,19 @@ import os
 import re
 import sys
 
-from host_tools import boardlimits, commands, fmt
+from importlib import metadata
+
+from firmware.rx import Rx
+from firmware.version import VERSION
+
+from host_tools import boardlimits, commands, fmt, keycmds, pumpdata
+from host_tools.context import Context, Failure, UsageError, failure_of
 from host_tools.errors import InputError
-from host_tools.link import LinkError, PumpError, ReplyUnverified
+from host_tools.link import LinkError, PumpError
 from host_tools.prescription import load_prescription, read_toml
 
 
-class Failure(Exception):
-    """An error as pumpctl reports it: exit status, a stable code, the message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
 def version() -> str:
-    from importlib import metadata
-
-    from firmware.version import VERSION
-
     try:
         host = metadata.version("intrathecal-pump")
     except metadata.PackageNotFoundError:
@@ -59,9 +50,7 @@ def cmd_check(args) -> int:
     rx = load_prescription(args.file)
     lim = boardlimits.board_limits(args.board)
     params = rx.to_firmware()
-    commands.check_on_board(params, lim, str(args.file))
-    from firmware.rx import Rx
-
+    pumpdata.check_on_board(params, lim, str(args.file))
     fw = Rx(params, lim)
     conc = rx.concentration_ng_per_ml
     u = rx.unit
@@ -317,8 +306,7 @@ def _run(argv) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)
-    ctx = commands.Context(args)
-    from host_tools import keycmds
+    ctx = Context(args)
     run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
         or commands.COMMANDS[args.command]
     try:
@@ -332,21 +320,10 @@ def main(argv=None) -> int:
     json_out = "--json" in argv
     try:
         return _run(argv)
-    except Failure as f:
+    except (Failure, InputError, UsageError, PumpError, LinkError) as e:
+        f = failure_of(e)
+        assert f is not None
         return _report(json_out, f)
-    except InputError as e:
-        return _report(json_out, Failure(2, "E_INPUT", str(e), key=e.key))
-    except commands.UsageError as e:
-        return _report(json_out, Failure(2, "E_USAGE", str(e)))
-    except PumpError as e:
-        return _report(json_out, Failure(1, e.code, f"the pump refused: {e}",
-                                         reason=e.reason))
-    except ReplyUnverified as e:
-        return _report(json_out, Failure(3, "E_UNVERIFIED", str(e), uncertain=e.uncertain))
-    except LinkError as e:
-        code = "E_UNCERTAIN" if e.uncertain else "E_NO_CONNECTION"
-        return _report(json_out, Failure(3, code, f"no connection: {e}",
-                                         uncertain=e.uncertain))
     except KeyboardInterrupt:
         return _report(json_out, Failure(130, "E_INTERRUPTED", "interrupted"))
     except BrokenPipeError:

@@ -23,8 +23,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from host_tools import fmt
+from host_tools import druglib, fmt
 from host_tools.druglib import Titration
+from host_tools.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,6 @@ def _span(s: int) -> str:
 
 
 def _unit(drug: str) -> str | None:
-    from host_tools import druglib
-    from host_tools.errors import InputError
-
     try:
         return druglib.get(drug).unit
     except InputError:
