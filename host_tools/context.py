@@ -60,12 +60,18 @@ def failure_of(e: BaseException) -> Failure | None:
     return None
 
 
+def reads_as(typed_nl: int, volume_nl: int) -> bool:
+    """A volume typed to confirm one shown: the same figure as shown (a worked-out bridge of
+    26,666 nL is shown, and typed, as 0.02667 mL; the pump gets the volume worked out)."""
+    return vol(typed_nl) == vol(volume_nl)
+
+
 def check_typed_volume(what: str, volume_nl: int, typed: str | None) -> None:
     """The second step of a bolus that empties into the patient: the volume typed again must
     be the one shown (pumpctl asks for it; the page has a field for it)."""
     if typed is None:
         raise UsageError(f"type the {what} volume again to confirm ({vol(volume_nl)})")
-    if units.volume_nl(typed, "typed volume") != volume_nl:
+    if not reads_as(units.volume_nl(typed, "typed volume"), volume_nl):
         raise UsageError(f"the typed volume {typed!r} is not {vol(volume_nl)}: nothing was "
                          "given")
 
@@ -198,8 +204,7 @@ class Context:
         """Two steps for a bolus that empties into the patient: yes, then the volume typed
         again (or --yes --yes, or --confirm VOLUME given beforehand)."""
         if confirm is not None:
-            v = units.volume_nl(confirm, "--confirm")
-            if v != volume_nl:
+            if not reads_as(units.volume_nl(confirm, "--confirm"), volume_nl):
                 raise InputError("--confirm", confirm, f"the {what} volume shown, {vol(volume_nl)}")
             return
         if yes >= 2:
@@ -218,6 +223,12 @@ class Context:
             refuse_if_shared(port, self.found)
             self._link = Link.open(port, key, timeout_s=timeout)
         return self._link
+
+    def target(self) -> tuple[str, Key | None]:
+        """The port and the key a command would use, without opening the port (pumpctl ui
+        opens it for each exchange)."""
+        port = self._port()
+        return port, self._key("clinician")
 
     def limits(self) -> boardlimits.BoardLimits:
         """The board limits of the pump this command talks to (boardlimits.pump_limits)."""

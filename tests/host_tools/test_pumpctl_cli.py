@@ -480,3 +480,14 @@ def test_with_several_boards_pumpctl_takes_the_one_this_checkout_started(monkeyp
     monkeypatch.setattr(link, "find_pumps", lambda: [theirs, theirs])
     with pytest.raises(context.UsageError, match="flash /tmp/b"):
         ctx._port()
+
+
+def test_a_worked_out_volume_is_confirmed_as_it_is_shown():
+    """A bridge bolus of 26,666 nL is shown as 0.02667 mL: that is what is typed (or given
+    with --confirm) to confirm it, and anything that reads otherwise is refused."""
+    ctx_with("y\n0.02667 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
+    ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "26.67 uL")
+    with pytest.raises(context.UsageError, match="not 0.02667 mL"):
+        ctx_with("y\n0.0267 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
+    with pytest.raises(InputError, match="--confirm"):
+        ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "0.027 mL")
