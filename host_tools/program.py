@@ -111,7 +111,8 @@ def plan_program(lk: Link, rx: Prescription, params: dict, label: str, override:
     broken = titration.check(rule, rx.drug, old_change, new_ng, now_ts, history,
                              rx.screening_ng)
 
-    lines = [f"Pump {pump_id}: {label}", *side_by_side(old, params)]
+    table = side_by_side(old, params)
+    lines = [f"Pump {pump_id}: {label}", *table]
     lines += [f"  warning: {w}" for w in rx.warnings]
     req: dict = {"params": params}
 
@@ -159,7 +160,8 @@ def plan_program(lk: Link, rx: Prescription, params: dict, label: str, override:
         return rep
 
     plan = Plan("Program", lines, f"Write these settings to pump {pump_id}?", send, report,
-                data={"old": old, "new": params, "titration": broken, "override": override})
+                data={"old": old, "new": params, "titration": broken, "override": override,
+                      "text_table": table})
     if broken and not override:
         plan.blocked = [f"titration: {b}" for b in broken]
         plan.refusal = UsageError("the change breaks the titration guard (drugs.toml); nothing "

@@ -275,6 +275,17 @@ def parser() -> argparse.ArgumentParser:
     _confirm_opts(c, False)
     c = cmd("maintenance", "development builds: stop delivery and hand back the REPL")
     _confirm_opts(c, False)
+    c = cmd("ui", "a page for this pump in the browser (this computer only)",
+            "Serve a page for this pump on the loopback interface and open it in the browser: "
+            "the pump, therapy now with the day's schedule, the reservoir down to its refill "
+            "date, alarms, the event log; programming, refills, boluses, stop and resume with "
+            "the same checks and confirmations as these commands (docs/ui.md). The first line "
+            "printed is JSON: {\"url\": \"http://127.0.0.1:PORT/?token=...\"}; the page needs "
+            "that token. The key stays in this process. With the patient key the page shows the "
+            "patient bolus only. Runs until Ctrl-C.")
+    c.add_argument("--no-browser", action="store_true", help="print the URL only")
+    c.add_argument("--refresh", type=float, default=5.0, metavar="S",
+                   help="how often the page reads the pump again (default 5 s)")
     c = cmd("provision", "give a new pump its keys (or one whose button was held at boot)",
             "Provision a pump that never had keys, or whose button was held while it booted "
             "(the physical act that replaces damaged or lost keys). Writes clinician.key and "
@@ -307,8 +318,14 @@ def _run(argv) -> int:
     if args.command == "check":
         return cmd_check(args)
     ctx = Context(args)
-    run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
-        or commands.COMMANDS[args.command]
+    if args.command == "ui":
+        # The page's web stack loads for the page only (it would add about 0.1 s to every
+        # other command).
+        from host_tools.ui.cli import do_ui
+        run = do_ui
+    else:
+        run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
+            or commands.COMMANDS[args.command]
     try:
         return run(ctx, args)
     finally:
