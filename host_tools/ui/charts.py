@@ -102,7 +102,8 @@ def reservoir(reservoir_nl: int, low_nl: int, projected_nl_day: int, clock_ts: i
                 'class="now-line"/>')
     step = max(1, round(days / 7))
     for d in range(0, int(days) + 1, step):
-        body.append(_text(x(d), H - 10, f"+{d} d", "tick", "middle"))
+        if x(d) <= W - RIGHT - 20:      # a label at the right edge would be cut
+            body.append(_text(x(d), H - 10, f"+{d} d", "tick", "middle"))
     for ts, label, cls in ((refill_ts, "refill", "present"), (expiry_ts, "expires", "expiry")):
         if ts is not None and ts >= 0:
             d = max(ts - clock_ts, 0) / DAY_S
