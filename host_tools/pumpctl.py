@@ -284,8 +284,9 @@ def parser() -> argparse.ArgumentParser:
             "that token. The key stays in this process. With the patient key the page shows the "
             "patient bolus only. Runs until Ctrl-C.")
     c.add_argument("--no-browser", action="store_true", help="print the URL only")
-    c.add_argument("--refresh", type=float, default=5.0, metavar="S",
-                   help="how often the page reads the pump again (default 5 s)")
+    c.add_argument("--refresh", type=float, default=10.0, metavar="S",
+                   help="how often the page reads the pump again while it is shown "
+                        "(default 10 s)")
     c = cmd("provision", "give a new pump its keys (or one whose button was held at boot)",
             "Provision a pump that never had keys, or whose button was held while it booted "
             "(the physical act that replaces damaged or lost keys). Writes clinician.key and "

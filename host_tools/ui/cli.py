@@ -31,7 +31,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def start(pump: PumpView, refresh_s: float = 5.0) -> tuple[BaseWSGIServer, str]:
+def start(pump: PumpView, refresh_s: float = 10.0) -> tuple[BaseWSGIServer, str]:
     """A server for the pump on a free loopback port, not yet serving: (server, the URL with
     its token)."""
     token = secrets.token_urlsafe(32)

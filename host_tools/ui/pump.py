@@ -30,6 +30,7 @@ from host_tools.context import Failure, Plan, Report
 from host_tools.link import Key, Link, LinkError
 
 LOG_ROWS = 40            # the event log's newest entries on the page
+INFO_S = 60              # how long the page shows `info` before reading it again
 PENDING_S = 300          # a change shown and not confirmed within this is void
 PAGES_KEPT = 32          # pages (their CSRF tokens) a server remembers
 
@@ -61,6 +62,11 @@ class PumpView:
         self.lock = threading.RLock()
         self.pages: OrderedDict[str, float] = OrderedDict()
         self.pending: dict[str, Pending] = {}
+        # Each signed request moves the role's counter, and the pump writes its key record every
+        # 64 counters (docs/security.md): the page reads no more than it shows. `info` (uptime,
+        # counters) is read once a minute, the log from where it ended last time.
+        self._info: tuple[float, dict] | None = None
+        self._log_total = 0
 
     @property
     def role(self) -> str:
@@ -108,7 +114,9 @@ class PumpView:
             return {"gone": f.message}
 
     def _read(self, lk: Link) -> dict[str, Any]:
-        info = context.body(lk.info(refresh=True))
+        if self._info is None or self.clock() - self._info[0] >= INFO_S:
+            self._info = (self.clock(), context.body(lk.info(refresh=True)))
+        info = self._info[1]
         out: dict[str, Any] = {"role": self.role, "info": info}
         if self.role == "none":
             out["info_lines"] = views.info_lines(info, boardlimits.pump_limits(lk))
@@ -121,9 +129,12 @@ class PumpView:
                    status_lines=views.status_lines(st, settings, view),
                    unit=views.settings_unit(settings))
         if self.role == "clinician":
-            total = lk.call("log", {"since": 0, "max": 1}, changes=False).get("total", 0)
-            entries, _, chain_ok = commands.read_log(lk, max(total - LOG_ROWS, 0))
-            out["log"] = [views.log_line(e) for e in reversed(entries)]
+            entries, total, chain_ok = commands.read_log(lk, max(self._log_total - LOG_ROWS, 0))
+            if total > self._log_total + LOG_ROWS or total < self._log_total:
+                # more than a page since (or a log that restarted): read its end again
+                entries, total, chain_ok = commands.read_log(lk, max(total - LOG_ROWS, 0))
+            self._log_total = total
+            out["log"] = [views.log_line(e) for e in reversed(entries[-LOG_ROWS:])]
             out["log_chain_ok"] = chain_ok
             history = getattr(commands, "history_lines", None)   # issue: therapy history
             out["history"] = history(lk) if callable(history) else None

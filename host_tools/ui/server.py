@@ -63,7 +63,7 @@ class App:
     """The page's WSGI application. port: the TCP port it is served on (the Host and Origin it
     accepts name it); refresh_s: how often the page reads the pump again."""
 
-    def __init__(self, pump: PumpView, token: str, port: int, refresh_s: float = 5.0):
+    def __init__(self, pump: PumpView, token: str, port: int, refresh_s: float = 10.0):
         self.pump = pump
         self.token = token
         self.port = port
