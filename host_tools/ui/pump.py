@@ -33,6 +33,7 @@ LOG_ROWS = 40            # the event log's newest entries on the page
 INFO_S = 60              # how long the page shows `info` before reading it again
 PENDING_S = 300          # a change shown and not confirmed within this is void
 PAGES_KEPT = 32          # pages (their CSRF tokens) a server remembers
+BUSY_WAIT_S = 3.0        # how long the page waits for a port pumpctl has open for a moment
 
 
 class Stale(Exception):
@@ -74,14 +75,25 @@ class PumpView:
 
     @contextmanager
     def link(self) -> Iterator[Link]:
-        """The pump's link for one exchange (the port opened, then closed again)."""
+        """The pump's link for one exchange (the port opened, then closed again). A port that
+        another program (pumpctl in a terminal) has open is waited for a little, then refused
+        as pumpctl refuses it."""
         with self.lock:
-            context.refuse_if_shared(self.port, self.found)
-            lk = Link.open(self.port, self.key, timeout_s=self.timeout_s)
+            lk = self._open(self.clock() + BUSY_WAIT_S)
             try:
                 yield lk
             finally:
                 lk.close()
+
+    def _open(self, deadline: float) -> Link:
+        while True:
+            try:
+                context.refuse_if_shared(self.port, self.found)
+                return Link.open(self.port, self.key, timeout_s=self.timeout_s)
+            except LinkError as e:
+                if not str(e).startswith("port in use") or self.clock() >= deadline:
+                    raise
+            time.sleep(0.2)
 
     # -- pages and their CSRF tokens -----------------------------------------------------------
     def new_page(self) -> str:

@@ -3,7 +3,8 @@ programmed as a clinic would find it, one `pumpctl ui` server for it in this pro
 start() the command uses), and one headless Chromium (Debian's, through Playwright) shared by
 every test of tests/ui. Screenshots go to build/test-screens/ui-*.png.
 
-The tests run in file order against the one board: test_page.py's refill visit changes the
+With pytest --rp2 the board is the emulated Pico instead (the MicroPython rp2 UF2 in an
+emulated RP2040; docs/ui.md). The tests run in file order against the one board: test_page.py's refill visit changes the
 pump, the later tests only read it or undo what they do.
 """
 
@@ -62,9 +63,13 @@ class Board:
         self.info, self.proc = info, proc
         self.port = info["port"]
         self.found = link.Found(self.port, "virtual", "virtual board", info)
+        self.lock = threading.RLock()   # the page's, once it runs: one of them on the port
 
     def ctl(self, *argv, key: str = "clinician_key") -> tuple[int, str, str]:
-        return pumpctl("--port", self.port, "--key", self.info[key], *argv)
+        """pumpctl on this board, never while the page in this process reads it (pumpctl
+        refuses a port in use; a person would run it again)."""
+        with self.lock:
+            return pumpctl("--port", self.port, "--key", self.info[key], *argv)
 
     def key_pump_id(self) -> str:
         return json.loads(Path(self.info["clinician_key"]).read_text())["pump_id"]
@@ -76,8 +81,10 @@ class Board:
 
 
 @pytest.fixture(scope="package")
-def board(tmp_path_factory):
+def board(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("ui-board")
+    # pytest --rp2: the emulated Pico (`pumpsim board --runtime rp2`), as tests/e2e does
+    runtime = ["--runtime", "rp2"] if request.config.getoption("--rp2") else []
     state = tmp / "state"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PUMPCTL_STATE_DIR", str(state))   # this run's titration record only
@@ -87,7 +94,7 @@ def board(tmp_path_factory):
         # board registered: its own TMPDIR
         mp.setattr(tempfile, "tempdir", str(tmp))
         env = dict(os.environ, TMPDIR=str(tmp))
-        proc = subprocess.Popen([PUMPSIM, "board", "--flash", str(tmp / "flash")],
+        proc = subprocess.Popen([PUMPSIM, "board", *runtime, "--flash", str(tmp / "flash")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                                 env=env)
         try:
@@ -139,10 +146,17 @@ def served(pump: PumpView, refresh_s: float = 0.5):
         s.close()
 
 
+def board_view(board: Board, key: str, rp2: bool) -> PumpView:
+    """The page's view of the board with one of its key files, sharing the board's lock."""
+    pump = PumpView(board.port, link.load_key(board.info[key]), board.found,
+                    timeout_s=10.0 if rp2 else 3.0)   # the emulated Pico answers slowly
+    pump.lock = board.lock
+    return pump
+
+
 @pytest.fixture(scope="package")
-def ui(board):
-    with served(PumpView(board.port, link.load_key(board.info["clinician_key"]),
-                         board.found)) as s:
+def ui(board, request):
+    with served(board_view(board, "clinician_key", request.config.getoption("--rp2"))) as s:
         yield s
 
 
@@ -161,11 +175,13 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     """A fresh tab (its own context: no state from another test), failing the test on any
     script error or dialog the page raises."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
     pg = ctx.new_page()
+    if request.config.getoption("--rp2"):
+        pg.set_default_timeout(120_000)       # a change on the emulated Pico takes seconds
     errors = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))

@@ -34,7 +34,7 @@ def test_the_page_shows_what_pumpctl_status_shows(ui, board, page):
     cli = dict(rows(out.splitlines()))
     shown = {r.locator("th").inner_text(): r.locator("td").inner_text()
              for r in page.locator("#status-table tr").all()}
-    assert set(shown) == set(cli)
+    assert set(shown) == set(cli), page.inner_text("#live")
     for label in ("therapy", "drug", "basal now", "basal a day", "catheter", "boluses",
                   "alarms"):
         assert shown[label] == cli[label], label

@@ -15,7 +15,7 @@ import pytest
 from host_tools import link
 from host_tools.ui.pump import PumpView
 from tests.host_tools.serial_peer import SECRET, Peer, body_of
-from tests.ui.conftest import served, shot
+from tests.ui.conftest import board_view, served, shot
 
 
 def request(ui, method: str, path: str, body: dict | None = None, headers: dict | None = None,
@@ -254,9 +254,8 @@ def test_a_clear_page_when_the_pump_goes_away(page):
                            ".includes('pumpctl ui is not answering')", timeout=15_000)
 
 
-def test_the_patient_key_shows_only_the_patient_bolus(board, page):
-    with served(PumpView(board.port, link.load_key(board.info["patient_key"]),
-                         board.found)) as s:
+def test_the_patient_key_shows_only_the_patient_bolus(board, page, request):
+    with served(board_view(board, "patient_key", request.config.getoption("--rp2"))) as s:
         page.goto(s.url)
         assert page.locator("#patient-bolus-form button").inner_text() == "Patient bolus"
         for hidden in ("#program-form", "#refill-form", "#status-table", "#log", "#reservoir",
