@@ -34,15 +34,18 @@ import micropython
 import rp2
 
 from boards import stepgen, tmc2209
-from firmware.codes import TONE_PATTERNS
+from firmware.codes import DONE, NOT_DONE, TONE_PATTERNS, UNCERTAIN
 from firmware.store import FileDev
 
-try:
-    from typing_extensions import TYPE_CHECKING  # pyright: ignore[reportMissingModuleSource]
-except ImportError:
-    TYPE_CHECKING = False
+from firmware.compat import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from rp2.asm_pio import *  # noqa: F403  the PIO assembler's names, for the type checker
+
+    from firmware.hal import BoardData as _Data
+    from firmware.hal import Hal as _Contract
+else:
+    _Data = object  # the board's constants are copied in at run time (see __init__)
 
 _EPOCH_2024 = time.mktime((2024, 1, 1, 0, 0, 0, 0, 0))  # the pump clock counts from here
 _WDT_MAX_MS = 8300
@@ -71,8 +74,9 @@ def _pin_out(num, value):
     return machine.Pin(num, machine.Pin.OUT, value=value)
 
 
-class Rp2Hal:
-    """The HAL of an RP2040 board described by `cfg`, a board file's globals()."""
+class Rp2Hal(_Data):
+    """The HAL of an RP2040 board described by `cfg`, a board file's globals() (the contract:
+    firmware/hal.pyi)."""
 
     def __init__(self, cfg):
         # Board data, readable as hal.NAME by the firmware (monitor, pump) as on the virtual board.
@@ -158,11 +162,11 @@ class Rp2Hal:
         return tmc2209.parse_reply(uart.read(12), reg)
 
     def stroke(self):
-        """One whole stroke: True done, False nothing moved (the driver never answered, or
-        signalled a stall before the first pulse), 2 uncertain (a stall partway, or the step
+        """One whole stroke: DONE, NOT_DONE (the driver never answered, or signalled a stall
+        before the first pulse: nothing moved), or UNCERTAIN (a stall partway, or the step
         machine hung). Busy-waits the few ms the pulses take: no allocation."""
         if not self._driver_ok:
-            return False
+            return NOT_DONE
         sm = self._sm
         diag = self._diag
         en = self._en
@@ -170,7 +174,7 @@ class Rp2Hal:
         en.value(self._en_on)   # enabling also clears a latched driver error
         if diag.value():
             en.value(self._en_off)
-            return False        # stalled before a single pulse: nothing moved
+            return NOT_DONE     # stalled before a single pulse: nothing moved
         ok = True
         t0 = ticks()
         sm.put(self._steps_m1)
@@ -184,14 +188,14 @@ class Rp2Hal:
                 en.value(self._en_off)
                 self._sm.active(0)
                 self._start_sm()   # the machine hung: start it afresh (allocates; rare)
-                return 2           # how many pulses went out is unknown
+                return UNCERTAIN   # how many pulses went out is unknown
         # Once more after the last pulse, while the driver is still enabled (disabling it clears
         # DIAG): a stall signalled after the loop's last look would otherwise count as delivered.
         if diag.value():
             ok = False
         sm.get()
         en.value(self._en_off)
-        return True if ok else 2   # a stall seen while the pulses ran: partway
+        return DONE if ok else UNCERTAIN   # a stall seen while the pulses ran: partway
 
     # ---- sensors --------------------------------------------------------------------------
     def read_pressure(self):
@@ -229,8 +233,9 @@ class Rp2Hal:
             self._led.value(1 if on else 0)
 
     # ---- time -----------------------------------------------------------------------------
-    def ticks_ms(self):
-        return self._ticks()
+    def ticks_ms(self) -> int:
+        # (the stubs' ticks are opaque; the firmware does its own wrapping arithmetic on them)
+        return self._ticks()  # pyright: ignore[reportReturnType]
 
     def clock_ts(self):
         return time.time() - _EPOCH_2024
@@ -309,3 +314,7 @@ class Rp2Hal:
         except OSError:
             pass  # it exists already
         return FileDev("/data")
+
+
+if TYPE_CHECKING:
+    _conforms: "type[_Contract]" = Rp2Hal  # pyright holds the HAL to the contract

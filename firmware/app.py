@@ -1,10 +1,10 @@
 # The firmware's shell: boots the pump from flash, runs the tickless control loop, talks the
-# serial protocol and keeps the records. The pump's logic is in firmware/pump.py; this file
-# only waits, reads bytes, stores records and keeps the clock.
+# serial protocol and keeps the records. The pump's logic is in firmware/therapy.py and the rooms
+# it builds; this file only waits, reads bytes, stores records and keeps the clock.
 #
 # The board (boards/*.py, `Hal`) gives: ticks_ms, clock_ts/set_clock_ts, reset_cause, stroke,
 # read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_byte, write, uid,
-# storage, reset, button_held, and its constants (boards/__init__.py has the contract).
+# storage, reset, button_held, and its constants (the contract: firmware/hal.pyi).
 #
 # The loop, once per cycle: service the pump (strokes and checks due now), handle the bytes
 # that arrived, feed the watchdog, and sleep until the pump's next deadline or a byte arrives,
@@ -16,11 +16,16 @@ import struct
 
 from firmware import buildinfo, codes, loader, update
 from firmware.auth import Keys
+from firmware.compat import TYPE_CHECKING
 from firmware.eventlog import EventLog
+from firmware.handlers import Handlers
 from firmware.proto import Proto
-from firmware.pump import BOOT_WATCHDOG, Pump
 from firmware.store import RecordStore, pack_ints, unpack_ints
+from firmware.therapy import BOOT_WATCHDOG, Therapy
 from firmware.ticks import add, diff
+
+if TYPE_CHECKING:
+    from firmware.hal import Hal
 
 LOG_CAPACITY = 200
 BYTES_PER_CYCLE = 64      # serial bytes handled before delivery is serviced again
@@ -28,7 +33,7 @@ ANCHOR_MS = 3600000       # re-anchor the clock hourly: one tick difference stay
 MAINT_FLAG = "maint"
 # The pump clock at the moment of each state save rides behind the pump's state record, so a
 # board that loses its clock (a Pico: no battery-backed RTC) carries on from it. Older records
-# have no trailer; the state record itself (firmware/pump.py) is not changed by it.
+# have no trailer; the state record itself (firmware/record.py) is not changed by it.
 CLOCK_TAG = b"CLK1"
 CLOCK_TRAILER_LEN = 8
 SHIFT_MAX = (1 << 29) - 1
@@ -102,7 +107,7 @@ class LogSink:
 
 
 class App:
-    def __init__(self, hal):
+    def __init__(self, hal: "Hal") -> None:
         self.hal = hal
         dev = hal.storage()
         self.dev = dev
@@ -120,10 +125,10 @@ class App:
         self.log_damaged = events is None and self.st_log.corrupt
         self.events = events if events is not None else EventLog(LOG_CAPACITY)
         self.log_dirty = False
-        hal.save_state = self.save_state  # the pump saves its state through this
-        self.pump = Pump(hal, LogSink(self))
-        self.proto = Proto(self)
+        self.therapy = Therapy(hal, LogSink(self), self.save_state)
+        self.proto = Proto(self, Handlers(self))
         self.quit = False
+        self.reset_after = False  # a committed update: reset once its reply is on the line
         self.button = getattr(hal, "button_held", None)
         self.btn_until = None   # ticks until which the button is looked at (after a boot)
         self.btn_since = None   # ticks since when it has been held
@@ -148,11 +153,12 @@ class App:
         self.hal.set_clock_ts(ts)
         self.base_ts = ts
         self.base_ticks = now
-        self.pump.set_time_of_day(now, (ts % 86400) * 1000, ts)
+        th = self.therapy
+        th.set_time_of_day(now, (ts % 86400) * 1000, ts)
         self.events.add(codes.EV_CLOCK_SET, ts, _clamp(shift), 0)
         self.log_dirty = True
-        self.pump.clear_alarm(codes.AL_CLOCK_LOST, now)
-        self.pump.save()   # the new clock and the cleared alarm outlive a reset
+        th.sup.clear_alarm(codes.AL_CLOCK_LOST, now)
+        th.save()   # the new clock and the cleared alarm outlive a reset
 
     def _lost_clock(self, saved_ts):
         """On a board without a kept clock: whether its clock restarted (it reads a time before
@@ -184,7 +190,7 @@ class App:
 
     def save_state(self, buf):
         """Called by the pump whenever its state must survive a restart. Returns whether the
-        flash holds it: the pump acts on a failure (firmware/pump.py save())."""
+        flash holds it: the pump acts on a failure (firmware/record.py save())."""
         ts = self.clock_ts(self.hal.ticks_ms())
         ok = _save(self.st_state, pack_ints(buf), clock_trailer(ts))
         if self.log_dirty:
@@ -230,12 +236,13 @@ class App:
             params = None
         # A clock that was lost cannot tell how long the pump was off (-1): a timed stop then
         # counts on from the boot and a fill's age does not grow by the time off.
-        self.pump.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
-                       self.st_state.corrupt, -1 if lost is not None else self.base_ts)
+        th = self.therapy
+        th.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
+                self.st_state.corrupt, -1 if lost is not None else self.base_ts)
         fallback = state is not None and self.st_state.corrupt
         raw = state = None   # the pump holds its own copy: two record-sized buffers freed
         if settings_bad:
-            self.pump.raise_alarm(codes.AL_MEMORY_ERROR, now)
+            th.sup.raise_alarm(codes.AL_MEMORY_ERROR, now)
         elif fallback:
             # The older record was used: limits stay safe (one reserve taken), but what only the
             # newest held (a refill, a stop, a bolus start) is gone. Say so in the log.
@@ -246,22 +253,23 @@ class App:
             self.events.add(codes.EV_LOG_LOST, self.base_ts, 0, 0)
         if lost is not None:
             self.events.add(codes.EV_CLOCK_LOST, self.base_ts, lost, 0)
-            self.pump.raise_alarm(codes.AL_CLOCK_LOST, now)
+            th.sup.raise_alarm(codes.AL_CLOCK_LOST, now)
         self._boot_keys(now)
         self._boot_firmware(now)
         if self.button is not None:
             self.btn_until = add(now, BUTTON_LOOK_MS)
-        self.pump.save()
+        th.save()
         self.save_log()
 
     def _boot_keys(self, now):
         """Keys fail closed: a record that exists and does not verify raises key_damaged (the
         protocol then refuses every keyed request); therapy goes on as programmed."""
         keys = self.keys
+        sup = self.therapy.sup
         if keys.damaged:
-            self.pump.raise_alarm(codes.AL_KEY_DAMAGED, now)
+            sup.raise_alarm(codes.AL_KEY_DAMAGED, now)
         else:
-            self.pump.clear_alarm(codes.AL_KEY_DAMAGED, now)
+            sup.clear_alarm(codes.AL_KEY_DAMAGED, now)
         if keys.fallback:
             self.events.add(codes.EV_KEY_FALLBACK, self.base_ts, 0, 0)
 
@@ -314,7 +322,7 @@ class App:
 
     def provisioned(self, now, how):
         self.prov_until = None
-        self.pump.clear_alarm(codes.AL_KEY_DAMAGED, now)
+        self.therapy.sup.clear_alarm(codes.AL_KEY_DAMAGED, now)
         self.events_add(codes.EV_KEYS, now, how, 0)
 
     def confirm_update(self, now):
@@ -332,10 +340,15 @@ class App:
 
     def _update_reset(self, now):
         """After a committed update: save everything and reset into the loader."""
-        self.pump.service(now)
-        self.pump.save(True)
-        self.save_log()
+        self.shutdown(now)
         self.hal.reset()
+
+    def shutdown(self, now):
+        """An orderly stop (a reset the firmware or the board asks for): time brought up to
+        `now`, the exact account and the log saved."""
+        self.therapy.pump.service(now)
+        self.therapy.save(True)
+        self.save_log()
 
     def reply(self, data):
         hal = self.hal
@@ -345,7 +358,7 @@ class App:
     def run(self):
         """The control loop. Returns only after `maintenance`."""
         hal = self.hal
-        pump = self.pump
+        pump = self.therapy.pump
         proto = self.proto
         nap_max = hal.WDT_TIMEOUT_MS // 2
         hal.start_watchdog(hal.WDT_TIMEOUT_MS)
@@ -368,8 +381,8 @@ class App:
                 proto.expire(now)
                 if self.log_dirty:
                     self.save_log()
-            if proto.reset_after:
-                proto.reset_after = False
+            if self.reset_after:
+                self.reset_after = False
                 self._update_reset(now)
             if self.btn_until is not None:
                 self._look_at_button(now)
@@ -385,36 +398,22 @@ class App:
             hal.wait(wait)
 
     # ---- commands the protocol forwards -------------------------------------------------------
-    def stop(self, now, for_s):
-        """Suspend delivery; with for_s, for that long. The pump keeps the deadline itself and
-        on flash, so a restart neither forgets it nor lengthens it."""
-        self.pump.stop(now, for_s * 1000)
-
-    def resume(self, now):
-        self.pump.resume(now)
-
-    def stop_left_s(self, now):
-        return (self.pump.suspend_left_ms(now) + 999) // 1000
-
-    def refill_ts(self, now):
-        """When the reservoir reaches its low level at the projected rate (the basal and the
-        last days' boluses; -1 if unknown)."""
-        s = self.pump.low_in_s()
-        return -1 if s < 0 else self.clock_ts(now) + s
-
     def maintenance(self, now):
         """Stop delivery, save everything and leave the loop; the board resets into the REPL."""
-        self.pump.stop(now)
-        self.pump.save(True)
+        self.therapy.stop(now)
+        self.therapy.save(True)
         self.save_log()
         self.dev.write(MAINT_FLAG, b"1")
         self.quit = True
 
 
-def main(hal):
-    """Entry point on every board. Returns when the REPL should take over (maintenance)."""
+def main(hal: "Hal", started=None):
+    """Entry point on every board. Returns when the REPL should take over (maintenance).
+    started(app), when given, is called once the app exists: a simulated board's harness
+    reaches the pump through it (a real board passes nothing)."""
     app = App(hal)
-    hal.app = app  # lets a simulated board reach the pump (a real board ignores it)
+    if started is not None:
+        started(app)
     if app.maintenance_pending():
         app.clear_maintenance()
         if buildinfo.KIND == "development":

@@ -2,6 +2,11 @@
 # Numbers go into the event log and over the wire; names are for humans and JSON.
 from firmware.compat import const
 
+# What hal.stroke() reports (boards/__init__.py, firmware/hal.pyi), and what the pump acts on:
+NOT_DONE = const(0)    # nothing moved: retried, then motor_stall
+DONE = const(1)        # the whole stroke was made
+UNCERTAIN = const(2)   # it stalled partway: counted as given, not retried, motor_stall
+
 # Events in the log.
 EV_BOOT = const(1)
 EV_PROGRAM = const(2)

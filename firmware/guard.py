@@ -17,6 +17,7 @@
 # the time the pump was off as not having passed: no restart can make room for extra drug.
 from array import array
 
+from firmware.codes import R_DAILY_MAX, R_UNSAVED
 from firmware.compat import const
 
 BUCKETS = const(1441)
@@ -36,7 +37,8 @@ class DoseGuard:
         self.total = 0        # sum of all buckets
         self.cap = 0          # strokes allowed in any 24 h; 0 refuses everything
         self.unsaved = 0      # strokes approved since the last save
-        self.refusing = False  # the last stroke it was asked about was refused
+        self.lost = False     # the account was lost (memory_error): a reprogram states what
+                              # to assume (assume())
         self.saved_idx = 0    # bucket in progress at the last save
         self.rotated = BUCKETS  # buckets moved since then (BUCKETS: rewrite them all)
 
@@ -118,16 +120,23 @@ class DoseGuard:
     def needs_save(self):
         return self.unsaved >= SAVE_AT
 
-    def approve(self):
-        """Ask to deliver one stroke now. True means it has been counted as delivered."""
-        if self.total + 1 > self.cap or self.unsaved >= RESERVE:
-            self.refusing = True
-            return False
-        self.refusing = False
+    def step(self):
+        """Ask to deliver one stroke now: 0 means it has been counted as delivered; R_UNSAVED
+        that the strokes since the last confirmed save used up the reserve on flash (the
+        caller saves and asks again); R_DAILY_MAX that it would break the cap. This is the
+        one place the reserve is checked. No allocation (the stroke path calls it)."""
+        if self.unsaved >= RESERVE:
+            return R_UNSAVED
+        if self.total >= self.cap:
+            return R_DAILY_MAX
         self.total += 1
         self.buckets[self.idx] += 1
         self.unsaved += 1
-        return True
+        return 0
+
+    def approve(self):
+        """step() as a yes or no."""
+        return self.step() == 0
 
     def undo(self):
         """The motor did not move after all: take the stroke back out of the account."""

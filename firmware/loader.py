@@ -1,8 +1,9 @@
 # The boot loader: which firmware runs (docs/security.md, "Firmware updates").
 #
-# This module imports nothing from the firmware package, because it runs before any firmware is
-# chosen: on a Pico it is copied to the root of the flash as loader.mpy and main.py calls it; the
-# virtual board imports it the same way (sim/vboard_main.py). The firmware imports it as
+# This module imports nothing from the firmware package but the one-line firmware/buildinfo.py,
+# once the firmware is chosen, because it runs before any firmware is chosen: on a Pico it is
+# copied to the root of the flash as loader.mpy and main.py calls it; the virtual board imports
+# it the same way (sim/vboard_main.py). The firmware imports it as
 # firmware.loader to switch and confirm. So the pointer's format below never changes: a loader
 # installed long ago must read what a new firmware writes.
 #
@@ -243,14 +244,15 @@ def crashed(fs, slot, exc):
         pass  # the reset matters more than the note
 
 
-def boot_board(make_hal, reset):
-    """A board's whole boot after main.py: choose, import, run; never the REPL in production.
+def boot_board(run, reset):
+    """A board's whole boot after main.py: choose, run; never the REPL in production.
 
-    make_hal() builds the board's Hal once the chosen firmware is on the import path; reset()
-    resets the board. A development build (firmware/buildinfo.py KIND) returns after
-    `maintenance` or an uncaught exception, so MicroPython's REPL takes the line; a production
-    build logs the exception and resets the board, and the loader's tries bring back the old
-    firmware if the new one keeps failing."""
+    run() imports the firmware once the chosen one is on the import path, builds the board's
+    Hal and runs it (main.py's: the device's entry, the one place that picks a board); reset()
+    resets the board. A development build (firmware/buildinfo.py KIND, the one module of the
+    firmware package read here) returns after `maintenance` or an uncaught exception, so
+    MicroPython's REPL takes the line; a production build logs the exception and resets the
+    board, and the loader's tries bring back the old firmware if the new one keeps failing."""
     fs = Fs("")
     slot = BASE
     dev = False
@@ -259,8 +261,7 @@ def boot_board(make_hal, reset):
         activate(fs, slot)
         from firmware import buildinfo
         dev = buildinfo.KIND == "development"
-        from firmware import app
-        if app.main(make_hal()) == "maintenance" and dev:
+        if run() == "maintenance" and dev:
             return
     except BaseException as e:  # noqa: B036  anything at all: production never stops here
         crashed(fs, slot, e)

@@ -24,16 +24,17 @@ import loader
 import machine
 
 
-def _hal():
+def _run():
     # Called once the loader has put the chosen firmware first on the import path.
+    from firmware import app
     try:
         from boards.pico import Hal
     except ImportError:
         from boards.implant import Hal
-    return Hal()
+    return app.main(Hal())
 
 
-loader.boot_board(_hal, machine.reset)
+loader.boot_board(_run, machine.reset)
 
 # A development build returned: the REPL is for a person or mpremote, and Ctrl-C works again.
 micropython.kbd_intr(3)

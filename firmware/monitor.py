@@ -13,7 +13,10 @@
 # that never sags is stuck.
 from array import array
 
-from firmware.compat import const
+from firmware.compat import TYPE_CHECKING, const
+
+if TYPE_CHECKING:
+    from firmware.hal import Mechanism
 
 BAD_RISES = const(3)      # consecutive implausible rises before the pressure sensor is faulted
 FLAT_SAGS = const(3)      # consecutive loaded readings without a sag before the battery is
@@ -23,7 +26,7 @@ BAD = const(-(1 << 29))   # pressure_pa / check_battery: the reading cannot be t
 
 
 class Monitor:
-    def __init__(self, hal):
+    def __init__(self, hal: "Mechanism") -> None:
         self.hal = hal
         self.p_zero = hal.P_RAW_ZERO
         self.p_per_kpa = hal.P_RAW_PER_KPA

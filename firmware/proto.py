@@ -1,11 +1,12 @@
-# The serial protocol (docs/protocol.md): bytes in, one JSON reply line out per request.
+# The serial protocol's framing, authentication and sessions (docs/protocol.md, docs/security.md):
+# bytes in, one reply line out per request.
 #
 # feed(byte) collects a line in a preallocated buffer; a complete line is parsed, checked
-# (authentication, pump, session, role, counter) and handed to one do_* method. Everything a
-# command does goes through the Pump's own methods, which check their limits again. Any
-# exception a command raises is caught and answered with E_INTERNAL: the control loop never
-# stops for a bad request. Handling a request allocates (JSON); the loop without requests does
-# not.
+# (authentication, pump, session, role, counter) and handed to one do_* method: the session
+# commands (hello, provision, rekey) here, every other one in firmware/handlers.py, which calls
+# the therapy room's verbs. Any exception a command raises is caught and answered with
+# E_INTERNAL: the control loop never stops for a bad request. Handling a request allocates
+# (JSON); the loop without requests does not.
 #
 # Trust runs both ways (docs/security.md). A request whose tag verifies gets a signed reply,
 # refusals included: the tag is HMAC(key, "reply " + request tag + reply JSON) under the same
@@ -21,8 +22,7 @@ from firmware import wirejson as json
 
 from firmware import auth, buildinfo, codes, update
 from firmware.compat import const
-from firmware.pump import MAX_STABLE_S, PRIME_CONFIRM_S
-from firmware.rx import Rx, RxError
+from firmware.handlers import COMMANDS, ID_MAX, TERMINAL, Refusal
 from firmware.ticks import diff
 from firmware.version import VERSION
 
@@ -33,70 +33,12 @@ _TAB = const(9)
 _CTRL_A = const(1)
 _CTRL_C = const(3)
 _HEX_LEN = const(64)
-ID_MAX = const((1 << 30) - 1)
-META_MAX = const(512)
-LOG_MAX = const(50)
 SESSION_IDLE_MS = const(300000)  # a session ends after 5 minutes without an accepted request
 _REPLY = b"reply "
 
-# name -> (role needed, description)
-COMMANDS = {
-    "help": (auth.NONE, "list the commands"),
-    "ping": (auth.NONE, "check the pump answers"),
-    "info": (auth.NONE, "who the pump is; with a key: clock, counters, limits"),
-    "provision": (auth.NONE, "set the two role keys (a new pump, or after the button)"),
-    "hello": (auth.PATIENT, "open a session (its id and counter)"),
-    "status": (auth.PATIENT, "therapy, reservoir, alarms, battery, last 24 h"),
-    "alarms": (auth.PATIENT, "active alarms"),
-    "patient_bolus": (auth.PATIENT, "ask for the prescribed patient bolus"),
-    "settings": (auth.CLINICIAN, "the stored prescription"),
-    "program": (auth.CLINICIAN, "install a prescription"),
-    "bolus": (auth.CLINICIAN, "clinician, priming or bridge bolus"),
-    "refill": (auth.CLINICIAN, "record a refill"),
-    "ack": (auth.CLINICIAN, "silence an alarm"),
-    "log": (auth.CLINICIAN, "read the event log"),
-    "stop": (auth.CLINICIAN, "suspend delivery"),
-    "resume": (auth.CLINICIAN, "resume delivery"),
-    "clock": (auth.CLINICIAN, "read or set the pump clock"),
-    "rekey": (auth.CLINICIAN, "replace both role keys (counters start again)"),
-    "update_begin": (auth.CLINICIAN, "start a signed firmware update"),
-    "update_chunk": (auth.CLINICIAN, "the next piece of the update"),
-    "update_commit": (auth.CLINICIAN, "check the update and switch to it"),
-    "update_confirm": (auth.CLINICIAN, "end the new firmware's trial"),
-    "maintenance": (auth.CLINICIAN, "dev builds: stop, hand back the REPL"),
-}
-TERMINAL = ("help", "ping", "info")
 # What a REPL-seeking byte (Ctrl-C, or mpremote's Ctrl-A) gets, once per line: a running pump
 # has no REPL, and a tool waiting for one should fail at once and say why.
 HINT = b"pump running, no REPL: Ctrl-C is ignored. Type help; to flash: make flash"
-BOLUS_KINDS = ("clinician", "prime", "bridge")
-
-
-def board_limits(hal):
-    """What the host validates against: this board's own numbers (info -> limits)."""
-    return {"stroke_nl": hal.STROKE_NL, "reservoir_nl": hal.RESERVOIR_NL,
-            "reservoir_min_nl": hal.RESERVOIR_MIN_NL, "min_rate_nl_day": hal.MIN_RATE_NL_DAY,
-            "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
-            "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
-            "catheter_nl": hal.CATHETER_NL}
-
-
-class Refusal(Exception):
-    def __init__(self, code, message, reason=None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason
-
-
-def _arg(args, key, lo, hi, default=None):
-    v = args.get(key, default)
-    if v is None:
-        raise Refusal("E_ARGS", key + " is required")
-    if type(v) is not int or v < lo or v > hi:
-        raise Refusal("E_ARGS", "%s must be an integer from %d to %d, got %s"
-                      % (key, lo, hi, json.dumps(v)))
-    return v
 
 
 def _hex_arg(args, key, lo, hi):
@@ -117,8 +59,9 @@ def _random(n, salt):
 
 
 class Proto:
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, handlers):
+        self.app = app          # the shell: keys, uid, reply(), provisioning (firmware/app.py)
+        self.handlers = handlers  # firmware/handlers.py: every command but the session ones
         self.buf = bytearray(MAX_LINE)
         self.n = 0
         self.overlong = False
@@ -129,8 +72,7 @@ class Proto:
         self.sn = [None, None, None]  # type: list  # by role: the current session's id
         self.sn_ms = [0, 0, 0]        # ticks of the session's last accepted request
         self.sessions = 0             # sessions opened since boot (salt for the next id)
-        self.role = auth.NONE         # role of the request being handled (keyed info)
-        self.reset_after = False      # a committed update: reset once the reply is out
+        self.role = auth.NONE         # role of the request being handled
 
     # ---- bytes to lines --------------------------------------------------------------------
     def feed(self, b, now):
@@ -231,7 +173,7 @@ class Proto:
             if type(args) is not dict:
                 raise Refusal("E_ARGS", "args must be a JSON object")
             out = {"id": rid, "ok": True, "cmd": cmd}
-            getattr(self, "do_" + cmd)(args, now, out)
+            self._do(cmd, role)(args, now, out)
             reply = json.dumps(out).encode()
         except Refusal as e:
             reply = self._error(rid, e.code, e.message, e.reason)
@@ -241,6 +183,14 @@ class Proto:
             # An accepted request's answer, refusal or not, is what a repeat of it gets.
             self.last_reply[role] = reply
         return self._signed(reply, key, tag)
+
+    def _do(self, cmd, role):
+        """The method that handles `cmd` for `role`: a session command's here, else the
+        handlers' (told the role, for what a keyed `info` adds)."""
+        if cmd in ("hello", "provision", "rekey"):
+            return getattr(self, "do_" + cmd)
+        self.handlers.role = role
+        return getattr(self.handlers, "do_" + cmd)
 
     def _signed(self, reply, key, tag):
         if key is None:
@@ -337,13 +287,13 @@ class Proto:
                 raise Refusal("E_PARSE", "type help, info or ping, or send a JSON request "
                               "(docs/protocol.md)")
             out = {"id": rid, "ok": True, "cmd": words[0]}
-            getattr(self, "do_" + words[0])({}, now, out)
+            self._do(words[0], auth.NONE)({}, now, out)
             return json.dumps(out).encode()
         if not known:
             return ("not a command here: " + text[:40] + "\r\ntype help, info or ping and "
                     "Enter; programs send JSON requests (docs/protocol.md)").encode()
         out = {}
-        getattr(self, "do_" + words[0])({}, now, out)
+        self._do(words[0], auth.NONE)({}, now, out)
         return getattr(self, "_text_" + words[0])(out).encode()
 
     def _text_ping(self, out):
@@ -377,41 +327,7 @@ class Proto:
         return "\r\n".join(["%-12s %s" % (k, v) for k, v in rows])
 
     # ---- commands ----------------------------------------------------------------------------
-    def do_help(self, args, now, out):  # the JSON form's; a person gets _text_help
-        cmds = {}
-        for name in COMMANDS:
-            role, text = COMMANDS[name]
-            cmds[name] = text + ("" if role == auth.NONE else
-                                 " [key: %s]" % ("patient" if role == auth.PATIENT
-                                                 else "clinician"))
-        out["commands"] = cmds
-
-    def do_ping(self, args, now, out):
-        out["pong"] = True
-
-    def do_info(self, args, now, out):
-        """Without a key: what a person needs to pick the key (pump id, firmware, board,
-        build, whether it has keys). In a session (signed): everything else."""
-        app = self.app
-        hal = app.hal
-        keys = app.keys
-        out["pump_id"] = app.uid
-        out["firmware"] = VERSION
-        out["board"] = hal.NAME
-        out["build"] = buildinfo.KIND
-        out["keys"] = "damaged" if keys.damaged else "ok" if keys.provisioned() else "none"
-        out["provisioned"] = keys.usable()
-        if self.role == auth.NONE:
-            return
-        out["clock_ts"] = app.clock_ts(now)
-        out["uptime_s"] = app.pump.mono_s
-        out["ctr"] = {"clinician": keys.last[auth.CLINICIAN], "patient": keys.last[auth.PATIENT]}
-        out["stroke_nl"] = hal.STROKE_NL
-        out["catheter_nl"] = app.pump.catheter_nl()  # the patient's, from the settings
-        out["reservoir_max_nl"] = hal.RESERVOIR_NL
-        out["limits"] = board_limits(hal)
-        out["update"] = app.update_info()
-
+    # ---- the session commands (every other is firmware/handlers.py's) ------------------
     def do_hello(self, args, now, out):
         """A new session for the signing role: a fresh id, and the counter to go on from. It
         replaces the role's previous session, whose requests are refused from now on."""
@@ -480,272 +396,3 @@ class Proto:
         self.app.events_add(codes.EV_KEYS, now, 2, 0)
         out["rekeyed"] = True
         out["ctr"] = 0
-
-    def _updater(self):
-        up = self.app.updater
-        if up is None:
-            raise Refusal("E_UPDATE", "this board's storage cannot take updates")
-        return up
-
-    def do_update_begin(self, args, now, out):
-        mlen = _arg(args, "manifest_len", 1, update.MANIFEST_MAX)
-        slen = _arg(args, "sig_len", 1, update.KEY_MAX)
-        try:
-            out["slot"] = self._updater().begin(mlen, slen)
-        except update.UpdateError as e:
-            raise Refusal("E_UPDATE", str(e))
-        out["have"] = 0
-        out["chunk_max"] = update.CHUNK_MAX
-        out["copy_max"] = update.COPY_MAX
-        if args.get("files") is True:
-            out["running"] = self._updater().running_files()
-
-    def do_update_chunk(self, args, now, out):
-        off = _arg(args, "off", 0, ID_MAX)
-        up = self._updater()
-        if "copy" in args:
-            if "data" in args:
-                raise Refusal("E_ARGS", "a chunk has data or copy, not both")
-            n = _arg(args, "copy", 1, update.COPY_MAX)
-            try:
-                out["have"] = up.copy(off, n)
-            except update.UpdateError as e:
-                raise Refusal("E_UPDATE", str(e))
-            out["total"] = up.total()
-            return
-        data = args.get("data")
-        raw = update.b64(data) if type(data) is str else None
-        if raw is None or not raw or len(raw) > update.CHUNK_MAX:
-            raise Refusal("E_ARGS", "data must be 1 to %d bytes in base64" % update.CHUNK_MAX)
-        try:
-            out["have"] = up.chunk(off, raw)
-        except update.UpdateError as e:
-            raise Refusal("E_UPDATE", str(e))
-        out["total"] = up.total() if up.manifest is not None else 0
-
-    def do_update_commit(self, args, now, out):
-        try:
-            slot, version = self._updater().commit()
-        except update.UpdateError as e:
-            raise Refusal("E_UPDATE", str(e))
-        self.app.events_add(codes.EV_UPDATE, now, 1, 1 if slot == "a" else 2)
-        out["slot"] = slot
-        out["version"] = version
-        out["resetting"] = True
-        self.reset_after = True   # the app resets once this reply is on the line
-
-    def do_update_confirm(self, args, now, out):
-        out["confirmed"] = self.app.confirm_update(now)
-
-    def do_status(self, args, now, out):
-        app = self.app
-        pump = app.pump
-        pump.service(now)
-        rx = pump.rx
-        stroke_nl = pump.stroke_nl
-        out["programmed"] = rx is not None
-        out["stopped"] = pump.stopped
-        out["delivering"] = rx is not None and not pump.stopped \
-            and not pump.alarms & codes.CRITICAL_MASK \
-            and pump.reservoir_nl - stroke_nl >= pump.reservoir_min_nl
-        out["stop_left_s"] = app.stop_left_s(now)
-        out["rate_nl_day"] = rx.step_rate_nl_day[pump.step] if rx else 0
-        out["step"] = pump.step
-        out["basal_nl_day"] = rx.basal_nl_day if rx else 0
-        out["max_daily_nl"] = rx.max_daily_nl if rx else 0
-        out["low_reservoir_nl"] = rx.low_res_nl if rx else 0
-        out["reservoir_nl"] = pump.reservoir_nl
-        out["time_to_empty_s"] = pump.time_to_empty_s()
-        out["refill_ts"] = app.refill_ts(now)
-        out["projected_nl_day"] = pump.projected_nl_day()
-        out["refill_notice_s"] = rx.refill_notice_s if rx else 0
-        out["fill_ts"] = pump.fill_ts
-        out["fills"] = pump.fills
-        out["expiry_ts"] = pump.expires_ts()
-        out["catheter_nl"] = pump.catheter_nl()
-        out["alarms"] = self._alarms()
-        out["battery_mv"] = pump.mon.mv_avg
-        out["delivered_24h_nl"] = pump.guard.total * stroke_nl
-        out["dose_account"] = "lost" if pump.account_lost else "kept"
-        out["bolus"] = {"patient": pump.pb_on, "clinician": pump.cb_on}
-        out["strokes"] = pump.strokes
-        out["strokes_uncertain"] = pump.uncertain
-        out["strokes_missed"] = pump.missed
-        out["strokes_refused"] = pump.refused
-        out["refusing"] = codes.REASON_NAMES.get(pump.refusing) if pump.refusing else None
-        out["clock_ts"] = app.clock_ts(now)
-
-    def _alarms(self):
-        pump = self.app.pump
-        out = []
-        for code in codes.ALARM_NAMES:
-            bit = 1 << code
-            if pump.alarms & bit:
-                out.append({"code": codes.ALARM_NAMES[code], "priority": codes.priority(code),
-                            "acked": bool(pump.acked & bit)})
-        return out
-
-    def do_alarms(self, args, now, out):
-        self.app.pump.service(now)
-        out["alarms"] = self._alarms()
-
-    def do_settings(self, args, now, out):
-        out["settings"] = self.app.load_settings()
-
-    def do_program(self, args, now, out):
-        params = args.get("params")
-        if type(params) is not dict:
-            raise Refusal("E_ARGS", "params must be a JSON object (docs/protocol.md)")
-        meta = params.get("meta")
-        if meta is not None and (type(meta) is not dict or len(json.dumps(meta)) > META_MAX):
-            raise Refusal("E_ARGS", "meta must be an object of at most %d bytes" % META_MAX)
-        for k in params:
-            if k not in ("conc_ng_ml", "steps", "max_daily_ng", "low_res_nl", "pb", "meta",
-                         "catheter", "refill_notice_s"):
-                raise Refusal("E_ARGS", "unknown prescription key %s" % json.dumps(k))
-        assume = _arg(args, "assume_24h_ng", 0, 10 ** 12) if "assume_24h_ng" in args else -1
-        app = self.app
-        pump = app.pump
-        try:
-            rx = Rx(params, app.hal)  # the firmware's own limits, before anything is stored
-            strokes = pump.assumed_strokes(rx, assume)
-        except RxError as e:
-            if e.key == "assume_24h_ng":
-                raise Refusal("E_REFUSED", "refused: " + e.message, "assumption")
-            raise Refusal("E_RX", e.key + ": " + e.message)
-        if not app.save_settings(params):
-            raise Refusal("E_INTERNAL", "could not store the settings")
-        pump.program(now, params, assume)
-        out["settings"] = app.load_settings()
-        if strokes >= 0:
-            # The lost dose account now holds this much for the last 24 hours.
-            out["assumed_24h_nl"] = strokes * pump.stroke_nl
-
-    def _refused(self, reason):
-        name = codes.REASON_NAMES.get(reason, str(reason))
-        raise Refusal("E_REFUSED", "refused: " + codes.REASON_TEXT.get(reason, name), name)
-
-    def do_bolus(self, args, now, out):
-        dose = _arg(args, "dose_nl", 1, 1 << 29)
-        dur = _arg(args, "duration_s", 0, 86400, 0)
-        kind = args.get("kind", "clinician")
-        if kind not in BOLUS_KINDS:
-            raise Refusal("E_ARGS", "kind must be clinician, prime or bridge")
-        pump = self.app.pump
-        out["kind"] = kind
-        if kind == "prime":
-            # Two steps: without `confirm` the prime is only checked and held; the second
-            # request repeats the volume with the id the first one answered.
-            confirm = _arg(args, "confirm", 1, 99999) if "confirm" in args else 0
-            if not confirm:
-                reason = pump.arm_prime(now, dose)
-                if reason:
-                    self._refused(reason)
-                out["started"] = False
-                out["confirm"] = pump.prime_id
-                out["dose_nl"] = dose
-                out["catheter_nl"] = pump.catheter_nl()
-                out["expires_s"] = PRIME_CONFIRM_S
-                return
-            reason = pump.prime(now, dose, confirm, dur * 1000)
-        elif kind == "bridge" and dose > pump.catheter_nl():
-            # A bridge pushes the old drug out of the catheter: never more than it holds.
-            reason = codes.R_CATHETER
-            pump.log.add(codes.EV_CB_DENIED, now, reason, 0)
-        else:
-            reason = pump.clinician_bolus(now, dose, dur * 1000)
-        if reason:
-            self._refused(reason)
-        out["started"] = True
-
-    def do_patient_bolus(self, args, now, out):
-        reason = self.app.pump.patient_bolus(now)
-        if reason:
-            self._refused(reason)
-        out["started"] = True
-
-    def do_refill(self, args, now, out):
-        app = self.app
-        pump = app.pump
-        vol = _arg(args, "volume_nl", 0, app.hal.RESERVOIR_NL)
-        conc = _arg(args, "conc_ng_ml", 0, 1000000000, 0)
-        residual = _arg(args, "residual_nl", -1, app.hal.RESERVOIR_NL, -1)
-        bridge = _arg(args, "bridge_nl", -1, 1 << 29, -1)
-        stable = _arg(args, "stable_s", 0, MAX_STABLE_S, 0)
-        meta = args.get("meta")
-        if meta is not None and (type(meta) is not dict or len(json.dumps(meta)) > META_MAX):
-            raise Refusal("E_ARGS", "meta must be an object of at most %d bytes" % META_MAX)
-        pump.service(now)
-        expected = pump.reservoir_nl
-        old_conc = pump.rx.conc_ng_ml if pump.rx else 0
-        reason = pump.refill(now, vol, conc, residual, bridge, stable)
-        if reason:
-            self._refused(reason)
-        if pump.rx is not None and pump.rx.conc_ng_ml != old_conc:
-            if meta is not None:
-                pump.params["meta"] = meta  # the host's words for the new solution
-            app.save_settings(pump.params)
-        out["reservoir_nl"] = pump.reservoir_nl
-        out["expected_nl"] = expected
-        out["discrepancy"] = residual >= 0 and bool(pump.alarms
-                                                    & (1 << codes.AL_REFILL_DISCREPANCY))
-        out["fills"] = pump.fills
-        out["fill_ts"] = pump.fill_ts
-        out["expiry_ts"] = pump.expires_ts()
-        out["refill_ts"] = app.refill_ts(now)
-
-    def do_ack(self, args, now, out):
-        name = args.get("code")
-        found = False
-        for code in codes.ALARM_NAMES:
-            if codes.ALARM_NAMES[code] == name:
-                found = True
-                if self.app.pump.ack(now, code):
-                    out["acked"] = True
-        if not found:
-            raise Refusal("E_ARGS", "code must be an alarm code name, got %s" % json.dumps(name))
-        if "acked" not in out:
-            raise Refusal("E_REFUSED", "alarm %s is not active" % name, "not_active")
-
-    def do_log(self, args, now, out):
-        ev = self.app.events
-        total = ev.total
-        n = len(ev)
-        first = total - n
-        since = _arg(args, "since", 0, ID_MAX, first)
-        most = _arg(args, "max", 1, LOG_MAX, LOG_MAX)
-        if since < first:
-            since = first
-        rows = []
-        i = since - first
-        entries = ev.entries()
-        while i < n and len(rows) < most:
-            t, code, a, b = entries[i][0], entries[i][1], entries[i][2], entries[i][3]
-            rows.append([first + i, t, codes.EVENT_NAMES.get(code, str(code)), a, b])
-            i += 1
-        out["entries"] = rows
-        out["next"] = first + i
-        out["total"] = total
-        out["chain_ok"] = ev.verify()
-
-    def do_stop(self, args, now, out):
-        for_s = _arg(args, "for_s", 0, 7 * 86400, 0)
-        self.app.stop(now, for_s)
-        out["stopped"] = True
-
-    def do_resume(self, args, now, out):
-        self.app.resume(now)
-        out["stopped"] = self.app.pump.stopped
-
-    def do_clock(self, args, now, out):
-        app = self.app
-        if "set_ts" in args:
-            app.set_clock(now, _arg(args, "set_ts", 0, ID_MAX))
-        out["clock_ts"] = app.clock_ts(now)
-        out["clock_lost"] = bool(app.pump.alarms & (1 << codes.AL_CLOCK_LOST))
-
-    def do_maintenance(self, args, now, out):
-        if buildinfo.KIND != "development":
-            self._refused(codes.R_PRODUCTION)
-        self.app.maintenance(now)
-        out["maintenance"] = True

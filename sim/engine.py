@@ -9,9 +9,12 @@
 # ticks through idle milliseconds. The engine keeps its own truth (what the plant delivered, the
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
-from firmware.pump import Pump, state_reservoir_nl
+from firmware.codes import DONE, NOT_DONE, UNCERTAIN
+from firmware.compat import TYPE_CHECKING
+from firmware.record import state_reservoir_nl
 from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
+from firmware.therapy import Therapy
 from firmware.ticks import MASK
 
 DAY_MS = 86400000
@@ -264,8 +267,15 @@ class Flash:
             files[path] = bytes(data)
 
 
-class Hal:
-    """The board as the firmware sees it, backed by the engine's plant and flash."""
+if TYPE_CHECKING:
+    from firmware.hal import BoardData as _Data
+else:
+    _Data = object  # the board's constants are copied in at run time
+
+
+class Hal(_Data):
+    """The board as the firmware's rooms see it (firmware/hal.pyi's Mechanism), backed by the
+    engine's plant and flash; save_state is the shell's save port."""
 
     def __init__(self, board, engine):
         for name in dir(board):
@@ -287,11 +297,11 @@ class Hal:
                 plant.half_next = True
                 engine._settle()
                 engine._break()
-                return 2
-            return False
+                return UNCERTAIN
+            return NOT_DONE
         engine.pending.append(engine.t)
         plant.push(engine.t)
-        return True
+        return DONE
 
     def read_pressure(self):
         engine = self.engine
@@ -368,6 +378,7 @@ class Engine:
         self.powered = True
         self.power_on_at = 0
         self.pump = None
+        self.th = None
         self.reservoir_account = 0
         # The prescription as the engine knows it (for the ideal).
         self._set_rx(plan["rx"])
@@ -691,15 +702,16 @@ class Engine:
         self.boot_t = self.t
         self.boluses = []
         self.active_alarms = 0
-        pump = Pump(self.hal, self.log)
-        self.pump = pump
+        th = Therapy(self.hal, self.log, self.hal.save_state)
+        self.th = th
+        self.pump = th.pump
         fl = self.flash
         state, damaged = fl.load()
-        pump.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
-                  damaged, self.clock_ts(self.t))
+        th.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
+                damaged, self.clock_ts(self.t))
         self.boot_cause = 0
-        self.stopped = pump.stopped
-        self.active_alarms = pump.alarms  # alarms kept from before the restart
+        self.stopped = th.pump.stopped
+        self.active_alarms = th.sup.alarms  # alarms kept from before the restart
         self._anchor()
         if self.active_alarms & codes.CRITICAL_MASK:
             self._break()
@@ -711,7 +723,7 @@ class Engine:
         self._settle()
         self.missed += pump.missed
         if clean:
-            pump.save(True)
+            self.th.save(True)
         fl = self.flash
         self.reservoir_account = state_reservoir_nl(fl.state)
         fl.commit()
@@ -721,7 +733,7 @@ class Engine:
     def _apply(self, ev):
         action = ev[1]
         args = ev[2]
-        pump = self.pump
+        pump = self.th if self.pump is not None else None
         now = self.ticks(self.t)
         if self.sample_ms:
             self.acts.append([self.t, action])
@@ -830,12 +842,12 @@ class Engine:
         self._find_step(0)
         self._boot()
         # The scenario's starting reservoir is the pump's first fill.
-        r = self.pump.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
+        r = self.th.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
                              self.plan.get("fill_stable_s", 0))
         if r:
             self._refuse("refill", r)  # the scenario's starting reservoir
         self._period(self.rx_params)
-        self.pump.save()
+        self.th.save()
         events = self.events
         n = len(events)
         i = 0
@@ -872,7 +884,7 @@ class Engine:
             if nxt >= end:
                 break
         if self.pump is not None:
-            self.reservoir_account = self.pump.reservoir_nl
+            self.reservoir_account = self.th.reservoir.nl
             self.missed += self.pump.missed
         if self.sample_ms:
             self._sample_before(end + 1)

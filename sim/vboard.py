@@ -16,10 +16,17 @@ import time
 from array import array
 
 from firmware import codes
+from firmware.codes import DONE, NOT_DONE, UNCERTAIN
+from firmware.compat import TYPE_CHECKING
 from firmware.store import FileDev
 from firmware.ticks import MASK
 from sim.engine import (BAT_DAY_DRAIN, DAY_MS, PARTWAY, PLANT_FAULTS, TONE_TRACE_MAX, Plant, Rng,
                         plant_fault)
+
+if TYPE_CHECKING:
+    from firmware.hal import BoardData as _Data
+else:
+    _Data = object  # the board's constants are copied in at run time
 
 CPYTHON = sys.implementation.name == "cpython"
 BUTTON_HOLD_MS = 5000
@@ -61,7 +68,9 @@ def _real_diff(a, b):
     return a - b
 
 
-class VirtualHal:
+class VirtualHal(_Data):
+    """The virtual Pico's board (the contract: firmware/hal.pyi)."""
+
     def __init__(self, board, flash_dir, ser_fd, ctl_in_fd, ctl_out_fd, speed, clock0_ts, seed):
         for name in dir(board):
             if name.isupper():
@@ -100,7 +109,12 @@ class VirtualHal:
         self.ctl_buf = b""
         self.ser_ready = False
         self.button_until = -1      # vt until which the provisioning button is held
+        self.app = None             # the running firmware's App (attach), for the harness
         self._load_plant()
+
+    def attach(self, app):
+        """firmware.app.main's `started`: the harness's shortcuts reach the pump through it."""
+        self.app = app
 
     # ---- persistence of the physical world (the reservoir holds what it holds) ------------
     def _plant_path(self):
@@ -158,15 +172,15 @@ class VirtualHal:
             p.push(self.vt)
             self.delivered_nl += vol
             self.uncertain_strokes += 1
-            return 2
+            return UNCERTAIN
         if p.stalled:
             self.failed_strokes += 1
-            return False
+            return NOT_DONE
         vol = p.stroke()
         p.push(self.vt)
         self.delivered_nl += vol
         self.strokes += 1
-        return True
+        return DONE
 
     def read_pressure(self):
         return self.plant.read_pressure(self.vt)
@@ -335,20 +349,20 @@ class VirtualHal:
 
     def _harness_pump(self, do, args):
         """The patient's button, and shortcuts a test harness may take past the protocol."""
-        app = self.app
+        th = self.app.therapy
         now = self.ticks_ms()
         if do == "patient_bolus":
-            r = app.pump.patient_bolus(now)
+            r = th.patient_bolus(now)
             self._reply({"ok": r == 0, "reason": codes.REASON_NAMES.get(r, "")})
             return
         if do == "stop":
-            app.pump.stop(now, args.get("for_ms", 0))
+            th.stop(now, args.get("for_ms", 0))
         elif do == "resume":
-            app.pump.resume(now)
+            th.resume(now)
         else:
             for code in codes.ALARM_NAMES:
                 if codes.ALARM_NAMES[code] == args.get("alarm"):
-                    app.pump.ack(now, code)
+                    th.ack(now, code)
         self._reply({"ok": True})
 
     def _fire(self):

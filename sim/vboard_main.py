@@ -40,27 +40,22 @@ def run(cfg):
                      cfg["speed"], cfg["clock0_ts"], cfg["seed"])
     while True:
         hal.wdt_ms = 0   # a reset stops the watchdog until the firmware starts it again
-        hal.app = None
+        hal.app = None   # the harness reaches the running firmware through this
         try:
             from firmware.app import main as firmware_main
-            if firmware_main(hal) == "maintenance" and hal.app is not None:
+            if firmware_main(hal, hal.attach) == "maintenance" and hal.app is not None:
                 hal.save_plant()
                 return EXIT_REPL
         except Reset as r:
             app = hal.app
             if r.clean and app is not None:
-                now = hal.ticks_ms()
-                app.pump.service(now)
-                app.pump.save(True)
-                app.save_log()
+                app.shutdown(hal.ticks_ms())
             hal.cause = r.cause
             hal.save_plant()
         except Shutdown:
             app = hal.app
-            if app is not None and app.pump.t:
-                app.pump.service(hal.ticks_ms())
-                app.pump.save(True)
-                app.save_log()
+            if app is not None and app.therapy.pump.t:
+                app.shutdown(hal.ticks_ms())
             hal.save_plant()
             return 0
         except Exception as e:  # noqa: BLE001  a production firmware never stops: log, reset

@@ -4,22 +4,29 @@ import json
 import sys
 
 from boards import stepgen, tmc2209
-from firmware.pump import Pump
+from firmware.codes import DONE
+from firmware.compat import TYPE_CHECKING
+from firmware.therapy import Therapy
 from firmware.ticks import add
 
+if TYPE_CHECKING:
+    from firmware.hal import BoardData as _Data
+else:
+    _Data = object
 
-class Hal:
+
+class Hal(_Data):
     def __init__(self, consts):
         for name in consts:
             setattr(self, name, consts[name])
-        self.B_SAG_MIN_MV = 0
+        self.B_SAG_MIN_MV: int = 0
         self.strokes = 0
         self.pa = 0
 
     def stroke(self):
         self.strokes += 1
         self.pa = self.STROKE_RISE_PA
-        return True
+        return DONE
 
     def read_pressure(self):
         pa = self.pa
@@ -44,16 +51,17 @@ class Log:
 def main():
     with open(sys.argv[1]) as f:
         hal = Hal(json.load(f))
-    pump = Pump(hal, Log())
+    th = Therapy(hal, Log(), hal.save_state)
+    pump = th.pump
     params = {"conc_ng_ml": 2000000, "steps": [[0, 1000000]], "max_daily_ng": 3000000,
               "low_res_nl": 2000000, "pb": [50000, 900, 7200, 4]}
     now = 0
-    pump.boot(now, 8 * 3600000, params, None)
-    pump.refill(now, 20000000)
+    th.boot(now, 8 * 3600000, params, None)
+    th.refill(now, 20000000)
     for _ in range(300):
         now = add(now, pump.next_in_ms(now))
         pump.service(now)
-    print("strokes", hal.strokes, "alarms", pump.alarms)
+    print("strokes", hal.strokes, "alarms", th.sup.alarms)
     print("stepgen", stepgen.sm_freq_hz(2000), tmc2209.crc8(b"\x05\x00\x02", 3))
     print("DONE")
 

@@ -10,7 +10,7 @@ import hmac
 import json
 
 from firmware.app import App
-from tests.vm.healthy import MemBoard
+from tests.testboard import MemBoard
 
 CLIN = bytes(range(32))
 PAT = bytes(range(100, 132))
@@ -140,6 +140,6 @@ def run_for(app, ms):
     hal = app.hal
     end = hal.t + ms
     while hal.t < end:
-        step = app.pump.next_in_ms(hal.ticks_ms())
+        step = app.therapy.pump.next_in_ms(hal.ticks_ms())
         hal.t = min(end, hal.t + max(step, 1))
-        app.pump.service(hal.ticks_ms())
+        app.therapy.pump.service(hal.ticks_ms())

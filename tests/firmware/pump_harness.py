@@ -15,9 +15,9 @@ tod(v) = (tod0 + v) mod DAY.
 from bisect import bisect_right
 from fractions import Fraction
 
-from boards import virtual
 from firmware import codes
-from firmware.pump import Pump
+from firmware.therapy import Therapy
+from tests.testboard import HealthyHal
 
 DAY = 86_400_000
 MIN = 60_000
@@ -189,47 +189,13 @@ class Dead(AssertionError):
     pass
 
 
-class HealthyHal:
-    """A healthy virtual board: the catheter open, the battery good, the sensors sound (the
-    faults are exercised through the simulator's plant). Subclasses add what they record."""
-
-    def __init__(self, board=None):
-        for name in dir(virtual):
-            if name.isupper():
-                setattr(self, name, getattr(virtual, name))
-        if board is not None:
-            self.STROKE_NL = board.STROKE_NL
-            self.MAX_STROKES_PER_MIN = board.MAX_STROKES_PER_MIN
-            self.MIN_RATE_NL_DAY = board.MIN_RATE_NL_DAY
-        self.B_SAG_MIN_MV = 0
-        self.pa = 0
-
-    def stroke(self):
-        self.pa = self.STROKE_RISE_PA
-        return True
-
-    def read_pressure(self):
-        # the rise of the last stroke, read once right after it; gone by the next reading
-        pa, self.pa = self.pa, 0
-        return self.P_RAW_ZERO + pa * self.P_RAW_PER_KPA // 1000
-
-    def read_battery(self):
-        # A steady 3.1 V: this fake has no clock to tell rest from load, so its sag check is off
-        # (B_SAG_MIN_MV = 0); the simulator's plant exercises it.
-        mv = 3100
-        return mv * self.B_MV_DEN // self.B_MV_NUM + 1
-
-    def tone(self, pattern):
-        pass
-
-
 class Hal(HealthyHal):
     def __init__(self, bench, board):
         HealthyHal.__init__(self, board)
         self.bench = bench
         self.alive = True
-        self.RESERVOIR_MIN_NL = 0
-        self.RESERVOIR_NL = 1 << 29  # never runs dry here
+        self.RESERVOIR_MIN_NL: int = 0
+        self.RESERVOIR_NL: int = 1 << 29  # never runs dry here
 
     def stroke(self):
         if not self.alive:
@@ -301,13 +267,14 @@ class Bench:
         self.tick_base = tick0 & TICK_MASK
         self.v_base = self.v
         self.hal = Hal(self, self.board)
-        self.pump = Pump(self.hal, Log(self))
+        self.th = Therapy(self.hal, Log(self), self.hal.save_state)
+        self.pump = self.th.pump
         self.limit_alarm = False
         self.clear_pending = False
         self.boots += 1
-        self.pump.boot(self.tick(), self.tod(), params, state)
+        self.th.boot(self.tick(), self.tod(), params, state)
         if state is None:
-            assert self.pump.refill(self.tick(), self.hal.RESERVOIR_NL) == 0
+            assert self.th.refill(self.tick(), self.hal.RESERVOIR_NL) == 0
         if params is not None:
             self.plan = compile_rx(params, self.board)
         self._begin_stretch("boot")
@@ -319,7 +286,7 @@ class Bench:
         self._end_stretch()
 
     def reboot(self, off_ms, tick0):
-        self.pump.save(clean=True)
+        self.th.save(clean=True)
         self.power_off()
         self.v += off_ms
         self.power_on(tick0, self.params, self.flash)
@@ -470,7 +437,7 @@ class Bench:
         from firmware.rx import RxError
         plan = compile_rx(params, self.board)
         try:
-            self.pump.program(self.tick(), params)
+            self.th.program(self.tick(), params)
         except RxError as e:
             if self.check and not isinstance(plan, str):
                 raise Violation("prescription: the firmware refused one the rules accept: %s; %r"
@@ -485,14 +452,14 @@ class Bench:
         return True
 
     def patient_bolus(self):
-        r = self.pump.patient_bolus(self.tick())
+        r = self.th.patient_bolus(self.tick())
         if self.check and r == 0 and self.stopped:
             raise Violation("stopped: patient bolus accepted while stopped")
         return r
 
     def clinician_bolus(self, dose, dur):
         self.requested_cb = (dose, dur)
-        r = self.pump.clinician_bolus(self.tick(), dose, dur)
+        r = self.th.clinician_bolus(self.tick(), dose, dur)
         if self.check and r == 0:
             if self.stopped:
                 raise Violation("stopped: clinician bolus accepted while stopped")
@@ -502,23 +469,24 @@ class Bench:
         return r
 
     def stop(self):
-        self.pump.stop(self.tick())
+        self.th.stop(self.tick())
         self.stopped = True
         self._end_stretch()
 
     def resume(self):
         was = self.stopped
-        self.pump.resume(self.tick())
+        self.th.resume(self.tick())
         self.stopped = False
         if was:
             self._begin_stretch("resume")
 
 
-def walk_ints(obj, path="pump", seen=None, skip=("hal", "log", "params")):
+def walk_ints(obj, path="th", seen=None, skip=("hal", "log", "params", "port")):
     """Yield (path, value) for every int reachable (in flat runs of ints, only those at or
-    above 2**30 in size) from obj's attributes, lists and arrays
-    (never through a hal or a log, the outside world, nor the programmed params: the host's
-    input, kept only to convert again at a concentration change, never used per stroke)."""
+    above 2**30 in size) from obj's attributes, lists and arrays (from a Therapy: every room)
+    (never through a hal, a log or the save port, the outside world, nor the programmed params:
+    the host's input, kept only to convert again at a concentration change, never used per
+    stroke)."""
     if seen is None:
         seen = set()
     if isinstance(obj, bool):
@@ -553,5 +521,5 @@ def walk_ints(obj, path="pump", seen=None, skip=("hal", "log", "params")):
             yield from walk_ints(x, "%s.%s" % (path, k), seen, skip)
 
 
-def big_ints(pump):
-    return [(p, x) for p, x in walk_ints(pump) if not -SMALL < x < SMALL]
+def big_ints(th):
+    return [(p, x) for p, x in walk_ints(th) if not -SMALL < x < SMALL]

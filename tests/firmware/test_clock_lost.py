@@ -14,7 +14,7 @@ TEN_AM = 91_500_000 // 86_400 * 86_400 + 10 * 3600
 
 def restart(app, rtc_ts, kept=False):
     """A hard reset: a new App on the same flash, the board's clock reading rtc_ts."""
-    app.pump.save()
+    app.therapy.save()
     hal = MemHal(app.hal.dev)
     hal.CLOCK_KEPT = kept
     hal.ts0 = rtc_ts - hal.t // 1000
@@ -24,7 +24,7 @@ def restart(app, rtc_ts, kept=False):
 
 
 def alarm_codes(app):
-    return {codes.ALARM_NAMES[c] for c in codes.ALARM_NAMES if app.pump.alarms & (1 << c)}
+    return {codes.ALARM_NAMES[c] for c in codes.ALARM_NAMES if app.therapy.sup.alarms & (1 << c)}
 
 
 def at_ten_am():
@@ -43,7 +43,7 @@ def test_a_lost_clock_is_reported_and_the_schedule_goes_on_from_the_saved_clock(
     assert codes.priority(codes.AL_CLOCK_LOST) == "warning"
     assert app.clock_ts(app.hal.ticks_ms()) == saved         # not 2021
     assert app.hal.clock_ts() == saved                        # the RTC agrees from here on
-    assert app.pump.step == 1                                 # 11:00: still the 07:00 step
+    assert app.therapy.pump.step == 1                                 # 11:00: still the 07:00 step
     st = ask(app, clin.line("status"))
     assert st["delivering"] is True
     log = ask(app, clin.line("log"))["entries"]
@@ -91,12 +91,12 @@ def test_a_new_pico_with_its_clock_at_2021_says_its_clock_is_not_set():
 
 def test_state_records_without_the_clock_trailer_still_load():
     app, clin = programmed()
-    app.pump.save()
+    app.therapy.save()
     # The record as firmware before the trailer wrote it: the state alone.
-    RecordStore(app.hal.dev, "state").save(pack_ints(app.pump.state))
+    RecordStore(app.hal.dev, "state").save(pack_ints(app.therapy.record.state))
     app = restart(app, app.hal.clock_ts(), kept=False)
     assert "clock_lost" not in alarm_codes(app) and "memory_error" not in alarm_codes(app)
-    assert app.pump.rx is not None and app.pump.rx.conc_ng_ml == PARAMS["conc_ng_ml"]
+    assert app.therapy.pump.rx is not None and app.therapy.pump.rx.conc_ng_ml == PARAMS["conc_ng_ml"]
 
 
 def test_the_trailer_round_trips_and_leaves_other_payloads_alone():

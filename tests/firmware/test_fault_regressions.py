@@ -20,7 +20,7 @@ def test_a_fallback_to_the_older_record_takes_the_reservoir_account_down_by_a_re
         b.patient_bolus()
     b.check_accounts()
     b.restart("rot", 0, 0)
-    assert b.pump.reservoir_nl <= b.true_res_nl
+    assert b.th.reservoir.nl <= b.true_res_nl
     b.check_accounts()
     b.advance(86_400_000)
     b.check_accounts()
@@ -64,7 +64,7 @@ def test_a_torn_resume_then_a_damaged_record_leaves_nothing_and_raises_memory_er
     b.resume()
     assert b.cuts == 1 and b.pump.stopped  # the resume never reached flash
     b.restart("rot", 0, 0)
-    assert b.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+    assert b.th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
     before = len(b.strokes)
     b.advance(86_400_000)
     assert len(b.strokes) == before
@@ -84,7 +84,7 @@ def test_a_pump_booted_from_a_clean_record_saves_its_reserve_before_the_first_st
     b.advance(600_000)  # one stroke at 0.048 mL/day
     assert len(b.strokes) == 1
     b.restart("cut", 0, 0)
-    assert b.pump.reservoir_nl <= b.true_res_nl
+    assert b.th.reservoir.nl <= b.true_res_nl
     b.check_accounts()
 
 

@@ -36,7 +36,7 @@ no_day_without_therapy_after_a_reprogram  (rule reprogram_after_memory_error) A 
         account was lost delivers at least 90 % of the basal in the day after a reprogram.
 uncertain_strokes_count  A stroke that stalled partway is counted by the dose guard and the
         reservoir account as given (and by the rolling cap, as it may have been).
-alarm_mirrors  pump.alarms and pump.acked always equal the alarm state's (firmware/alarms.py).
+alarm_mirrors  th.sup.alarms and th.sup.acked always equal the alarm state's (firmware/alarms.py).
 
 Rules beyond the faults above: timed stops with restarts inside them, a flash whose state saves
 fail (and come back), a reprogram after memory_error, and a boot from a state record in the
@@ -80,8 +80,11 @@ from boards import virtual
 from firmware import codes
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
-from firmware.pump import BOOT_WATCHDOG, LEGACY_MAGIC, STATE_MAGIC, Pump
+from firmware.codes import DONE, NOT_DONE, UNCERTAIN
+from firmware.record import LEGACY_MAGIC, STATE_MAGIC
 from firmware.store import RecordStore, pack_ints, unpack_ints
+from firmware.therapy import BOOT_WATCHDOG, Therapy
+from tests.testboard import Board as BoardBase
 from pump_harness import DAY, HOUR, MIN, Board, Stretch, big_ints, compile_rx
 from sim.engine import OPEN_HALF_MS, PARTIAL_HALF_MS, PARTWAY, Plant, Rng
 from strategies import ticks
@@ -123,7 +126,7 @@ class Dev:
         self.files[path] = bytes(data)
 
 
-class Hal:
+class Hal(BoardBase):
     def __init__(self, bench):
         for name in dir(virtual):
             if name.isupper():
@@ -185,7 +188,7 @@ class FaultBench:
         self.failed = 0           # stroke attempts the motor did not make (stall)
         self.tries = 0            # ... and how many of them in a row
         self.tries_v = -1         # (at this time: one stroke's retries all happen at once)
-        self.res_anchor = 0       # pump.reservoir_nl at the last boot or refill ...
+        self.res_anchor = 0       # th.reservoir.nl at the last boot or refill ...
         self.res_since = 0        # ... and plant strokes since then
         self.crit = 0             # critical alarms active, as the log tells them
         self.stretch = None
@@ -215,7 +218,7 @@ class FaultBench:
 
     # ---- the plant as the pump drives it --------------------------------------------------
     def on_stroke(self):
-        pump = self.pump
+        th = self.th
         plant = self.plant
         if plant.stalled == PARTWAY:
             return self.on_partway()
@@ -228,18 +231,18 @@ class FaultBench:
             if self.tries > virtual.STALL_RETRIES + 1:
                 raise Violation("stall_retries_bounded: %d attempts in a row at v=%d"
                                 % (self.tries, self.v))
-            return False
+            return NOT_DONE
         self.tries = 0
         v = self.v
-        if pump.alarms & CRIT or self.crit:
+        if th.sup.alarms & CRIT or self.crit:
             raise Violation("no_stroke_in_critical_alarm: the motor moved at v=%d with alarms "
-                            "0x%x active (log says 0x%x)" % (v, pump.alarms, self.crit))
+                            "0x%x active (log says 0x%x)" % (v, th.sup.alarms, self.crit))
         if self.stopped:
             raise Violation("no_stroke_while_stopped: the motor moved at v=%d" % v)
-        if pump.reservoir_nl - self.S < pump.reservoir_min_nl:
+        if th.reservoir.nl - self.S < th.reservoir.min_nl:
             raise Violation("reservoir_floor: a stroke at v=%d took the account from %d nL below "
-                            "the board minimum %d nL" % (v, pump.reservoir_nl,
-                                                         pump.reservoir_min_nl))
+                            "the board minimum %d nL" % (v, th.reservoir.nl,
+                                                         th.reservoir.min_nl))
         if self.true_res_nl - self.S < 0 and not self.res_unknown:
             raise Violation("reservoir_floor: the plant's reservoir ran dry at v=%d" % v)
         self.strokes.append(v)
@@ -266,7 +269,7 @@ class FaultBench:
         plant.push(v)
         if self.cut == "stroke":
             raise PowerCut("after a stroke")
-        return True
+        return DONE
 
     def on_partway(self):
         """The stroke stalls half way: half of it reaches the patient. It counts against the
@@ -280,7 +283,7 @@ class FaultBench:
         self.boot_uncertain += 1
         self._check_cap(v)
         self.plant.push(v)
-        return 2
+        return UNCERTAIN
 
     def _check_cap(self, v):
         """The rolling 24 h of real strokes ending at v, against the cap in force now; after a
@@ -331,10 +334,10 @@ class FaultBench:
                 if not self.crit:
                     self._begin("critical alarm cleared")
         elif code in (codes.EV_PB_START, codes.EV_CB_START):
-            pump = self.pump
-            if pump.alarms & CRIT or self.crit or self.stopped:
+            th = self.th
+            if th.sup.alarms & CRIT or self.crit or self.stopped:
                 raise Violation("no_bolus_in_critical_alarm: a bolus started at v=%d with alarms "
-                                "0x%x (stopped %s)" % (v, pump.alarms | self.crit, self.stopped))
+                                "0x%x (stopped %s)" % (v, th.sup.alarms | self.crit, self.stopped))
             if code == codes.EV_PB_START:
                 self._on_pb_start(v, a)
             elif self.stretch is not None:
@@ -426,8 +429,9 @@ class FaultBench:
         state = unpack_ints(payload) if payload is not None else None
         self.v_base = self.v
         self.hal = Hal(self)
-        pump = Pump(self.hal, Log(self))
-        self.pump = pump
+        th = Therapy(self.hal, Log(self), self.hal.save_state)
+        self.th = th
+        self.pump = pump = th.pump
         self.crit = 0
         self.boots += 1
         self.boot_strokes = 0
@@ -452,8 +456,8 @@ class FaultBench:
             self.susp[2] += self.v - self.off_at   # time without power inside the stop
             self.susp[3] += 1
         self.boot_uncertain = 0
-        pump.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts())
-        self.crit |= pump.alarms & CRIT
+        th.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts())
+        self.crit |= th.sup.alarms & CRIT
         if relax_stop:
             # ... what the pump found is all anyone can know (after a wipe memory_error holds
             # delivery anyway).
@@ -464,7 +468,7 @@ class FaultBench:
                                "stop" if self.stopped else "resume"))
         self._fell_back = None
         self._wiped = False
-        self.res_anchor = pump.reservoir_nl
+        self.res_anchor = th.reservoir.nl
         self.res_since = 0
         self._begin("boot")
 
@@ -486,7 +490,7 @@ class FaultBench:
         self.boot()
         self.params = params
         self.plan = compile_rx(params, BOARD)
-        self.pump.program(self.tick(), params)
+        self.th.program(self.tick(), params)
         self._refill(volume_nl)
         self._begin("program")
 
@@ -496,7 +500,7 @@ class FaultBench:
         falls back to the one before), wipe (every record damaged: memory_error)."""
         if how == "reboot":
             pump = self.pump
-            self._call(pump.save, True)
+            self._call(self.th.save, True)
             if self.pump is not pump:
                 return  # the orderly save itself was cut (an armed cut): already restarted
         self._power_off()
@@ -513,7 +517,7 @@ class FaultBench:
         stop phase, reservoir, alarms, patient-bolus block, guard block]."""
         if clean:
             pump = self.pump
-            self._call(pump.save, True)
+            self._call(self.th.save, True)
             if self.pump is not pump:
                 return
         self._power_off()
@@ -575,29 +579,29 @@ class FaultBench:
         self.check_suspend()
 
     def patient_bolus(self):
-        return self._call(self.pump.patient_bolus, self.tick())
+        return self._call(self.th.patient_bolus, self.tick())
 
     def clinician_bolus(self, dose_nl, dur_ms):
-        return self._call(self.pump.clinician_bolus, self.tick(), dose_nl, dur_ms)
+        return self._call(self.th.clinician_bolus, self.tick(), dose_nl, dur_ms)
 
     def stop(self, for_ms=0):
         pump = self.pump
         self._call(pump.service, self.tick())
         if self.pump is not pump:
             return
-        self._call(pump.stop, self.tick(), for_ms)
+        self._call(self.th.stop, self.tick(), for_ms)
         if self.pump is pump:
             self.stopped = True
             self.susp = [self.v, for_ms, 0, 0] if for_ms else None
 
     def resume(self):
         pump = self.pump
-        self._call(pump.resume, self.tick())
+        self._call(self.th.resume, self.tick())
         if self.pump is pump:
             self.stopped = False
 
     def ack(self, code):
-        self._call(self.pump.ack, self.tick(), code)
+        self._call(self.th.ack, self.tick(), code)
 
     def set_clock(self, shift_ms):
         pump = self.pump
@@ -607,17 +611,18 @@ class FaultBench:
         self.clock_off += shift_ms
         self.tod_off = (self.tod_off + shift_ms) % DAY
         ts = self.clock_ts()
-        self._call(pump.set_time_of_day, self.tick(), self.tod(), ts)
+        self._call(self.th.set_time_of_day, self.tick(), self.tod(), ts)
         if self.pump is pump and not self.stopped:
             self._begin("clock shift", keep_boluses=True)
 
     def program(self, params):
         pump = self.pump
+        th = self.th
         self._call(pump.service, self.tick())
         if self.pump is not pump:
             return
-        lost = pump.account_lost
-        self._call(pump.program, self.tick(), params)
+        lost = th.guard.lost
+        self._call(self.th.program, self.tick(), params)
         if self.pump is pump:
             self.params = params
             self.plan = compile_rx(params, BOARD)
@@ -651,7 +656,7 @@ class FaultBench:
         self._call(pump.service, self.tick())
         if self.pump is not pump:
             return None
-        r = self._call(pump.refill, self.tick(), volume_nl, 0, residual_nl)
+        r = self._call(self.th.refill, self.tick(), volume_nl, 0, residual_nl)
         if self.pump is pump and r == 0:
             self.res_unknown = False
             self.true_res_nl = volume_nl
@@ -693,24 +698,21 @@ class FaultBench:
     # ---- invariants checked between steps ---------------------------------------------------
     def check_accounts(self):
         pump = self.pump
+        th = self.th
         if pump is None:
             return
-        if pump.reservoir_nl < 0:
-            raise Violation("reservoir_never_negative: the account is %d nL" % pump.reservoir_nl)
-        if pump.alarms != pump.al.active or pump.acked != pump.al.acked:
-            raise Violation("alarm_mirrors: pump.alarms 0x%x / acked 0x%x, the alarm state holds "
-                            "0x%x / 0x%x" % (pump.alarms, pump.acked, pump.al.active,
-                                             pump.al.acked))
-        if pump.reservoir_nl > self.true_res_nl and not self.res_unknown:
+        if th.reservoir.nl < 0:
+            raise Violation("reservoir_never_negative: the account is %d nL" % th.reservoir.nl)
+        if th.reservoir.nl > self.true_res_nl and not self.res_unknown:
             raise Violation("reservoir_account_never_above_truth: the pump counts %d nL, the "
-                            "reservoir holds %d nL" % (pump.reservoir_nl, self.true_res_nl))
+                            "reservoir holds %d nL" % (th.reservoir.nl, self.true_res_nl))
         if pump.strokes != self.boot_strokes:
             raise Violation("plant_matches_account: the plant made %d strokes since boot, the pump "
                             "counts %d (%d attempts failed)" % (self.boot_strokes, pump.strokes,
                                                                self.failed))
-        if pump.reservoir_nl != self.res_anchor - self.res_since * self.S:
+        if th.reservoir.nl != self.res_anchor - self.res_since * self.S:
             raise Violation("plant_matches_account: reservoir account %d nL, expected %d - %d "
-                            "strokes" % (pump.reservoir_nl, self.res_anchor, self.res_since))
+                            "strokes" % (th.reservoir.nl, self.res_anchor, self.res_since))
 
 
 # ---- prescriptions ---------------------------------------------------------------------------
@@ -904,13 +906,13 @@ class FaultMachine(RuleBasedStateMachine):
         b = self.bench
         b.cut = None
         b.restart("wipe", off, tick0)
-        assert b.pump.account_lost and b.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+        assert b.th.guard.lost and b.th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
         b.advance(HOUR)
         self._put_right()
         b.program(b.params)
         b.refill(20_000_000, b.true_res_nl)
         b.resume()
-        assert not b.pump.account_lost
+        assert not b.th.guard.lost
         n = len(b.strokes)
         b.advance(DAY)
         got = len(b.strokes) - n
@@ -957,11 +959,11 @@ class FaultMachine(RuleBasedStateMachine):
         self._put_right()
         if b.pump.rx is None:
             b.program(b.params)
-        if b.pump.reservoir_nl < 2_000_000:
+        if b.th.reservoir.nl < 2_000_000:
             b.refill(20_000_000, b.true_res_nl)
         if ack:
             for code in ALARMS:
-                if b.pump is not None and b.pump.alarms & (1 << code):
+                if b.pump is not None and b.th.sup.alarms & (1 << code):
                     b.ack(code)
         b.resume()
 
@@ -989,7 +991,7 @@ class FaultMachine(RuleBasedStateMachine):
     def small_ints(self):
         if self.bench.pump is None:
             return
-        bad = big_ints(self.bench.pump)
+        bad = big_ints(self.bench.th)
         if bad:
             raise Violation("small_ints: values at or above 2**30 in the pump: %r" % bad[:5])
 

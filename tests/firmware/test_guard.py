@@ -172,16 +172,17 @@ def test_the_small_int_invariant_names_a_big_value_inside_an_array():
     sys.path.insert(0, str(Path(__file__).parent))
     from pump_harness import big_ints
 
-    from firmware.pump import Pump
-    from tests.vm.healthy import HealthyHal
+    from firmware.therapy import Therapy
+    from tests.testboard import HealthyHal
 
     class Log:
         def add(self, *a):
             pass
 
-    pump = Pump(HealthyHal(), Log())
-    assert big_ints(pump) == []
-    pump.guard.buckets[7] = 1 << 30
-    pump.state[3] = -(1 << 30)
-    assert sorted(big_ints(pump)) == [("pump.guard.buckets[7]", 1 << 30),
-                                      ("pump.state[3]", -(1 << 30))]
+    hal = HealthyHal()
+    th = Therapy(hal, Log(), hal.save_state)
+    assert big_ints(th) == []
+    th.guard.buckets[7] = 1 << 30
+    th.record.state[3] = -(1 << 30)
+    assert sorted(big_ints(th)) == [("th.guard.buckets[7]", 1 << 30),
+                                    ("th.record.state[3]", -(1 << 30))]

@@ -1,14 +1,16 @@
-"""The safety kernel on its own (firmware/kernel.py): Hypothesis drives its inputs (lateness,
-alarms, the reservoir account, the pressure sensor, the dose guard's time, cap and saves) and
-checks every decision against the documented order, written out again here.
+"""The safety kernel on its own (firmware/kernel.py): Hypothesis drives its inputs (whether
+therapy runs, lateness, alarms, the reservoir account, the pressure sensor, the dose guard's
+time, cap and saves) and checks every decision against the documented order, written out again
+here.
 
 Invariants (a failure's message starts with the name):
 
 every_refusal_has_a_reason   decide() answers 0 or a code in codes.REASON_NAMES, and a refusal
                              leaves the dose account as it was.
 first_reason_in_order        the answer is the first failing check in the order of
-                             docs/architecture.md: late, critical alarm, reservoir, pressure
-                             sensor, occlusion, dose guard (unsaved, then the cap).
+                             docs/architecture.md: therapy off (not programmed, stopped), late,
+                             critical alarm, reservoir, pressure sensor, occlusion, dose guard
+                             (unsaved, then the cap).
 no_approval_over_the_cap     approvals in any 24 h (exact, from their times) never exceed the cap.
 no_approval_past_the_reserve approvals since the last confirmed save never exceed RESERVE.
 """
@@ -24,6 +26,7 @@ from firmware.alarms import AlarmState
 from firmware.guard import RESERVE, SAVE_LEN, DoseGuard
 from firmware.kernel import LATE_MS, Kernel
 from firmware.monitor import Monitor
+from firmware.reservoir import Reservoir
 
 DAY = 86_400_000
 STROKE = virtual.STROKE_NL
@@ -32,10 +35,6 @@ FLOOR = virtual.RESERVOIR_MIN_NL
 
 class Clock:
     due = 0
-
-
-class Account:
-    reservoir_nl = 0
 
 
 class Sensor:
@@ -64,10 +63,10 @@ class KernelMachine(RuleBasedStateMachine):
         self.guard.set_cap(cap)
         self.sensor = Sensor()
         self.mon = Monitor(self.sensor)
-        self.account = Account()
-        self.account.reservoir_nl = 20_000_000
-        self.kernel = Kernel(self.clock, self.alarms, self.guard, self.mon, STROKE, FLOOR,
-                             self.account)
+        self.account = Reservoir(STROKE, FLOOR)
+        self.account.nl = 20_000_000
+        self.kernel = Kernel(self.clock, self.alarms, self.guard, self.mon, self.account)
+        self.kernel.off = 0
         self.cap = cap
         self.v = 0                  # virtual ms (the guard's time)
         self.tick0 = tick0
@@ -85,6 +84,10 @@ class KernelMachine(RuleBasedStateMachine):
         self.v += dt
         self.guard.advance(dt)
 
+    @rule(off=st.sampled_from([0, codes.R_NOT_PROGRAMMED, codes.R_STOPPED]))
+    def therapy(self, off):
+        self.kernel.off = off
+
     @rule(late=st.sampled_from([0, LATE_MS, LATE_MS + 1]) | st.integers(-5000, 60_000))
     def lateness(self, late):
         self.late = late
@@ -99,7 +102,7 @@ class KernelMachine(RuleBasedStateMachine):
     @rule(left=st.sampled_from([FLOOR + STROKE, FLOOR + STROKE - 1, FLOOR, 0])
           | st.integers(0, 20_000_000))
     def reservoir(self, left):
-        self.account.reservoir_nl = left
+        self.account.nl = left
 
     @rule(pa=st.sampled_from([0, virtual.OCCLUSION_PA - 1, virtual.OCCLUSION_PA])
           | st.integers(-5000, 300_000), bad=st.booleans())
@@ -134,11 +137,13 @@ class KernelMachine(RuleBasedStateMachine):
 
     def oracle(self):
         """The documented order, from the inputs as the test set them."""
+        if self.kernel.off:
+            return self.kernel.off
         if self.late > LATE_MS:
             return codes.R_LATE
         if self.alarms.active & codes.CRITICAL_MASK:
             return codes.R_ALARM
-        if self.account.reservoir_nl - STROKE < FLOOR:
+        if self.account.nl - STROKE < FLOOR:
             return codes.R_RESERVOIR
         raw = self.sensor.raw
         if raw < virtual.P_RAW_MIN or raw > virtual.P_RAW_MAX:
@@ -170,14 +175,16 @@ TestKernel = KernelMachine.TestCase
 
 
 def test_the_kernel_checks_in_the_order_the_docs_list():
-    """docs/architecture.md and firmware/kernel.py list the same six checks in the same order."""
+    """docs/architecture.md and firmware/kernel.py list the same seven checks in the same
+    order."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     doc = (root / "docs" / "architecture.md").read_text()
     src = (root / "firmware" / "kernel.py").read_text()
-    words = ["late", "critical alarm", "reservoir", "pressure sensor", "occlusion", "dose guard"]
+    words = ["therapy off", "late", "critical alarm", "reservoir", "pressure sensor",
+             "occlusion", "dose guard"]
     section = doc[doc.index("## The safety kernel"):]
     pos_doc = [section.index(w) for w in words]
-    pos_src = [src.index("#   %d. %s" % (i + 1, w)) for i, w in enumerate(words)]
+    pos_src = [src.index("#   %d. %s" % (i, w)) for i, w in enumerate(words)]
     assert pos_doc == sorted(pos_doc) and pos_src == sorted(pos_src)

@@ -9,9 +9,10 @@ from firmware import codes
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
 from firmware.guard import RESERVE
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
-from firmware.pump import HDR_LEN, LEGACY_MAGIC, STATE_MAGIC, STATE_VERSION, Pump
+from firmware.record import HDR_LEN, LEGACY_MAGIC, STATE_MAGIC, STATE_VERSION
+from firmware.therapy import Therapy
 from firmware.store import MemDev, RecordStore, unpack_ints
-from pump_harness import HealthyHal
+from tests.testboard import HealthyHal
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PARAMS = {"conc_ng_ml": 1_000_000, "steps": [[0, 500_000]], "max_daily_ng": 600_000,
@@ -48,9 +49,9 @@ def layout1_record():
 
 def boot(state, params=PARAMS):
     hal, log = Hal(), Log()
-    pump = Pump(hal, log)
-    pump.boot(0, 0, params, state)
-    return pump, hal, log
+    th = Therapy(hal, log, hal.save_state)
+    th.boot(0, 0, params, state)
+    return th, hal, log
 
 
 def test_the_fixture_is_a_layout_1_record():
@@ -59,30 +60,30 @@ def test_the_fixture_is_a_layout_1_record():
 
 
 def test_a_layout_1_record_is_migrated_with_every_limit_kept():
-    pump, hal, log = boot(layout1_record())
+    th, hal, log = boot(layout1_record())
     assert (codes.EV_MIGRATED, 1, STATE_VERSION) in log.events
-    assert not pump.alarms & (1 << codes.AL_MEMORY_ERROR) and not pump.account_lost
-    assert pump.rx is not None                           # delivery can go on (after resume)
-    assert pump.stopped                                  # it was stopped: it still is
-    assert pump.alarms & (1 << codes.AL_RESERVOIR_LOW)
-    assert pump.reservoir_nl == 19_781_750 - 32 * 250    # the saved account (its reserve off)
-    assert pump.guard.total == 873 + 32                  # 873 strokes given + the reserve
-    assert pump.pb_policy.count_since(pump.mono_s, 86_400) == 1   # the bolus at 2 h
-    assert pump.fills == 1 and pump.fill_ts == -1 and pump.expires_ts() == -1
+    assert not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR) and not th.guard.lost
+    assert th.pump.rx is not None                           # delivery can go on (after resume)
+    assert th.pump.stopped                                  # it was stopped: it still is
+    assert th.sup.alarms & (1 << codes.AL_RESERVOIR_LOW)
+    assert th.reservoir.nl == 19_781_750 - 32 * 250    # the saved account (its reserve off)
+    assert th.guard.total == 873 + 32                  # 873 strokes given + the reserve
+    assert th.pb_policy.count_since(th.pump.mono_s, 86_400) == 1   # the bolus at 2 h
+    assert th.reservoir.fills == 1 and th.reservoir.fill_ts == -1 and th.reservoir.expires_ts() == -1
     # Saved again, the record is layout 2; booting from it migrates nothing.
-    pump.save()
+    th.save()
     assert hal.saved[0] == STATE_MAGIC and hal.saved[1] == STATE_VERSION
     again, _, log2 = boot(hal.saved)
     assert not [e for e in log2.events if e[0] == codes.EV_MIGRATED]
     # (an unclean save: the reserve counts as given, in both accounts)
-    assert again.guard.total == pump.guard.total + RESERVE and again.stopped
-    assert again.reservoir_nl == pump.reservoir_nl - RESERVE * 250
+    assert again.guard.total == th.guard.total + RESERVE and again.pump.stopped
+    assert again.reservoir.nl == th.reservoir.nl - RESERVE * 250
 
 
 def _record():
-    pump, hal, _ = boot(None)
-    pump.refill(0, 20_000_000)
-    pump.save()
+    th, hal, _ = boot(None)
+    th.refill(0, 20_000_000)
+    th.save()
     return hal.saved
 
 
@@ -94,18 +95,18 @@ def test_a_later_layouts_record_is_read_by_the_fields_this_firmware_knows():
     later = rec[:h] + [777] + rec[h:] + [1, 2, 3]
     later[1] = 3
     later[3] = h + 1
-    pump, _, log = boot(later)
-    assert not pump.alarms & (1 << codes.AL_MEMORY_ERROR)
-    assert pump.reservoir_nl == 20_000_000 - 40 * 250
+    th, _, log = boot(later)
+    assert not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
+    assert th.reservoir.nl == 20_000_000 - 40 * 250
     assert (codes.EV_MIGRATED, 3, STATE_VERSION) in log.events
 
 
 def test_a_record_no_layout_explains_is_memory_error():
     rec = _record()
     for broken in (rec[:HDR_LEN], [0x1234] + rec[1:]):
-        pump, _, _ = boot(broken)
-        assert pump.alarms & (1 << codes.AL_MEMORY_ERROR) and pump.account_lost
+        th, _, _ = boot(broken)
+        assert th.sup.alarms & (1 << codes.AL_MEMORY_ERROR) and th.guard.lost
     newer = list(rec)
     newer[1] = newer[2] = STATE_VERSION + 1   # a layout only newer firmware may read
-    pump, _, _ = boot(newer)
-    assert pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+    th, _, _ = boot(newer)
+    assert th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)

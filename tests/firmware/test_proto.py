@@ -102,7 +102,7 @@ def test_program_reads_back_what_was_stored():
     # and it survives a reboot, from flash
     app2 = boot(app.hal.dev)
     assert ask(app2, Signer(app2).line("settings"))["settings"] == PARAMS
-    assert app2.pump.rx is not None
+    assert app2.therapy.pump.rx is not None
 
 
 def test_wrong_tag_wrong_key_and_missing_tag_are_refused():
@@ -128,7 +128,7 @@ def test_the_patient_key_can_bolus_and_read_status_only():
         r = ask(app, pat.line(cmd, args))
         assert r["error"] == "E_ROLE", (cmd, r)
     assert ask(app, pat.line("patient_bolus"))["started"] is True
-    assert not app.pump.stopped
+    assert not app.therapy.pump.stopped
 
 
 def test_replayed_and_reordered_requests_are_refused_even_after_a_reboot():
@@ -137,10 +137,10 @@ def test_replayed_and_reordered_requests_are_refused_even_after_a_reboot():
     second = clin.line("resume")
     assert ask(app, second)["ok"]
     r = ask(app, first)  # older counter, arriving late
-    assert r["error"] == "E_REPLAY" and not app.pump.stopped
+    assert r["error"] == "E_REPLAY" and not app.therapy.pump.stopped
     app2 = boot(app.hal.dev)
     assert ask(app2, second)["error"] == "E_SESSION"
-    assert ask(app2, first)["error"] == "E_SESSION" and not app2.pump.stopped
+    assert ask(app2, first)["error"] == "E_SESSION" and not app2.therapy.pump.stopped
     assert ask(app2, Signer(app2).line("status"))["ok"]
 
 
@@ -160,7 +160,7 @@ def test_a_repeated_request_is_answered_again_but_acted_on_once():
 
 def test_a_refused_prescription_changes_nothing():
     app, clin = programmed()
-    before = (app.load_settings(), app.pump.rx, app.pump.reservoir_nl)
+    before = (app.load_settings(), app.therapy.pump.rx, app.therapy.reservoir.nl)
     bad = dict(PARAMS, max_daily_ng=2_000_000)  # below the basal
     r = ask(app, clin.line("program", {"params": bad}))
     assert r["error"] == "E_RX" and "steps" in r["message"]
@@ -168,7 +168,7 @@ def test_a_refused_prescription_changes_nothing():
     assert r["error"] == "E_ARGS"
     r = ask(app, clin.line("program", {"params": dict(PARAMS, meta={"x": "y" * 600})}))
     assert r["error"] == "E_ARGS"
-    assert (app.load_settings(), app.pump.rx, app.pump.reservoir_nl) == before
+    assert (app.load_settings(), app.therapy.pump.rx, app.therapy.reservoir.nl) == before
 
 
 def test_values_are_checked_by_the_firmware():
@@ -179,15 +179,15 @@ def test_values_are_checked_by_the_firmware():
         assert r["error"] == "E_ARGS", (args, r)
     r = ask(app, clin.line("bolus", {"dose_nl": 10_000_000, "duration_s": 3600}))
     assert r["error"] == "E_REFUSED" and r["reason"] == "bad_value"
-    assert not app.pump.cb_on
+    assert not app.therapy.pump.cb_on
 
 
 def test_clinician_bolus_respects_the_daily_cap():
     app, clin = programmed()
     r = ask(app, clin.line("bolus", {"dose_nl": 150_000, "duration_s": 3600}))
-    assert r["ok"] and r["kind"] == "clinician" and app.pump.cb_on
+    assert r["ok"] and r["kind"] == "clinician" and app.therapy.pump.cb_on
     run_for(app, 3_700_000)
-    assert not app.pump.cb_on and app.pump.strokes >= 600
+    assert not app.therapy.pump.cb_on and app.therapy.pump.strokes >= 600
     clin.hello(app)   # an hour later: the session has ended, a new one is needed
     r = ask(app, clin.line("bolus", {"dose_nl": 100_000, "duration_s": 3600}))
     assert r["error"] == "E_REFUSED" and r["reason"] == "daily_max"
@@ -215,7 +215,7 @@ def test_concentration_change_needs_the_bridge_and_is_stored():
                                       "bridge_nl": CATHETER_NL}))  # the patient's catheter
     assert r["ok"]
     assert app.load_settings()["conc_ng_ml"] == 20_000_000
-    assert boot(app.hal.dev).pump.rx.conc_ng_ml == 20_000_000
+    assert boot(app.hal.dev).therapy.pump.rx.conc_ng_ml == 20_000_000
 
 
 def test_stop_for_a_while_resumes_by_itself():
@@ -232,7 +232,7 @@ def test_stop_for_a_while_resumes_by_itself():
             app.quit = True
     hal.wait = wait
     app.run()
-    assert not app.pump.stopped and hal.t > 600_000
+    assert not app.therapy.pump.stopped and hal.t > 600_000
 
 
 def test_ack_needs_an_active_alarm_with_a_known_code():
@@ -266,26 +266,27 @@ def test_damaged_settings_mean_memory_error_until_reprogrammed():
             data[20] ^= 0xFF
             dev.files[name] = bytes(data)
     app2 = boot(dev)
-    assert app2.pump.rx is None
-    assert app2.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+    assert app2.therapy.pump.rx is None
+    assert app2.therapy.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
     c2 = Signer(app2)
     assert ask(app2, c2.line("program", {"params": PARAMS}))["ok"]
     app3 = boot(dev)
-    assert not app3.pump.alarms & (1 << codes.AL_MEMORY_ERROR) and app3.pump.rx is not None
+    assert not app3.therapy.sup.alarms & (1 << codes.AL_MEMORY_ERROR) and app3.therapy.pump.rx is not None
 
 
 def test_maintenance_is_refused_by_a_production_build():
     app, clin = programmed()
     r = ask(app, clin.line("maintenance"))
     assert r["error"] == "E_REFUSED" and r["reason"] == "production_build"
-    assert not app.quit and not app.pump.stopped
+    assert not app.quit and not app.therapy.pump.stopped
     app.hal.dev.write("maint", b"1")     # a flag an older development build left behind
     hal = MemHal(app.hal.dev)
     hal.reset = lambda: setattr(hal, "was_reset", True)
-    hal.wait = lambda ms: setattr(hal.app, "quit", True)
+    started = []
+    hal.wait = lambda ms: setattr(started[0], "quit", True)
     from firmware.app import main
-    main(hal)                            # boots the pump: no REPL, whatever the flag says
-    assert hal.was_reset and hal.app.pump.rx is not None
+    main(hal, started.append)            # boots the pump: no REPL, whatever the flag says
+    assert hal.was_reset and started[0].therapy.pump.rx is not None
 
 
 def test_maintenance_stops_saves_and_hands_back_the_repl_in_a_development_build(monkeypatch):
@@ -293,12 +294,12 @@ def test_maintenance_stops_saves_and_hands_back_the_repl_in_a_development_build(
     monkeypatch.setattr(buildinfo, "KIND", "development")
     app, clin = programmed()
     assert ask(app, clin.line("maintenance"))["maintenance"] is True
-    assert app.quit and app.pump.stopped
+    assert app.quit and app.therapy.pump.stopped
     hal = MemHal(app.hal.dev)
     from firmware.app import main
     assert main(hal) == "maintenance"      # the reboot after maintenance: no firmware, REPL
     app2 = boot(app.hal.dev)               # the next reset boots the pump again, still stopped
-    assert app2.pump.stopped and app2.pump.rx is not None
+    assert app2.therapy.pump.stopped and app2.therapy.pump.rx is not None
 
 
 def test_control_bytes_overlong_lines_and_bad_utf8():
@@ -319,14 +320,14 @@ def test_control_bytes_overlong_lines_and_bad_utf8():
 @given(st.lists(st.binary(max_size=200), max_size=8))
 def test_arbitrary_bytes_never_break_the_pump_or_change_settings(chunks):
     app, clin = programmed()
-    before = (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl, app.keys.last[:])
+    before = (app.load_settings(), app.therapy.pump.stopped, app.therapy.reservoir.nl, app.keys.last[:])
     for chunk in chunks:
         for line in feed_raw(app, chunk).split("\r\n"):
             if line.startswith("{"):  # a person's lines are text; a program's are JSON
                 reply = json.loads(line)
                 assert reply["ok"] is False or reply["cmd"] in ("help", "info", "ping")
     feed_raw(app, b"\n")
-    assert (app.load_settings(), app.pump.stopped, app.pump.reservoir_nl,
+    assert (app.load_settings(), app.therapy.pump.stopped, app.therapy.reservoir.nl,
             app.keys.last[:]) == before
     assert ask(app, clin.line("status"))["delivering"] is True
 
@@ -335,7 +336,7 @@ def test_a_watchdog_reset_is_reported():
     app, clin = programmed()
     app2 = App(MemHal(app.hal.dev, cause=1))
     app2.boot()
-    assert app2.pump.alarms & (1 << codes.AL_WATCHDOG_RESET)
+    assert app2.therapy.sup.alarms & (1 << codes.AL_WATCHDOG_RESET)
 
 
 def test_a_repeated_refusal_is_answered_as_a_repeat():
@@ -374,7 +375,7 @@ def test_a_critical_alarm_sounds_the_buzzer_at_once():
     hal.stroke = lambda: False                       # the motor has stalled
     hal.tone = lambda pattern: sounded.append((hal.t, pattern))
     run_for(app, 600_000)   # a stroke is due every 3 to 5 minutes here
-    assert app.pump.alarms & (1 << codes.AL_MOTOR_STALL)
+    assert app.therapy.sup.alarms & (1 << codes.AL_MOTOR_STALL)
     raised = [e for e in app.events.entries()
               if e[1] == codes.EV_ALARM and e[2] == codes.AL_MOTOR_STALL]
     assert raised and sounded and sounded[0][1] == codes.TONE_CRITICAL
@@ -391,7 +392,7 @@ def test_a_fallback_to_the_older_state_record_is_logged():
     app2 = boot(dev)
     names = [codes.EVENT_NAMES[e[1]] for e in app2.events.entries()]
     assert "record_fallback" in names
-    assert app2.pump.rx is not None and not app2.pump.alarms & (1 << codes.AL_MEMORY_ERROR)
+    assert app2.therapy.pump.rx is not None and not app2.therapy.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
 
 
 # ---- issue 13: the protocol's additions ------------------------------------------------------
@@ -401,17 +402,17 @@ def test_a_prime_takes_two_requests_and_the_patients_catheter_bounds_it():
     over = ask(app, clin.line("bolus", {"dose_nl": CATHETER_NL + 250, "kind": "prime"}))
     assert over["error"] == "E_REFUSED" and over["reason"] == "catheter"
     first = ask(app, clin.line("bolus", {"dose_nl": 150_000, "kind": "prime"}))
-    assert first["ok"] and first["started"] is False and not app.pump.cb_on
+    assert first["ok"] and first["started"] is False and not app.therapy.pump.cb_on
     assert first["catheter_nl"] == CATHETER_NL and first["expires_s"] == 120
     wrong = ask(app, clin.line("bolus", {"dose_nl": 150_000, "kind": "prime",
                                          "confirm": first["confirm"] + 1}))
     assert wrong["error"] == "E_REFUSED" and wrong["reason"] == "prime_unconfirmed"
     second = ask(app, clin.line("bolus", {"dose_nl": 150_000, "kind": "prime",
                                           "confirm": first["confirm"]}))
-    assert second["ok"] and second["started"] is True and app.pump.cb_on
+    assert second["ok"] and second["started"] is True and app.therapy.pump.cb_on
     # A bridge pushes out at most what the catheter holds, too.
-    app.pump.stop(app.hal.ticks_ms())
-    app.pump.resume(app.hal.ticks_ms())
+    app.therapy.stop(app.hal.ticks_ms())
+    app.therapy.resume(app.hal.ticks_ms())
     bridge = ask(app, clin.line("bolus", {"dose_nl": CATHETER_NL + 250, "kind": "bridge"}))
     assert bridge["error"] == "E_REFUSED" and bridge["reason"] == "catheter"
 
@@ -431,7 +432,7 @@ def test_a_reprogram_after_memory_error_states_its_assumption():
     assert too_much["error"] == "E_REFUSED" and too_much["reason"] == "assumption"
     r = ask(app2, c2.line("program", {"params": PARAMS, "assume_24h_ng": 2_500_000}))
     assert r["ok"] and r["assumed_24h_nl"] == 100_000         # 2.5 mg at 25 mg/mL
-    assert app2.pump.guard.total == 400
+    assert app2.therapy.guard.total == 400
     st = ask(app2, c2.line("status"))
     assert st["dose_account"] == "kept" and not st["alarms"]
     # On an intact account an assumption is refused, and nothing is stored.
@@ -446,8 +447,8 @@ def test_a_timed_stop_goes_on_across_a_reboot_and_ends_on_time():
     stopped_at = app.hal.t
     run_until = app.hal.t + 1_800_000
     while app.hal.t < run_until:            # 30 minutes of the loop, then the power fails
-        app.hal.t += max(1, app.pump.next_in_ms(app.hal.ticks_ms()))
-        app.pump.service(app.hal.ticks_ms())
+        app.hal.t += max(1, app.therapy.pump.next_in_ms(app.hal.ticks_ms()))
+        app.therapy.pump.service(app.hal.ticks_ms())
     hal2 = MemHal(app.hal.dev)              # back at once; the board's clock ran on
     hal2.t = app.hal.t
     app2 = App(hal2)
@@ -457,10 +458,10 @@ def test_a_timed_stop_goes_on_across_a_reboot_and_ends_on_time():
     left = 3600 - (hal2.t - stopped_at) // 1000
     assert st["stopped"] and left - 2 <= st["stop_left_s"] <= left
     run_for_stopped = stopped_at + 3_600_000
-    while app2.pump.stopped and app2.hal.t < run_for_stopped + 10_000:
-        app2.hal.t += max(1, app2.pump.next_in_ms(app2.hal.ticks_ms()))
-        app2.pump.service(app2.hal.ticks_ms())
-    assert not app2.pump.stopped and app2.hal.t <= run_for_stopped  # never longer than asked
+    while app2.therapy.pump.stopped and app2.hal.t < run_for_stopped + 10_000:
+        app2.hal.t += max(1, app2.therapy.pump.next_in_ms(app2.hal.ticks_ms()))
+        app2.therapy.pump.service(app2.hal.ticks_ms())
+    assert not app2.therapy.pump.stopped and app2.hal.t <= run_for_stopped  # never longer than asked
 
 
 def test_status_shows_fills_dates_and_strokes_not_given():

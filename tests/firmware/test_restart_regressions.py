@@ -1,9 +1,9 @@
 """Regressions for bugs found in the timing core, each pinned to the smallest case that showed it."""
 
 from firmware import codes
-from firmware.pump import Pump
+from firmware.therapy import Therapy
 from firmware.ticks import add
-from pump_harness import HealthyHal
+from tests.testboard import HealthyHal
 
 DAY = 86_400_000
 
@@ -37,12 +37,12 @@ def test_lockout_survives_a_restart_in_the_second_the_bolus_started():
     params = {"conc_ng_ml": 25_000_000, "steps": [[0, 2_000_000]], "max_daily_ng": 6_000_000,
               "low_res_nl": 0, "pb": [200_000, 600, 7200, 4]}
     hal = Hal()
-    pump = Pump(hal, Log())
-    pump.boot(0, 0, params, None)
-    pump.refill(0, 20_000_000)
-    assert pump.patient_bolus(500) == 0
-    pump.save(clean=True)
-    again = Pump(hal, Log())
+    th = Therapy(hal, Log(), hal.save_state)
+    th.boot(0, 0, params, None)
+    th.refill(0, 20_000_000)
+    assert th.patient_bolus(500) == 0
+    th.save(clean=True)
+    again = Therapy(hal, Log(), hal.save_state)
     again.boot(1000, 0, params, hal.saved)
     assert again.patient_bolus(2000) == codes.R_LOCKOUT
     # and it is allowed once the lockout has passed (time without power does not count)
@@ -60,9 +60,10 @@ def test_every_step_change_happens_on_time_even_with_a_stroke_exactly_at_midnigh
               "max_daily_ng": 1_200_000, "low_res_nl": 0, "pb": None}
     hal = Hal()
     log = Log()
-    pump = Pump(hal, log)
-    pump.boot(0, 0, params, None)
-    pump.refill(0, 20_000_000)
+    th = Therapy(hal, log, hal.save_state)
+    pump = th.pump
+    th.boot(0, 0, params, None)
+    th.refill(0, 20_000_000)
     now = 0
     stroke_at_midnight = False
     while now < 3 * DAY + 60_000:

@@ -130,7 +130,7 @@ class TimingMachine(RuleBasedStateMachine):
 
     @invariant()
     def small_ints(self):
-        bad = big_ints(self.bench.pump)
+        bad = big_ints(self.bench.th)
         if bad:
             raise Violation("small_ints: values at or above 2**30 in the pump: %r" % bad[:5])
 

@@ -6,8 +6,8 @@ board records each hal.tone(pattern) with its time, the trace the simulator and 
 board report as `tone_trace`."""
 
 from firmware import codes
-from firmware.pump import Pump
-from pump_harness import HealthyHal
+from firmware.therapy import Therapy
+from tests.testboard import HealthyHal
 
 MIN = 60_000
 HOUR = 3_600_000
@@ -39,14 +39,15 @@ class Log:
 
 def running():
     hal = Hal()
-    pump = Pump(hal, Log())
-    pump.boot(0, 0, PARAMS, None)
-    pump.refill(0, 20_000_000)
-    return hal, pump
+    th = Therapy(hal, Log(), hal.save_state)
+    th.boot(0, 0, PARAMS, None)
+    th.refill(0, 20_000_000)
+    return hal, th
 
 
-def run(hal, pump, ms):
+def run(hal, th, ms):
     """As the main loop does: service at each deadline the pump gives (0: at once, again)."""
+    pump = th.pump
     end = hal.now + ms
     zeros = 0
     while hal.now < end:
@@ -71,52 +72,52 @@ def test_the_critical_and_warning_patterns_sound_different():
 
 
 def test_a_warning_plays_the_warning_pattern_hourly_and_a_critical_one_every_ten_minutes():
-    hal, pump = running()
+    hal, th = running()
     hal.mv = 2800                               # below ERI, above EOS: a warning
-    run(hal, pump, 3 * HOUR)
-    assert pump.alarms & (1 << codes.AL_BATTERY_ERI)
+    run(hal, th, 3 * HOUR)
+    assert th.sup.alarms & (1 << codes.AL_BATTERY_ERI)
     warn = tones(hal)
     assert warn and {p for _, p in warn} == {codes.TONE_WARNING}
     assert [b - a for (a, _), (b, _) in zip(warn, warn[1:])] == [HOUR] * (len(warn) - 1)
     assert len(warn) >= 3
     start = hal.now
     hal.mv = 2700                               # below EOS too: critical
-    run(hal, pump, HOUR)
+    run(hal, th, HOUR)
     crit = tones(hal, start)
-    assert pump.alarms & (1 << codes.AL_BATTERY_EOS)
+    assert th.sup.alarms & (1 << codes.AL_BATTERY_EOS)
     assert {p for _, p in crit} == {codes.TONE_CRITICAL}  # the louder one wins
     assert [b - a for (a, _), (b, _) in zip(crit, crit[1:])] == [10 * MIN] * (len(crit) - 1)
     assert len(crit) >= 5
 
 
 def test_an_acknowledgement_silences_and_a_returning_condition_sounds_again():
-    hal, pump = running()
+    hal, th = running()
     hal.mv = 2800
-    run(hal, pump, HOUR)
-    assert pump.alarms & (1 << codes.AL_BATTERY_ERI) and tones(hal)
-    assert pump.ack(hal.now, codes.AL_BATTERY_ERI)
+    run(hal, th, HOUR)
+    assert th.sup.alarms & (1 << codes.AL_BATTERY_ERI) and tones(hal)
+    assert th.ack(hal.now, codes.AL_BATTERY_ERI)
     acked_at = hal.now
-    run(hal, pump, 6 * HOUR)
-    assert pump.alarms & (1 << codes.AL_BATTERY_ERI)    # the condition persists ...
+    run(hal, th, 6 * HOUR)
+    assert th.sup.alarms & (1 << codes.AL_BATTERY_ERI)    # the condition persists ...
     assert tones(hal, acked_at + 1) == []               # ... but the buzzer is silent
     hal.mv = 3100                                       # a new cell: the alarm ends
-    run(hal, pump, HOUR)
-    assert not pump.alarms & (1 << codes.AL_BATTERY_ERI)
+    run(hal, th, HOUR)
+    assert not th.sup.alarms & (1 << codes.AL_BATTERY_ERI)
     back = hal.now
     hal.mv = 2800                                       # and comes back: it sounds again
-    run(hal, pump, 2 * HOUR)
+    run(hal, th, 2 * HOUR)
     again = tones(hal, back)
     assert again and again[0][1] == codes.TONE_WARNING
     assert len(again) >= 2                              # and keeps repeating, unacknowledged
 
 
 def test_acknowledging_the_critical_alarm_leaves_the_warning_sounding_on_its_own_schedule():
-    hal, pump = running()
+    hal, th = running()
     hal.mv = 2700
-    run(hal, pump, HOUR)
-    assert pump.alarms & (1 << codes.AL_BATTERY_EOS)
-    pump.ack(hal.now, codes.AL_BATTERY_EOS)
+    run(hal, th, HOUR)
+    assert th.sup.alarms & (1 << codes.AL_BATTERY_EOS)
+    th.ack(hal.now, codes.AL_BATTERY_EOS)
     t = hal.now
-    run(hal, pump, 3 * HOUR)
+    run(hal, th, 3 * HOUR)
     later = tones(hal, t + 1)
     assert later and {p for _, p in later} == {codes.TONE_WARNING}  # ERI is still unacked

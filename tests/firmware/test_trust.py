@@ -51,7 +51,7 @@ def test_near_the_counters_end_only_a_re_key_is_taken_and_it_recovers_the_pump()
     clin = Signer(app)
     assert clin.hello(app)["ctr_left"] == 0
     r = ask(app, clin.line("stop"))
-    assert r["error"] == "E_REKEY" and not app.pump.stopped
+    assert r["error"] == "E_REKEY" and not app.therapy.pump.stopped
     nonce = bytes(range(32))
     line = clin.line("rekey", {"nonce": nonce.hex()})
     r = ask(app, line)
@@ -75,7 +75,7 @@ def test_a_request_for_another_pump_is_refused_with_a_signed_reply():
     r = ask(app, line)
     assert r["error"] == "E_AUTH" and "another-pump" in r["message"]
     assert r["_tag"] == reply_tag(CLIN, line, app.hal.lines[-1])
-    assert not app.pump.stopped
+    assert not app.therapy.pump.stopped
 
 
 def test_every_reply_to_an_authenticated_request_is_signed_and_bound_to_it():
@@ -117,9 +117,9 @@ def test_damaged_keys_fail_closed_while_therapy_goes_on():
     dev = app.hal.dev
     _damage(dev, ("auth.a", "auth.b"))
     app2 = boot(dev)
-    assert app2.pump.alarms & (1 << codes.AL_KEY_DAMAGED)
+    assert app2.therapy.sup.alarms & (1 << codes.AL_KEY_DAMAGED)
     assert codes.priority(codes.AL_KEY_DAMAGED) == "warning"
-    assert not app2.pump.alarms & codes.CRITICAL_MASK and app2.pump.rx is not None
+    assert not app2.therapy.sup.alarms & codes.CRITICAL_MASK and app2.therapy.pump.rx is not None
     for line in (Signer().hello_line(), Signer(key=PAT, role="patient").hello_line(),
                  clin.line("program", {"params": PARAMS})):
         assert ask(app2, line)["error"] == "E_KEYS"
@@ -129,9 +129,9 @@ def test_damaged_keys_fail_closed_while_therapy_goes_on():
                        "args": {"clinician_key": bytes(32).hex(), "patient_key": PAT.hex()}})
     r = ask(app2, prov)
     assert r["error"] == "E_LOCKED" and "button" in r["message"]
-    strokes = app2.pump.strokes
+    strokes = app2.therapy.pump.strokes
     run_for(app2, 3_600_000)
-    assert app2.pump.strokes > strokes          # delivery went on as programmed
+    assert app2.therapy.pump.strokes > strokes          # delivery went on as programmed
 
 
 def test_one_damaged_copy_falls_back_with_the_counters_moved_on():

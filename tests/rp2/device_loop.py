@@ -23,6 +23,7 @@ import micropython
 
 from boards.pico import Hal
 from firmware.app import App
+from firmware.compat import TYPE_CHECKING
 from firmware.store import FileDev
 
 micropython.alloc_emergency_exception_buf(256)   # a traceback even with the heap locked
@@ -45,7 +46,7 @@ class BenchHal(Hal):
         self.counted = 0
         self.locked = False
         self.strokes_at_lock = 0
-        self.app = None
+        self.app: "App | None" = None
 
     def storage(self):
         try:
@@ -76,14 +77,14 @@ class BenchHal(Hal):
                 self.cycle_max_us = d
         self.cycles += 1
         if self.cycles == LOCK_AT:
-            self.save_state = self.count_save
+            self.app.therapy.record.port = self.count_save
             gc.collect()
             self.heap_run = gc.mem_free()
-            self.strokes_at_lock = self.app.pump.strokes
+            self.strokes_at_lock = self.app.therapy.pump.strokes
             micropython.heap_lock()
             self.locked = True
         elif self.cycles >= CYCLES and self.locked and (
-                self.app.pump.strokes - self.strokes_at_lock >= LOCKED_STROKES
+                self.app.therapy.pump.strokes - self.strokes_at_lock >= LOCKED_STROKES
                 or self.cycles >= CYCLES_MAX):
             self.unlock()
             self.app.quit = True
@@ -98,8 +99,8 @@ def main():
     app.boot()
     now = hal.ticks_ms()
     app.save_settings(PARAMS)
-    app.pump.program(now, PARAMS)
-    app.pump.refill(now, 20000000)
+    app.therapy.program(now, PARAMS)
+    app.therapy.refill(now, 20000000)
     gc.collect()
     heap_boot = gc.mem_free()
     try:
@@ -112,9 +113,14 @@ def main():
     print("HEAP_FREE_BOOT", heap_boot)
     print("HEAP_FREE_RUN", hal.heap_run)
     print("CYCLE_MAX_US", hal.cycle_max_us)
-    print("STROKES", app.pump.strokes)
-    print("STROKES_LOCKED", app.pump.strokes - hal.strokes_at_lock)
+    print("STROKES", app.therapy.pump.strokes)
+    print("STROKES_LOCKED", app.therapy.pump.strokes - hal.strokes_at_lock)
     print("DONE")
 
+
+if TYPE_CHECKING:
+    from firmware.hal import Hal as _Contract
+
+    _conforms: "type[_Contract]" = BenchHal  # the bench's board keeps the contract too
 
 main()

@@ -8,9 +8,9 @@ import sys
 
 import micropython
 
-from firmware.pump import Pump
+from firmware.therapy import Therapy
 from firmware.ticks import add
-from tests.vm.healthy import HealthyHal
+from tests.testboard import HealthyHal
 
 
 class Hal(HealthyHal):
@@ -43,7 +43,8 @@ def cycles(pump, now, n):
 def main():
     start = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     hal = Hal()
-    pump = Pump(hal, Log())
+    th = Therapy(hal, Log(), hal.save_state)
+    pump = th.pump
     params = {
         "conc_ng_ml": 2000000,
         "steps": [[0, 600000], [360, 900000], [720, 1000000], [1080, 700000]],
@@ -52,14 +53,14 @@ def main():
         "pb": [50000, 900, 7200, 4],
     }
     now = start
-    pump.boot(now, 23 * 3600000, params, None)
-    pump.refill(now, 20000000)
+    th.boot(now, 23 * 3600000, params, None)
+    th.refill(now, 20000000)
     now = cycles(pump, now, 50)          # warm up outside the lock
     ok = True
     for phase in ("basal", "bolus", "refusing"):
         if phase == "bolus":
-            reason = pump.patient_bolus(now)  # a command: may allocate; its delivery may not
-            pump.clinician_bolus(now, 20000, 600000)
+            reason = th.patient_bolus(now)  # a command: may allocate; its delivery may not
+            th.clinician_bolus(now, 20000, 600000)
             if reason:
                 print("FAIL patient bolus refused", reason)
                 ok = False
@@ -83,8 +84,8 @@ def main():
             ok = False
         print("OK", phase, hal.strokes - before, "strokes", hal.saves, "saves",
               pump.refused - refused, "refused")
-    if pump.alarms:
-        print("FAIL alarms on a healthy board", pump.alarms)  # the checks ran and stayed quiet
+    if th.sup.alarms:
+        print("FAIL alarms on a healthy board", th.sup.alarms)  # the checks ran and stayed quiet
         ok = False
     print("DONE" if ok else "FAILED")
 

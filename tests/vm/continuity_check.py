@@ -15,9 +15,9 @@ import sys
 
 from firmware import codes
 from firmware.app import App
-from firmware.pump import Pump
+from firmware.therapy import Therapy
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
-from tests.vm.healthy import MemBoard
+from tests.testboard import MemBoard
 
 DAY = 86400000
 HOUR = 3600000
@@ -59,7 +59,8 @@ class FailingDev(MemDev):
         MemDev.write(self, path, data)
 
 
-def run(pump, hal, ms):
+def run(th, hal, ms):
+    pump = th.pump
     end = hal.t + ms
     while hal.t < end:
         d = pump.next_in_ms(hal.ticks_ms())
@@ -68,9 +69,9 @@ def run(pump, hal, ms):
 
 
 def pump_on(hal, params=None, state=None, damaged=False, clock=-1, log=None):
-    pump = Pump(hal, log if log is not None else Log())
-    pump.boot(hal.ticks_ms(), 0, params, state, 0, damaged, clock)
-    return pump
+    th = Therapy(hal, log if log is not None else Log(), hal.save_state)
+    th.boot(hal.ticks_ms(), 0, params, state, 0, damaged, clock)
+    return th
 
 
 def report(n, ok, text):
@@ -84,15 +85,15 @@ def item1():
     app = App(hal)
     app.boot()
     app.save_settings(MORPHINE)
-    app.pump.program(hal.ticks_ms(), MORPHINE)
-    app.pump.refill(hal.ticks_ms(), 20000000)
+    app.therapy.program(hal.ticks_ms(), MORPHINE)
+    app.therapy.refill(hal.ticks_ms(), 20000000)
     stop_at = hal.t
-    app.stop(hal.ticks_ms(), 7200)
-    run(app.pump, hal, 30 * MIN)
+    app.therapy.stop(hal.ticks_ms(), 7200 * 1000)
+    run(app.therapy, hal, 30 * MIN)
     hal.t += 3 * HOUR                        # the pump is off; the clock keeps running
     app2 = App(hal)
     app2.boot()                              # the clock tells: the time off counts as stopped
-    ok_a = not app2.pump.stopped
+    ok_a = not app2.therapy.pump.stopped
     # Without a clock that can tell: the rest counts from the boot, never longer than asked.
     dev3 = MemDev()
     hal3 = Hal(dev3)
@@ -101,13 +102,13 @@ def item1():
     p.stop(hal3.ticks_ms(), 2 * HOUR)
     run(p, hal3, 30 * MIN)
     store = RecordStore(dev3, "state")
-    hal3.save_state = lambda buf: store.save(pack_ints(buf))
+    p.record.port = lambda buf: store.save(pack_ints(buf))
     p.save()                                 # the last save before the power fails
     hal3.t += 3 * HOUR
     log = Log()
     p2 = pump_on(hal3, MORPHINE, list(unpack_ints(store.load())), False, -1, log)
     back = hal3.t
-    left = p2.suspend_left_ms(hal3.ticks_ms())
+    left = p2.pump.suspend_left_ms(hal3.ticks_ms())
     run(p2, hal3, 2 * HOUR)
     res = log.of(codes.EV_RESUME)
     ended = res[0][1] - (back & 0x3FFFFFFF) if res else -1
@@ -121,16 +122,16 @@ def item2():
     hal = Hal()
     log = Log()
     p = pump_on(hal, MORPHINE, None, True, -1, log)   # both state slots damaged: lost
-    lost = p.account_lost and p.alarms & (1 << codes.AL_MEMORY_ERROR)
+    lost = p.guard.lost and p.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
     run(p, hal, HOUR)
     p.program(hal.ticks_ms(), MORPHINE)               # the default assumption: the basal
     p.refill(hal.ticks_ms(), 20000000)
-    n0 = p.strokes
+    n0 = p.pump.strokes
     run(p, hal, 6 * HOUR)
-    given = p.strokes - n0                            # 0.5 mL/day: 500 strokes in 6 h
+    given = p.pump.strokes - n0                            # 0.5 mL/day: 500 strokes in 6 h
     assumed = log.of(codes.EV_ASSUMED)
     ok = lost and given >= 495 and assumed and assumed[0][2] == 2000 * 250 \
-        and not p.alarms & (1 << codes.AL_MEMORY_ERROR)
+        and not p.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
     # The record of the firmware before versions, bytes as they were on flash.
     dev = MemDev()
     for slot in ("a", "b"):
@@ -145,12 +146,12 @@ def item2():
               "low_res_nl": 19900000, "pb": [10000, 600, 3600, 4]}
     m = pump_on(hal2, params, state, store.corrupt, -1, log2)
     mig = log2.of(codes.EV_MIGRATED)
-    ok2 = (mig and mig[0][2] == 1 and mig[0][3] == 2 and not m.alarms & (1 << 8)
-           and m.stopped and m.reservoir_nl == 19773750
-           and m.guard.total == 873 + 40 - 8 and m.alarms & (1 << codes.AL_RESERVOIR_LOW))
+    ok2 = (mig and mig[0][2] == 1 and mig[0][3] == 2 and not m.sup.alarms & (1 << 8)
+           and m.pump.stopped and m.reservoir.nl == 19773750
+           and m.guard.total == 873 + 40 - 8 and m.sup.alarms & (1 << codes.AL_RESERVOIR_LOW))
     report(2, ok and ok2, "strokes_6h %d assumed_nl %d migrated %s guard %d reservoir %d"
            % (given, assumed[0][2] if assumed else -1, bool(mig), m.guard.total,
-              m.reservoir_nl))
+              m.reservoir.nl))
 
 
 def item3():
@@ -159,26 +160,27 @@ def item3():
     app = App(hal)
     app.boot()
     app.save_settings(MORPHINE)
-    pump = app.pump
-    pump.program(hal.ticks_ms(), MORPHINE)
-    pump.refill(hal.ticks_ms(), 20000000)
-    run(pump, hal, HOUR)
+    th = app.therapy
+    pump = th.pump
+    th.program(hal.ticks_ms(), MORPHINE)
+    th.refill(hal.ticks_ms(), 20000000)
+    run(th, hal, HOUR)
     good = app.st_state.load()
     dev.failing = True
     n0 = pump.strokes
     warned_at = -1
-    while pump.strokes - n0 < 60 and not pump.alarms & (1 << codes.AL_MEMORY_ERROR):
-        run(pump, hal, MIN)
-        if warned_at < 0 and pump.alarms & (1 << codes.AL_FLASH_FAILING):
+    while pump.strokes - n0 < 60 and not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR):
+        run(th, hal, MIN)
+        if warned_at < 0 and th.sup.alarms & (1 << codes.AL_FLASH_FAILING):
             warned_at = pump.strokes - n0
     given = pump.strokes - n0
-    critical = bool(pump.alarms & (1 << codes.AL_MEMORY_ERROR))
+    critical = bool(th.sup.alarms & (1 << codes.AL_MEMORY_ERROR))
     kept = RecordStore(dev, "state").load() == good
     dev.failing = False
-    run(pump, hal, 10 * MIN)                  # the periodic check saves again
-    cleared = not pump.alarms & ((1 << codes.AL_MEMORY_ERROR) | (1 << codes.AL_FLASH_FAILING))
+    run(th, hal, 10 * MIN)                  # the periodic check saves again
+    cleared = not th.sup.alarms & ((1 << codes.AL_MEMORY_ERROR) | (1 << codes.AL_FLASH_FAILING))
     n1 = pump.strokes
-    run(pump, hal, HOUR)
+    run(th, hal, HOUR)
     ok = (0 <= warned_at < given <= 40 and critical and kept and cleared
           and pump.strokes - n1 >= 80)
     report(3, ok, "warned_after %d given_in_reserve %d critical %s last_good_kept %s cleared %s"
@@ -192,15 +194,15 @@ def item4():
     p.refill(hal.ticks_ms(), 20000000)
     run(p, hal, HOUR)
     hal.t += 10 * MIN                         # the loop stalls 10 minutes
-    p.service(hal.ticks_ms())
+    p.pump.service(hal.ticks_ms())
     missed = log.of(codes.EV_MISSED)
     hal.pa = 40000                            # an occlusion's pressure before the next stroke
     run(p, hal, 5 * MIN)
     refused = log.of(codes.EV_STROKE_REFUSED)
-    ok = (missed and missed[0][2] == p.missed and p.missed >= 6 and refused
-          and refused[0][2] == codes.R_OCCLUSION and p.refused >= 1)
+    ok = (missed and missed[0][2] == p.pump.missed and p.pump.missed >= 6 and refused
+          and refused[0][2] == codes.R_OCCLUSION and p.pump.refused >= 1)
     report(4, ok, "missed %d logged %s refused %d first_reason %s" % (
-        p.missed, missed[0][2] if missed else -1, p.refused,
+        p.pump.missed, missed[0][2] if missed else -1, p.pump.refused,
         codes.REASON_NAMES.get(refused[0][2]) if refused else None))
 
 
@@ -208,10 +210,10 @@ def item5():
     hal = Hal()
     p = pump_on(hal, MORPHINE)
     p.refill(hal.ticks_ms(), 20000000)
-    p.raise_alarm(codes.AL_RESERVOIR_LOW, hal.ticks_ms())      # a warning
+    p.sup.raise_alarm(codes.AL_RESERVOIR_LOW, hal.ticks_ms())      # a warning
     run(p, hal, 2 * HOUR + MIN)
     warn = [x[1] for x in hal.trace]
-    p.raise_alarm(codes.AL_MOTOR_STALL, hal.ticks_ms())        # critical (latched)
+    p.sup.raise_alarm(codes.AL_MOTOR_STALL, hal.ticks_ms())        # critical (latched)
     t0 = hal.t
     run(p, hal, 30 * MIN + MIN)
     crit = [x for x in hal.trace if x[0] >= t0]
@@ -221,8 +223,8 @@ def item5():
     t1 = hal.t
     run(p, hal, 3 * HOUR)
     silent = [x for x in hal.trace if x[0] > t1] == []
-    p.clear_alarm(codes.AL_RESERVOIR_LOW, hal.ticks_ms())
-    p.raise_alarm(codes.AL_RESERVOIR_LOW, hal.ticks_ms())      # the condition comes back
+    p.sup.clear_alarm(codes.AL_RESERVOIR_LOW, hal.ticks_ms())
+    p.sup.raise_alarm(codes.AL_RESERVOIR_LOW, hal.ticks_ms())      # the condition comes back
     t2 = hal.t
     run(p, hal, MIN)
     back = [x[1] for x in hal.trace if x[0] >= t2]
@@ -254,7 +256,7 @@ def item6():
     ok = (no_cat == codes.R_CATHETER and over == codes.R_CATHETER
           and unarmed == codes.R_PRIME_UNCONFIRMED and armed == 0
           and wrong == codes.R_PRIME_UNCONFIRMED and late == codes.R_PRIME_UNCONFIRMED
-          and started == 0 and p.cb_on and p.catheter_nl() == 156000)
+          and started == 0 and p.pump.cb_on and p.catheter_nl() == 156000)
     report(6, ok, "no_catheter %s over %s unarmed %s wrong_volume %s expired %s started %s" % (
         codes.REASON_NAMES.get(no_cat), codes.REASON_NAMES.get(over),
         codes.REASON_NAMES.get(unarmed), codes.REASON_NAMES.get(wrong),
@@ -271,17 +273,17 @@ def item7():
     # 0.5 mL/day: the low level (2 mL) is 10 days away with 7 mL; refill_due 9 days before.
     p.refill(hal.ticks_ms(), 7000000, 0, -1, -1, 30 * 86400)
     days = 0
-    while not p.alarms & (1 << codes.AL_REFILL_DUE) and days < 10:
+    while not p.sup.alarms & (1 << codes.AL_REFILL_DUE) and days < 10:
         run(p, hal, DAY)
         days += 1
     due_day = days
     run(p, hal, (30 - days) * DAY - 10 * MIN)   # to 10 minutes before the fill is 30 days old
-    before = bool(p.alarms & (1 << codes.AL_DRUG_EXPIRED))
+    before = bool(p.sup.alarms & (1 << codes.AL_DRUG_EXPIRED))
     run(p, hal, 15 * MIN)                      # the periodic check (every 5 min) sees it
-    after = bool(p.alarms & (1 << codes.AL_DRUG_EXPIRED))
+    after = bool(p.sup.alarms & (1 << codes.AL_DRUG_EXPIRED))
     p.refill(hal.ticks_ms(), 20000000, 0, -1, -1, 30 * 86400)
-    cleared = not p.alarms & ((1 << codes.AL_REFILL_DUE) | (1 << codes.AL_DRUG_EXPIRED))
-    ok = due_day in (1, 2) and not before and after and cleared and p.fills == 2
+    cleared = not p.sup.alarms & ((1 << codes.AL_REFILL_DUE) | (1 << codes.AL_DRUG_EXPIRED))
+    ok = due_day in (1, 2) and not before and after and cleared and p.reservoir.fills == 2
     report(7, ok, "refill_due_on_day %d expired_before_30d %s expired_by_30d %s cleared %s" % (
         due_day, before, after, cleared))
 

@@ -10,7 +10,7 @@ import micropython
 
 from firmware.app import App
 from firmware.store import MemDev
-from tests.vm.healthy import HealthyHal
+from tests.testboard import HealthyHal
 
 LOCK_AT = 200
 CYCLES = 6000
@@ -64,7 +64,7 @@ class Hal(HealthyHal):
             self.max_wait = ms
         self.cycles += 1
         if self.cycles == LOCK_AT:
-            self.save_state = self.count_save
+            self.app.therapy.record.port = self.count_save
             gc.collect()
             self.heap = gc.mem_alloc()
             micropython.heap_lock()
@@ -101,8 +101,8 @@ def main():
               "low_res_nl": 2000000}
     app.save_settings(params)
     now = hal.ticks_ms()
-    app.pump.program(now, params)
-    app.pump.refill(now, 20000000)
+    app.therapy.program(now, params)
+    app.therapy.refill(now, 20000000)
     try:
         app.run()
     except MemoryError:
@@ -114,8 +114,8 @@ def main():
           hal.feeds)
     print("HEAP", hal.heap)
     print("CYCLE_MAX_US", hal.cycle_max_us)
-    if app.pump.alarms:
-        print("FAIL alarms", app.pump.alarms)
+    if app.therapy.sup.alarms:
+        print("FAIL alarms", app.therapy.sup.alarms)
         print("FAILED")
         return
     print("DONE")

@@ -1,18 +1,31 @@
-# A healthy board for firmware tests, on CPython and inside the MicroPython VM alike: the
-# virtual board's constants, a catheter whose pressure pulse follows each stroke and is gone by
-# the next reading, and a steady 3.1 V cell. Test boards add what they need (time, storage,
-# serial) by subclassing.
+# The one test board the firmware's tests share, on CPython and inside the MicroPython VM
+# alike: HealthyHal, the virtual board's constants (a board's stroke, motor and minimum rate
+# when one is given), a catheter whose pressure pulse follows each stroke and is gone by the
+# next reading, and a steady 3.1 V cell; MemBoard, a whole board in memory for firmware/app.py.
+# Test boards add what they need (time, storage, serial, faults) by subclassing. save_state is
+# the fake flash a test hands the pump as its save port (Therapy(hal, log, hal.save_state)).
 from boards import virtual
+from firmware.codes import DONE
+from firmware.compat import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firmware.hal import BoardData as Board
+else:
+    Board = object  # the board's constants are copied in at run time
 
 
-class HealthyHal:
-    def __init__(self):
+class HealthyHal(Board):
+    def __init__(self, board=None):
         for name in dir(virtual):
             if name.isupper():
                 setattr(self, name, getattr(virtual, name))
+        if board is not None:
+            self.STROKE_NL = board.STROKE_NL
+            self.MAX_STROKES_PER_MIN = board.MAX_STROKES_PER_MIN
+            self.MIN_RATE_NL_DAY = board.MIN_RATE_NL_DAY
         # No load model here, so the cell never sags under the motor: the sag check is off
         # (the simulator's plant exercises it).
-        self.B_SAG_MIN_MV = 0
+        self.B_SAG_MIN_MV: int = 0
         self.strokes = 0
         self.saves = 0
         self.tones = 0
@@ -21,7 +34,7 @@ class HealthyHal:
     def stroke(self):
         self.strokes += 1
         self.pa = self.STROKE_RISE_PA  # the stroke's pulse, read once, then gone
-        return True
+        return DONE
 
     def read_pressure(self):
         pa = self.pa

@@ -1,0 +1,346 @@
+# The protocol's commands (docs/protocol.md), one do_* method each: check the arguments, call
+# the therapy room's verb (firmware/therapy.py), which checks its limits again, and fill the
+# reply from what it answered and the status snapshot (firmware/status.py). The framing,
+# authentication and sessions around them are firmware/proto.py's; it calls do_<cmd>(args,
+# now, out) once the request is accepted, with `role` set to the signing role. A refusal is
+# raised as Refusal and becomes the reply's error.
+from firmware import wirejson as json
+
+from firmware import auth, buildinfo, codes, status, update
+from firmware.compat import const
+from firmware.reservoir import MAX_STABLE_S
+from firmware.rx import Rx, RxError
+from firmware.therapy import PRIME_CONFIRM_S
+from firmware.version import VERSION
+
+ID_MAX = const((1 << 30) - 1)
+META_MAX = const(512)
+LOG_MAX = const(50)
+BOLUS_KINDS = ("clinician", "prime", "bridge")
+_RX_KEYS = ("conc_ng_ml", "steps", "max_daily_ng", "low_res_nl", "pb", "meta", "catheter",
+            "refill_notice_s")
+
+# name -> (role needed, description)
+COMMANDS = {
+    "help": (auth.NONE, "list the commands"),
+    "ping": (auth.NONE, "check the pump answers"),
+    "info": (auth.NONE, "who the pump is; with a key: clock, counters, limits"),
+    "provision": (auth.NONE, "set the two role keys (a new pump, or after the button)"),
+    "hello": (auth.PATIENT, "open a session (its id and counter)"),
+    "status": (auth.PATIENT, "therapy, reservoir, alarms, battery, last 24 h"),
+    "alarms": (auth.PATIENT, "active alarms"),
+    "patient_bolus": (auth.PATIENT, "ask for the prescribed patient bolus"),
+    "settings": (auth.CLINICIAN, "the stored prescription"),
+    "program": (auth.CLINICIAN, "install a prescription"),
+    "bolus": (auth.CLINICIAN, "clinician, priming or bridge bolus"),
+    "refill": (auth.CLINICIAN, "record a refill"),
+    "ack": (auth.CLINICIAN, "silence an alarm"),
+    "log": (auth.CLINICIAN, "read the event log"),
+    "stop": (auth.CLINICIAN, "suspend delivery"),
+    "resume": (auth.CLINICIAN, "resume delivery"),
+    "clock": (auth.CLINICIAN, "read or set the pump clock"),
+    "rekey": (auth.CLINICIAN, "replace both role keys (counters start again)"),
+    "update_begin": (auth.CLINICIAN, "start a signed firmware update"),
+    "update_chunk": (auth.CLINICIAN, "the next piece of the update"),
+    "update_commit": (auth.CLINICIAN, "check the update and switch to it"),
+    "update_confirm": (auth.CLINICIAN, "end the new firmware's trial"),
+    "maintenance": (auth.CLINICIAN, "dev builds: stop, hand back the REPL"),
+}
+TERMINAL = ("help", "ping", "info")
+
+
+def board_limits(hal):
+    """What the host validates against: this board's own numbers (info -> limits)."""
+    return {"stroke_nl": hal.STROKE_NL, "reservoir_nl": hal.RESERVOIR_NL,
+            "reservoir_min_nl": hal.RESERVOIR_MIN_NL, "min_rate_nl_day": hal.MIN_RATE_NL_DAY,
+            "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
+            "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
+            "catheter_nl": hal.CATHETER_NL}
+
+
+class Refusal(Exception):
+    def __init__(self, code, message, reason=None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+
+
+def arg(args, key, lo, hi, default=None):
+    v = args.get(key, default)
+    if v is None:
+        raise Refusal("E_ARGS", key + " is required")
+    if type(v) is not int or v < lo or v > hi:
+        raise Refusal("E_ARGS", "%s must be an integer from %d to %d, got %s"
+                      % (key, lo, hi, json.dumps(v)))
+    return v
+
+
+def refused(reason):
+    name = codes.REASON_NAMES.get(reason, str(reason))
+    raise Refusal("E_REFUSED", "refused: " + codes.REASON_TEXT.get(reason, name), name)
+
+
+def _meta(args):
+    meta = args.get("meta")
+    if meta is not None and (type(meta) is not dict or len(json.dumps(meta)) > META_MAX):
+        raise Refusal("E_ARGS", "meta must be an object of at most %d bytes" % META_MAX)
+    return meta
+
+
+class Handlers:
+    def __init__(self, app):
+        self.app = app          # the shell: clock, records, keys, updates (firmware/app.py)
+        self.th = app.therapy
+        self.role = auth.NONE   # the role that signed the request being handled
+
+    def _snapshot(self, now):
+        return status.snapshot(self.th, now, self.app.clock_ts(now))
+
+    # ---- who the pump is ---------------------------------------------------------------------
+    def do_help(self, args, now, out):  # the JSON form's; a person gets proto's text
+        cmds = {}
+        for name in COMMANDS:
+            role, text = COMMANDS[name]
+            cmds[name] = text + ("" if role == auth.NONE else
+                                 " [key: %s]" % ("patient" if role == auth.PATIENT
+                                                 else "clinician"))
+        out["commands"] = cmds
+
+    def do_ping(self, args, now, out):
+        out["pong"] = True
+
+    def do_info(self, args, now, out):
+        """Without a key: what a person needs to pick the key (pump id, firmware, board,
+        build, whether it has keys). In a session (signed): everything else."""
+        app = self.app
+        hal = app.hal
+        keys = app.keys
+        out["pump_id"] = app.uid
+        out["firmware"] = VERSION
+        out["board"] = hal.NAME
+        out["build"] = buildinfo.KIND
+        out["keys"] = "damaged" if keys.damaged else "ok" if keys.provisioned() else "none"
+        out["provisioned"] = keys.usable()
+        if self.role == auth.NONE:
+            return
+        out["clock_ts"] = app.clock_ts(now)
+        out["uptime_s"] = status.uptime_s(self.th, now)
+        out["ctr"] = {"clinician": keys.last[auth.CLINICIAN], "patient": keys.last[auth.PATIENT]}
+        out["stroke_nl"] = hal.STROKE_NL
+        out["catheter_nl"] = self.th.catheter_nl()  # the patient's, from the settings
+        out["reservoir_max_nl"] = hal.RESERVOIR_NL
+        out["limits"] = board_limits(hal)
+        out["update"] = app.update_info()
+
+    # ---- therapy -------------------------------------------------------------------------------
+    def do_status(self, args, now, out):
+        out.update(self._snapshot(now))
+
+    def do_alarms(self, args, now, out):
+        self.th.pump.service(now)
+        out["alarms"] = status.alarms(self.th.sup)
+
+    def do_settings(self, args, now, out):
+        out["settings"] = self.app.load_settings()
+
+    def do_program(self, args, now, out):
+        params = args.get("params")
+        if type(params) is not dict:
+            raise Refusal("E_ARGS", "params must be a JSON object (docs/protocol.md)")
+        _meta(params)
+        for k in params:
+            if k not in _RX_KEYS:
+                raise Refusal("E_ARGS", "unknown prescription key %s" % json.dumps(k))
+        assume = arg(args, "assume_24h_ng", 0, 10 ** 12) if "assume_24h_ng" in args else -1
+        app = self.app
+        th = self.th
+        try:
+            rx = Rx(params, app.hal)  # the firmware's own limits, before anything is stored
+            strokes = th.assumed_strokes(rx, assume)
+        except RxError as e:
+            if e.key == "assume_24h_ng":
+                raise Refusal("E_REFUSED", "refused: " + e.message, "assumption")
+            raise Refusal("E_RX", e.key + ": " + e.message)
+        if not app.save_settings(params):
+            raise Refusal("E_INTERNAL", "could not store the settings")
+        th.program(now, params, assume)
+        out["settings"] = app.load_settings()
+        if strokes >= 0:
+            # The lost dose account now holds this much for the last 24 hours.
+            out["assumed_24h_nl"] = strokes * th.stroke_nl
+
+    def do_bolus(self, args, now, out):
+        dose = arg(args, "dose_nl", 1, 1 << 29)
+        dur = arg(args, "duration_s", 0, 86400, 0)
+        kind = args.get("kind", "clinician")
+        if kind not in BOLUS_KINDS:
+            raise Refusal("E_ARGS", "kind must be clinician, prime or bridge")
+        th = self.th
+        out["kind"] = kind
+        if kind == "prime":
+            # Two steps: without `confirm` the prime is only checked and held; the second
+            # request repeats the volume with the id the first one answered.
+            confirm = arg(args, "confirm", 1, 99999) if "confirm" in args else 0
+            if not confirm:
+                reason = th.arm_prime(now, dose)
+                if reason:
+                    refused(reason)
+                out["started"] = False
+                out["confirm"] = th.prime_id
+                out["dose_nl"] = dose
+                out["catheter_nl"] = th.catheter_nl()
+                out["expires_s"] = PRIME_CONFIRM_S
+                return
+            reason = th.prime(now, dose, confirm, dur * 1000)
+        elif kind == "bridge":
+            reason = th.bridge(now, dose, dur * 1000)
+        else:
+            reason = th.clinician_bolus(now, dose, dur * 1000)
+        if reason:
+            refused(reason)
+        out["started"] = True
+
+    def do_patient_bolus(self, args, now, out):
+        reason = self.th.patient_bolus(now)
+        if reason:
+            refused(reason)
+        out["started"] = True
+
+    def do_refill(self, args, now, out):
+        app = self.app
+        th = self.th
+        vol = arg(args, "volume_nl", 0, app.hal.RESERVOIR_NL)
+        conc = arg(args, "conc_ng_ml", 0, 1000000000, 0)
+        residual = arg(args, "residual_nl", -1, app.hal.RESERVOIR_NL, -1)
+        bridge = arg(args, "bridge_nl", -1, 1 << 29, -1)
+        stable = arg(args, "stable_s", 0, MAX_STABLE_S, 0)
+        meta = _meta(args)
+        expected = self._snapshot(now)["reservoir_nl"]
+        params = th.params
+        reason = th.refill(now, vol, conc, residual, bridge, stable, meta)
+        if reason:
+            refused(reason)
+        if th.params is not params:  # a new concentration: the settings record follows
+            app.save_settings(th.params)
+        st = self._snapshot(now)
+        out["reservoir_nl"] = st["reservoir_nl"]
+        out["expected_nl"] = expected
+        out["discrepancy"] = residual >= 0 and "refill_discrepancy" in [
+            a["code"] for a in st["alarms"]]
+        for k in ("fills", "fill_ts", "refill_ts"):
+            out[k] = st[k]
+        out["expiry_ts"] = st["expiry_ts"]
+
+    def do_ack(self, args, now, out):
+        name = args.get("code")
+        found = False
+        for code in codes.ALARM_NAMES:
+            if codes.ALARM_NAMES[code] == name:
+                found = True
+                if self.th.ack(now, code):
+                    out["acked"] = True
+        if not found:
+            raise Refusal("E_ARGS", "code must be an alarm code name, got %s" % json.dumps(name))
+        if "acked" not in out:
+            raise Refusal("E_REFUSED", "alarm %s is not active" % name, "not_active")
+
+    def do_stop(self, args, now, out):
+        for_s = arg(args, "for_s", 0, 7 * 86400, 0)
+        self.th.stop(now, for_s * 1000)
+        out["stopped"] = True
+
+    def do_resume(self, args, now, out):
+        self.th.resume(now)
+        out["stopped"] = self._snapshot(now)["stopped"]
+
+    # ---- records, clock, firmware ---------------------------------------------------------------
+    def do_log(self, args, now, out):
+        ev = self.app.events
+        total = ev.total
+        n = len(ev)
+        first = total - n
+        since = arg(args, "since", 0, ID_MAX, first)
+        most = arg(args, "max", 1, LOG_MAX, LOG_MAX)
+        if since < first:
+            since = first
+        rows = []
+        i = since - first
+        entries = ev.entries()
+        while i < n and len(rows) < most:
+            t, code, a, b = entries[i][0], entries[i][1], entries[i][2], entries[i][3]
+            rows.append([first + i, t, codes.EVENT_NAMES.get(code, str(code)), a, b])
+            i += 1
+        out["entries"] = rows
+        out["next"] = first + i
+        out["total"] = total
+        out["chain_ok"] = ev.verify()
+
+    def do_clock(self, args, now, out):
+        app = self.app
+        if "set_ts" in args:
+            app.set_clock(now, arg(args, "set_ts", 0, ID_MAX))
+        out["clock_ts"] = app.clock_ts(now)
+        out["clock_lost"] = "clock_lost" in [a["code"] for a in status.alarms(self.th.sup)]
+
+    def do_maintenance(self, args, now, out):
+        if buildinfo.KIND != "development":
+            refused(codes.R_PRODUCTION)
+        self.app.maintenance(now)
+        out["maintenance"] = True
+
+    def _updater(self):
+        up = self.app.updater
+        if up is None:
+            raise Refusal("E_UPDATE", "this board's storage cannot take updates")
+        return up
+
+    def do_update_begin(self, args, now, out):
+        mlen = arg(args, "manifest_len", 1, update.MANIFEST_MAX)
+        slen = arg(args, "sig_len", 1, update.KEY_MAX)
+        try:
+            out["slot"] = self._updater().begin(mlen, slen)
+        except update.UpdateError as e:
+            raise Refusal("E_UPDATE", str(e))
+        out["have"] = 0
+        out["chunk_max"] = update.CHUNK_MAX
+        out["copy_max"] = update.COPY_MAX
+        if args.get("files") is True:
+            out["running"] = self._updater().running_files()
+
+    def do_update_chunk(self, args, now, out):
+        off = arg(args, "off", 0, ID_MAX)
+        up = self._updater()
+        if "copy" in args:
+            if "data" in args:
+                raise Refusal("E_ARGS", "a chunk has data or copy, not both")
+            n = arg(args, "copy", 1, update.COPY_MAX)
+            try:
+                out["have"] = up.copy(off, n)
+            except update.UpdateError as e:
+                raise Refusal("E_UPDATE", str(e))
+            out["total"] = up.total()
+            return
+        data = args.get("data")
+        raw = update.b64(data) if type(data) is str else None
+        if raw is None or not raw or len(raw) > update.CHUNK_MAX:
+            raise Refusal("E_ARGS", "data must be 1 to %d bytes in base64" % update.CHUNK_MAX)
+        try:
+            out["have"] = up.chunk(off, raw)
+        except update.UpdateError as e:
+            raise Refusal("E_UPDATE", str(e))
+        out["total"] = up.total() if up.manifest is not None else 0
+
+    def do_update_commit(self, args, now, out):
+        try:
+            slot, version = self._updater().commit()
+        except update.UpdateError as e:
+            raise Refusal("E_UPDATE", str(e))
+        self.app.events_add(codes.EV_UPDATE, now, 1, 1 if slot == "a" else 2)
+        out["slot"] = slot
+        out["version"] = version
+        out["resetting"] = True
+        self.app.reset_after = True   # the app resets once this reply is on the line
+
+    def do_update_confirm(self, args, now, out):
+        out["confirmed"] = self.app.confirm_update(now)

@@ -1,0 +1,166 @@
+# The reservoir room: the pump's own account of the drug in its reservoir, the fill that drug
+# came from (when, how long it stays stable, how many fills so far), the boluses of the last
+# days, and what follows from them: the volume a day the reservoir is expected to lose, the
+# time to the low level and to empty, the level at which refill_due starts, the expiry.
+#
+# The account only ever errs low: a stroke the motor may have made counts as made, and after
+# an unclean restart the reserve the dose guard kept unsaved comes off it too (a refill that
+# follows finds a little more drug than the pump expected, never less).
+#
+# Its blocks of the state record (firmware/record.py places them): the account, one int, and
+# the fill block of FILL_LEN ints, [fill_ts, stable_s, fills, age of the bolus day, the bolus
+# volume of each of the last BOLUS_DAYS days, newest first]. Small ints only, no allocation
+# after construction: the stroke path and the periodic check run with the heap locked.
+from array import array
+
+from firmware.compat import const
+from firmware.rx import refill_level_nl
+
+BOLUS_DAYS = const(7)          # refill planning counts the boluses of the last 7 days
+MAX_STABLE_S = const(31536000)  # a fill's stability: at most a year
+FILL_LEN = const(11)           # 4 + BOLUS_DAYS
+_BOLUS_DAY_MAX = const(1 << 27)  # a day's bolus volume saturates here (7 of them stay small)
+_DAY_S = const(86400)
+
+
+class Reservoir:
+    def __init__(self, stroke_nl, min_nl):
+        self.stroke_nl = stroke_nl
+        self.min_nl = min_nl        # delivery stops with this much left (board data)
+        self.floor_nl = min_nl + stroke_nl  # the account one stroke needs
+        self.nl = 0                 # the account
+        self.rx = None              # the prescription it plans with (None: not programmed)
+        self.fill_ts = -1           # pump clock at the last fill (-1: unknown)
+        self.stable_s = 0           # its stability in the pump (0: not given)
+        self.fills = 0              # fills recorded since the pump was new
+        self.bolus_nl = array("i", [0] * BOLUS_DAYS)  # bolus volume started per day, newest first
+        self.bday_s = 0             # uptime (s) at which bolus_nl[0]'s day began
+        self.refill_nl = -1         # level at which refill_due starts (-1: none)
+
+    # ---- the account -----------------------------------------------------------------------
+    def fill(self, volume_nl, ts, stable_s):
+        """The reservoir now holds volume_nl of a new fill, made at pump clock ts."""
+        self.nl = volume_nl
+        self.fill_ts = ts
+        self.stable_s = stable_s
+        if self.fills < 1 << 29:
+            self.fills += 1
+
+    def take_worst_case(self, strokes):
+        """After an unclean restart: `strokes` more may have left than the record says."""
+        left = self.nl - strokes * self.stroke_nl
+        self.nl = left if left > 0 else 0
+
+    # ---- planning ----------------------------------------------------------------------------
+    def plan(self, rx):
+        """Plan with a new prescription (None: none)."""
+        self.rx = rx
+        self.replan()
+
+    def bolus_started(self, dose_nl):
+        v = self.bolus_nl[0] + dose_nl
+        self.bolus_nl[0] = v if v < _BOLUS_DAY_MAX else _BOLUS_DAY_MAX
+        self.replan()
+
+    def new_day(self, mono_s):
+        """Move the bolus days on to uptime mono_s (small ints, no allocation)."""
+        if mono_s - self.bday_s < _DAY_S:
+            return
+        b = self.bolus_nl
+        while mono_s - self.bday_s >= _DAY_S:
+            i = BOLUS_DAYS - 1
+            while i:
+                b[i] = b[i - 1]
+                i -= 1
+            b[0] = 0
+            self.bday_s += _DAY_S
+        self.replan()
+
+    def projected_nl_day(self):
+        """The volume a day the reservoir is expected to lose: the basal, and the boluses
+        started in the last BOLUS_DAYS days spread over them. 0 without a prescription."""
+        if self.rx is None:
+            return 0
+        b = self.bolus_nl
+        total = 0
+        for i in range(BOLUS_DAYS):
+            total += b[i]
+        return self.rx.basal_nl_day + total // BOLUS_DAYS
+
+    def replan(self):
+        rx = self.rx
+        if rx is None:
+            self.refill_nl = -1
+            return
+        self.refill_nl = refill_level_nl(rx.low_res_nl, self.projected_nl_day(),
+                                         rx.refill_notice_s)
+
+    def refill_due(self):
+        """The projected low-reservoir date is within the refill notice."""
+        return self.refill_nl >= 0 and self.fills > 0 and self.nl <= self.refill_nl
+
+    def is_low(self):
+        return self.rx is not None and self.nl <= self.rx.low_res_nl
+
+    def time_to_empty_s(self):
+        """Seconds until the account reaches the board's minimum at the projected rate (the
+        basal and the last days' boluses). -1 without a prescription."""
+        if self.rx is None:
+            return -1
+        left = self.nl - self.min_nl
+        if left <= 0:
+            return 0
+        return left * 86400 // self.projected_nl_day()
+
+    def low_in_s(self):
+        """Seconds until the account reaches the prescription's low level at the projected
+        rate (0 if it is there), -1 without a prescription."""
+        if self.rx is None:
+            return -1
+        left = self.nl - self.rx.low_res_nl
+        return left * 86400 // self.projected_nl_day() if left > 0 else 0
+
+    def expires_ts(self):
+        """Pump clock at which the drug in the reservoir expires (-1: not known)."""
+        if not self.stable_s or self.fill_ts < 0:
+            return -1
+        return self.fill_ts + self.stable_s
+
+    def expired(self, ts):
+        return self.stable_s > 0 and self.fill_ts >= 0 and ts - self.fill_ts >= self.stable_s
+
+    # ---- its blocks of the state record -------------------------------------------------------
+    def save_into(self, out, res_at, fill_at, mono_s, reserve_nl):
+        """The account, less reserve_nl (the strokes the dose guard has not saved yet, which
+        an unclean restart must assume were given), at out[res_at]; the fill block at
+        out[fill_at:]."""
+        out[res_at] = self.nl - reserve_nl
+        out[fill_at] = self.fill_ts
+        out[fill_at + 1] = self.stable_s
+        out[fill_at + 2] = self.fills
+        out[fill_at + 3] = mono_s - self.bday_s
+        b = self.bolus_nl
+        for i in range(BOLUS_DAYS):
+            out[fill_at + 4 + i] = b[i]
+
+    def load_from(self, src, res_at, fill_at, mono_s):
+        """Restore from a record; fill_at -1: the record has no fill block (layout 1): the
+        fill is unknown, and a reservoir with drug in it was filled at least once."""
+        res = src[res_at]
+        self.nl = res if res > 0 else 0
+        if fill_at < 0:
+            self.fill_ts = -1
+            self.stable_s = 0
+            self.fills = 1 if res > 0 else 0
+            self.bday_s = 0
+            return
+        self.fill_ts = src[fill_at]
+        stable = src[fill_at + 1]
+        self.stable_s = stable if stable > 0 else 0
+        fills = src[fill_at + 2]
+        self.fills = fills if fills > 0 else 0
+        bday = src[fill_at + 3]
+        self.bday_s = mono_s - bday if 0 <= bday < _DAY_S else 0
+        for i in range(BOLUS_DAYS):
+            v = src[fill_at + 4 + i]
+            self.bolus_nl[i] = v if 0 <= v <= _BOLUS_DAY_MAX else 0
