@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw browser test-rp2 rp2-setup
+.PHONY: venv demo ui test test-deep bench clean build typecheck flash test-hw browser test-rp2 rp2-setup
 
 venv: $(STAMP)
 
@@ -16,6 +16,23 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m sim.demo
+
+# `make ui [NO_BROWSER=1]`: the clinician's page (docs/ui.md) on the demo pump: a new virtual
+# Pico in build/ui-pump, a 20 mL refill and the example prescription recorded with pumpctl, then
+# `pumpctl ui` on it. Ctrl-C stops the page and the board.
+UI_PUMP := build/ui-pump
+ui: $(STAMP) browser
+	@rm -rf $(UI_PUMP) && mkdir -p $(UI_PUMP)
+	@$(BIN)/pumpsim board --flash $(UI_PUMP)/flash > $(UI_PUMP)/board.json & board=$$!; \
+	  trap 'kill $$board 2>/dev/null' EXIT INT TERM; \
+	  for i in $$(seq 150); do [ -s $(UI_PUMP)/board.json ] && break; sleep 0.2; done; \
+	  port=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["port"])' \
+	    $(UI_PUMP)/board.json) || exit 1; \
+	  ctl="$(BIN)/pumpctl --port $$port --key $(UI_PUMP)/flash/clinician.key"; \
+	  $$ctl refill --volume "20 mL" --yes > /dev/null && \
+	  $$ctl program examples/prescriptions/morphine_flex.toml --yes \
+	    --override-titration "demo pump: already on intrathecal morphine" > /dev/null && \
+	  $$ctl ui $(if $(NO_BROWSER),--no-browser)
 
 test: $(STAMP) browser
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest

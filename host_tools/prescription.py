@@ -87,14 +87,18 @@ class Prescription:
         return out
 
 
-def _table(parent: dict, name: str, key: str, required: bool) -> dict | None:
+def _table(parent: dict, name: str, key: str) -> dict | None:
+    """An optional table: None when absent."""
     v = parent.get(name)
-    if v is None:
-        if required:
-            raise InputError(key, "(missing)", "a table [" + key + "]")
-        return None
-    if not isinstance(v, dict):
+    if v is not None and not isinstance(v, dict):
         raise InputError(key, v, "a table")
+    return v
+
+
+def _required_table(parent: dict, name: str, key: str) -> dict:
+    v = _table(parent, name, key)
+    if v is None:
+        raise InputError(key, "(missing)", "a table [" + key + "]")
     return v
 
 
@@ -221,10 +225,10 @@ def _parse(table: dict, w: str) -> Prescription:
                          f"a concentration above zero and at most the library's hard limit for "
                          f"{drug.name}, {m(drug.concentration.hard)}/mL "
                          f"({druglib.cite(drug.concentration.hard_source)})")
-    steps, continuous = _basal(_table(table, "basal", f"{w}basal", True), w)
-    pb_table = _table(table, "patient_bolus", f"{w}patient_bolus", False)
+    steps, continuous = _basal(_required_table(table, "basal", f"{w}basal"), w)
+    pb_table = _table(table, "patient_bolus", f"{w}patient_bolus")
     pb = _patient_bolus(pb_table, w) if pb_table is not None else None
-    limits = _table(table, "limits", f"{w}limits", True)
+    limits = _required_table(table, "limits", f"{w}limits")
     _known(limits, ("max_daily_dose", "low_reservoir", "refill_notice"), f"{w}limits.")
     if "max_daily_dose" not in limits:
         raise InputError(f"{w}limits.max_daily_dose", "(missing)", 'a dose such as "6 mg"')
@@ -242,14 +246,14 @@ def _parse(table: dict, w: str) -> Prescription:
         if notice > 90 * DAY_MS:
             raise InputError(f"{w}limits.refill_notice", limits["refill_notice"],
                              "a notice from 0 to 90 d before the low-reservoir date")
-    cat_table = _table(table, "catheter", f"{w}catheter", False)
+    cat_table = _table(table, "catheter", f"{w}catheter")
     catheter = _catheter(cat_table, w) if cat_table is not None else None
     rx = Prescription(drug.name, conc, steps, continuous, pb, max_daily, low)
     basal = rx.daily_basal_ng()
     if basal > max_daily:
         raise InputError(f"{w}basal", f"{m(basal)}/day",
                          f"a basal schedule within limits.max_daily_dose ({m(max_daily)})")
-    if pb is not None:
+    if pb is not None and pb_table is not None:
         _bolus_hard(pb, pb_table, drug, max_daily, w)
     warnings = _warnings(drug, conc, max_daily, basal, pb)
     return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings),
@@ -268,7 +272,7 @@ def _source(table: dict, drug, w: str) -> str | None:
 
 
 def _titration(table: dict, drug, w: str) -> tuple[str | None, int | None]:
-    t = _table(table, "titration", f"{w}titration", False)
+    t = _table(table, "titration", f"{w}titration")
     if t is None:
         return None, None
     _known(t, ("profile", "screening_dose"), f"{w}titration.")

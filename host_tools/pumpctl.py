@@ -18,28 +18,19 @@ import os
 import re
 import sys
 
-from host_tools import boardlimits, commands, fmt
+from importlib import metadata
+
+from firmware.rx import Rx
+from firmware.version import VERSION
+
+from host_tools import boardlimits, commands, fmt, keycmds, pumpdata
+from host_tools.context import Context, Failure, UsageError, failure_of
 from host_tools.errors import InputError
-from host_tools.link import LinkError, PumpError, ReplyUnverified
+from host_tools.link import LinkError, PumpError
 from host_tools.prescription import load_prescription, read_toml
 
 
-class Failure(Exception):
-    """An error as pumpctl reports it: exit status, a stable code, the message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
 def version() -> str:
-    from importlib import metadata
-
-    from firmware.version import VERSION
-
     try:
         host = metadata.version("intrathecal-pump")
     except metadata.PackageNotFoundError:
@@ -59,9 +50,7 @@ def cmd_check(args) -> int:
     rx = load_prescription(args.file)
     lim = boardlimits.board_limits(args.board)
     params = rx.to_firmware()
-    commands.check_on_board(params, lim, str(args.file))
-    from firmware.rx import Rx
-
+    pumpdata.check_on_board(params, lim, str(args.file))
     fw = Rx(params, lim)
     conc = rx.concentration_ng_per_ml
     u = rx.unit
@@ -286,6 +275,18 @@ def parser() -> argparse.ArgumentParser:
     _confirm_opts(c, False)
     c = cmd("maintenance", "development builds: stop delivery and hand back the REPL")
     _confirm_opts(c, False)
+    c = cmd("ui", "a page for this pump in the browser (this computer only)",
+            "Serve a page for this pump on the loopback interface and open it in the browser: "
+            "the pump, therapy now with the day's schedule, the reservoir down to its refill "
+            "date, alarms, the event log; programming, refills, boluses, stop and resume with "
+            "the same checks and confirmations as these commands (docs/ui.md). The first line "
+            "printed is JSON: {\"url\": \"http://127.0.0.1:PORT/?token=...\"}; the page needs "
+            "that token. The key stays in this process. With the patient key the page shows the "
+            "patient bolus only. Runs until Ctrl-C.")
+    c.add_argument("--no-browser", action="store_true", help="print the URL only")
+    c.add_argument("--refresh", type=float, default=10.0, metavar="S",
+                   help="how often the page reads the pump again while it is shown "
+                        "(default 10 s)")
     c = cmd("provision", "give a new pump its keys (or one whose button was held at boot)",
             "Provision a pump that never had keys, or whose button was held while it booted "
             "(the physical act that replaces damaged or lost keys). Writes clinician.key and "
@@ -317,10 +318,15 @@ def _run(argv) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)
-    ctx = commands.Context(args)
-    from host_tools import keycmds
-    run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
-        or commands.COMMANDS[args.command]
+    ctx = Context(args)
+    if args.command == "ui":
+        # The page's web stack loads for the page only (it would add about 0.1 s to every
+        # other command).
+        from host_tools.ui.cli import do_ui
+        run = do_ui
+    else:
+        run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
+            or commands.COMMANDS[args.command]
     try:
         return run(ctx, args)
     finally:
@@ -332,21 +338,10 @@ def main(argv=None) -> int:
     json_out = "--json" in argv
     try:
         return _run(argv)
-    except Failure as f:
+    except (Failure, InputError, UsageError, PumpError, LinkError) as e:
+        f = failure_of(e)
+        assert f is not None
         return _report(json_out, f)
-    except InputError as e:
-        return _report(json_out, Failure(2, "E_INPUT", str(e), key=e.key))
-    except commands.UsageError as e:
-        return _report(json_out, Failure(2, "E_USAGE", str(e)))
-    except PumpError as e:
-        return _report(json_out, Failure(1, e.code, f"the pump refused: {e}",
-                                         reason=e.reason))
-    except ReplyUnverified as e:
-        return _report(json_out, Failure(3, "E_UNVERIFIED", str(e), uncertain=e.uncertain))
-    except LinkError as e:
-        code = "E_UNCERTAIN" if e.uncertain else "E_NO_CONNECTION"
-        return _report(json_out, Failure(3, code, f"no connection: {e}",
-                                         uncertain=e.uncertain))
     except KeyboardInterrupt:
         return _report(json_out, Failure(130, "E_INTERRUPTED", "interrupted"))
     except BrokenPipeError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from host_tools import units
+from host_tools import druglib, fmt, units
 from host_tools.errors import InputError
 from host_tools.prescription import Prescription, parse_prescription, read_toml
 
@@ -307,8 +307,6 @@ def _parse(table: dict, path) -> Scenario:
 
 def _bolus_limits(events, rx: Prescription) -> None:
     """A clinician bolus above the drug library's hard limit is refused like a prescription."""
-    from host_tools import druglib, fmt
-
     lim = druglib.get(rx.drug).clinician_bolus
     for i, ev in enumerate(events):
         if ev.action == "clinician_bolus" and ev.args["dose_ng"] > lim.hard:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from host_tools import fmt
+from host_tools import druglib, fmt
 from host_tools.druglib import Titration
+from host_tools.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,6 @@ def _span(s: int) -> str:
 
 
 def _unit(drug: str) -> str | None:
-    from host_tools import druglib
-    from host_tools.errors import InputError
-
     try:
         return druglib.get(drug).unit
     except InputError:
@@ -60,7 +59,7 @@ def is_increase(old: Change | None, drug: str, new_ng_day: int) -> bool:
 
 
 def check(rule: Titration | None, drug: str, old: Change | None, new_ng_day: int, now_ts: int,
-          history: list[Change] = (), screening_ng: int | None = None) -> list[str]:
+          history: Sequence[Change] = (), screening_ng: int | None = None) -> list[str]:
     """The guards a change from `old` (the pump's settings now, None when it has none) to a
     daily basal of new_ng_day of `drug` would break, at pump time now_ts. screening_ng: the
     screening bolus that worked (a prescription's titration.screening_dose), for the drugs
@@ -69,8 +68,7 @@ def check(rule: Titration | None, drug: str, old: Change | None, new_ng_day: int
         return []
     u = _unit(drug)
     out = []
-    started = old is None or old.drug != drug
-    if started:
+    if old is None or old.drug != drug:   # a start: this drug was not running
         if rule.max_start_ng_day is not None and new_ng_day > rule.max_start_ng_day:
             out.append(f"{drug} is started at {_mass(new_ng_day, u)}/day; it may start at most at "
                        f"{_mass(rule.max_start_ng_day, u)}/day (a patient already on it: override "

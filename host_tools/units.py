@@ -28,11 +28,14 @@ _ALIASES = {"µ": "u", "μ": "u", "mcg": "ug", "%": "percent", "days": "day", "h
 def _registry():
     import pint
 
-    # The definition cache makes the registry load in a few ms after the first time.
+    # The definition cache makes the registry load in a few ms after the first time. Numbers
+    # are exact fractions: pint supports any numeric type here (its documentation names
+    # Fraction and Decimal), though its annotation says float.
+    exact: type = Fraction
     try:
-        return pint.UnitRegistry(non_int_type=Fraction, cache_folder=":auto:")
+        return pint.UnitRegistry(non_int_type=exact, cache_folder=":auto:")
     except OSError:
-        return pint.UnitRegistry(non_int_type=Fraction)
+        return pint.UnitRegistry(non_int_type=exact)
 
 
 def _unit_text(unit: str) -> str:

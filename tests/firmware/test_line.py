@@ -121,7 +121,7 @@ def test_the_wire_encoding_round_trips_and_has_one_spelling(value):
 
 
 def test_the_programming_log_entry_records_the_bolus_settings():
-    from host_tools.commands import explain
+    from host_tools.views import explain
     from tests.firmware.proto_bench import PARAMS
 
     app, clin = programmed()

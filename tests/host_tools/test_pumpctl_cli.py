@@ -8,10 +8,8 @@ import io
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from host_tools import commands, link, pumpctl
+from host_tools import commands, context, fmt, link, program, pumpctl, views
 from host_tools.errors import InputError
 
 from serial_peer import body_of
@@ -286,33 +284,10 @@ def test_prime_is_two_requests_the_second_repeating_the_pumps_id(peer, keyfile, 
 
 def test_the_side_by_side_view_uses_the_units_the_clinician_wrote():
     old, new = settings_of(2400), settings_of(4800)
-    lines = commands.side_by_side(old, new)
+    lines = views.side_by_side(old, new)
     row = next(x for x in lines if "basal from 00:00" in x)
     assert row.startswith("*") and "2.4 mcg/day" in row and "4.8 mcg/day" in row
     assert next(x for x in lines if "drug" in x).startswith(" ")
-
-
-@given(old=st.integers(1_000, 50_000_000), factor=st.integers(11, 100),
-       basal=st.integers(48_000, 2_000_000))
-def test_a_bridge_bolus_keeps_the_old_drug_at_the_prescribed_dose(old, factor, basal):
-    new = old * factor // 10          # a stronger drug: 1.1 to 10 times
-    catheter = 200_000
-    dose, dur = commands.bridge_plan(catheter, old, new, basal)
-    old_rate = basal * new / old      # the volume rate that gave the prescribed dose before
-    # Basal plus bridge push the catheter out at the old volume rate ...
-    assert basal + dose * 86_400 / dur == pytest.approx(old_rate, rel=0.01, abs=2)
-    # ... for as long as it takes the old rate to empty the catheter (a bolus lasts a day at most).
-    assert 0 < dur <= 86_400
-    if dur < 86_400:
-        assert old_rate * dur / 86_400 == pytest.approx(catheter, abs=old_rate / 86_400 + 1)
-    else:
-        assert old_rate <= catheter + old_rate / 86_400  # a day at the old rate does not flush it
-
-
-def test_no_bridge_bolus_when_the_drug_gets_weaker():
-    assert commands.bridge_plan(200_000, 25_000_000, 10_000_000, 240_000) is None
-    hours, factor = commands.bridge_overdose(200_000, 25_000_000, 10_000_000, 600_000)
-    assert factor == 2.5 and hours == 200_000 * 86_400 // 600_000
 
 
 class Terminal(io.StringIO):
@@ -325,17 +300,17 @@ class Terminal(io.StringIO):
 def ctx_with(answers):
     import argparse
 
-    return commands.Context(argparse.Namespace(json=False), stdout=io.StringIO(),
+    return context.Context(argparse.Namespace(json=False), stdout=io.StringIO(),
                             stderr=io.StringIO(), stdin=Terminal(answers))
 
 
 def test_the_second_confirmation_is_the_volume_typed_again():
-    commands.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="not 0.2 mL"):
+    context.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
+    with pytest.raises(context.UsageError, match="not 0.2 mL"):
         ctx_with("y\n2 mL\n").confirm_volume("priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="not confirmed"):
+    with pytest.raises(context.UsageError, match="not confirmed"):
         ctx_with("n\n").confirm_volume("priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="end of input"):
+    with pytest.raises(context.UsageError, match="end of input"):
         ctx_with("y\n").confirm_volume("priming bolus", 200_000, 0, None)
 
 
@@ -360,11 +335,11 @@ def test_the_pumps_notes_stay_within_512_bytes_however_long_the_schedule():
     steps = [{"start": f"{h:02d}:00", "rate": f"{100 + h}.123456 mcg/day"} for h in range(13)]
     raw = {"drug": "clonidine", "concentration": "1000 mcg/mL", "basal": {"steps": steps},
            "limits": {"max_daily_dose": "1000 mcg", "low_reservoir": "2 mL"}}
-    params = commands.build_params(raw, parse_prescription(raw), "x" * 200)
-    assert commands.meta_size(params["meta"]) <= 512
+    params = program.build_params(raw, parse_prescription(raw), "x" * 200)
+    assert program.meta_size(params["meta"]) <= 512
     assert params["meta"]["titration_override"] == "x" * 200
     with pytest.raises(InputError, match="--override-titration"):
-        commands.build_params(raw, parse_prescription(raw), "x" * 600)
+        program.build_params(raw, parse_prescription(raw), "x" * 600)
 
 
 def _clock_requests(peer):
@@ -383,7 +358,7 @@ def test_clock_yes_sets_a_lost_clock_and_plain_clock_only_says_so(peer, keyfile,
     assert [r.get("args") for r in _clock_requests(peer)] == [None]
     assert run("--port", peer.path, "--key", keyfile, "clock", "--yes") == 0
     sets = [r["args"]["set_ts"] for r in _clock_requests(peer) if r.get("args")]
-    assert len(sets) == 1 and abs(sets[0] - commands.host_now_ts()) <= 5
+    assert len(sets) == 1 and abs(sets[0] - fmt.host_now_ts()) <= 5
 
 
 def test_status_offers_to_set_a_lost_clock_with_one_confirmation(peer, keyfile):
@@ -493,15 +468,26 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 def test_with_several_boards_pumpctl_takes_the_one_this_checkout_started(monkeypatch, capsys):
     import argparse
 
-    mine = link.Found("/dev/pts/97", "virtual", "virtual board", {"root": str(commands.ROOT),
+    mine = link.Found("/dev/pts/97", "virtual", "virtual board", {"root": str(context.ROOT),
                                                                  "flash": "/tmp/a", "pid": 1})
     theirs = link.Found("/dev/pts/98", "virtual", "virtual board", {"root": "/elsewhere",
                                                                    "flash": "/tmp/b", "pid": 2})
     monkeypatch.setattr(link, "find_pumps", lambda: [theirs, mine])
-    ctx = commands.Context(argparse.Namespace(json=False, port=None), stdout=io.StringIO(),
+    ctx = context.Context(argparse.Namespace(json=False, port=None), stdout=io.StringIO(),
                            stderr=io.StringIO())
     assert ctx._port() == "/dev/pts/97"
     assert "started from this checkout" in ctx.err.getvalue()
     monkeypatch.setattr(link, "find_pumps", lambda: [theirs, theirs])
-    with pytest.raises(commands.UsageError, match="flash /tmp/b"):
+    with pytest.raises(context.UsageError, match="flash /tmp/b"):
         ctx._port()
+
+
+def test_a_worked_out_volume_is_confirmed_as_it_is_shown():
+    """A bridge bolus of 26,666 nL is shown as 0.02667 mL: that is what is typed (or given
+    with --confirm) to confirm it, and anything that reads otherwise is refused."""
+    ctx_with("y\n0.02667 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
+    ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "26.67 uL")
+    with pytest.raises(context.UsageError, match="not 0.02667 mL"):
+        ctx_with("y\n0.0267 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
+    with pytest.raises(InputError, match="--confirm"):
+        ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "0.027 mL")
