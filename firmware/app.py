@@ -114,6 +114,7 @@ class App:
         self.st_state = RecordStore(dev, "state")
         self.st_settings = RecordStore(dev, "settings")
         self.st_log = RecordStore(dev, "log")
+        self.st_journal = RecordStore(dev, "journal")
         self.keys = Keys(RecordStore(dev, "auth"))
         self.upkey = update.UpdateKey(RecordStore(dev, "upkey"))
         self.fs = update.fs_for(dev)
@@ -125,7 +126,7 @@ class App:
         self.log_damaged = events is None and self.st_log.corrupt
         self.events = events if events is not None else EventLog(LOG_CAPACITY)
         self.log_dirty = False
-        self.therapy = Therapy(hal, LogSink(self), self.save_state)
+        self.therapy = Therapy(hal, LogSink(self), self.save_state, self.save_journal)
         self.proto = Proto(self, Handlers(self))
         self.quit = False
         self.reset_after = False  # a committed update: reset once its reply is on the line
@@ -197,6 +198,11 @@ class App:
             self.save_log()
         return ok
 
+    def save_journal(self, buf):
+        """Called by the pump before each stroke (firmware/record.py journal): True when the
+        flash holds it."""
+        return _save(self.st_journal, pack_ints(buf))
+
     def save_log(self):
         self.log_dirty = False
         _save(self.st_log, self.events.to_bytes())
@@ -237,8 +243,10 @@ class App:
         # A clock that was lost cannot tell how long the pump was off (-1): a timed stop then
         # counts on from the boot and a fill's age does not grow by the time off.
         th = self.therapy
+        raw = self.st_journal.load()
+        journal = unpack_ints(raw) if raw is not None else None
         th.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
-                self.st_state.corrupt, -1 if lost is not None else self.base_ts)
+                self.st_state.corrupt, -1 if lost is not None else self.base_ts, journal)
         fallback = state is not None and self.st_state.corrupt
         raw = state = None   # the pump holds its own copy: two record-sized buffers freed
         if settings_bad:

@@ -6,6 +6,7 @@
 # checked to be a small integer. The firmware checks its own hard limits again, whatever the
 # host checked: a refused prescription raises RxError and changes nothing.
 from firmware.compat import const
+from firmware.guard import UNITS
 
 DAY_MS = const(86400000)
 MAX_STEPS = const(13)
@@ -45,7 +46,8 @@ class Rx:
         stroke_nl = board.STROKE_NL
         max_motor_nl_day = board.MAX_STROKES_PER_MIN * stroke_nl * 1440
         min_rate = board.MIN_RATE_NL_DAY
-        if max_motor_nl_day >= MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2:
+        if (max_motor_nl_day >= MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2
+                or board.MAX_STROKES_PER_MIN * 1440 * UNITS >= SMALL):
             # A board whose numbers would push the stroke clock past its small-integer range.
             raise RxError("board", "stroke volume, motor speed or minimum rate out of range")
         self.stroke_nl = stroke_nl
@@ -83,6 +85,10 @@ class Rx:
         # The cap in whole strokes, rounded down: the guard never lets a stroke break it.
         self.max_daily_nl = max_daily_ng * 1000000 // conc
         self.max_daily_strokes = self.max_daily_nl // stroke_nl
+        # ... and in the dose guard's units (firmware/guard.py: 1/UNITS of a stroke of this drug),
+        # rounded down: the cap in drug mass. (The guard approves whole strokes of UNITS, so it
+        # allows max_daily_strokes of them.)
+        self.max_daily_units = max_daily_ng * 1000000 * UNITS // (conc * stroke_nl)
         # A cap the motor could never reach cannot protect anyone and usually means a slip of
         # units; refusing it also keeps every count in the guard below 2**28.
         motor_strokes_day = board.MAX_STROKES_PER_MIN * 1440

@@ -47,7 +47,7 @@ def snapshot(th, now, clock_ts):
         "catheter_nl": th.catheter_nl(),
         "alarms": alarms(sup),
         "battery_mv": th.mon.mv_avg,
-        "delivered_24h_nl": th.guard.total * stroke_nl,
+        "delivered_24h_nl": th.guard.given_nl(stroke_nl),
         "dose_account": "lost" if th.guard.lost else "kept",
         "bolus": {"patient": pump.pb_on, "clinician": pump.cb_on},
         "strokes": pump.strokes,

@@ -33,9 +33,12 @@ _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 
 class Therapy:
-    def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort") -> None:
+    def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort",
+                 save_journal: "SavePort | None" = None) -> None:
         """hal: the board (firmware/hal.pyi); log: add(code, now, a, b); save_state(buf): the
-        shell's port that puts the state record on flash, True when it is there."""
+        shell's port that puts the state record on flash, True when it is there; save_journal
+        the same for the journal (firmware/record.py; None: no journal, a restart then costs
+        the whole reserve)."""
         self.hal = hal
         self.log = log
         self.stroke_nl = hal.STROKE_NL
@@ -50,6 +53,9 @@ class Therapy:
         self.sup.pump = self.pump
         self.sup.save = self.record.save
         self.pump.save = self.record.save
+        if save_journal is not None:
+            self.record.journal_port = save_journal
+            self.pump.journal = self.record.journal
         self.params = None      # the prescription as programmed (for a concentration change)
         self.prime_id = 0       # a priming bolus waiting for its second step: its id,
         self.prime_nl = 0       # volume
@@ -59,7 +65,8 @@ class Therapy:
         return self.record.save(clean, now)
 
     # ---- boot ------------------------------------------------------------------------------
-    def boot(self, now, tod_ms, params=None, state=None, cause=0, damaged=False, clock_ts=-1):
+    def boot(self, now, tod_ms, params=None, state=None, cause=0, damaged=False, clock_ts=-1,
+             journal=None):
         """Start after power-up or reset, from stored settings and state (either may be None:
         a factory-fresh pump). Missed doses are not delivered: the stroke clock starts afresh.
         cause is BOOT_WATCHDOG after a watchdog reset. damaged says the store saw a damaged
@@ -69,7 +76,8 @@ class Therapy:
         memory_error raised, until a reprogram states what to assume (program()). Settings
         that do not make sense raise memory_error too (the account stays). clock_ts is the
         pump clock (s since 2024-01-01) if the shell trusts it, else -1: the time the pump
-        was off then does not count towards a timed stop, nor towards a fill's age."""
+        was off then does not count towards a timed stop, nor towards a fill's age. journal:
+        the last journal record ([save number, strokes since]) or None."""
         pump = self.pump
         pump.start(now, tod_ms, clock_ts if clock_ts >= 0 else 0)
         self.sup.al.tone_at = now
@@ -77,7 +85,7 @@ class Therapy:
         lost = False
         resume = False
         if state is not None:
-            got = self.record.load(state, now, clock_ts, damaged)
+            got = self.record.load(state, now, clock_ts, damaged, journal)
             if got < 0:
                 lost = True
             else:
@@ -197,7 +205,7 @@ class Therapy:
             reason = self.pb_policy.reason_to_deny(pump.mono_s, rx.pb_lockout_s, rx.pb_max)
         if not reason and pump.pb_on:
             reason = codes.R_BOLUS_ACTIVE
-        if not reason and self.guard.room() * self.stroke_nl < rx.pb_dose_nl:
+        if not reason and self.guard.room_nl(self.stroke_nl) < rx.pb_dose_nl:
             reason = codes.R_DAILY_MAX
         if reason:
             self.log.add(codes.EV_PB_DENIED, now, reason, 0)
@@ -239,7 +247,7 @@ class Therapy:
                 rate, lead = bolus_rate(dose_nl, dur_ms)
                 if rate > spare:
                     reason = codes.R_MOTOR_RATE
-        if not reason and self.guard.room() * self.stroke_nl < dose_nl:
+        if not reason and self.guard.room_nl(self.stroke_nl) < dose_nl:
             reason = codes.R_DAILY_MAX
         if reason:
             self.log.add(codes.EV_CB_DENIED, now, reason, 0)

@@ -240,6 +240,8 @@ class Flash:
         self.saves = 0
         self.failed_saves = 0
         self.store = RecordStore(MemDev(), "state")
+        self.journal = None        # the firmware's journal buffer (its last write) ...
+        self.journal_saved = None  # ... and what the flash holds of it after the pump stopped
         self.failing = False       # corrupt_flash: the records are found damaged at next boot
         self.write_fails = False   # flash_failing: every state save fails (a worn sector)
 
@@ -252,6 +254,9 @@ class Flash:
         if self.state is not None:
             self.store.save(pack_ints(self.state))
             self.state = None
+        if self.journal is not None:
+            self.journal_saved = [self.journal[0], self.journal[1]]
+            self.journal = None
 
     def load(self):
         """(state as a list or None, whether a damaged record was seen)."""
@@ -330,6 +335,11 @@ class Hal(_Data):
             return False
         fl.state = buf
         fl.saves += 1
+        return True
+
+    def save_journal(self, buf):
+        # As save_state: the firmware writes buf only when it journals (before each stroke).
+        self.engine.flash.journal = buf
         return True
 
 
@@ -706,13 +716,13 @@ class Engine:
         self.boot_t = self.t
         self.boluses = []
         self.active_alarms = 0
-        th = Therapy(self.hal, self.log, self.hal.save_state)
+        th = Therapy(self.hal, self.log, self.hal.save_state, self.hal.save_journal)
         self.th = th
         self.pump = th.pump
         fl = self.flash
         state, damaged = fl.load()
         th.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
-                damaged, self.clock_ts(self.t))
+                damaged, self.clock_ts(self.t), fl.journal_saved)
         self.boot_cause = 0
         self.stopped = th.pump.stopped
         self.active_alarms = th.sup.alarms  # alarms kept from before the restart

@@ -80,6 +80,7 @@ from boards import virtual
 from firmware import codes
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
+from firmware.guard import UNITS
 from firmware.codes import DONE, NOT_DONE, UNCERTAIN
 from firmware.record import LEGACY_MAGIC, STATE_MAGIC
 from firmware.store import RecordStore, pack_ints, unpack_ints
@@ -153,6 +154,11 @@ class Hal(BoardBase):
             raise Dead("a pump without power wrote flash")
         return self.bench.on_save(buf)
 
+    def save_journal(self, buf):
+        if not self.alive:
+            raise Dead("a pump without power wrote flash")
+        return self.bench.on_journal(buf)
+
 
 class Log:
     def __init__(self, bench):
@@ -173,6 +179,7 @@ class FaultBench:
         self.plant = Plant(self.S, 0, 0, Rng(seed), virtual, noise_pa, seed)
         self.dev = Dev()
         self.store = RecordStore(self.dev, "state")
+        self.jstore = RecordStore(self.dev, "journal")
         self.saves = 0
         self.pump = None
         self.hal = None
@@ -192,7 +199,7 @@ class FaultBench:
         self.res_since = 0        # ... and plant strokes since then
         self.crit = 0             # critical alarms active, as the log tells them
         self.stretch = None
-        self.cut = None           # armed power cut: "save" or "stroke"
+        self.cut = None           # armed power cut: "save", "journal" or "stroke"
         self.cut_off_ms = 0
         self.cuts = 0
         self.occ_strokes = 0      # strokes into the present full occlusion
@@ -320,6 +327,13 @@ class FaultBench:
         self.unsaved_cmds = set()  # everything the pump holds is on flash now
         return ok
 
+    def on_journal(self, buf):
+        """The pump's journal before a stroke (firmware/record.py): a tiny record of its own, on
+        the same flash; a power cut can tear it as it can a save."""
+        if self.cut == "journal":
+            self.dev.tear = True
+        return self.jstore.save(pack_ints(buf))
+
     def on_event(self, code, now, a, b):
         v = self.v
         if STATS:
@@ -429,8 +443,10 @@ class FaultBench:
         state = unpack_ints(payload) if payload is not None else None
         self.v_base = self.v
         self.hal = Hal(self)
-        th = Therapy(self.hal, Log(self), self.hal.save_state)
+        th = Therapy(self.hal, Log(self), self.hal.save_state, self.hal.save_journal)
         self.th = th
+        jpayload = self.jstore.load()
+        journal = unpack_ints(jpayload) if jpayload is not None else None
         self.pump = pump = th.pump
         self.crit = 0
         self.boots += 1
@@ -456,7 +472,8 @@ class FaultBench:
             self.susp[2] += self.v - self.off_at   # time without power inside the stop
             self.susp[3] += 1
         self.boot_uncertain = 0
-        th.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts())
+        th.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts(),
+                journal)
         self.crit |= th.sup.alarms & CRIT
         if relax_stop:
             # ... what the pump found is all anyone can know (after a wipe memory_error holds
@@ -531,7 +548,10 @@ class FaultBench:
             if rec[0] == STATE_MAGIC:
                 h = rec[3]
                 old = [LEGACY_MAGIC, rec[4] & 1, rec[5], rec[6], rec[7] & 0x1FFF]
-                old += list(rec[h:h + PB_SAVE_LEN + GUARD_SAVE_LEN])
+                old += list(rec[h:h + PB_SAVE_LEN + 2])
+                # the old firmware counted whole strokes (this one 1/UNITS of a stroke)
+                old += [(v + UNITS - 1) // UNITS
+                        for v in rec[h + PB_SAVE_LEN + 2:h + PB_SAVE_LEN + GUARD_SAVE_LEN]]
                 self.dev.tear = False
                 self.store.save(pack_ints(old))
                 # Layout 1 kept no timed stop: the old firmware's stop lasts until resume.
@@ -819,9 +839,9 @@ class FaultMachine(RuleBasedStateMachine):
 
     def _bolus_the_room(self, dur):
         b = self.bench
-        room = b.pump.guard.room() if b.pump.rx is not None else 0
+        room = b.pump.guard.room_nl(BOARD.STROKE_NL) if b.pump.rx is not None else 0
         if room > 0:
-            b.clinician_bolus(min(room * BOARD.STROKE_NL, b.plan.max_daily_nl), dur)
+            b.clinician_bolus(min(room, b.plan.max_daily_nl), dur)
 
     @rule(strokes=st.integers(2, 60), dur=st.integers(MIN, 2 * HOUR), before=st.integers(0, HOUR),
           pause=st.integers(0, HOUR), patient=st.booleans())
@@ -974,11 +994,11 @@ class FaultMachine(RuleBasedStateMachine):
     def restart(self, how, off, tick0):
         self.bench.restart(how, off, tick0)
 
-    @rule(where=st.sampled_from(["save", "stroke"]), off=st.integers(0, 5000)
+    @rule(where=st.sampled_from(["save", "journal", "stroke"]), off=st.integers(0, 5000)
           | st.integers(0, 2 * HOUR))
     def arm_power_cut(self, where, off):
-        """The power fails at the next flash save (tearing it) or right after the next stroke,
-        in whatever rule gets there first."""
+        """The power fails at the next flash save or journal write (tearing it) or right after
+        the next stroke, in whatever rule gets there first."""
         self.bench.cut = where
         self.bench.cut_off_ms = off
 

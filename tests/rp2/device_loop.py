@@ -78,6 +78,7 @@ class BenchHal(Hal):
         self.cycles += 1
         if self.cycles == LOCK_AT:
             self.app.therapy.record.port = self.count_save
+            self.app.therapy.record.journal_port = self.count_save  # (the journal too)
             gc.collect()
             self.heap_run = gc.mem_free()
             self.strokes_at_lock = self.app.therapy.pump.strokes

@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from sim.stroke_bench import Board as StrokeBenchHal
     from sim.vboard import VirtualHal
     from tests.boards.bundle_smoke import Hal as BundleSmokeHal
-    from tests.firmware.fixtures.make_layout1 import Hal as Layout1Hal
     from tests.firmware.proto_bench import MemHal
     from tests.firmware.pump_harness import Hal as HarnessHal
     from tests.firmware.test_fault_state_machine import Hal as FaultHal
@@ -26,5 +25,5 @@ if TYPE_CHECKING:
 
     WHOLE_BOARDS: "list[type[Hal]]" = [VirtualHal, MemBoard, MemHal, ContinuityHal, LoopHal]
     MECHANISMS: "list[type[Mechanism]]" = [
-        EngineHal, HealthyHal, BundleSmokeHal, Layout1Hal, HarnessHal, FaultHal, MigrationHal,
+        EngineHal, HealthyHal, BundleSmokeHal, HarnessHal, FaultHal, MigrationHal,
         RestartHal, TonesHal, AllocHal, StrokeBenchHal]
