@@ -16,7 +16,8 @@
 # Its blocks of the state record (firmware/record.py places them): the account, one int; the
 # fill block of FILL_LEN ints, [fill_ts, stable_s, fills, age of the bolus day, the bolus
 # volume of each of the last BOLUS_DAYS days, newest first]; and the catheter block of CATH_LEN
-# ints, [catheter state, fill concentration, old concentration, tip_at_nl, the drug's name in
+# ints, [catheter state, fill concentration, old concentration, mark_nl (the account at which
+# an empty catheter is full, or the new solution reaches the tip), the drug's name in
 # DRUG_INTS ints of 3 characters]. Small ints only, no allocation after construction on the
 # paths the stroke and the periodic check take.
 from array import array
@@ -34,6 +35,7 @@ EMPTY = const(0)               # the catheter holds nothing yet (a new pump, a r
 FULL = const(1)                # it is full of drug
 _BOLUS_DAY_MAX = const(1 << 27)  # a day's bolus volume saturates here (7 of them stay small)
 _DAY_S = const(86400)
+_DAY_MS = const(86400000)
 
 
 class Reservoir:
@@ -53,13 +55,16 @@ class Reservoir:
         self.conc_ng_ml = 0         # its concentration (0: not known yet)
         self.catheter = EMPTY       # a new pump's catheter is empty
         self.old_conc_ng_ml = 0     # the solution the catheter still holds after a change (0: none)
-        self.tip_at_nl = 0          # ... until the account is down to this
+        self.mark_nl = 0            # the account at which the old solution is out of the catheter
+                                    # (old_conc_ng_ml), or at which the catheter was empty (EMPTY)
 
     # ---- the account -----------------------------------------------------------------------
     def fill(self, volume_nl, ts, stable_s):
         """The reservoir now holds volume_nl of a new fill, made at pump clock ts."""
-        if self.old_conc_ng_ml:
-            self.tip_at_nl += volume_nl - self.nl  # as much still to pump as before
+        if self.catheter == EMPTY and not self.fills:
+            self.mark_nl = volume_nl    # a new pump: its catheter fills from its first fill on
+        elif self.old_conc_ng_ml or self.catheter == EMPTY:
+            self.mark_nl += volume_nl - self.nl  # as much pumped (or still to pump) as before
         self.nl = volume_nl
         self.fill_ts = ts
         self.stable_s = stable_s
@@ -85,15 +90,32 @@ class Reservoir:
         until its volume has been pumped through."""
         if self.catheter == FULL and self.conc_ng_ml and catheter_nl > 0:
             self.old_conc_ng_ml = self.conc_ng_ml
-            self.tip_at_nl = volume_nl - catheter_nl
+            self.mark_nl = volume_nl - catheter_nl
         self.conc_ng_ml = conc_ng_ml
+
+    def emptied(self):
+        """A new or revised catheter: empty, until its volume has been pumped into it."""
+        self.catheter = EMPTY
+        self.old_conc_ng_ml = 0
+        self.mark_nl = self.nl
+
+    def room_nl(self, catheter_nl):
+        """How much an empty catheter of catheter_nl still takes before it is full (0: it is
+        full: the basal may have filled it)."""
+        if self.catheter != EMPTY:
+            return 0
+        left = catheter_nl - (self.mark_nl - self.nl)
+        if left <= 0:
+            self.catheter = FULL
+            return 0
+        return left
 
     def tip_left_nl(self):
         """How much more must be pumped before the fill's solution is at the catheter's tip
         (0: it is there)."""
         if not self.old_conc_ng_ml:
             return 0
-        left = self.nl - self.tip_at_nl
+        left = self.nl - self.mark_nl
         if left <= 0:
             self.old_conc_ng_ml = 0
             return 0
@@ -155,23 +177,56 @@ class Reservoir:
     def is_low(self):
         return self.rx is not None and self.nl <= self.rx.low_res_nl
 
-    def time_to_empty_s(self):
-        """Seconds until the account reaches the board's minimum at the projected rate (the
-        basal and the last days' boluses). -1 without a prescription."""
+    def time_to_empty_s(self, tod_ms=-1):
+        """Seconds until the account reaches the board's minimum (see time_to()). -1 without a
+        prescription."""
         if self.rx is None:
             return -1
-        left = self.nl - self.min_nl
-        if left <= 0:
-            return 0
-        return left * 86400 // self.projected_nl_day()
+        return self.time_to(self.nl - self.min_nl, tod_ms)
 
-    def low_in_s(self):
-        """Seconds until the account reaches the prescription's low level at the projected
-        rate (0 if it is there), -1 without a prescription."""
+    def low_in_s(self, tod_ms=-1):
+        """Seconds until the account reaches the prescription's low level (0 if it is there),
+        -1 without a prescription."""
         if self.rx is None:
             return -1
-        left = self.nl - self.rx.low_res_nl
-        return left * 86400 // self.projected_nl_day() if left > 0 else 0
+        return self.time_to(self.nl - self.rx.low_res_nl, tod_ms)
+
+    def time_to(self, left_nl, tod_ms):
+        """Seconds until left_nl more has been pumped, from time of day tod_ms: the schedule's
+        steps as they come, each with the boluses of the last days spread evenly on top (the
+        projected rate), to within a second. tod_ms -1: at the daily mean. Not on the stroke
+        path (big products allowed)."""
+        if left_nl <= 0:
+            return 0
+        rx = self.rx
+        extra = self.projected_nl_day() - rx.basal_nl_day   # the boluses, nL/day
+        starts = rx.step_start_ms
+        rates = rx.step_rate_nl_day
+        if tod_ms < 0 or len(starts) == 1:
+            rate = self.projected_nl_day() if tod_ms < 0 else rates[0] + extra
+            return left_nl * 86400 // rate if rate > 0 else -1
+        day = self.projected_nl_day()   # a whole day's volume, rounded as the basal is
+        ms = 0
+        if left_nl > 2 * day:           # whole days first (each holds the same volume)
+            days = left_nl // day - 1
+            ms = days * _DAY_MS
+            left_nl -= days * day
+        left = left_nl * _DAY_MS        # in nL*ms/day, exact
+        i = rx.step_at(tod_ms)
+        t = tod_ms
+        while True:
+            end = starts[i + 1] if i + 1 < len(starts) else _DAY_MS
+            rate = rates[i] + extra
+            seg = (end - t) * rate
+            if seg >= left:
+                return (ms + left // rate) // 1000 if rate > 0 else -1
+            left -= seg
+            ms += end - t
+            t = end
+            i += 1
+            if i == len(starts):
+                i = 0
+                t = 0
 
     def expires_ts(self):
         """Pump clock at which the drug in the reservoir expires (-1: not known)."""
@@ -200,7 +255,7 @@ class Reservoir:
         out[at] = self.catheter
         out[at + 1] = self.conc_ng_ml
         out[at + 2] = self.old_conc_ng_ml
-        out[at + 3] = self.tip_at_nl
+        out[at + 3] = self.mark_nl
         pack_name(self.drug, out, at + 4)
 
     def load_cath(self, src, at):
@@ -210,13 +265,13 @@ class Reservoir:
             self.catheter = FULL
             self.conc_ng_ml = 0
             self.old_conc_ng_ml = 0
-            self.tip_at_nl = 0
+            self.mark_nl = 0
             self.drug = None
             return
         self.catheter = FULL if src[at] == FULL else EMPTY
         self.conc_ng_ml = src[at + 1] if src[at + 1] > 0 else 0
         self.old_conc_ng_ml = src[at + 2] if src[at + 2] > 0 else 0
-        self.tip_at_nl = src[at + 3]
+        self.mark_nl = src[at + 3]
         self.drug = unpack_name(src, at + 4)
 
     def load_from(self, src, res_at, fill_at, mono_s):

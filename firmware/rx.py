@@ -14,6 +14,8 @@ MAX_PB_PER_DAY = const(24)
 SMALL = const(1 << 30)          # every value used per stroke stays below this
 MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
 DEFAULT_NOTICE_S = const(604800)  # refill_due a week before the low-reservoir date (the issue's)
+DEFAULT_REMINDER_S = const(3600)  # an open-ended stop raises therapy_stopped after an hour ...
+DEFAULT_SILENCE_S = const(3600)   # ... and an acknowledged critical alarm sounds again after one
 MAX_NOTICE_S = const(7776000)     # at most 90 days of notice
 MAX_MODEL = const(32)             # characters of a catheter's model name
 MAX_CATHETER_MM = const(3000)     # 3 m: longer than any intrathecal catheter
@@ -110,6 +112,14 @@ class Rx:
         self.refill_notice_s = _int({"refill_notice_s": notice}, "refill_notice_s", 0,
                                     MAX_NOTICE_S)
         self.catheter_nl = catheter_nl(params)
+        self.stop_reminder_s = _int({"stop_reminder_s": params.get(
+            "stop_reminder_s", DEFAULT_REMINDER_S)}, "stop_reminder_s", 60, 86400)
+        self.alarm_silence_s = _int({"alarm_silence_s": params.get(
+            "alarm_silence_s", DEFAULT_SILENCE_S)}, "alarm_silence_s", 60, 86400)
+        meta = params.get("meta")
+        drug = meta.get("drug") if type(meta) is dict else None
+        # the drug the prescription names (None: it names none), as the fill keeps names
+        self.drug = drug.lower() if type(drug) is str and drug else None
 
         pb = params.get("pb")
         self.pb_dose_nl = 0

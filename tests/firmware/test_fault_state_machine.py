@@ -83,6 +83,7 @@ from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
 from firmware.guard import UNITS
 from firmware.codes import DONE, NOT_DONE, UNCERTAIN
 from firmware.record import LEGACY_MAGIC, STATE_MAGIC
+from firmware.rx import RxError
 from firmware.store import RecordStore, pack_ints, unpack_ints
 from firmware.therapy import BOOT_WATCHDOG, Therapy
 from tests.testboard import Board as BoardBase
@@ -200,6 +201,7 @@ class FaultBench:
         self.crit = 0             # critical alarms active, as the log tells them
         self.stretch = None
         self.cut = None           # armed power cut: "save", "journal" or "stroke"
+        self.cut_in = None        # the command a power cut struck inside (while it boots)
         self.cut_off_ms = 0
         self.cuts = 0
         self.occ_strokes = 0      # strokes into the present full occlusion
@@ -424,7 +426,11 @@ class FaultBench:
         except PowerCut:
             self._power_off()
             self.v += self.cut_off_ms
+            # A stop or resume cut after its save (by the journal written right after it) took
+            # effect; cut before, it did not: the pump's word is all anyone can know.
+            self.cut_in = self.cmd
             self.boot()
+            self.cut_in = None
             return None
 
     def _power_off(self):
@@ -459,7 +465,8 @@ class FaultBench:
         # A stop or resume (or a timed stop's end) the flash never took, or one a damaged
         # newest record held: the pump knows only what it finds.
         lost = lost or set()
-        relax_stop = bool(failed) or bool(lost & {"stop", "resume"}) or self._wiped
+        relax_stop = (bool(failed) or bool(lost & {"stop", "resume"}) or self._wiped
+                      or self.cut_in in ("stop", "resume"))
         if relax_stop:
             self.susp = None
         if "patient_bolus" in lost:
@@ -642,7 +649,17 @@ class FaultBench:
         if self.pump is not pump:
             return
         lost = th.guard.lost
-        self._call(self.th.program, self.tick(), params)
+        fill = th.reservoir.conc_ng_ml
+        mismatch = bool(fill) and params["conc_ng_ml"] != fill
+        try:
+            self._call(self.th.program, self.tick(), params)
+        except RxError as e:
+            if mismatch and e.key == "drug_mismatch":
+                return   # the reservoir holds another concentration: refill first
+            raise
+        if mismatch and self.pump is pump:
+            raise Violation("fill_is_the_programs: a program for %d ng/mL ran on a fill of %d"
+                            % (params["conc_ng_ml"], fill))
         if self.pump is pump:
             self.params = params
             self.plan = compile_rx(params, BOARD)
@@ -743,9 +760,10 @@ RATE_STROKES = st.sampled_from([192, 400, 800, 1440, 2880]) | st.integers(192, 8
 
 
 @st.composite
-def prescriptions(draw):
+def prescriptions(draw, conc=None):
+    """Valid prescriptions; at conc when it is given (a program for the fill in the reservoir)."""
     S = BOARD.STROKE_NL
-    conc = draw(st.sampled_from(CONCS))
+    conc = conc or draw(st.sampled_from(CONCS))
     per_nl = conc // 1_000_000  # ng per nL
     n = draw(st.integers(1, 4))
     starts = [0] + sorted(draw(st.lists(st.integers(1, 23), unique=True, min_size=n - 1,
@@ -894,8 +912,10 @@ class FaultMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def reprogram(self, data):
         b = self.bench
+        # (a program for another concentration than the fill's is refused: drug_mismatch)
+        conc = b.params["conc_ng_ml"] if data.draw(st.integers(0, 4), label="fill") else None
         params = b.params if data.draw(st.booleans(), label="same") else \
-            data.draw(prescriptions(), label="params")
+            data.draw(prescriptions(conc), label="params")
         b.program(params)
 
     # -- faults
