@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools import druglib, fmt, units
+from host_tools import druglib, fmt, plausible, units
 from host_tools.errors import InputError
 
 DAY_MS = 86_400_000
@@ -220,11 +220,7 @@ def _parse(table: dict, w: str) -> Prescription:
     if "concentration" not in table:
         raise InputError(f"{w}concentration", "(missing)", 'a concentration such as "25 mg/mL"')
     conc = units.concentration_ng_per_ml(table["concentration"], f"{w}concentration")
-    if conc <= 0 or conc > drug.concentration.hard:
-        raise InputError(f"{w}concentration", table["concentration"],
-                         f"a concentration above zero and at most the library's hard limit for "
-                         f"{drug.name}, {m(drug.concentration.hard)}/mL "
-                         f"({druglib.cite(drug.concentration.hard_source)})")
+    slips = plausible.concentration(drug, conc, f"{w}concentration", table["concentration"])
     steps, continuous = _basal(_required_table(table, "basal", f"{w}basal"), w)
     pb_table = _table(table, "patient_bolus", f"{w}patient_bolus")
     pb = _patient_bolus(pb_table, w) if pb_table is not None else None
@@ -253,9 +249,10 @@ def _parse(table: dict, w: str) -> Prescription:
     if basal > max_daily:
         raise InputError(f"{w}basal", f"{m(basal)}/day",
                          f"a basal schedule within limits.max_daily_dose ({m(max_daily)})")
+    slips += plausible.basal_volume(drug, conc, basal, f"{w}basal")
     if pb is not None and pb_table is not None:
         _bolus_hard(pb, pb_table, drug, max_daily, w)
-    warnings = _warnings(drug, conc, max_daily, basal, pb)
+    warnings = slips + _warnings(drug, conc, max_daily, basal, pb)
     return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings),
                         u, source, profile, screening, catheter, notice)
 
