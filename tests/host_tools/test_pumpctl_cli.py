@@ -231,15 +231,74 @@ def test_a_read_back_that_differs_is_1(peer, tmp_path, keyfile, capsys):
 
 def test_the_program_request_carries_the_clinicians_strings_and_the_override(peer, tmp_path,
                                                                              keyfile, capsys):
-    peer.script = pump(settings=settings_of(2400))
-    f = rx_file(tmp_path, ZICONOTIDE.format(rate="7.2 mcg/day"))
-    run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
-        "--override-titration", "trial protocol 7, approved by Dr. A")
+    # A start at the label's 2.4 mcg/day breaks the 1.2 mcg/day start guard, within the
+    # override's ceiling.
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "trial protocol 7, approved by Dr. A") == 1  # no reply
     sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
-    assert sent["steps"] == [[0, 7200]] and sent["conc_ng_ml"] == 25_000
-    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "7.2 mcg/day"
+    assert sent["steps"] == [[0, 2400]] and sent["conc_ng_ml"] == 25_000
+    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "2.4 mcg/day"
     assert sent["meta"]["titration_override"] == "trial protocol 7, approved by Dr. A"
-    assert "trial protocol 7" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trial protocol 7" in out
+    assert "the override stays within its ceiling, 2.4 mcg/day" in out and "PRIALT" in out
+
+
+def test_the_program_request_carries_the_drug_librarys_version(peer, tmp_path, keyfile):
+    from host_tools import druglib
+
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"))
+    run("--port", peer.path, "--key", keyfile, "program", f, "--yes")
+    sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
+    assert sent["meta"]["library"] == druglib.version()
+    assert sent["meta"]["library"].startswith("2+") and len(sent["meta"]["library"]) == 10
+
+
+# ---- the override's ceiling (issue 19, item 5) ---------------------------------------------------
+
+def test_ziconotide_started_at_5_mcg_a_day_is_refused_whatever_the_reason(peer, tmp_path,
+                                                                          keyfile, capsys):
+    """As reproduced: 5 mcg/day with the reason "x" was accepted; the labels start at no more
+    than 2.4 mcg/day. "x" is not a reason, and no reason lifts the start past the label."""
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="5 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "x") == 2
+    assert "at least 3 different words" in capsys.readouterr().err
+    assert peer.lines == []   # refused before the pump was asked anything
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "the patient asked for faster relief") == 2
+    err = capsys.readouterr().err
+    assert "lifts the titration guard only up to 2.4 mcg/day" in err, err
+    assert "5 mcg/day is above it" in err and "PRIALT" in err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+def test_without_an_override_the_refusal_says_how_far_one_could_go(peer, tmp_path, keyfile,
+                                                                   capsys):
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 2
+    err = capsys.readouterr().err
+    assert "--override-titration" in err and "may program at most 2.4 mcg/day" in err, err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+@pytest.mark.parametrize("reason", ["x", "ok", "  ", "pain pain pain", "Dr. X 12", "ok ok"])
+def test_an_override_reason_must_say_why_in_words(peer, tmp_path, keyfile, capsys, reason):
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", reason) == 2
+    assert "--override-titration" in capsys.readouterr().err
+    assert peer.lines == []
+
+
+def test_a_reason_of_three_words_is_enough():
+    for reason in ("ward round: Dr. B", "bench pump, water", "already on intrathecal morphine"):
+        program.check_override(reason)
 
 
 def test_prime_without_a_terminal_needs_both_confirmations(peer, keyfile, capsys):
