@@ -291,3 +291,21 @@ def test_a_unit_slip_and_an_override_past_its_ceiling_are_refused_and_nothing_is
     meta = reply["settings"]["meta"]
     assert meta["titration_override"] == "the label's own starting dose"
     assert meta["library"] == druglib.version()
+
+
+@pytest.mark.harness   # a new pump (see above)
+def test_a_baclofen_start_follows_the_screening_trial_rule(board, pumpctl, tmp_path):
+    if status(pumpctl)["reservoir_nl"] == 0:
+        assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+    rx = write(tmp_path, BACLOFEN.format(rate="100 mcg/day"))
+    # The screening dose worked for 10 h: the rule starts at the screening dose, 50 mcg/day.
+    rc, _, err = pumpctl("program", rx, "--yes", "--trial-dose", "50 mcg", "--trial-effect",
+                         "10 h")
+    assert rc == 2 and "not at the 50 mcg/day the start rule gives" in err, err
+    # It worked for 6 h: twice it, as written.
+    rc, out, err = pumpctl("--json", "program", rx, "--yes", "--trial-dose", "50 mcg",
+                           "--trial-effect", "6 h")
+    assert rc == 0, out + err
+    got = json.loads(out)
+    assert got["start_rule"]["dose_ng_day"] == 100_000 and "Saulino" in got["start_rule"]["rule"]
+    assert status(pumpctl)["basal_nl_day"] == 200_000   # 100 mcg/day at 500 mcg/mL

@@ -301,6 +301,81 @@ def test_a_reason_of_three_words_is_enough():
         program.check_override(reason)
 
 
+BACLOFEN = """
+drug = "baclofen"
+concentration = "500 mcg/mL"
+basal = {{ rate = "{rate}" }}
+[limits]
+max_daily_dose = "800 mcg"
+low_reservoir = "2 mL"
+"""
+
+
+def program_baclofen(peer, tmp_path, keyfile, rate, *extra, settings=None):
+    peer.script = pump(settings=settings, program=None)
+    f = rx_file(tmp_path, BACLOFEN.format(rate=rate))
+    return run("--port", peer.path, "--key", keyfile, "program", f, "--yes", *extra)
+
+
+def programmed(peer):
+    return "program" in [r["cmd"] for r in peer.requests()]
+
+
+def test_a_baclofen_start_after_a_trial_follows_the_rule_and_shows_it(peer, tmp_path, keyfile,
+                                                                      capsys):
+    # 50 mcg worked for 6 h (not longer than 8 h): the first daily dose is twice it.
+    program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mcg",
+                     "--trial-effect", "6 h")
+    out = capsys.readouterr().out
+    assert "start rule: baclofen after a screening trial" in out, out
+    assert "worked for 6 h, not longer than 8 h" in out and "twice the screening dose" in out
+    assert "Saulino" in out and "this prescription starts there" in out
+    assert programmed(peer)
+
+
+@pytest.mark.parametrize("effect, rule_mcg", [("9 h", 50), ("8 h", 100), ("6", 100)])
+def test_the_start_rule_depends_on_how_long_the_trial_worked(peer, tmp_path, keyfile, capsys,
+                                                            effect, rule_mcg):
+    """Longer than 8 h: the screening dose itself; 8 h or less (a bare number is hours):
+    twice it. Any other start is an override, at most twice the screening dose."""
+    other = 150 - rule_mcg   # 100 when the rule gives 50, 50 when it gives 100
+    trial = ("--trial-dose", "50 mcg", "--trial-effect", effect)
+    assert program_baclofen(peer, tmp_path, keyfile, f"{other} mcg/day", *trial) == 2
+    err = capsys.readouterr().err
+    assert f"not at the {rule_mcg} mcg/day the start rule gives" in err, err
+    assert "may program at most 100 mcg/day" in err and not programmed(peer)
+    program_baclofen(peer, tmp_path, keyfile, f"{other} mcg/day", *trial,
+                     "--override-titration", "spasms return by the afternoon")
+    assert programmed(peer)
+    capsys.readouterr()
+    assert program_baclofen(peer, tmp_path, keyfile, "150 mcg/day", *trial,
+                            "--override-titration", "spasms return by the afternoon") == 2
+    assert "only up to 100 mcg/day" in capsys.readouterr().err
+
+
+def test_trial_options_are_refused_when_they_cannot_apply(peer, tmp_path, keyfile, capsys):
+    trial = ("--trial-dose", "50 mcg", "--trial-effect", "6 h")
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose",
+                            "50 mcg") == 2
+    assert "--trial-effect" in capsys.readouterr().err and peer.lines == []
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mg",
+                            "--trial-effect", "6 h") == 2   # a slip: 50 mg for 50 mcg
+    assert "at most the library's hard limit" in capsys.readouterr().err and peer.lines == []
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mcg",
+                            "--trial-effect", "3 d") == 2
+    assert "from 1 min to 24 h" in capsys.readouterr().err and peer.lines == []
+    z = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"), "z.toml")
+    assert run("--port", peer.path, "--key", keyfile, "program", z, "--yes", *trial) == 2
+    assert "no screening trial for ziconotide" in capsys.readouterr().err and peer.lines == []
+    # A pump already running baclofen: nothing is started, a trial cannot apply.
+    running = {"conc_ng_ml": 500_000, "steps": [[0, 100_000]], "max_daily_ng": 800_000,
+               "low_res_nl": 2_000_000, "meta": {"drug": "baclofen", "units": "mcg"}}
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", *trial,
+                            settings=running) == 2
+    assert "only when baclofen is started" in capsys.readouterr().err
+    assert not programmed(peer)
+
+
 def test_prime_without_a_terminal_needs_both_confirmations(peer, keyfile, capsys):
     peer.script = pump()
     assert run("--port", peer.path, "--key", keyfile, "prime", "--volume", "100 uL",
