@@ -7,7 +7,7 @@ import pytest
 
 import serial
 
-from e2e_prescriptions import BACLOFEN, MORPHINE
+from e2e_prescriptions import BACLOFEN, MORPHINE, ZICONOTIDE
 
 
 def write(tmp_path, text, name="rx.toml"):
@@ -249,16 +249,6 @@ def test_maintenance_is_refused_and_the_line_never_reaches_a_repl(board, pumpctl
 
 
 # ---- guards a slip cannot pass (issue 19, items 4 and 5) ------------------------------------------
-
-ZICONOTIDE = """
-drug = "ziconotide"
-concentration = "25 mcg/mL"
-basal = {{ rate = "{rate}" }}
-[limits]
-max_daily_dose = "6 mcg"
-low_reservoir = "2 mL"
-"""
-
 
 @pytest.mark.harness   # a new pump: neither ziconotide nor baclofen may run on it already
 def test_a_unit_slip_and_an_override_past_its_ceiling_are_refused_and_nothing_is_written(
