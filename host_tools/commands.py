@@ -97,10 +97,13 @@ def do_ack(ctx: Context, args) -> int:
 def do_program(ctx: Context, args) -> int:
     raw, rx = program.load_rx(args.file)
     program.check_override(args.override_titration)
+    trial = program.parse_trial(rx, getattr(args, "trial_dose", None),
+                                getattr(args, "trial_effect", None))
     params = program.build_params(raw, rx, args.override_titration)
     ctx.need_confirmation(args.yes, False, "program")
     plan = program.plan_program(ctx.link(), rx, params, str(args.file),
-                                args.override_titration, getattr(args, "assume_24h", None))
+                                args.override_titration, getattr(args, "assume_24h", None),
+                                trial)
     return carry_out(ctx, plan, args.yes)
 
 

@@ -199,13 +199,26 @@ def parser() -> argparse.ArgumentParser:
             "prescription",
             "Program a prescription file (see `pumpctl check`). Shows the pump's settings and "
             "the new ones side by side (changed rows marked *), checks the drug's titration "
-            "guard (drugs.toml), asks before writing, reads the settings back and verifies "
-            "them, and confirms the pump is delivering.")
+            "guard (drugs.toml) and, for a start after a screening trial, the drug's start "
+            "rule, asks before writing, reads the settings back and verifies them, and "
+            "confirms the pump is delivering. The drug library's version goes to the pump "
+            "with the settings.")
     c.add_argument("file", metavar="FILE.toml")
     _confirm_opts(c, False)
     c.add_argument("--override-titration", metavar="REASON",
-                   help="program even though the change breaks the drug's titration guard; "
-                        "the reason is printed and stored in the pump with the settings")
+                   help="program even though the change breaks the drug's titration guard, "
+                        "never past the guard's ceiling (ziconotide: a start of at most the "
+                        "label's 2.4 mcg/day) nor a hard limit; REASON says why in at least "
+                        "three words, and is printed and stored in the pump with the settings")
+    c.add_argument("--trial-dose", metavar="D",
+                   help='a start after a screening trial (baclofen): the screening dose that '
+                        'worked, e.g. "50 mcg"; with --trial-effect the drug\'s start rule gives '
+                        "the first daily dose (shown with its source), and a prescription that "
+                        "departs from it needs --override-titration")
+    c.add_argument("--trial-effect", metavar="H",
+                   help='how long the screening dose\'s effect lasted, e.g. "6 h" (a bare '
+                        "number is hours); baclofen starts at twice the screening dose a day, "
+                        "or at the screening dose when the effect lasted more than 8 h")
     c.add_argument("--assume-24h", metavar="DOSE",
                    help="after memory_error (the pump lost its dose account): what the last "
                         "24 h are taken to have delivered, e.g. \"2 mg\" (default: the new "

@@ -7,7 +7,7 @@ import pytest
 
 import serial
 
-from e2e_prescriptions import BACLOFEN, MORPHINE
+from e2e_prescriptions import BACLOFEN, MORPHINE, ZICONOTIDE
 
 
 def write(tmp_path, text, name="rx.toml"):
@@ -246,3 +246,56 @@ def test_maintenance_is_refused_and_the_line_never_reaches_a_repl(board, pumpctl
             seen += s.read(4096)
     assert b"42" not in seen and b">>>" not in seen and b"not a command here" in seen
     assert status(pumpctl)["delivering"] is True
+
+
+# ---- guards a slip cannot pass (issue 19, items 4 and 5) ------------------------------------------
+
+@pytest.mark.harness   # a new pump: neither ziconotide nor baclofen may run on it already
+def test_a_unit_slip_and_an_override_past_its_ceiling_are_refused_and_nothing_is_written(
+        board, pumpctl, tmp_path):
+    from host_tools import druglib
+
+    if status(pumpctl)["reservoir_nl"] == 0:
+        assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+    before = status(pumpctl)
+    # Morphine "25 mcg/mL" for 25 mg/mL: refused by check and by program, naming the slip.
+    slip = write(tmp_path, MORPHINE.replace('"25 mg/mL"', '"25 mcg/mL"'), "slip.toml")
+    for argv in (("check", slip), ("program", slip, "--yes")):
+        rc, out, err = pumpctl(*argv)
+        assert rc == 2 and "did you mean 25 mg/mL?" in err, (argv, out, err)
+    # Ziconotide started at 5 mcg/day: past the label's start, whatever the reason.
+    high = write(tmp_path, ZICONOTIDE.format(rate="5 mcg/day"), "high.toml")
+    rc, _, err = pumpctl("program", high, "--yes", "--override-titration",
+                         "already on 5 mcg/day in another pump")
+    assert rc == 2 and "only up to 2.4 mcg/day" in err, err
+    after = status(pumpctl)
+    assert (after["programmed"], after["basal_nl_day"]) == (before["programmed"],
+                                                            before["basal_nl_day"])
+    # At the label's 2.4 mcg/day the override goes through; the reason and the library's
+    # version are stored with the settings.
+    label = write(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"), "label.toml")
+    rc, out, err = pumpctl("program", label, "--yes", "--override-titration",
+                           "the label's own starting dose")
+    assert rc == 0 and "stays within its ceiling, 2.4 mcg/day" in out, out + err
+    _, reply = board.raw("settings")
+    meta = reply["settings"]["meta"]
+    assert meta["titration_override"] == "the label's own starting dose"
+    assert meta["library"] == druglib.version()
+
+
+@pytest.mark.harness   # a new pump (see above)
+def test_a_baclofen_start_follows_the_screening_trial_rule(board, pumpctl, tmp_path):
+    if status(pumpctl)["reservoir_nl"] == 0:
+        assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+    rx = write(tmp_path, BACLOFEN.format(rate="100 mcg/day"))
+    # The screening dose worked for 10 h: the rule starts at the screening dose, 50 mcg/day.
+    rc, _, err = pumpctl("program", rx, "--yes", "--trial-dose", "50 mcg", "--trial-effect",
+                         "10 h")
+    assert rc == 2 and "not at the 50 mcg/day the start rule gives" in err, err
+    # It worked for 6 h: twice it, as written.
+    rc, out, err = pumpctl("--json", "program", rx, "--yes", "--trial-dose", "50 mcg",
+                           "--trial-effect", "6 h")
+    assert rc == 0, out + err
+    got = json.loads(out)
+    assert got["start_rule"]["dose_ng_day"] == 100_000 and "Saulino" in got["start_rule"]["rule"]
+    assert status(pumpctl)["basal_nl_day"] == 200_000   # 100 mcg/day at 500 mcg/mL
