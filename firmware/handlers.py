@@ -154,6 +154,7 @@ class Handlers:
             if k not in _RX_KEYS:
                 raise Refusal("E_ARGS", "unknown prescription key %s" % json.dumps(k))
         assume = arg(args, "assume_24h_ng", 0, 10 ** 12) if "assume_24h_ng" in args else -1
+        stable = arg(args, "stable_s", 0, MAX_STABLE_S, 0)
         app = self.app
         th = self.th
         try:
@@ -169,7 +170,7 @@ class Handlers:
             raise Refusal("E_REFUSED", "refused: " + e.message, "drug_mismatch")
         if not app.save_settings(params):
             raise Refusal("E_INTERNAL", "could not store the settings")
-        th.program(now, params, assume)
+        th.program(now, params, assume, stable)
         out["settings"] = app.load_settings()
         if strokes >= 0:
             # The lost dose account now holds this much for the last 24 hours.

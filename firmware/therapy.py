@@ -123,17 +123,23 @@ class Therapy:
             self.sup.raise_alarm(codes.AL_WATCHDOG_RESET, now)
 
     # ---- the prescription --------------------------------------------------------------------
-    def program(self, now, params, assume_ng=-1):
+    def program(self, now, params, assume_ng=-1, stable_s=0):
         """Install a new prescription (raises RxError and changes nothing if it is refused).
         After a lost dose account (guard.lost) it also states what the last 24 hours are
         taken to have delivered: assume_ng of the new drug, by default the new basal of a day;
-        the basal then flows at once and boluses get what the cap leaves above it."""
+        the basal then flows at once and boluses get what the cap leaves above it. stable_s:
+        how long the fill in the reservoir stays stable, when the refill could not say (the
+        drug was not known yet): the expiry is then known in either order."""
         self.pump.service(now)
         rx = Rx(params, self.hal)
         strokes = self.assumed_strokes(rx, assume_ng)
         self.check_fill(rx)
         self.params = params
-        self.reservoir.adopt(rx.drug, rx.conc_ng_ml)
+        res = self.reservoir
+        res.adopt(rx.drug, rx.conc_ng_ml)
+        if stable_s > 0 and not res.stable_s and res.fill_ts >= 0 and stable_s <= MAX_STABLE_S:
+            res.stable_s = stable_s
+            self.pump.check_at = now  # drug_expired judged afresh
         self._install(now, rx)
         if strokes >= 0:
             self._assume(strokes)
@@ -146,7 +152,6 @@ class Therapy:
         sup = self.sup
         sup.mem_flash = False
         sup.clear_alarm(codes.AL_MEMORY_ERROR, now)
-        res = self.reservoir
         if res.refill_nl < 0 or res.nl > res.refill_nl:
             sup.clear_alarm(codes.AL_REFILL_DUE, now)
         self.save(False, now)

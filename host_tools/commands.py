@@ -140,7 +140,7 @@ def do_refill(ctx: Context, args) -> int:
     stable_ms = therapy.parse_stable_for(getattr(args, "stable_for", None))
     ctx.need_confirmation(args.yes, False, "refill")
     r = therapy.plan_refill(ctx.link(), volume, args.volume, new_conc, args.concentration,
-                            residual, stable_ms)
+                            residual, stable_ms, getattr(args, "drug", None))
     rep = r.plan.report(show_and_ask(ctx, r.plan, args.yes))
     if r.bridge is not None:
         b = r.bridge.data
@@ -156,6 +156,14 @@ def do_refill(ctx: Context, args) -> int:
     for w in rep.warnings:
         ctx.warn(w)
     return rep.status
+
+
+def do_catheter(ctx: Context, args) -> int:
+    if not args.revised:
+        raise UsageError("catheter: say --revised (a new or revised catheter, which the pump "
+                         "then takes as empty)")
+    ctx.need_confirmation(args.yes, True, "recording a new catheter", args.confirm)
+    return carry_out(ctx, therapy.plan_catheter(ctx.link()), args.yes, args.confirm)
 
 
 def do_stop(ctx: Context, args) -> int:
@@ -262,7 +270,8 @@ def do_maintenance(ctx: Context, args) -> int:
 COMMANDS = {
     "ports": do_ports, "info": do_info, "status": do_status, "program": do_program,
     "bolus": do_bolus, "patient-bolus": do_patient_bolus, "prime": do_prime,
-    "bridge": do_bridge, "refill": do_refill, "alarms": do_alarms, "ack": do_ack,
+    "bridge": do_bridge, "refill": do_refill, "catheter": do_catheter, "alarms": do_alarms,
+    "ack": do_ack,
     "log": do_log, "stop": do_stop, "resume": do_resume, "clock": do_clock,
     "maintenance": do_maintenance,
 }

@@ -61,6 +61,8 @@ class Prescription:
     catheter: Catheter | None = None
     refill_notice_ms: int | None = None   # None: the firmware's default, 7 days
     screening_effect_s: int | None = None  # how long the screening bolus's effect lasted
+    stop_reminder_ms: int | None = None   # None: the firmware's default, 1 h
+    alarm_silence_ms: int | None = None   # None: the firmware's default, 1 h
 
     def daily_basal_ng(self) -> int:
         """The schedule's total over a day (rounded down)."""
@@ -85,6 +87,10 @@ class Prescription:
             out["catheter"] = self.catheter.to_firmware()
         if self.refill_notice_ms is not None:
             out["refill_notice_s"] = self.refill_notice_ms // 1000
+        if self.stop_reminder_ms is not None:
+            out["stop_reminder_s"] = self.stop_reminder_ms // 1000
+        if self.alarm_silence_ms is not None:
+            out["alarm_silence_s"] = self.alarm_silence_ms // 1000
         return out
 
 
@@ -226,7 +232,8 @@ def _parse(table: dict, w: str) -> Prescription:
     pb_table = _table(table, "patient_bolus", f"{w}patient_bolus")
     pb = _patient_bolus(pb_table, w) if pb_table is not None else None
     limits = _required_table(table, "limits", f"{w}limits")
-    _known(limits, ("max_daily_dose", "low_reservoir", "refill_notice"), f"{w}limits.")
+    _known(limits, ("max_daily_dose", "low_reservoir", "refill_notice", "stop_reminder",
+                    "alarm_silence"), f"{w}limits.")
     if "max_daily_dose" not in limits:
         raise InputError(f"{w}limits.max_daily_dose", "(missing)", 'a dose such as "6 mg"')
     max_daily = units.mass_ng(limits["max_daily_dose"], f"{w}limits.max_daily_dose")
@@ -243,6 +250,8 @@ def _parse(table: dict, w: str) -> Prescription:
         if notice > 90 * DAY_MS:
             raise InputError(f"{w}limits.refill_notice", limits["refill_notice"],
                              "a notice from 0 to 90 d before the low-reservoir date")
+    reminder = _reminder(limits, "stop_reminder", w, "an open-ended stop raises therapy_stopped")
+    silence = _reminder(limits, "alarm_silence", w, "an acknowledged critical alarm sounds again")
     cat_table = _table(table, "catheter", f"{w}catheter")
     catheter = _catheter(cat_table, w) if cat_table is not None else None
     rx = Prescription(drug.name, conc, steps, continuous, pb, max_daily, low)
@@ -255,7 +264,19 @@ def _parse(table: dict, w: str) -> Prescription:
         _bolus_hard(pb, pb_table, drug, max_daily, w)
     warnings = slips + _warnings(drug, conc, max_daily, basal, pb)
     return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings),
-                        u, source, profile, screening, catheter, notice, effect)
+                        u, source, profile, screening, catheter, notice, effect, reminder,
+                        silence)
+
+
+def _reminder(limits: dict, key: str, w: str, what: str) -> int | None:
+    """limits.stop_reminder / limits.alarm_silence: 1 min to 24 h (None: not given)."""
+    if key not in limits:
+        return None
+    ms = _whole_seconds(units.duration_ms(limits[key], f"{w}limits.{key}"), f"{w}limits.{key}",
+                        limits[key])
+    if not 60_000 <= ms <= DAY_MS:
+        raise InputError(f"{w}limits.{key}", limits[key], f"from 1 min to 24 h ({what} after it)")
+    return ms
 
 
 def _source(table: dict, drug, w: str) -> str | None:

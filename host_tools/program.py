@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from host_tools import boardlimits, clinical, druglib, fmt, titration, units
+from host_tools import boardlimits, clinical, druglib, fmt, stability, titration, units
 from host_tools.clinical import daily_basal_ng
 from host_tools.context import Plan, Report, UsageError
 from host_tools.errors import InputError
@@ -178,6 +178,10 @@ def plan_program(lk: Link, rx: Prescription, params: dict, label: str, override:
     if titration.is_start(old_change, rx.drug) and trial.screening_ng and trial.effect_s:
         start = titration.start_rule(rule, rx.drug, trial.screening_ng, trial.effect_s)
 
+    st = lk.call("status", changes=False)
+    fill_drug, fill_conc = st.get("fill_drug"), st.get("fill_conc_ng_ml", 0)
+    mismatch = ((fill_drug is not None and fill_drug != rx.drug)
+                or (fill_conc and fill_conc != rx.concentration_ng_per_ml))
     table = side_by_side(old, params)
     lines = [f"Pump {pump_id}: {label}", *table]
     lines += [f"  warning: {w}" for w in rx.warnings]
@@ -186,6 +190,16 @@ def plan_program(lk: Link, rx: Prescription, params: dict, label: str, override:
         if new_ng == start.dose_ng_day:
             lines.append("  this prescription starts there")
     req: dict = {"params": params}
+    if st.get("fills") and st.get("expiry_ts", -1) < 0:
+        # the fill came before its drug was known (refill, then program): its stability now
+        try:
+            stable_ms, why = stability.fill_stability(rx.drug, rx.concentration_ng_per_ml,
+                                                      st.get("fills") == 1)
+            req["stable_s"] = stable_ms // 1000
+            lines.append(f"  the fill in the reservoir stays usable for {fmt.span(stable_ms // 1000)}"
+                         f" ({rx.drug}, {why}): drug_expired after that")
+        except InputError:
+            pass
     cap = None if ceiling is None else ceiling.ceiling_ng_day
     start_obj = None if start is None else {
         "screening_ng": start.screening_ng, "effect_s": start.effect_s,
@@ -242,6 +256,16 @@ def plan_program(lk: Link, rx: Prescription, params: dict, label: str, override:
                 data={"old": old, "new": params, "titration": texts, "override": override,
                       "override_ceiling_ng_day": cap, "start_rule": start_obj,
                       "text_table": table})
+    if mismatch:
+        held = (f"{fill_drug or 'a drug not named'}"
+                + (f" at {fmt.conc(fill_conc, rx.unit)}" if fill_conc else ""))
+        plan.blocked = [f"the reservoir holds {held}; this prescription is for {rx.drug} at "
+                        f"{fmt.conc(rx.concentration_ng_per_ml, rx.unit)}"]
+        plan.refusal = UsageError(
+            f"refill first: the reservoir holds {held}, and a program must be for the drug and "
+            f"concentration in it (`pumpctl refill --volume V --drug {rx.drug} --concentration "
+            f"\"{fmt.conc(rx.concentration_ng_per_ml, rx.unit)}\"`); nothing was sent")
+        return plan
     if broken and (not override or (cap is not None and new_ng > cap)):
         plan.blocked = [f"titration: {b}" for b in texts]
         plan.refusal = UsageError(_refusal(rx, new_ng, ceiling, override))

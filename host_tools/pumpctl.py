@@ -261,11 +261,25 @@ def parser() -> argparse.ArgumentParser:
                    help='the volume in the reservoir after refilling, e.g. "20 mL"')
     c.add_argument("--concentration", metavar="C", help='the new drug\'s concentration, e.g. '
                    '"25 mg/mL" (default: unchanged)')
+    c.add_argument("--drug", metavar="NAME", help="the drug now in the reservoir, from the drug "
+                   "library (default: the program's; a pump with no program takes the first "
+                   "program's). Another drug than the program's stops delivery until a "
+                   "prescription of it is programmed")
     c.add_argument("--residual", metavar="R", help='the residual volume drawn out, e.g. '
                    '"2.1 mL"')
     c.add_argument("--stable-for", metavar="T", help='how long this fill stays usable in the '
                    'pump, e.g. "30 d" (default: the drug library\'s stability table; the pump '
                    'raises drug_expired after it)')
+    _confirm_opts(c, True)
+    c = cmd("catheter", "record a new or revised catheter: empty, so a prime may fill it "
+            "(two-step confirmation)",
+            "After an implant or a catheter revision: the pump then takes the catheter as "
+            "empty, so that the next prime may fill it (up to its volume); it refuses a prime "
+            "into a full catheter, which would push its whole volume of drug into the patient. "
+            "Two confirmations: yes, then the catheter's volume typed again; or --yes --yes, "
+            "or --confirm VOLUME.")
+    c.add_argument("--revised", action="store_true", help="the catheter is new or revised "
+                   "(and empty)")
     _confirm_opts(c, True)
     cmd("alarms", "list the active alarms")
     c = cmd("ack", "acknowledge an alarm (silences its tone)")

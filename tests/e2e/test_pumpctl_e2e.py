@@ -2,12 +2,14 @@
 and refused, refills, alarms after an injected fault, stop and resume, maintenance."""
 
 import json
+import tomllib
 
 import pytest
 
 import serial
 
 from e2e_prescriptions import BACLOFEN, MORPHINE, ZICONOTIDE
+from host_tools import units
 
 
 def write(tmp_path, text, name="rx.toml"):
@@ -22,14 +24,34 @@ def status(pumpctl):
     return json.loads(out)
 
 
-def programmed(pumpctl, tmp_path, text=MORPHINE, *extra):
-    if status(pumpctl)["reservoir_nl"] == 0:  # a new pump: fill and record it first
+def fill_for(pumpctl, text):
+    """The reservoir holds the prescription's drug at its concentration: a new pump is filled
+    (the first program names its drug); on a pump that holds another (the shared pump of
+    `make test-hw`) the drug is changed with a refill, which stops delivery until the program.
+    True when delivery was stopped so."""
+    rx = tomllib.loads(text)
+    st = status(pumpctl)
+    if st["reservoir_nl"] == 0:
         assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+        return False
+    conc = units.concentration_ng_per_ml(rx["concentration"], "concentration")
+    if st.get("fill_drug") in (None, rx["drug"]) and st.get("fill_conc_ng_ml") in (0, conc):
+        return False
+    rc, out, err = pumpctl("refill", "--volume", "20 mL", "--drug", rx["drug"],
+                           "--concentration", rx["concentration"], "--yes")
+    assert rc == 0, out + err
+    return True
+
+
+def programmed(pumpctl, tmp_path, text=MORPHINE, *extra):
+    changed = fill_for(pumpctl, text)
     if not extra and text == MORPHINE:
         # 2 mg/day is above an opioid-naive start: this patient comes from another pump
         extra = ("--override-titration", "already on 2.5 mg/day intrathecal morphine")
     rc, out, err = pumpctl("program", write(tmp_path, text), "--yes", *extra)
     assert rc == 0, out + err
+    if changed:
+        assert pumpctl("resume", "--yes")[0] == 0
     return out
 
 
