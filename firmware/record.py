@@ -121,7 +121,8 @@ class Record:
         self.save_fails = 0     # state saves that failed in a row
         self._saving = False
         self.save_id = 0        # the number of the last save the flash confirmed
-        self.journal_port = None  # save_journal(buf) -> True when on flash (None: no journal)
+        # save_journal(buf) -> True when on flash (None: no journal)
+        self.journal_port: "SavePort | None" = None
         self.jbuf = array("i", [0] * JOURNAL_LEN)
 
     def save(self, clean=False, now=-1):
