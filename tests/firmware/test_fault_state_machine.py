@@ -83,7 +83,7 @@ from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
 from firmware.guard import UNITS
 from firmware.codes import DONE, NOT_DONE, UNCERTAIN
 from firmware.record import LEGACY_MAGIC, STATE_MAGIC
-from firmware.rx import RxError
+from firmware.rx import RxError, catheter_nl
 from firmware.store import RecordStore, pack_ints, unpack_ints
 from firmware.therapy import BOOT_WATCHDOG, Therapy
 from tests.testboard import Board as BoardBase
@@ -189,6 +189,12 @@ class FaultBench:
         self.stopped = False      # what the pump was told, as far as its record knows
         self.strokes = []         # v of every stroke the plant made (the truth)
         self.caps = []            # the cap in strokes in force at each of them
+        # The drug mass that reached the patient with each stroke (nL x ng/mL, so 10**6 times
+        # ng): what the catheter's tip gave out, from a model of the catheter of its own
+        self.mass_cum = [0]       # ... as running sums, one more than strokes
+        self.res_conc = 0         # the concentration really in the reservoir
+        self.cath_nl = 0          # the real catheter's volume (0: none modelled)
+        self.tip = []             # what it holds, from the tip back: [[nL, ng/mL], ...]
         self.pb_starts = []
         self.tones = []
         self.true_res_nl = 0      # what the reservoir really holds
@@ -256,6 +262,7 @@ class FaultBench:
             raise Violation("reservoir_floor: the plant's reservoir ran dry at v=%d" % v)
         self.strokes.append(v)
         self.caps.append(self.plan.cap)
+        self._pushed(self.S)
         self.true_res_nl -= self.S
         self.boot_strokes += 1
         self.res_since += 1
@@ -287,6 +294,7 @@ class FaultBench:
         self.plant.stalled = True
         self.strokes.append(v)
         self.caps.append(self.plan.cap)
+        self._pushed(self.S // 2)
         self.true_res_nl -= self.S // 2
         self.res_since += 1
         self.boot_uncertain += 1
@@ -294,22 +302,45 @@ class FaultBench:
         self.plant.push(v)
         return UNCERTAIN
 
+    def _pushed(self, nl):
+        """A stroke pushed nl of the reservoir's solution into the catheter: the same volume
+        leaves its tip, of whatever it held there (nothing, while it is still filling)."""
+        if not self.cath_nl:
+            mass = nl * self.res_conc
+        else:
+            self.tip.append([nl, self.res_conc])
+            mass = 0
+            left = nl
+            while left:
+                seg = self.tip[0]
+                take = min(left, seg[0])
+                mass += take * seg[1]
+                seg[0] -= take
+                left -= take
+                if not seg[0]:
+                    self.tip.pop(0)
+        self.mass_cum.append(self.mass_cum[-1] + mass)
+
     def _check_cap(self, v):
-        """The rolling 24 h of real strokes ending at v, against the cap in force now; after a
-        stated assumption, the strokes before it are replaced by the assumed ones."""
+        """The rolling 24 h of drug mass that reached the patient, ending at v, against the cap
+        in force now (a mass: however the concentration changed, and whatever the catheter
+        held); after a stated assumption, the strokes before it are replaced by the assumed
+        ones."""
         start = v - DAY
+        cum = self.mass_cum
         if self.assumed is not None and self.assumed[0] > start:
-            v0, ghosts = self.assumed
-            n = len(self.strokes) - bisect_right(self.strokes, v0)
-            n += len(ghosts) - bisect_right(ghosts, start)
+            v0, ghosts, ghost_mass = self.assumed
+            mass = cum[-1] - cum[bisect_right(self.strokes, v0)]
+            mass += (len(ghosts) - bisect_right(ghosts, start)) * ghost_mass
             name = "cap_under_the_stated_assumption"
         else:
-            n = len(self.strokes) - bisect_right(self.strokes, start)
+            mass = cum[-1] - cum[bisect_right(self.strokes, start)]
             name = "rolling_24h_cap_holds_across_reboots"
-        if n > self.plan.cap:
-            raise Violation("%s: %d strokes in the 24 h ending at v=%d, the cap is %d (boots so "
-                            "far %d, power cuts %d)" % (name, n, v, self.plan.cap, self.boots,
-                                                        self.cuts))
+        cap = self.params["max_daily_ng"] * 10**6
+        if mass > cap:
+            raise Violation("%s: %.1f ug in the 24 h ending at v=%d, the cap is %.1f ug (boots "
+                            "so far %d, power cuts %d)" % (name, mass / 1e9, v, cap / 1e9,
+                                                           self.boots, self.cuts))
 
     def on_save(self, buf):
         if self.write_fails:
@@ -512,6 +543,9 @@ class FaultBench:
 
     def start(self, params, volume_nl):
         self.boot()
+        self.res_conc = params["conc_ng_ml"]
+        self.cath_nl = catheter_nl(params)
+        self.tip = [[self.cath_nl, 0]] if self.cath_nl else []   # a new catheter: empty
         self.params = params
         self.plan = compile_rx(params, BOARD)
         self.th.program(self.tick(), params)
@@ -683,7 +717,7 @@ class FaultBench:
             ghosts += [self.v - j * MIN] * (upto - done)
             done = upto
         ghosts.sort()
-        self.assumed = (self.v, ghosts)
+        self.assumed = (self.v, ghosts, self.S * self.params["conc_ng_ml"])
 
     def refill(self, volume_nl, residual_nl=-1):
         return self._refill(volume_nl, residual_nl)
@@ -705,6 +739,53 @@ class FaultBench:
             self.true_res_nl = volume_nl
             return self._refill(volume_nl, residual_nl)
         return r
+
+    def refill_concentration(self, volume_nl, new_conc):
+        """A refill with a new concentration of the same drug, the bridge (the settings'
+        catheter) confirmed. The reservoir holds the new solution whatever the pump makes of
+        the request; after a cut the host asks again."""
+        pump = self.pump
+        self._call(pump.service, self.tick())
+        if self.pump is not pump or pump.rx is None:
+            return None   # (a new concentration comes with the program it is for)
+        r = self._call(self.th.refill, self.tick(), volume_nl, new_conc, -1,
+                       catheter_nl(self.params))
+        if self.pump is not pump:
+            # cut inside: the new solution is in the reservoir; the host asks again
+            self.res_conc = new_conc
+            self.true_res_nl = volume_nl
+            self.res_unknown = True   # (whether the pump took the volume before the cut)
+            return self.refill_concentration(volume_nl, new_conc)
+        if r == 0:   # (a refused refill: the clinician puts the old solution back)
+            self.res_conc = new_conc
+            self.true_res_nl = volume_nl
+            self.res_unknown = False
+            self.res_anchor = volume_nl
+            self.res_since = 0
+            self.params = dict(self.params, conc_ng_ml=new_conc)
+            self.plan = compile_rx(self.params, BOARD)
+            self._begin("concentration")
+        return r
+
+    def revise_catheter(self):
+        """The catheter is replaced (an operation: it is empty), then recorded in two steps."""
+        if not self.cath_nl:
+            return
+        self.tip = [[self.cath_nl, 0]]
+        th = self.th
+        pump = self.pump
+        self._call(th.arm_catheter, self.tick())
+        if self.pump is pump:
+            self._call(th.revise_catheter, self.tick(), th.cath_id)
+
+    def prime(self, dose_nl):
+        """A priming bolus in two steps: refused unless the pump takes the catheter as empty
+        with room for it."""
+        th = self.th
+        pump = self.pump
+        r = self._call(th.arm_prime, self.tick(), dose_nl)
+        if self.pump is pump and r == 0:
+            self._call(th.prime, self.tick(), dose_nl, th.prime_id)
 
     def occlusion(self, full):
         plant = self.plant
@@ -783,6 +864,9 @@ def prescriptions(draw, conc=None):
         cap = basal_strokes * draw(st.integers(11, 30)) // 10 + 1
     params["max_daily_ng"] = cap * S * per_nl
     params["pb"] = None
+    if draw(st.booleans()):
+        # the patient's catheter (60 cm at 2.6 uL/cm: 156 uL), which primes and bridges need
+        params["catheter"] = {"model": "test", "length_mm": 600, "nl_per_cm": 2600}
     if draw(st.integers(0, 3)):
         lock_s = draw(st.sampled_from([600, 900, 3600, 7200]) | st.integers(600, 14400))
         dur_s = draw(st.integers(1, min(lock_s, 1800)))
@@ -916,9 +1000,32 @@ class FaultMachine(RuleBasedStateMachine):
         conc = b.params["conc_ng_ml"] if data.draw(st.integers(0, 4), label="fill") else None
         params = b.params if data.draw(st.booleans(), label="same") else \
             data.draw(prescriptions(conc), label="params")
+        # the same patient: the catheter (or none) the pump started with
+        params = {k: v for k, v in params.items() if k != "catheter"}
+        if "catheter" in b.params:
+            params["catheter"] = b.params["catheter"]
         b.program(params)
 
     # -- faults
+    @rule(conc=st.sampled_from([1_000_000, 2_000_000, 5_000_000, 10_000_000, 25_000_000]),
+          volume=st.sampled_from([20_000_000, 5_000_000]))
+    def refill_at_another_concentration(self, conc, volume):
+        """Drug mass, not volume: a stronger or weaker solution of the same drug, its bridge
+        confirmed (a pump without a catheter in its settings refuses it)."""
+        b = self.bench
+        if conc != b.params["conc_ng_ml"]:
+            b.refill_concentration(volume, conc)
+
+    @rule()
+    def revise_catheter(self):
+        self.bench.revise_catheter()
+
+    @rule(eighths=st.integers(1, 8) | st.just(8))
+    def prime(self, eighths):
+        """A prime into the catheter (refused into a full one: it would reach the patient)."""
+        b = self.bench
+        b.prime(max(b.S, catheter_nl(b.params) * eighths // 8))
+
     @rule(full=st.booleans())
     def occlusion(self, full):
         self.bench.occlusion(full)
