@@ -101,8 +101,18 @@ class Plant:
         self.charge_t = 0
         self.last_stroke_t = -1
         self.occluded_strokes = 0  # strokes pushed since the catheter was last occluded
+        self.t = 0                 # virtual time (ms) the sensors read at: sense_pressure()
+        self.p_zero = board.P_RAW_ZERO
+        self.p_per_kpa = board.P_RAW_PER_KPA
 
     # ---- catheter pressure ---------------------------------------------------------------
+    # The pressure is kept as it was at p_t and decayed in closed form when it is read: one
+    # step of whole 1/16 half-lives, floored, per reading. Readings at other times would round
+    # differently, so the rule is: decay at every reading (and stroke) while there is pressure
+    # to decay, exactly as the first version of the model did. At zero nothing can change, and
+    # p_t only matters once a stroke has raised the pressure (push sets it), so a reading at
+    # zero, or a second reading at the same instant, skips the decay: the common case between
+    # two strokes of an open catheter costs no arithmetic at all.
     def pressure(self, t):
         """Outlet pressure (Pa) at virtual time t, decayed through the catheter since p_t."""
         dt = t - self.p_t
@@ -116,7 +126,9 @@ class Plant:
 
     def push(self, t):
         """A stroke into the catheter at t."""
-        self.pressure(t)
+        if self.p_pa:
+            self.pressure(t)
+        self.p_t = t
         self.p_pa += self.rise_pa
         self.last_stroke_t = t
         if self.half_ms != OPEN_HALF_MS:
@@ -124,16 +136,27 @@ class Plant:
         self.charge -= BAT_STROKE_DRAIN
 
     def read_pressure(self, t):
-        b = self.board
-        if self.p_mode == "out_of_range":
-            return 65535
-        if self.p_mode == "stuck":
-            return self.p_stuck
-        pa = self.pressure(t)
-        n = NOISY_PA if self.p_mode == "noisy" else self.noise_pa
+        """The pressure sensor's ADC reading at t (the plant's clock moves to t)."""
+        self.t = t
+        return self.sense_pressure()
+
+    def sense_pressure(self):
+        """The pressure sensor's ADC reading now (at self.t): the engine's HAL calls it as is."""
+        mode = self.p_mode
+        n = self.noise_pa
+        if mode != "ok":
+            if mode == "out_of_range":
+                return 65535
+            if mode == "stuck":
+                return self.p_stuck
+            if mode == "noisy":
+                n = NOISY_PA
+        pa = self.p_pa
+        if pa and self.p_t != self.t:
+            pa = self.pressure(self.t)
         if n:
             pa += self.sensor_rng.below(2 * n + 1) - n
-        raw = b.P_RAW_ZERO + pa * b.P_RAW_PER_KPA // 1000
+        raw = self.p_zero + pa * self.p_per_kpa // 1000
         return 0 if raw < 0 else 65535 if raw > 65535 else raw
 
     # ---- battery ---------------------------------------------------------------------------
@@ -148,7 +171,14 @@ class Plant:
         self.charge_t = t
 
     def read_battery(self, t):
+        """The battery's ADC reading at t (the plant's clock moves to t)."""
+        self.t = t
+        return self.sense_battery()
+
+    def sense_battery(self):
+        """The battery's ADC reading now (at self.t)."""
         b = self.board
+        t = self.t
         if self.b_mode == "out_of_range":
             return 0
         if self.b_mode == "stuck":
@@ -265,41 +295,44 @@ class Flash:
 
 
 class Hal:
-    """The board as the firmware sees it, backed by the engine's plant and flash."""
+    """The board as the firmware sees it, backed by the engine's plant and flash. The engine
+    keeps the plant's clock (plant.t) at its own virtual time, so the sensors are the plant's
+    own methods, called by the firmware without a layer in between."""
 
     def __init__(self, board, engine):
         for name in dir(board):
             if name.isupper():
                 setattr(self, name, getattr(board, name))  # the board's constants
         self.engine = engine
+        plant = engine.plant
+        self.plant = plant
+        self.pending = engine.pending
+        self.read_pressure = plant.sense_pressure
+        self.read_battery = plant.sense_battery
 
     def stroke(self):
-        engine = self.engine
-        plant = engine.plant
+        plant = self.plant
         if plant.stalled:
-            if plant.stalled == PARTWAY:
-                # The motor stalls partway through this stroke: part of it reaches the patient
-                # and the driver cannot say how much (boards/__init__.py: 2, uncertain).
-                plant.stalled = True
-                engine._settle()           # the strokes before it, at their own volumes
-                engine.pending.append(engine.t)
-                plant.push(engine.t)
-                plant.half_next = True
-                engine._settle()
-                engine._break()
-                return 2
-            return False
-        engine.pending.append(engine.t)
-        plant.push(engine.t)
+            return self._stalled(plant)
+        t = plant.t
+        self.pending.append(t)  # the engine accounts it (the volume, the truth) when it settles
+        plant.push(t)
         return True
 
-    def read_pressure(self):
-        engine = self.engine
-        return engine.plant.read_pressure(engine.t)
-
-    def read_battery(self):
-        engine = self.engine
-        return engine.plant.read_battery(engine.t)
+    def _stalled(self, plant):
+        if plant.stalled == PARTWAY:
+            # The motor stalls partway through this stroke: part of it reaches the patient
+            # and the driver cannot say how much (boards/__init__.py: 2, uncertain).
+            engine = self.engine
+            plant.stalled = True
+            engine._settle()           # the strokes before it, at their own volumes
+            self.pending.append(plant.t)
+            plant.push(plant.t)
+            plant.half_next = True
+            engine._settle()
+            engine._break()
+            return 2
+        return False
 
     def tone(self, pattern):
         engine = self.engine
@@ -358,11 +391,11 @@ class Engine:
         self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
         self.boot_cause = 0
         self.flash = Flash()
-        self.hal = Hal(board, self)
-        self.log = Log(self)
-        self.t = 0                 # virtual ms since the start of the run
+        self.t = 0                 # virtual ms since the start of the run (and plant.t)
         self.acc_t = 0             # the ideal is accounted up to here
         self.pending = []          # times of strokes not yet accounted
+        self.hal = Hal(board, self)
+        self.log = Log(self)
         self.boot_t = 0            # when the running firmware booted
         self.clock_shift = 0       # set_clock shifts of the pump's real-time clock
         self.powered = True
@@ -451,39 +484,46 @@ class Engine:
         return self.powered and not self.stopped and not (self.active_alarms & codes.CRITICAL_MASK)
 
     # ---- the ideal ----------------------------------------------------------------------------
-    def _accrue(self, t_next):
-        """Add the ideal delivery from self.acc_t to t_next. The rate is constant in between:
-        the engine settles its accounts before anything can change it (a step boundary, an
-        event from the firmware, a scenario action)."""
+    def _ideal_add(self, t_next):
+        """The ideal delivery from self.acc_t to t_next (nL * ms/day: ideal_frac's unit), and
+        acc_t moved there. The rate is constant in between: the engine settles its accounts
+        before anything can change it (a step boundary, an event from the firmware, a scenario
+        action). Sets last_ms, the ideal volume of the last millisecond (same unit)."""
         dt = t_next - self.acc_t
         self.acc_t = t_next
         if dt <= 0 or not self._delivering():
-            return
+            return 0
         per_ms = self.basal
         add = per_ms * dt
-        if self.boluses:
-            for b in self.boluses:
+        boluses = self.boluses
+        if boluses:
+            ended = False
+            for b in boluses:
                 per_ms += b[1] * DAY_MS // b[2]
                 k = t_next - b[0]
-                if k > b[2]:
+                if k >= b[2]:
                     k = b[2]
+                    ended = True
                 now_val = b[1] * DAY_MS * k // b[2]
                 add += now_val - b[3]
                 b[3] = now_val
-            self.boluses = [b for b in self.boluses if t_next - b[0] < b[2]]
+            if ended:
+                self.boluses = [b for b in boluses if t_next - b[0] < b[2]]
         self.last_ms = per_ms
-        frac = self.ideal_frac + add
-        if frac >= DAY_MS:
+        return add
+
+    def _accrue(self, t_next):
+        """Add the ideal delivery from self.acc_t to t_next."""
+        add = self._ideal_add(t_next)
+        if add:
+            frac = self.ideal_frac + add
             whole = frac // DAY_MS
             self.ideal_nl += whole
-            frac -= whole * DAY_MS
-        self.ideal_frac = frac
-        frac = self.seg_ideal_frac + add
-        if frac >= DAY_MS:
+            self.ideal_frac = frac - whole * DAY_MS
+            frac = self.seg_ideal_frac + add
             whole = frac // DAY_MS
             self.seg_ideal_nl += whole
-            frac -= whole * DAY_MS
-        self.seg_ideal_frac = frac
+            self.seg_ideal_frac = frac - whole * DAY_MS
 
     def _anchor(self):
         """Start a new fault-free segment: the error is measured from here."""
@@ -500,53 +540,24 @@ class Engine:
     def _settle(self):
         """Account every stroke the firmware made since the last settlement, each at its own
         time and in order, then bring the ideal up to now. Strokes are only queued while the
-        firmware runs (Hal.stroke), which keeps the hot loop short."""
-        if self.sample_ms:
-            self._settle_sampled()
-            return
+        firmware runs (Hal.stroke), which keeps the hot loop short. A sampled run also takes
+        the samples due on the way: the ideal is integer arithmetic that adds up exactly in
+        pieces, so those extra stops change no figure and no trace."""
         pending = self.pending
         if pending:
-            account = self._account
-            if self.boluses or not self._delivering():
-                accrue = self._accrue
-                for ts in pending:
-                    accrue(ts)
-                    account(ts)
+            if self.sample_ms:
+                peaks = self.plant.peaks
+                for j in range(len(pending)):
+                    self._sample_before(pending[j])
+                    self._account(pending, j, j + 1)
+                    if peaks[j] > self.peak_pa:
+                        self.peak_pa = peaks[j]
+                peaks.clear()
             else:
-                # Constant basal rate, nothing else: _accrue's arithmetic, inline.
-                basal = self.basal
-                self.last_ms = basal
-                for ts in pending:
-                    add = basal * (ts - self.acc_t)
-                    self.acc_t = ts
-                    frac = self.ideal_frac + add
-                    whole = frac // DAY_MS
-                    self.ideal_nl += whole
-                    self.ideal_frac = frac - whole * DAY_MS
-                    frac = self.seg_ideal_frac + add
-                    whole = frac // DAY_MS
-                    self.seg_ideal_nl += whole
-                    self.seg_ideal_frac = frac - whole * DAY_MS
-                    account(ts)
+                self._account(pending, 0, len(pending))
             pending.clear()  # (del pending[:] makes a slice object on MicroPython)
-        self._accrue(self.t)
-
-    def _settle_sampled(self):
-        """_settle for a sampled run: the same accounts, with a sample taken at every grid
-        time passed on the way. The ideal is integer arithmetic that adds up exactly in pieces,
-        so the extra stops change no figure and no trace."""
-        pending = self.pending
-        peaks = self.plant.peaks
-        for j in range(len(pending)):
-            ts = pending[j]
-            self._sample_before(ts)
-            self._accrue(ts)
-            self._account(ts)
-            if peaks[j] > self.peak_pa:
-                self.peak_pa = peaks[j]
-        pending.clear()
-        peaks.clear()
-        self._sample_before(self.t)
+        if self.sample_ms:
+            self._sample_before(self.t)
         self._accrue(self.t)
 
     def _sample_before(self, t):
@@ -571,55 +582,122 @@ class Engine:
             g += step
         self.next_sample = g
 
-    def _account(self, t):
-        vol = self.plant.stroke()
-        self.strokes += 1
-        self.delivered_nl += vol
-        if self.fault_free:
-            # The firmware keeps time in whole milliseconds, so the gap is sampled on that grid:
-            # one millisecond before the stroke (ideal - delivered is largest there) and right
-            # after it (delivered - ideal is largest there). Values are rounded up to whole nL.
-            # ideal 1 ms earlier, rounded up: seg_ideal_nl + ceil((frac - last_ms) / DAY_MS)
-            before = self.seg_ideal_nl - ((self.last_ms - self.seg_ideal_frac) // DAY_MS)
-            under_cmd = before - self.seg_cmd
-            under = before - self.seg_dlv
-            self.seg_dlv += vol
-            self.seg_cmd += self.stroke_nl
-            over_cmd = self.seg_cmd - self.seg_ideal_nl
-            over = self.seg_dlv - self.seg_ideal_nl
-            m = under if under > over else over
-            if m > self.max_err:
-                self.max_err = m
-            m = under_cmd if under_cmd > over_cmd else over_cmd
-            if m > self.max_err_cmd:
-                self.max_err_cmd = m
-        # Rolling 24 h of truth, window (t - 24 h, t].
-        self.win_t.append(t)
-        self.win_v.append(vol)
-        m = vol * self.conc_mult
-        self.win_m.append(m)
-        s = self.win_sum + vol
-        ms = self.win_msum + m
-        h = self.win_head
-        limit = t - DAY_MS
+    def _account(self, pending, lo, hi):
+        """Account the strokes at times pending[lo:hi], in order: the ideal up to each, its
+        real volume (the plant's), the gap to the ideal in fault-free time, the rolling 24 h of
+        truth, the trace. This is most of the simulator's own work per stroke, so the state
+        lives in locals for the loop (far cheaper than attributes on both runtimes) and goes
+        back at the end; nothing the loop calls reads it meanwhile."""
+        # A constant basal rate and nothing else (the common case): the ideal inline. A sampled
+        # run always asks _ideal_add, as the samples between strokes do.
+        inline = not self.sample_ms and not self.boluses and self._delivering()
+        basal = self.basal
+        acc_t = self.acc_t
+        last_ms = basal if inline else self.last_ms
+        ideal_nl = self.ideal_nl
+        ideal_frac = self.ideal_frac
+        seg_nl = self.seg_ideal_nl
+        seg_frac = self.seg_ideal_frac
+        plant_stroke = self.plant.stroke
+        stroke_nl = self.stroke_nl
+        delivered = self.delivered_nl
+        fault_free = self.fault_free
+        seg_dlv = self.seg_dlv
+        seg_cmd = self.seg_cmd
+        max_err = self.max_err
+        max_err_cmd = self.max_err_cmd
+        # Rolling 24 h of truth, window (t - 24 h, t], as volume and as drug mass.
         wt = self.win_t
-        while wt[h] <= limit:
-            s -= self.win_v[h]
-            ms -= self.win_m[h]
-            h += 1
-        if h > 4096:
-            del self.win_t[:h]
-            del self.win_v[:h]
-            del self.win_m[:h]
-            h = 0
+        wv = self.win_v
+        wm = self.win_m
+        h = self.win_head
+        wsum = self.win_sum
+        wmsum = self.win_msum
+        max_24h = self.max_24h
+        period_max = self.period_max
+        conc_mult = self.conc_mult
+        hsh = self.hash
+        trace = self.trace if self.want_trace else None
+        for j in range(lo, hi):
+            ts = pending[j]
+            if inline:
+                add = basal * (ts - acc_t)
+                acc_t = ts
+            else:
+                add = self._ideal_add(ts)
+                last_ms = self.last_ms
+            frac = ideal_frac + add
+            whole = frac // DAY_MS
+            ideal_nl += whole
+            ideal_frac = frac - whole * DAY_MS
+            frac = seg_frac + add
+            whole = frac // DAY_MS
+            seg_nl += whole
+            seg_frac = frac - whole * DAY_MS
+            vol = plant_stroke()
+            delivered += vol
+            if fault_free:
+                # The firmware keeps time in whole milliseconds, so the gap is sampled on that
+                # grid: one millisecond before the stroke (ideal - delivered is largest there)
+                # and right after it (delivered - ideal is largest there), rounded up to whole
+                # nL. The ideal 1 ms earlier, rounded up: seg_nl + ceil((seg_frac - last_ms) /
+                # DAY_MS).
+                before = seg_nl - ((last_ms - seg_frac) // DAY_MS)
+                under_cmd = before - seg_cmd
+                under = before - seg_dlv
+                seg_dlv += vol
+                seg_cmd += stroke_nl
+                over_cmd = seg_cmd - seg_nl
+                over = seg_dlv - seg_nl
+                m = under if under > over else over
+                if m > max_err:
+                    max_err = m
+                m = under_cmd if under_cmd > over_cmd else over_cmd
+                if m > max_err_cmd:
+                    max_err_cmd = m
+            wt.append(ts)
+            wv.append(vol)
+            m = vol * conc_mult
+            wm.append(m)
+            wsum += vol
+            wmsum += m
+            limit = ts - DAY_MS
+            while wt[h] <= limit:
+                wsum -= wv[h]
+                wmsum -= wm[h]
+                h += 1
+            if h > 4096:
+                del wt[:h]
+                del wv[:h]
+                del wm[:h]
+                h = 0
+            if wsum > max_24h:
+                max_24h = wsum
+            if wmsum > period_max:
+                period_max = wmsum
+            # _record(ts, 0, vol, 0), inline
+            hsh = (hsh * 1000003 + ts * 31 + vol * 3) % HASH_MOD
+            if trace is not None:
+                trace.append([ts, 0, vol, 0])
+        if inline:
+            self.acc_t = acc_t
+            self.last_ms = last_ms
+        self.ideal_nl = ideal_nl
+        self.ideal_frac = ideal_frac
+        self.seg_ideal_nl = seg_nl
+        self.seg_ideal_frac = seg_frac
+        self.strokes += hi - lo
+        self.delivered_nl = delivered
+        self.seg_dlv = seg_dlv
+        self.seg_cmd = seg_cmd
+        self.max_err = max_err
+        self.max_err_cmd = max_err_cmd
         self.win_head = h
-        self.win_sum = s
-        self.win_msum = ms
-        if s > self.max_24h:
-            self.max_24h = s
-        if ms > self.period_max:
-            self.period_max = ms
-        self._record(t, 0, vol, 0)
+        self.win_sum = wsum
+        self.win_msum = wmsum
+        self.max_24h = max_24h
+        self.period_max = period_max
+        self.hash = hsh
 
     def on_event(self, code, a, b):
         self._settle()
@@ -819,10 +897,12 @@ class Engine:
         """The hot loop: wake the firmware at each deadline it asks for, before `horizon` (the
         next scenario event or basal step). Accounting waits for _settle()."""
         pump = self.pump
+        plant = self.plant
         base = self.ticks0 - self.boot_t
         tn = self.t + pump.next_in_ms((base + self.t) & MASK)
         while tn < horizon:
             self.t = tn
+            plant.t = tn
             tn += pump.service((base + tn) & MASK)
 
     def run(self):
@@ -859,6 +939,7 @@ class Engine:
                 nxt = self.power_on_at
             self._settle()
             self.t = nxt
+            self.plant.t = nxt
             if self.powered:
                 self.pump.service(self.ticks(nxt))
                 self._settle()
