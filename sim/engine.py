@@ -14,6 +14,17 @@ from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.ticks import MASK
 
+
+class micropython:
+    """`@micropython.native` has the MicroPython VM compile a method to machine code: its
+    compiler knows the decorator by name and never looks this class up. On CPython it is
+    this no-op. Only the simulator's own per-stroke methods use it, never firmware code."""
+
+    @staticmethod
+    def native(f):
+        return f
+
+
 DAY_MS = 86400000
 HASH_MOD = 2147483647
 
@@ -47,6 +58,7 @@ class Rng:
     def __init__(self, seed):
         self.s = (seed * 2654435761 + 1) & 0x7FFFFFFF
 
+    @micropython.native
     def below(self, n):
         """A value in 0..n-1, uniform for n up to 2**24 (draws at or above the largest multiple
         of n that fits are thrown away, so small values are not favoured)."""
@@ -103,6 +115,7 @@ class Plant:
         self.occluded_strokes = 0  # strokes pushed since the catheter was last occluded
         self.t = 0                 # virtual time (ms) the sensors read at: sense_pressure()
         self.p_zero = board.P_RAW_ZERO
+        self.peaks = []            # the pressure right after each stroke (SampledPlant only)
         self.p_per_kpa = board.P_RAW_PER_KPA
 
     # ---- catheter pressure ---------------------------------------------------------------
@@ -113,6 +126,7 @@ class Plant:
     # p_t only matters once a stroke has raised the pressure (push sets it), so a reading at
     # zero, or a second reading at the same instant, skips the decay: the common case between
     # two strokes of an open catheter costs no arithmetic at all.
+    @micropython.native
     def pressure(self, t):
         """Outlet pressure (Pa) at virtual time t, decayed through the catheter since p_t."""
         dt = t - self.p_t
@@ -124,6 +138,7 @@ class Plant:
             self.p_pa = p
         return p
 
+    @micropython.native
     def push(self, t):
         """A stroke into the catheter at t."""
         if self.p_pa:
@@ -140,6 +155,7 @@ class Plant:
         self.t = t
         return self.sense_pressure()
 
+    @micropython.native
     def sense_pressure(self):
         """The pressure sensor's ADC reading now (at self.t): the engine's HAL calls it as is."""
         mode = self.p_mode
@@ -190,6 +206,7 @@ class Plant:
             mv += self.sensor_rng.below(2 * BAT_NOISY_MV + 1) - BAT_NOISY_MV
         return mv * b.B_MV_DEN // b.B_MV_NUM + 1
 
+    @micropython.native
     def stroke(self):
         vol = self.stroke_nl
         if self.half_next:
@@ -210,6 +227,7 @@ class SampledPlant(Plant):
     right after each stroke (its peak), in step with Engine.pending. A subclass, so a run
     without samples pays nothing per stroke for it."""
 
+    @micropython.native
     def push(self, t):
         Plant.push(self, t)
         self.peaks.append(self.p_pa)
@@ -258,8 +276,8 @@ class Flash:
     which is the same as writing every save and keeping the last."""
 
     def __init__(self):
-        self.params = None
-        self.state = None
+        self.params = None  # type: dict | None
+        self.state = None  # type: list | None
         self.saves = 0
         self.failed_saves = 0
         self.store = RecordStore(MemDev(), "state")
@@ -310,6 +328,7 @@ class Hal:
         self.read_pressure = plant.sense_pressure
         self.read_battery = plant.sense_battery
 
+    @micropython.native
     def stroke(self):
         plant = self.plant
         if plant.stalled:
@@ -383,9 +402,10 @@ class Engine:
         self.marks = []            # firmware events [t, code, a, b] of a sampled run
         self.acts = []             # scenario actions [t, action] of a sampled run
         self.peak_pa = 0           # highest stroke peak since the last sample
-        self.plant = (SampledPlant if self.sample_ms else Plant)(self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"],
-                           self.rng, board, plan.get("pressure_noise_pa", 0), plan["seed"])
-        self.plant.peaks = []
+        self.plant = (SampledPlant if self.sample_ms else Plant)(
+            self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"], self.rng, board,
+            plan.get("pressure_noise_pa", 0), plan["seed"])
+        self.peaks = self.plant.peaks  # a sampled run's, in step with pending
         self.tones = [0, 0]        # critical, warning patterns sounded
         self.tone_trace = []       # [t_s, pattern] of each (the first TONE_TRACE_MAX)
         self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
@@ -400,7 +420,7 @@ class Engine:
         self.clock_shift = 0       # set_clock shifts of the pump's real-time clock
         self.powered = True
         self.power_on_at = 0
-        self.pump = None
+        self.pump = None  # type: Pump | None
         self.reservoir_account = 0
         # The prescription as the engine knows it (for the ideal).
         self._set_rx(plan["rx"])
@@ -409,8 +429,8 @@ class Engine:
         self.strokes = 0
         self.ideal_nl = 0          # the ideal integral: ideal_nl + ideal_frac / DAY_MS
         self.ideal_frac = 0
-        self.seg_ideal_nl = 0      # the same since the last anchor (segment of fault-free time)
-        self.seg_ideal_frac = 0
+        self.anchor_nl = 0         # the ideal when the segment of fault-free time began
+        self.anchor_frac = 0
         self.seg_dlv = 0
         self.seg_cmd = 0
         self.max_err = 0
@@ -520,15 +540,12 @@ class Engine:
             whole = frac // DAY_MS
             self.ideal_nl += whole
             self.ideal_frac = frac - whole * DAY_MS
-            frac = self.seg_ideal_frac + add
-            whole = frac // DAY_MS
-            self.seg_ideal_nl += whole
-            self.seg_ideal_frac = frac - whole * DAY_MS
 
     def _anchor(self):
-        """Start a new fault-free segment: the error is measured from here."""
-        self.seg_ideal_nl = 0
-        self.seg_ideal_frac = 0
+        """Start a new fault-free segment: the error is measured from here (the segment's
+        ideal is the ideal's growth since the anchor)."""
+        self.anchor_nl = self.ideal_nl
+        self.anchor_frac = self.ideal_frac
         self.seg_dlv = 0
         self.seg_cmd = 0
         self.fault_free = True
@@ -546,7 +563,7 @@ class Engine:
         pending = self.pending
         if pending:
             if self.sample_ms:
-                peaks = self.plant.peaks
+                peaks = self.peaks
                 for j in range(len(pending)):
                     self._sample_before(pending[j])
                     self._account(pending, j, j + 1)
@@ -582,6 +599,7 @@ class Engine:
             g += step
         self.next_sample = g
 
+    @micropython.native
     def _account(self, pending, lo, hi):
         """Account the strokes at times pending[lo:hi], in order: the ideal up to each, its
         real volume (the plant's), the gap to the ideal in fault-free time, the rolling 24 h of
@@ -596,8 +614,8 @@ class Engine:
         last_ms = basal if inline else self.last_ms
         ideal_nl = self.ideal_nl
         ideal_frac = self.ideal_frac
-        seg_nl = self.seg_ideal_nl
-        seg_frac = self.seg_ideal_frac
+        anchor_nl = self.anchor_nl
+        anchor_frac = self.anchor_frac
         plant_stroke = self.plant.stroke
         stroke_nl = self.stroke_nl
         delivered = self.delivered_nl
@@ -630,10 +648,6 @@ class Engine:
             whole = frac // DAY_MS
             ideal_nl += whole
             ideal_frac = frac - whole * DAY_MS
-            frac = seg_frac + add
-            whole = frac // DAY_MS
-            seg_nl += whole
-            seg_frac = frac - whole * DAY_MS
             vol = plant_stroke()
             delivered += vol
             if fault_free:
@@ -641,7 +655,12 @@ class Engine:
                 # grid: one millisecond before the stroke (ideal - delivered is largest there)
                 # and right after it (delivered - ideal is largest there), rounded up to whole
                 # nL. The ideal 1 ms earlier, rounded up: seg_nl + ceil((seg_frac - last_ms) /
-                # DAY_MS).
+                # DAY_MS), where the segment's ideal is seg_nl + seg_frac / DAY_MS.
+                seg_nl = ideal_nl - anchor_nl
+                seg_frac = ideal_frac - anchor_frac
+                if seg_frac < 0:
+                    seg_frac += DAY_MS
+                    seg_nl -= 1
                 before = seg_nl - ((last_ms - seg_frac) // DAY_MS)
                 under_cmd = before - seg_cmd
                 under = before - seg_dlv
@@ -684,8 +703,6 @@ class Engine:
             self.last_ms = last_ms
         self.ideal_nl = ideal_nl
         self.ideal_frac = ideal_frac
-        self.seg_ideal_nl = seg_nl
-        self.seg_ideal_frac = seg_frac
         self.strokes += hi - lo
         self.delivered_nl = delivered
         self.seg_dlv = seg_dlv
@@ -782,8 +799,15 @@ class Engine:
         if self.active_alarms & codes.CRITICAL_MASK:
             self._break()
 
-    def _shutdown(self, clean, hung=False):
+    def _running(self):
+        """The firmware running now (there is one whenever the board is powered)."""
         pump = self.pump
+        if pump is None:
+            raise RuntimeError("the pump is off")
+        return pump
+
+    def _shutdown(self, clean, hung=False):
+        pump = self._running()
         if not hung:
             pump.service(self.ticks(self.t))
         self._settle()
@@ -893,10 +917,11 @@ class Engine:
         else:
             raise ValueError("unsupported action " + action)
 
+    @micropython.native
     def _strokes_until(self, horizon):
         """The hot loop: wake the firmware at each deadline it asks for, before `horizon` (the
         next scenario event or basal step). Accounting waits for _settle()."""
-        pump = self.pump
+        pump = self._running()
         plant = self.plant
         base = self.ticks0 - self.boot_t
         tn = self.t + pump.next_in_ms((base + self.t) & MASK)
@@ -910,12 +935,12 @@ class Engine:
         self._find_step(0)
         self._boot()
         # The scenario's starting reservoir is the pump's first fill.
-        r = self.pump.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
+        r = self._running().refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
                              self.plan.get("fill_stable_s", 0))
         if r:
             self._refuse("refill", r)  # the scenario's starting reservoir
         self._period(self.rx_params)
-        self.pump.save()
+        self._running().save()
         events = self.events
         n = len(events)
         i = 0
@@ -930,7 +955,7 @@ class Engine:
                 self._strokes_until(nxt if nxt < self.step_end else self.step_end)
             t = self.t
             if self.powered:
-                wait = t + self.pump.next_in_ms(self.ticks(t))
+                wait = t + self._running().next_in_ms(self.ticks(t))
                 if wait < nxt:
                     nxt = wait
                 if self.step_end < nxt:
@@ -941,7 +966,7 @@ class Engine:
             self.t = nxt
             self.plant.t = nxt
             if self.powered:
-                self.pump.service(self.ticks(nxt))
+                self._running().service(self.ticks(nxt))
                 self._settle()
             elif nxt >= self.power_on_at:
                 self._settle()  # the time off is not time the pump was meant to deliver
