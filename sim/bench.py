@@ -280,7 +280,8 @@ def rows_hooks():
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0] if __doc__ else None
+    p = argparse.ArgumentParser(prog="python -m sim.bench", description=description)
     p.add_argument("--repeat", type=int, default=3, help="runs per timed figure; the best is kept")
     p.add_argument("--only", choices=("year", "accuracy", "occlusion", "hooks"), action="append",
                    help="only these groups of rows (repeatable); default all")
