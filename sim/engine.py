@@ -405,7 +405,6 @@ class Engine:
         self.plant = (SampledPlant if self.sample_ms else Plant)(
             self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"], self.rng, board,
             plan.get("pressure_noise_pa", 0), plan["seed"])
-        self.peaks = self.plant.peaks  # a sampled run's, in step with pending
         self.tones = [0, 0]        # critical, warning patterns sounded
         self.tone_trace = []       # [t_s, pattern] of each (the first TONE_TRACE_MAX)
         self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
@@ -429,8 +428,8 @@ class Engine:
         self.strokes = 0
         self.ideal_nl = 0          # the ideal integral: ideal_nl + ideal_frac / DAY_MS
         self.ideal_frac = 0
-        self.anchor_nl = 0         # the ideal when the segment of fault-free time began
-        self.anchor_frac = 0
+        self.seg_ideal_nl = 0
+        self.seg_ideal_frac = 0
         self.seg_dlv = 0
         self.seg_cmd = 0
         self.max_err = 0
@@ -504,48 +503,44 @@ class Engine:
         return self.powered and not self.stopped and not (self.active_alarms & codes.CRITICAL_MASK)
 
     # ---- the ideal ----------------------------------------------------------------------------
-    def _ideal_add(self, t_next):
-        """The ideal delivery from self.acc_t to t_next (nL * ms/day: ideal_frac's unit), and
-        acc_t moved there. The rate is constant in between: the engine settles its accounts
-        before anything can change it (a step boundary, an event from the firmware, a scenario
-        action). Sets last_ms, the ideal volume of the last millisecond (same unit)."""
+    def _accrue(self, t_next):
+        """Add the ideal delivery from self.acc_t to t_next. The rate is constant in between:
+        the engine settles its accounts before anything can change it (a step boundary, an
+        event from the firmware, a scenario action)."""
         dt = t_next - self.acc_t
         self.acc_t = t_next
         if dt <= 0 or not self._delivering():
-            return 0
+            return
         per_ms = self.basal
         add = per_ms * dt
-        boluses = self.boluses
-        if boluses:
-            ended = False
-            for b in boluses:
+        if self.boluses:
+            for b in self.boluses:
                 per_ms += b[1] * DAY_MS // b[2]
                 k = t_next - b[0]
-                if k >= b[2]:
+                if k > b[2]:
                     k = b[2]
-                    ended = True
                 now_val = b[1] * DAY_MS * k // b[2]
                 add += now_val - b[3]
                 b[3] = now_val
-            if ended:
-                self.boluses = [b for b in boluses if t_next - b[0] < b[2]]
+            self.boluses = [b for b in self.boluses if t_next - b[0] < b[2]]
         self.last_ms = per_ms
-        return add
-
-    def _accrue(self, t_next):
-        """Add the ideal delivery from self.acc_t to t_next."""
-        add = self._ideal_add(t_next)
-        if add:
-            frac = self.ideal_frac + add
+        frac = self.ideal_frac + add
+        if frac >= DAY_MS:
             whole = frac // DAY_MS
             self.ideal_nl += whole
-            self.ideal_frac = frac - whole * DAY_MS
+            frac -= whole * DAY_MS
+        self.ideal_frac = frac
+        frac = self.seg_ideal_frac + add
+        if frac >= DAY_MS:
+            whole = frac // DAY_MS
+            self.seg_ideal_nl += whole
+            frac -= whole * DAY_MS
+        self.seg_ideal_frac = frac
 
     def _anchor(self):
-        """Start a new fault-free segment: the error is measured from here (the segment's
-        ideal is the ideal's growth since the anchor)."""
-        self.anchor_nl = self.ideal_nl
-        self.anchor_frac = self.ideal_frac
+        """Start a new fault-free segment: the error is measured from here."""
+        self.seg_ideal_nl = 0
+        self.seg_ideal_frac = 0
         self.seg_dlv = 0
         self.seg_cmd = 0
         self.fault_free = True
@@ -557,24 +552,53 @@ class Engine:
     def _settle(self):
         """Account every stroke the firmware made since the last settlement, each at its own
         time and in order, then bring the ideal up to now. Strokes are only queued while the
-        firmware runs (Hal.stroke), which keeps the hot loop short. A sampled run also takes
-        the samples due on the way: the ideal is integer arithmetic that adds up exactly in
-        pieces, so those extra stops change no figure and no trace."""
+        firmware runs (Hal.stroke), which keeps the hot loop short."""
+        if self.sample_ms:
+            self._settle_sampled()
+            return
         pending = self.pending
         if pending:
-            if self.sample_ms:
-                peaks = self.peaks
-                for j in range(len(pending)):
-                    self._sample_before(pending[j])
-                    self._account(pending, j, j + 1)
-                    if peaks[j] > self.peak_pa:
-                        self.peak_pa = peaks[j]
-                peaks.clear()
+            account = self._account
+            if self.boluses or not self._delivering():
+                accrue = self._accrue
+                for ts in pending:
+                    accrue(ts)
+                    account(ts)
             else:
-                self._account(pending, 0, len(pending))
+                # Constant basal rate, nothing else: _accrue's arithmetic, inline.
+                basal = self.basal
+                self.last_ms = basal
+                for ts in pending:
+                    add = basal * (ts - self.acc_t)
+                    self.acc_t = ts
+                    frac = self.ideal_frac + add
+                    whole = frac // DAY_MS
+                    self.ideal_nl += whole
+                    self.ideal_frac = frac - whole * DAY_MS
+                    frac = self.seg_ideal_frac + add
+                    whole = frac // DAY_MS
+                    self.seg_ideal_nl += whole
+                    self.seg_ideal_frac = frac - whole * DAY_MS
+                    account(ts)
             pending.clear()  # (del pending[:] makes a slice object on MicroPython)
-        if self.sample_ms:
-            self._sample_before(self.t)
+        self._accrue(self.t)
+
+    def _settle_sampled(self):
+        """_settle for a sampled run: the same accounts, with a sample taken at every grid
+        time passed on the way. The ideal is integer arithmetic that adds up exactly in pieces,
+        so the extra stops change no figure and no trace."""
+        pending = self.pending
+        peaks = self.plant.peaks
+        for j in range(len(pending)):
+            ts = pending[j]
+            self._sample_before(ts)
+            self._accrue(ts)
+            self._account(ts)
+            if peaks[j] > self.peak_pa:
+                self.peak_pa = peaks[j]
+        pending.clear()
+        peaks.clear()
+        self._sample_before(self.t)
         self._accrue(self.t)
 
     def _sample_before(self, t):
@@ -599,122 +623,55 @@ class Engine:
             g += step
         self.next_sample = g
 
-    @micropython.native
-    def _account(self, pending, lo, hi):
-        """Account the strokes at times pending[lo:hi], in order: the ideal up to each, its
-        real volume (the plant's), the gap to the ideal in fault-free time, the rolling 24 h of
-        truth, the trace. This is most of the simulator's own work per stroke, so the state
-        lives in locals for the loop (far cheaper than attributes on both runtimes) and goes
-        back at the end; nothing the loop calls reads it meanwhile."""
-        # A constant basal rate and nothing else (the common case): the ideal inline. A sampled
-        # run always asks _ideal_add, as the samples between strokes do.
-        inline = not self.sample_ms and not self.boluses and self._delivering()
-        basal = self.basal
-        acc_t = self.acc_t
-        last_ms = basal if inline else self.last_ms
-        ideal_nl = self.ideal_nl
-        ideal_frac = self.ideal_frac
-        anchor_nl = self.anchor_nl
-        anchor_frac = self.anchor_frac
-        plant_stroke = self.plant.stroke
-        stroke_nl = self.stroke_nl
-        delivered = self.delivered_nl
-        fault_free = self.fault_free
-        seg_dlv = self.seg_dlv
-        seg_cmd = self.seg_cmd
-        max_err = self.max_err
-        max_err_cmd = self.max_err_cmd
-        # Rolling 24 h of truth, window (t - 24 h, t], as volume and as drug mass.
-        wt = self.win_t
-        wv = self.win_v
-        wm = self.win_m
+    def _account(self, t):
+        vol = self.plant.stroke()
+        self.strokes += 1
+        self.delivered_nl += vol
+        if self.fault_free:
+            # The firmware keeps time in whole milliseconds, so the gap is sampled on that grid:
+            # one millisecond before the stroke (ideal - delivered is largest there) and right
+            # after it (delivered - ideal is largest there). Values are rounded up to whole nL.
+            # ideal 1 ms earlier, rounded up: seg_ideal_nl + ceil((frac - last_ms) / DAY_MS)
+            before = self.seg_ideal_nl - ((self.last_ms - self.seg_ideal_frac) // DAY_MS)
+            under_cmd = before - self.seg_cmd
+            under = before - self.seg_dlv
+            self.seg_dlv += vol
+            self.seg_cmd += self.stroke_nl
+            over_cmd = self.seg_cmd - self.seg_ideal_nl
+            over = self.seg_dlv - self.seg_ideal_nl
+            m = under if under > over else over
+            if m > self.max_err:
+                self.max_err = m
+            m = under_cmd if under_cmd > over_cmd else over_cmd
+            if m > self.max_err_cmd:
+                self.max_err_cmd = m
+        # Rolling 24 h of truth, window (t - 24 h, t].
+        self.win_t.append(t)
+        self.win_v.append(vol)
+        m = vol * self.conc_mult
+        self.win_m.append(m)
+        s = self.win_sum + vol
+        ms = self.win_msum + m
         h = self.win_head
-        wsum = self.win_sum
-        wmsum = self.win_msum
-        max_24h = self.max_24h
-        period_max = self.period_max
-        conc_mult = self.conc_mult
-        hsh = self.hash
-        trace = self.trace if self.want_trace else None
-        for j in range(lo, hi):
-            ts = pending[j]
-            if inline:
-                add = basal * (ts - acc_t)
-                acc_t = ts
-            else:
-                add = self._ideal_add(ts)
-                last_ms = self.last_ms
-            frac = ideal_frac + add
-            whole = frac // DAY_MS
-            ideal_nl += whole
-            ideal_frac = frac - whole * DAY_MS
-            vol = plant_stroke()
-            delivered += vol
-            if fault_free:
-                # The firmware keeps time in whole milliseconds, so the gap is sampled on that
-                # grid: one millisecond before the stroke (ideal - delivered is largest there)
-                # and right after it (delivered - ideal is largest there), rounded up to whole
-                # nL. The ideal 1 ms earlier, rounded up: seg_nl + ceil((seg_frac - last_ms) /
-                # DAY_MS), where the segment's ideal is seg_nl + seg_frac / DAY_MS.
-                seg_nl = ideal_nl - anchor_nl
-                seg_frac = ideal_frac - anchor_frac
-                if seg_frac < 0:
-                    seg_frac += DAY_MS
-                    seg_nl -= 1
-                before = seg_nl - ((last_ms - seg_frac) // DAY_MS)
-                under_cmd = before - seg_cmd
-                under = before - seg_dlv
-                seg_dlv += vol
-                seg_cmd += stroke_nl
-                over_cmd = seg_cmd - seg_nl
-                over = seg_dlv - seg_nl
-                m = under if under > over else over
-                if m > max_err:
-                    max_err = m
-                m = under_cmd if under_cmd > over_cmd else over_cmd
-                if m > max_err_cmd:
-                    max_err_cmd = m
-            wt.append(ts)
-            wv.append(vol)
-            m = vol * conc_mult
-            wm.append(m)
-            wsum += vol
-            wmsum += m
-            limit = ts - DAY_MS
-            while wt[h] <= limit:
-                wsum -= wv[h]
-                wmsum -= wm[h]
-                h += 1
-            if h > 4096:
-                del wt[:h]
-                del wv[:h]
-                del wm[:h]
-                h = 0
-            if wsum > max_24h:
-                max_24h = wsum
-            if wmsum > period_max:
-                period_max = wmsum
-            # _record(ts, 0, vol, 0), inline
-            hsh = (hsh * 1000003 + ts * 31 + vol * 3) % HASH_MOD
-            if trace is not None:
-                trace.append([ts, 0, vol, 0])
-        if inline:
-            self.acc_t = acc_t
-            self.last_ms = last_ms
-        self.ideal_nl = ideal_nl
-        self.ideal_frac = ideal_frac
-        self.strokes += hi - lo
-        self.delivered_nl = delivered
-        self.seg_dlv = seg_dlv
-        self.seg_cmd = seg_cmd
-        self.max_err = max_err
-        self.max_err_cmd = max_err_cmd
+        limit = t - DAY_MS
+        wt = self.win_t
+        while wt[h] <= limit:
+            s -= self.win_v[h]
+            ms -= self.win_m[h]
+            h += 1
+        if h > 4096:
+            del self.win_t[:h]
+            del self.win_v[:h]
+            del self.win_m[:h]
+            h = 0
         self.win_head = h
-        self.win_sum = wsum
-        self.win_msum = wmsum
-        self.max_24h = max_24h
-        self.period_max = period_max
-        self.hash = hsh
+        self.win_sum = s
+        self.win_msum = ms
+        if s > self.max_24h:
+            self.max_24h = s
+        if ms > self.period_max:
+            self.period_max = ms
+        self._record(t, 0, vol, 0)
 
     def on_event(self, code, a, b):
         self._settle()
