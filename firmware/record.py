@@ -88,6 +88,13 @@ def state_reservoir_nl(state):
     return state[_RES] if state[0] == STATE_MAGIC else 0
 
 
+def state_clock_ts(state):
+    """The pump clock (s since 2024-01-01) saved with a state record (layout 2 on), or -1."""
+    if state is None or len(state) <= _TS or state[0] != STATE_MAGIC:
+        return -1
+    return state[_TS]
+
+
 def fields(src):
     """Where a stored record keeps what this firmware reads, migrated from whichever layout
     wrote it: (layout, flags, phase, index of the reservoir account, alarms, susp, ts, index

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from firmware import codes
 from host_tools import druglib, fmt, plausible, units
 from host_tools.errors import InputError
 from host_tools.prescription import Prescription, parse_prescription, read_toml
 
-ALARM_CODES = ("occlusion", "reservoir_low", "reservoir_empty", "motor_stall", "battery_eri",
-               "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset",
-               "refill_discrepancy", "refill_due", "drug_expired")
+# every alarm the firmware can raise, in its code order (firmware/codes.py)
+ALARM_CODES = tuple(dict.fromkeys(codes.ALARM_NAMES[c] for c in sorted(codes.ALARM_NAMES)))
 MAX_DURATION_MS = 3660 * 86_400_000
 BOARDS = ("virtual", "pico", "implant")
 

@@ -10,7 +10,7 @@
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
 from firmware.compat import TYPE_CHECKING, const
-from firmware.record import state_reservoir_nl
+from firmware.record import state_clock_ts, state_reservoir_nl
 from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.therapy import Therapy
@@ -444,6 +444,7 @@ class Engine:
         self.clock_shift = 0       # set_clock shifts of the pump's real-time clock
         self.powered = True
         self.power_on_at = 0
+        self.clock_kept = True     # False: the board lost its clock (a Pico after a power cut)
         self.pump: "Pump | None" = None
         self.th: "Therapy | None" = None
         self.reservoir_account = 0
@@ -774,8 +775,21 @@ class Engine:
         self.pump = th.pump
         fl = self.flash
         state, damaged = fl.load()
+        lost = not self.clock_kept
+        self.clock_kept = True
+        if lost:
+            # A board without a kept clock (a Pico) restarts it after a power cut: the pump
+            # carries on from the clock saved with its last record (firmware/app.py does the
+            # same), so its clock, and its schedule with it, are behind by the time it was off.
+            saved = state_clock_ts(state)
+            if saved >= 0:
+                self.clock_shift += saved * 1000 - (self.tod0 + self.t + self.clock_shift)
+                self._find_step(self.t)
         th.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
-                damaged, self.clock_ts(self.t), fl.journal_saved)
+                damaged, -1 if lost else self.clock_ts(self.t), fl.journal_saved)
+        if lost:
+            self.log.add(codes.EV_CLOCK_LOST, 0, 0, 0)
+            th.sup.raise_alarm(codes.AL_CLOCK_LOST, self.ticks(self.t))
         self.boot_cause = 0
         self.stopped = th.pump.stopped
         self.active_alarms = th.sup.alarms  # alarms kept from before the restart
@@ -873,6 +887,7 @@ class Engine:
             self._boot()
         elif action == "power_loss":
             self._shutdown(False)
+            self.clock_kept = getattr(self.board, "CLOCK_KEPT", True)  # a Pico's is lost
             self.powered = False
             self.power_on_at = self.t + args["for_ms"]
         elif action == "stop":
@@ -903,6 +918,7 @@ class Engine:
         elif action == "hang":
             # The loop stops; the watchdog resets the board when its timeout runs out.
             self._shutdown(False, True)
+            self.clock_kept = getattr(self.board, "CLOCK_KEPT", True)
             self.powered = False
             self.boot_cause = 1
             self.power_on_at = self.t + self.board.WDT_TIMEOUT_MS
@@ -969,8 +985,10 @@ class Engine:
                 i += 1
             if nxt >= end:
                 break
+        self.account_24h = -1
         if self.pump is not None:
             self.reservoir_account = self._therapy().reservoir.nl
+            self.account_24h = self._therapy().guard.given_nl(self.stroke_nl)
             self.missed += self.pump.missed
         if self.sample_ms:
             self._sample_before(end + 1)
@@ -998,6 +1016,7 @@ class Engine:
                                 "denied": self.pb_denied, "denied_by_reason": self.denials},
             "alarms": [{"t_s": a[0], "code": a[1], "priority": a[2]} for a in self.alarms],
             "reservoir_nl": self.reservoir_account,
+            "account_24h_nl": self.account_24h,   # the pump's own last 24 h at the end
             "plant_reservoir_nl": self.plant.reservoir_nl,
             "flash_saves": self.flash.saves,
             "flash_failed_saves": self.flash.failed_saves,
