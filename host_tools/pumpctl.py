@@ -20,7 +20,7 @@ import sys
 
 from importlib import metadata
 
-from firmware.rx import Rx
+from firmware.rx import DEFAULT_REMINDER_S, DEFAULT_SILENCE_S, Rx
 from firmware.version import VERSION
 
 from host_tools import boardlimits, commands, fmt, keycmds, pumpdata
@@ -68,7 +68,8 @@ def cmd_check(args) -> int:
                 "lockout_s": rx.patient_bolus.lockout_ms // 1000,
                 "max_per_day": rx.patient_bolus.max_per_day},
             "low_reservoir_nl": rx.low_reservoir_nl, "refill_notice_s": fw.refill_notice_s,
-            "catheter_nl": fw.catheter_nl, "warnings": list(rx.warnings)}))
+            "catheter_nl": fw.catheter_nl, "stop_reminder_s": _reminders(rx)[0],
+            "alarm_silence_s": _reminders(rx)[1], "warnings": list(rx.warnings)}))
         return 0
     print(f"{args.file}: valid on board {lim.describe()}")
     print(f"  drug            {rx.drug} at {fmt.conc(conc, u)}")
@@ -85,6 +86,9 @@ def cmd_check(args) -> int:
     print(f"  max in 24 h     {fmt.mass(rx.max_daily_ng, u)} ({fmt.vol(fw.max_daily_nl)})")
     print(f"  low reservoir   {fmt.vol(rx.low_reservoir_nl)}; refill_due "
           f"{fmt.span(fw.refill_notice_s)} before it")
+    reminder, silence = _reminders(rx)
+    print(f"  reminders       therapy_stopped {fmt.span(reminder)} into an open-ended stop; "
+          f"an acknowledged critical alarm sounds again after {fmt.span(silence)}")
     cat = rx.catheter
     print("  catheter        " + (f"{cat.model}, {cat.length_mm / 10:g} cm at "
                                   f"{fmt.vol(cat.nl_per_cm)}/cm: {fmt.vol(fw.catheter_nl)}"
@@ -92,6 +96,14 @@ def cmd_check(args) -> int:
     for w in rx.warnings:
         print(f"  warning         {w}")
     return 0
+
+
+def _reminders(rx) -> tuple[int, int]:
+    """The stop reminder and the alarm silence in s, the firmware's defaults where not given."""
+    return (DEFAULT_REMINDER_S if rx.stop_reminder_ms is None
+            else rx.stop_reminder_ms // 1000,
+            DEFAULT_SILENCE_S if rx.alarm_silence_ms is None
+            else rx.alarm_silence_ms // 1000)
 
 
 _DESCRIPTION = """\

@@ -625,3 +625,17 @@ def test_a_worked_out_volume_is_confirmed_as_it_is_shown():
         ctx_with("y\n0.0267 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
     with pytest.raises(InputError, match="--confirm"):
         ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "0.027 mL")
+
+
+def test_check_shows_the_reminders_given_or_the_firmwares_defaults(capsys):
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "prescriptions" / "morphine_flex.toml"
+    assert run("check", path) == 0
+    out = capsys.readouterr().out
+    assert "therapy_stopped 1 h into an open-ended stop" in out
+    assert "sounds again after 30 min" in out
+    assert run("check", path, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["stop_reminder_s"], shown["alarm_silence_s"]) == (3600, 1800)
