@@ -86,7 +86,9 @@ def fleet_figures(pumps: int = FLEET_PUMPS) -> list[dict]:
 def accuracy_figures() -> dict:
     from sim.accuracy import analyse
 
-    return json.loads(json.dumps(analyse(ROOT / ACCURACY_RX, 86_400_000, 20_000, 1)))
+    out = json.loads(json.dumps(analyse(ROOT / ACCURACY_RX, 86_400_000, 20_000, 1)))
+    out["prescription"] = ACCURACY_RX   # not where this checkout happens to be
+    return out
 
 
 def collect(runtimes=RUNTIMES, fleet: bool = True) -> dict:
