@@ -1,7 +1,7 @@
 """What a dose means over months (issue 19), in the firmware's rooms: the drug is the fill's,
 the catheter's state and primes, a stop that is not forgotten, the expiry known in either order,
 the time to the low level along the schedule, uptime from the first reply. The mass account and
-the restart journal have their own tests (test_guard.py, tests/sim/test_meaning.py, the fault
+the restart journal have their own tests (test_guard.py, tests/sim/test_meaning_sim.py, the fault
 state machine)."""
 
 from firmware import codes, status
