@@ -44,7 +44,14 @@
 #   wait(ms)                 sleeps up to ms and returns early when a byte is waiting on the
 #                            serial line. It may also return early for its own reasons: it never
 #                            sleeps longer than half the watchdog timeout, so the loop always
-#                            comes round to feed. Allocates nothing.
+#                            comes round to feed. Returns False when it slept its time out with
+#                            nothing waiting (the loop then neither reads the line nor services
+#                            the pump before its deadline: a cheap idle wake-up), anything else
+#                            (True, None) when it woke for a byte or another event. Allocates
+#                            nothing.
+#   read_into(buf)           the bytes waiting on the serial line into the bytearray buf, at
+#                            most len(buf); returns how many (0: none). Never blocks, allocates
+#                            nothing. The loop reads the line through this.
 #   read_byte()              the next byte from the serial line, or -1 if none is waiting;
 #                            never blocks.
 #   write(data)              bytes to the serial line.

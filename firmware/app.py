@@ -3,7 +3,7 @@
 # only waits, reads bytes, stores records and keeps the clock.
 #
 # The board (boards/*.py, `Hal`) gives: ticks_ms, clock_ts/set_clock_ts, reset_cause, stroke,
-# read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_byte, write, uid,
+# read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_into, write, uid,
 # storage, reset, button_held, and its constants (boards/__init__.py has the contract).
 #
 # The loop, once per cycle: service the pump (strokes and checks due now), handle the bytes
@@ -348,21 +348,27 @@ class App:
         pump = self.pump
         proto = self.proto
         nap_max = hal.WDT_TIMEOUT_MS // 2
+        rx = bytearray(BYTES_PER_CYCLE)   # what one cycle takes off the serial line, at most
         hal.start_watchdog(hal.WDT_TIMEOUT_MS)
+        # An idle wake-up (the watchdog's, every nap_max) costs a clock read and a feed: the
+        # pump is serviced when it said it would need it (its deadline, `due`) or after anything
+        # woke the loop early, and the line is read unless the board's wait() said, by returning
+        # False, that it slept its time out with nothing waiting.
+        woke = True
+        due = hal.ticks_ms()
         while not self.quit:
             now = hal.ticks_ms()
-            wait = pump.service(now)
-            k = 0
-            while k < BYTES_PER_CYCLE:
-                b = hal.read_byte()
-                if b < 0:
-                    break
-                proto.feed(b, now)
-                k += 1
-                if self.quit:
-                    break
-            if k:
-                wait = 0 if k == BYTES_PER_CYCLE else pump.next_in_ms(hal.ticks_ms())
+            if woke is not False or diff(now, due) >= 0:
+                wait = pump.service(now)
+                due = add(now, wait)
+            else:
+                wait = diff(due, now)
+            if woke is not False:
+                k = hal.read_into(rx)
+                if k:
+                    proto.feed_from(rx, k, now)
+                    wait = 0 if k == BYTES_PER_CYCLE else pump.next_in_ms(hal.ticks_ms())
+                    due = now   # a command may have changed what is due: service next cycle
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
                 proto.expire(now)
@@ -382,7 +388,7 @@ class App:
                 break
             if wait > nap_max:
                 wait = nap_max
-            hal.wait(wait)
+            woke = hal.wait(wait)
 
     # ---- commands the protocol forwards -------------------------------------------------------
     def stop(self, now, for_s):
