@@ -54,7 +54,7 @@ def _speed(text: str) -> int:
     return n
 
 
-def _board_parser() -> argparse.ArgumentParser:
+def board_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pumpsim board",
         description="Boot a virtual Pico: the pump firmware on the MicroPython VM (or CPython), "
@@ -347,14 +347,19 @@ class Board:
 
 
 def main_board(argv: list[str]) -> int:
-    args = _board_parser().parse_args(argv)
-    try:
-        if args.runtime == "rp2":
-            from sim.rp2board import Rp2Board
+    """`pumpsim board` on the MicroPython VM or CPython; the emulated Pico builds on this module
+    and has its own (sim/rp2board.py main_board), which `pumpsim` chooses for --runtime rp2."""
+    p = board_parser()
+    args = p.parse_args(argv)
+    if args.runtime == "rp2":
+        p.error("the emulated Pico starts from `pumpsim board --runtime rp2` (sim/rp2board.py)")
+    return run_board(Board, args)
 
-            board = Rp2Board(args)
-        else:
-            board = Board(args)
+
+def run_board(kind, args) -> int:
+    """Build a board of class `kind` from parsed arguments and run it to the end."""
+    try:
+        board = kind(args)
     except FlashInUse as e:
         print(f"pumpsim board: {e}", file=sys.stderr)
         return 2

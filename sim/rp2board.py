@@ -38,10 +38,9 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from firmware.app import BUTTON_HOLD_MS
 from host_tools.boardlimits import board_data
 from sim import rp2flash
-from sim.board import EPOCH, ROOT, Board
+from sim.board import EPOCH, ROOT, Board, board_parser, run_board
 from sim.rp2bench import PLANT_FAULTS, STALL_AT_STEP, Bench
 
 CHIP = ROOT / "sim" / "rp2" / "chip.mjs"
@@ -65,7 +64,10 @@ NOT_ON_A_PICO = {
 # copies of the records, one byte each, inside the littlefs filesystem of flash.bin.
 DAMAGE = {"corrupt_keys": ("auth.a", "auth.b"),
           "corrupt_flash": ("state.a", "state.b", "settings.a", "settings.b")}
-BUTTON_MARGIN_MS = 1000     # BOOTSEL is held this much longer than the firmware asks for
+# How long the person of `button` holds BOOTSEL once the firmware first looks at it: the 2 s
+# docs/hardware.md asks for, and one more (tests/board/test_import_floors.py holds it above the
+# firmware's BUTTON_HOLD_MS).
+BUTTON_PRESS_MS = 3000
 
 
 class InputMissing(SystemExit):
@@ -229,12 +231,12 @@ class Rp2Board(Board):
     def _spawn(self, vt0_ms: int = 0, speed: int | None = None, image: Path | None = None,
                button: bool = False):
         """Power the chip on. button: a person holds BOOTSEL from the firmware's first look at
-        it for as long as the firmware needs (firmware/app.py BUTTON_HOLD_MS, and a margin)."""
+        it for BUTTON_PRESS_MS."""
         cfg = {"uf2": str(self.uf2), "bootrom": str(self.bootrom),
                "flash": str(image or self.image), "speed": self.speed if speed is None else speed,
                "vt0_ms": vt0_ms, "pins": self.pins, "control_fd": self._ctl_child.fileno(),
                "serial_fd": self._ser_child.fileno(), "uid": self.uid,
-               "button_hold_ms": BUTTON_HOLD_MS + BUTTON_MARGIN_MS if button else 0}
+               "button_hold_ms": BUTTON_PRESS_MS if button else 0}
         self.booted.clear()
         self.frozen.clear()
         self.chip_gone.clear()
@@ -625,14 +627,12 @@ def factory(templates: bool = False) -> int:
     parallel (each would otherwise make the same image at the same time): the production one
     and the development one (tests/rp2/test_device.py measures from its REPL), side by side.
     templates: also a provisioned pump of each, for the tests (PROVISIONED_ENV)."""
-    from sim.board import _board_parser
-
     made: dict[str, Path] = {}
     failed: list[str] = []
 
     def board(tmp: str, dev: bool) -> Rp2Board:
         args = ["--runtime", "rp2", "--flash", str(Path(tmp) / "flash")]
-        return Rp2Board(_board_parser().parse_args(args + (["--dev"] if dev else [])))
+        return Rp2Board(board_parser().parse_args(args + (["--dev"] if dev else [])))
 
     def make(dev: bool) -> None:
         kind = "development" if dev else "production"
@@ -663,6 +663,11 @@ def factory(templates: bool = False) -> int:
     for why in failed:
         print(why, file=sys.stderr)
     return 1 if failed else 0
+
+
+def main_board(argv: list[str]) -> int:
+    """`pumpsim board --runtime rp2 ...` (sim/cli.py sends it here)."""
+    return run_board(Rp2Board, board_parser().parse_args(argv))
 
 
 def main(argv: list[str]) -> int:

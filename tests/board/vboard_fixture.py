@@ -10,8 +10,9 @@ import serial
 from tests.firmware.proto_bench import PARAMS
 from tests.session_client import Session, read_reply
 
+# `pumpsim board` (sim/cli.py picks the virtual board or, for --runtime rp2, the emulated Pico)
 BOARD = [sys.executable, "-c",
-         "import sys; from sim.board import main_board; sys.exit(main_board(sys.argv[1:]))"]
+         "import sys; from sim.cli import main; sys.exit(main(['board', *sys.argv[1:]]))"]
 INJECT = [sys.executable, "-c",
           "import sys; from sim.board import main_inject; sys.exit(main_inject(sys.argv[1:]))"]
 
