@@ -23,7 +23,7 @@ from firmware.store import RecordStore, pack_ints, unpack_ints
 from firmware.ticks import add, diff
 
 LOG_CAPACITY = 200
-BYTES_PER_CYCLE = 64      # serial bytes handled before delivery is serviced again
+BYTES_PER_CYCLE = 256     # serial bytes taken in one cycle (about 10 ms of a Pico's time)
 ANCHOR_MS = 3600000       # re-anchor the clock hourly: one tick difference stays valid
 MAINT_FLAG = "maint"
 # The pump clock at the moment of each state save rides behind the pump's state record, so a
@@ -350,25 +350,31 @@ class App:
         nap_max = hal.WDT_TIMEOUT_MS // 2
         rx = bytearray(BYTES_PER_CYCLE)   # what one cycle takes off the serial line, at most
         hal.start_watchdog(hal.WDT_TIMEOUT_MS)
-        # An idle wake-up (the watchdog's, every nap_max) costs a clock read and a feed: the
-        # pump is serviced when it said it would need it (its deadline, `due`) or after anything
-        # woke the loop early, and the line is read unless the board's wait() said, by returning
-        # False, that it slept its time out with nothing waiting.
+        # A wake-up costs only what it was for. The pump is serviced at the deadline it gave
+        # (`due`), after a request was handled, and when something other than bytes woke the
+        # loop; the line is read unless the board's wait() said, by returning False, that it
+        # slept its time out with nothing waiting. An idle wake-up (the watchdog's, every
+        # nap_max) is then a clock read and a feed, and bytes of a long line are not a service
+        # each (docs/benchmarks.md).
         woke = True
         due = hal.ticks_ms()
+        lines = proto.lines
         while not self.quit:
             now = hal.ticks_ms()
-            if woke is not False or diff(now, due) >= 0:
+            k = hal.read_into(rx) if woke is not False else 0
+            if diff(now, due) >= 0 or k == 0 and woke is not False:
                 wait = pump.service(now)
                 due = add(now, wait)
             else:
                 wait = diff(due, now)
-            if woke is not False:
-                k = hal.read_into(rx)
-                if k:
-                    proto.feed_from(rx, k, now)
-                    wait = 0 if k == BYTES_PER_CYCLE else pump.next_in_ms(hal.ticks_ms())
-                    due = now   # a command may have changed what is due: service next cycle
+            if k:
+                proto.feed_from(rx, k, now)
+                if proto.lines != lines:
+                    lines = proto.lines
+                    due = now   # a request may have changed what is due: service it next
+                    wait = 0
+                elif k == BYTES_PER_CYCLE:
+                    wait = 0
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
                 proto.expire(now)

@@ -150,6 +150,7 @@ class Proto:
         self.raw_bol = True     # ... and whether the next one starts a line
         self.raw_paste = 0      # bytes of the raw-paste request (Ctrl-E A Ctrl-A) seen
         self.raw_ms = 0         # ticks of its last byte
+        self.lines = 0          # request lines handled (the loop services the pump after one)
         self.last_tag = [None, None, None]  # type: list  # by role: the last accepted tag
         self.last_reply = [None, None, None]  # type: list  # and its reply (for a repeat)
         self.sn = [None, None, None]  # type: list  # by role: the current session's id
@@ -179,6 +180,7 @@ class Proto:
             n = self.n
             self.n = 0
             if n:
+                self.lines += 1
                 out = self.handle(bytes(self.buf[:n]), now)
                 if out[0] != _BRACE:
                     # A person's terminal form: from a new line, or a terminal that echoes
@@ -201,12 +203,14 @@ class Proto:
         self.n += 1
 
     def feed_from(self, data, n, now):
-        """feed() each of data[0:n] (what the board read in one go), with a line's ordinary bytes
-        copied into the line buffer in a loop of their own: the same outcome for a fraction of
-        the work per byte. Stops after a line that ends the loop (maintenance). Allocates
-        nothing itself."""
+        """feed() each of data[0:n] (what the board read in one go), with a line's run of
+        ordinary bytes checked and copied into the line buffer by C (find, min, max, a slice
+        assignment) instead of byte by byte: the same outcome for a fraction of the work.
+        Stops after a line that ends the loop (maintenance). Allocates a view per run: only
+        when bytes came, never in the loop without them."""
         buf = self.buf
         app = self.app
+        view = None
         i = 0
         while i < n:
             b = data[i]
@@ -218,7 +222,20 @@ class Proto:
                     return
                 continue
             m = self.n
-            while True:
+            lf = data.find(b"\n", i, n)
+            cr = data.find(b"\r", i, n if lf < 0 else lf)
+            end = cr if cr >= 0 else lf if lf >= 0 else n
+            if m + end - i <= MAX_LINE:
+                if view is None:
+                    view = memoryview(data)
+                run = view[i:end]
+                if min(run) >= 32 and max(run) < 127:    # printable ASCII: no control byte
+                    buf[m:m + end - i] = run
+                    self.n = m + end - i
+                    self.after_cr = False
+                    i = end
+                    continue
+            while True:     # a TAB, UTF-8 or a control byte inside, or the line fills up
                 buf[m] = b
                 m += 1
                 i += 1
