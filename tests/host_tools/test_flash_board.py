@@ -30,10 +30,10 @@ def recorded(monkeypatch, tmp_path):
 def repl_says(monkeypatch, text):
     asked = []
 
-    def fake_mpremote(port, *args, show=None):
-        asked.append(args)
+    def fake_exec(port, code):
+        asked.append(code)
         return text
-    monkeypatch.setattr(flash, "_mpremote", fake_mpremote)
+    monkeypatch.setattr(flash, "_repl_exec", fake_exec)
     return asked
 
 
@@ -48,7 +48,7 @@ def test_an_emulated_pico_at_the_repl_builds_for_the_pico_whoever_started_it(mon
     a_virtual_board_registered_on(monkeypatch)
     asked = repl_says(monkeypatch, RP2_PICO)
     assert flash.main(["--port", "/dev/pts/99"]) == 2
-    assert asked == [("exec", flash.REPL_PROBE)]
+    assert asked == [flash.REPL_PROBE]
     assert [c for c in recorded if "build" in c] == [
         ["make", "-s", "-C", str(flash.ROOT), "build", "BOARD=pico"]]
 
