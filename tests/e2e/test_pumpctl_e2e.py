@@ -222,7 +222,10 @@ def test_clock_and_log(board, pumpctl, tmp_path):
     rc, out, _ = pumpctl("--json", "clock", "--set", "now", "--yes")
     assert rc == 0 and isinstance(json.loads(out)["clock_ts"], int)
     rc, out, _ = pumpctl("--json", "clock")
-    assert rc == 0 and abs(json.loads(out)["drift_s"]) <= 5
+    # The emulated Pico's clock runs at the emulator's pace while it works: on a loaded machine
+    # it falls behind the wall clock by what the emulator could not keep up with.
+    slack_s = 30 if board.info.get("runtime") == "rp2" else 5
+    assert rc == 0 and abs(json.loads(out)["drift_s"]) <= slack_s
     rc, out, _ = pumpctl("log", "--since", "1 h")
     assert rc == 0 and "program" in out and "basal 0.1067 mL/day" in out
     rc, out, _ = pumpctl("--json", "log", "--since", "1")
