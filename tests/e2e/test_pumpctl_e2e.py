@@ -249,3 +249,26 @@ def test_maintenance_is_refused_and_the_line_never_reaches_a_repl(board, pumpctl
             seen += s.read(4096)
     assert b"42" not in seen and b">>>" not in seen and b"not a command here" in seen
     assert status(pumpctl)["delivering"] is True
+
+
+def test_mpremote_stops_at_once_with_the_pumps_reason(board, pumpctl, tmp_path):
+    """The pinned mpremote against the pump (the virtual one, the emulated Pico, or a real
+    one with make test-hw): it asks for the raw REPL and gets the pump's refusal in its own
+    framing (docs/protocol.md), so exec, ls and run exit 1 with the pump's reason instead of
+    waiting for ever; nothing runs, and the pump answers pumpctl after."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from firmware.proto import RAW_REASON
+
+    script = write(tmp_path, "print(6 * 7)\n", "answer.py")
+    for args in (["exec", "print(6 * 7)"], ["ls"], ["run", str(script)]):
+        out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect",
+                              board.port, *args], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        said = out.stdout + out.stderr
+        assert out.returncode == 1 and RAW_REASON.decode().strip() in said, (args, said)
+        assert "42" not in said
+    rc, out, err = pumpctl("--json", "info")
+    assert rc == 0 and json.loads(out)["pump_id"], err
