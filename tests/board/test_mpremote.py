@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from firmware.proto import RAW_REASON
-from tests.board.vboard_fixture import LiveBoard
+from tests.board.vboard_fixture import programmed_board
 
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 REASON = RAW_REASON.decode().strip()
@@ -27,10 +27,8 @@ def mpremote(port: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    b = LiveBoard(tmp_path_factory.mktemp("mpremote") / "flash")
-    b.program()
-    yield b
-    assert b.close() == 0
+    with programmed_board(tmp_path_factory.mktemp("mpremote") / "flash") as b:
+        yield b
 
 
 def refused(board, *args: str, script: Path | None = None) -> str:

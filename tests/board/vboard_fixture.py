@@ -1,5 +1,6 @@
 """Start and drive a live virtual Pico (`pumpsim board`) from tests, through its serial port."""
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -75,3 +76,15 @@ class LiveBoard:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+
+@contextlib.contextmanager
+def programmed_board(flash):
+    """A live board with the tests' prescription and a full reservoir, for a module's tests;
+    it must close cleanly."""
+    board = LiveBoard(flash)
+    try:
+        board.program()
+        yield board
+    finally:
+        assert board.close() == 0
