@@ -80,10 +80,9 @@ def board_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", action="store_true", help="rp2: a new pump gets a development build "
                    "(make build DEV=1), whose `maintenance` hands back MicroPython's REPL")
     p.add_argument("--blank", action="store_true", help="rp2: a new flash directory is an erased "
-                   "Pico holding only the MicroPython UF2, as one comes from the shop after the "
-                   "UF2 was copied onto it: no pump firmware, no keys; its first install is "
-                   "`make flash PORT=...` (README.md). An existing flash directory boots what it "
-                   "holds")
+                   "Pico with only the MicroPython UF2 copied onto it: no pump firmware, no keys, "
+                   "no clock; its first install is `make flash PORT=...` (README.md). An "
+                   "existing flash directory boots what it holds")
     return p
 
 
