@@ -21,14 +21,25 @@ from host_tools.views import (alarm_codes, info_lines, log_line, status_lines,
 
 # ---- ports, info, status, alarms ---------------------------------------------------------------
 
+def _named(p):
+    """(kind, description) as `ports` shows them: a board `pumpsim board --runtime rp2` started
+    is an emulated Pico (the rp2 port in an emulated RP2040), not a virtual board."""
+    if p.board and p.board.get("runtime") == "rp2":
+        return "emulated", (f"emulated Pico (MicroPython rp2 port in rp2040js), pid "
+                            f"{p.board.get('pid')}")
+    return p.kind, p.description
+
+
 def do_ports(ctx: Context, args) -> int:
     pumps = link.find_pumps()
-    rows = [{"port": p.port, "kind": p.kind, "description": p.description,
+    rows = [{"port": p.port, "kind": _named(p)[0], "description": _named(p)[1],
              **({"control": p.board.get("control"), "flash": p.board.get("flash"),
-                 "this_checkout": is_ours(p)} if p.board else {})} for p in pumps]
+                 "runtime": p.board.get("runtime"), "this_checkout": is_ours(p)}
+                if p.board else {})} for p in pumps]
     lines = []
     for p in pumps:
-        lines.append(f"{p.port:20} {p.kind:8} {p.description}")
+        kind, description = _named(p)
+        lines.append(f"{p.port:20} {kind:8} {description}")
         if p.board:
             mine = "  (started from this checkout)" if is_ours(p) else ""
             lines.append(f"{'':20} {'':8} flash {p.board.get('flash')}{mine}")

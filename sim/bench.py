@@ -223,6 +223,34 @@ def measure_pico_update_verify():
     return boardbench.pico_rsa_row()
 
 
+def measure_pico_update():
+    """`make flash` of a version bump on the emulated Pico, and a real Pico's estimate."""
+    from sim import boardbench
+
+    return boardbench.pico_update_row()
+
+
+def measure_pico_boot():
+    """Power-on to the first stroke on the emulated Pico, in its own clock."""
+    from sim import boardbench
+
+    return boardbench.pico_boot_row()
+
+
+def measure_pico_serial():
+    """The emulated Pico's work for each byte of a request, in its own cycles."""
+    from sim import boardbench
+
+    return boardbench.pico_serial_row()
+
+
+def measure_pico_idle():
+    """The emulated Pico's busy time while idle (the control loop's wake-ups)."""
+    from sim import boardbench
+
+    return boardbench.pico_idle_row()
+
+
 _VERIFY_VM = """
 import sys, time
 from firmware import update
@@ -267,6 +295,10 @@ HOOKS = [
     ("control-loop cycle on the emulated Pico", measure_pico_cycle),
     ("update signature check", measure_update_verify),
     ("update signature check, emulated Pico", measure_pico_update_verify),
+    ("update (make flash), emulated Pico", measure_pico_update),
+    ("power-on to first stroke, emulated Pico", measure_pico_boot),
+    ("serial line, emulated Pico", measure_pico_serial),
+    ("idle chip time, emulated Pico", measure_pico_idle),
 ]
 
 

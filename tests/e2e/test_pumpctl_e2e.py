@@ -244,7 +244,10 @@ def test_clock_and_log(board, pumpctl, tmp_path):
     rc, out, _ = pumpctl("--json", "clock", "--set", "now", "--yes")
     assert rc == 0 and isinstance(json.loads(out)["clock_ts"], int)
     rc, out, _ = pumpctl("--json", "clock")
-    assert rc == 0 and abs(json.loads(out)["drift_s"]) <= 5
+    # The emulated Pico's clock runs at the emulator's pace while it works: on a loaded machine
+    # it falls behind the wall clock by what the emulator could not keep up with.
+    slack_s = 30 if board.info.get("runtime") == "rp2" else 5
+    assert rc == 0 and abs(json.loads(out)["drift_s"]) <= slack_s
     rc, out, _ = pumpctl("log", "--since", "1 h")
     assert rc == 0 and "program" in out and "basal 0.1067 mL/day" in out
     rc, out, _ = pumpctl("--json", "log", "--since", "1")
@@ -321,3 +324,26 @@ def test_a_baclofen_start_follows_the_screening_trial_rule(board, pumpctl, tmp_p
     got = json.loads(out)
     assert got["start_rule"]["dose_ng_day"] == 100_000 and "Saulino" in got["start_rule"]["rule"]
     assert status(pumpctl)["basal_nl_day"] == 200_000   # 100 mcg/day at 500 mcg/mL
+
+
+def test_mpremote_stops_at_once_with_the_pumps_reason(board, pumpctl, tmp_path):
+    """The pinned mpremote against the pump (the virtual one, the emulated Pico, or a real
+    one with make test-hw): it asks for the raw REPL and gets the pump's refusal in its own
+    framing (docs/protocol.md), so exec, ls and run exit 1 with the pump's reason instead of
+    waiting for ever; nothing runs, and the pump answers pumpctl after."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from firmware.proto import RAW_REASON
+
+    script = write(tmp_path, "print(6 * 7)\n", "answer.py")
+    for args in (["exec", "print(6 * 7)"], ["ls"], ["run", str(script)]):
+        out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect",
+                              board.port, *args], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        said = out.stdout + out.stderr
+        assert out.returncode == 1 and RAW_REASON.decode().strip() in said, (args, said)
+        assert "42" not in said
+    rc, out, err = pumpctl("--json", "info")
+    assert rc == 0 and json.loads(out)["pump_id"], err

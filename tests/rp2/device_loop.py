@@ -89,8 +89,9 @@ class BenchHal(Hal):
                 or self.cycles >= CYCLES_MAX):
             self.unlock()
             self.app.quit = True
-        Hal.wait(self, ms)
+        woke = Hal.wait(self, ms)
         self.t_us = time.ticks_us()
+        return woke
 
 
 def main():
