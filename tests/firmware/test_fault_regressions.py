@@ -165,3 +165,32 @@ def test_a_flash_that_refuses_writes_keeps_the_fallback_it_forced():
     m.firmware_update_from_layout_1(clean=False, off=0, tick0=0)
     m.accounts_agree_with_the_plant()
     m.teardown()
+
+
+def test_a_prime_after_the_records_were_lost_is_refused_the_catheter_may_be_full():
+    """CI's fault state machine (issue 19): the catheter was filled by a long basal, every record
+    was lost (memory_error), the clinic reprogrammed and refilled, and a prime of an eighth of the
+    catheter was accepted: the pump took a lost catheter state for a new pump's empty one, so the
+    prime's drug left the full catheter's tip and the patient's 24 h went past the cap (53.2 ug of
+    53 ug). A lost record now leaves the catheter counted as full: a prime needs a catheter
+    revision first."""
+    from test_fault_state_machine import FaultMachine
+
+    m = FaultMachine()
+    m.start(params={"conc_ng_ml": 1_000_000, "steps": [[0, 48_000], [60, 48_000]],
+                    "low_res_nl": 0, "max_daily_ng": 53_000, "pb": None,
+                    "catheter": {"model": "test", "length_mm": 600, "nl_per_cm": 2600}},
+            volume=20_000_000, seed=0, noise=500, tod0=1, tick0=(1 << 30) - 1, clock=False)
+    m.advance(dt=1)
+    m.clear_occlusion()
+    m.stop_during_a_bolus(before=0, dur=60_000, patient=False, pause=0, strokes=2)
+    m.reprogram_after_memory_error(off=0, tick0=0)
+    m.bolus_to_the_cap_then_restart(after=0, dur=0, how="cut", off=0, tick0=0)
+    m.reprogram_after_memory_error(off=0, tick0=0)
+    m.bolus_to_the_cap_then_restart(after=0, dur=0, how="cut", off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.prime(eighths=1)
+    m.accounts_agree_with_the_plant()
+    m.advance(dt=3101)
+    m.accounts_agree_with_the_plant()
+    m.teardown()
