@@ -20,6 +20,7 @@
 #
 # Runs unchanged on MicroPython and CPython.
 
+import gc
 import os
 import struct
 import sys
@@ -97,8 +98,13 @@ class RecordStore:
         self.loaded = False
 
     def load(self):
-        """Payload of the newest valid record, or None when neither slot holds one."""
-        best = None
+        """Payload of the newest valid record, or None when neither slot holds one.
+
+        One record-sized buffer at a time: each slot is read and checked, only its number kept,
+        and the newest read again. On the Pico a state record is about 6 KB, and a boot after a
+        power cut that held one slot's payload while it read the other found no free block
+        that big (MemoryError at every boot: a reset loop on the emulated Pico)."""
+        best_seq = None
         best_slot = None
         corrupt = False
         for i in (0, 1):
@@ -106,20 +112,28 @@ class RecordStore:
             if raw is None:
                 continue
             rec = decode(raw)
+            raw = None
             if rec is None:
                 corrupt = True
-            elif best is None or newer(rec[0], best[0]):
-                best = rec
+            elif best_seq is None or newer(rec[0], best_seq):
+                best_seq = rec[0]
                 best_slot = i
+            rec = None
         self.corrupt = corrupt
         self.loaded = True
-        if best is None:
+        rec = None
+        if best_slot is not None:
+            gc.collect()
+            rec = decode(self.dev.read(self.paths[best_slot]))
+        if rec is None or rec[0] != best_seq:
+            # (nothing valid; or the slot changed between the reads, which only a write
+            # between them could do: none runs during a load)
             self.seq = None
             self.slot = None
             return None
-        self.seq = best[0]
+        self.seq = best_seq
         self.slot = best_slot
-        return best[1]
+        return rec[1]
 
     def save(self, payload, tail=b""):
         """Write payload (then tail, one record with both: no buffer to join them) as the next
@@ -213,7 +227,13 @@ class FileDev(Fs):
         except OSError:
             return None
         try:
-            return f.read(size)
+            try:
+                return f.read(size)
+            except MemoryError:
+                # a fragmented heap: collected, one more try (the caller sees the record or,
+                # on a second failure, the MemoryError)
+                gc.collect()
+                return f.read(size)
         finally:
             f.close()
 
