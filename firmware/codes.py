@@ -188,3 +188,10 @@ EV_PROGRAM_BOLUS = const(40)         # a = patient bolus dose nL (0: none), b = 
 EV_PROGRAM_BOLUS_LIMITS = const(41)  # a = lockout s, b = at most this many in 24 h
 EVENT_NAMES[EV_PROGRAM_BOLUS] = "program_bolus"
 EVENT_NAMES[EV_PROGRAM_BOLUS_LIMITS] = "program_bolus_limits"
+# The therapy history's events (firmware/history.py, firmware/histpages.py; issue 19).
+EV_HISTORY_FAILED = const(50)  # a history entry could not be written: a = entries waiting in
+#                                RAM (retried), b = entries lost because too many waited
+EV_HISTORY_LOST = const(51)    # the history's open page was damaged: a = the page begun anew,
+#                                b = entries it held (-1: not known)
+EVENT_NAMES[EV_HISTORY_FAILED] = "history_failed"
+EVENT_NAMES[EV_HISTORY_LOST] = "history_lost"

@@ -8,6 +8,7 @@
 #   Therapy --- pump (firmware/pump.py: time, rate, the stroke) --- kernel, stroke clock
 #           --- sup (firmware/supervisor.py: alarms, the periodic check)
 #           --- record (firmware/record.py: the state record, through the shell's save port)
+#           --- hist (firmware/history.py: the therapy history, through the shell's port)
 #           --- reservoir (firmware/reservoir.py), guard (firmware/guard.py),
 #               pb_policy (firmware/bolus.py), mon (firmware/monitor.py)
 #
@@ -16,6 +17,7 @@ from firmware import codes
 from firmware.bolus import PatientBolusPolicy
 from firmware.compat import TYPE_CHECKING, const
 from firmware.guard import RESERVE, DoseGuard
+from firmware.history import History
 from firmware.monitor import Monitor
 from firmware.pump import Pump
 from firmware.record import Record
@@ -24,7 +26,7 @@ from firmware.rx import DAY_MS, Rx, RxError, bolus_rate, ng_to_nl
 from firmware.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from firmware.hal import Log, Mechanism, SavePort
+    from firmware.hal import HistoryPort, Log, Mechanism, SavePort
 
 BOOT_WATCHDOG = const(1)       # boot(cause=...): the watchdog reset the board
 PRIME_CONFIRM_S = const(120)   # a priming bolus's second step must come within this
@@ -33,9 +35,11 @@ _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 
 class Therapy:
-    def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort") -> None:
+    def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort",
+                 hist_port: "HistoryPort | None" = None) -> None:
         """hal: the board (firmware/hal.pyi); log: add(code, now, a, b); save_state(buf): the
-        shell's port that puts the state record on flash, True when it is there."""
+        shell's port that puts the state record on flash, True when it is there; hist_port:
+        the shell's pages of the therapy history (None: no history is kept)."""
         self.hal = hal
         self.log = log
         self.stroke_nl = hal.STROKE_NL
@@ -45,8 +49,10 @@ class Therapy:
         self.mon = Monitor(hal)
         self.sup = Supervisor(hal, log, self.mon, self.reservoir)
         self.pump = Pump(hal, log, self.reservoir, self.guard, self.mon, self.sup)
+        self.hist = History(hist_port, log)
         self.record = Record(save_state, log, self.pump, self.sup, self.reservoir,
-                             self.pb_policy, self.guard)
+                             self.pb_policy, self.guard, self.hist)
+        self.pump.hist = self.hist
         self.sup.pump = self.pump
         self.sup.save = self.record.save
         self.pump.save = self.record.save
@@ -124,6 +130,7 @@ class Therapy:
             self.guard.lost = False
             self.log.add(codes.EV_ASSUMED, now, strokes * self.stroke_nl, 0)
         self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
+        self.hist.note("program", now, params, rx)
         self.log.add(codes.EV_PROGRAM_BOLUS, now, rx.pb_dose_nl, rx.pb_dur_ms // 1000)
         if rx.pb_dose_nl:
             self.log.add(codes.EV_PROGRAM_BOLUS_LIMITS, now, rx.pb_lockout_s, rx.pb_max)
@@ -201,6 +208,7 @@ class Therapy:
             reason = codes.R_DAILY_MAX
         if reason:
             self.log.add(codes.EV_PB_DENIED, now, reason, 0)
+            self.hist.patient_bolus(now, reason, 0, 0)
             return reason
         old = self.pb_policy.record(pump.mono_s + (1 if pump.mono_ms else 0))
         if not self.save(False, now):
@@ -208,13 +216,15 @@ class Therapy:
             # forget the lockout: no save, no bolus.
             self.pb_policy.undo(old)
             self.log.add(codes.EV_PB_DENIED, now, codes.R_UNSAVED, 0)
+            self.hist.patient_bolus(now, codes.R_UNSAVED, 0, 0)
             return codes.R_UNSAVED
         self.reservoir.bolus_started(rx.pb_dose_nl)
         pump.start_patient_bolus(now)
         self.log.add(codes.EV_PB_START, now, rx.pb_dose_nl, 0)
+        self.hist.patient_bolus(now, 0, rx.pb_dose_nl, rx.conc_ng_ml)
         return 0
 
-    def clinician_bolus(self, now, dose_nl, dur_ms):
+    def clinician_bolus(self, now, dose_nl, dur_ms, kind="clinician_bolus"):
         """Dose (nL) over dur_ms (0: as fast as the motor allows). 0 or a refusal reason."""
         pump = self.pump
         pump.service(now)
@@ -247,6 +257,7 @@ class Therapy:
         pump.start_clinician_bolus(now, rate, dur_ms, lead)
         self.reservoir.bolus_started(dose_nl)
         self.log.add(codes.EV_CB_START, now, dose_nl, dur_ms)
+        self.hist.note(kind, now, dose_nl, dur_ms, rx.conc_ng_ml)
         return 0
 
     def bridge(self, now, dose_nl, dur_ms):
@@ -255,7 +266,7 @@ class Therapy:
         if dose_nl > self.catheter_nl():
             self.log.add(codes.EV_CB_DENIED, now, codes.R_CATHETER, 0)
             return codes.R_CATHETER
-        return self.clinician_bolus(now, dose_nl, dur_ms)
+        return self.clinician_bolus(now, dose_nl, dur_ms, "bridge")
 
     def arm_prime(self, now, dose_nl):
         """First step of a priming bolus: check it (at most the patient's catheter volume,
@@ -289,7 +300,7 @@ class Therapy:
             self.log.add(codes.EV_CB_DENIED, now, codes.R_PRIME_UNCONFIRMED, 0)
             return codes.R_PRIME_UNCONFIRMED
         self.prime_s = -1
-        return self.clinician_bolus(now, dose_nl, dur_ms)
+        return self.clinician_bolus(now, dose_nl, dur_ms, "prime")
 
     # ---- stop and resume -------------------------------------------------------------------------
     def stop(self, now, for_ms=0):
@@ -370,6 +381,7 @@ class Therapy:
             self.params = params
             self._install(now, rx)
             self.log.add(codes.EV_CONCENTRATION, now, conc_ng_ml // 1000, bridge_nl)
+        self.hist.note("refill", now, volume_nl, conc_ng_ml, residual_nl, res.nl, stable_s, meta)
         res.fill(volume_nl, pump.ts(), stable_s)
         self.log.add(codes.EV_REFILL, now, volume_nl // 1000, 0)
         self.log.add(codes.EV_FILL, now, (stable_s + 3599) // 3600, res.fills)

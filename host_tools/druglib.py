@@ -6,6 +6,7 @@ left alone). Each limit is a pair [value, source]; the source must name an entry
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -177,6 +178,15 @@ def _drug(name: str, d: dict, sources: dict) -> Drug:
 def _table() -> dict:
     with open(LIBRARY, "rb") as f:
         return tomllib.load(f)
+
+
+@lru_cache(maxsize=1)
+def version() -> str:
+    """The library's version as the pump keeps it with each program (`meta.drug_library`, shown
+    by `pumpctl history`): the first 12 hex digits of the SHA-256 of drugs.toml, so any change
+    of a limit, a source or a rule gives another version, and no one has to remember to bump
+    it."""
+    return hashlib.sha256(LIBRARY.read_bytes()).hexdigest()[:12]
 
 
 def sources() -> dict[str, str]:

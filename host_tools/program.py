@@ -69,6 +69,7 @@ def build_params(raw: dict, rx: Prescription, override: str | None) -> dict:
     if params.get("pb") is None:
         params.pop("pb", None)
     meta = _strings(raw, rx)
+    meta["drug_library"] = druglib.version()   # the pump's therapy history keeps it
     if override:
         meta["titration_override"] = override
     for optional in ("basal", "patient_bolus", "low_reservoir", "max_daily_dose", "source"):

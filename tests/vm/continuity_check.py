@@ -15,6 +15,7 @@ import sys
 
 from firmware import codes
 from firmware.app import App
+from firmware.record import STATE_VERSION
 from firmware.therapy import Therapy
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from tests.testboard import MemBoard
@@ -146,7 +147,7 @@ def item2():
               "low_res_nl": 19900000, "pb": [10000, 600, 3600, 4]}
     m = pump_on(hal2, params, state, store.corrupt, -1, log2)
     mig = log2.of(codes.EV_MIGRATED)
-    ok2 = (mig and mig[0][2] == 1 and mig[0][3] == 2 and not m.sup.alarms & (1 << 8)
+    ok2 = (mig and mig[0][2] == 1 and mig[0][3] == STATE_VERSION and not m.sup.alarms & (1 << 8)
            and m.pump.stopped and m.reservoir.nl == 19773750
            and m.guard.total == 873 + 40 - 8 and m.sup.alarms & (1 << codes.AL_RESERVOIR_LOW))
     report(2, ok and ok2, "strokes_6h %d assumed_nl %d migrated %s guard %d reservoir %d"
