@@ -129,10 +129,11 @@ $(TYPINGS_STAMP): $(STAMP)
 # Put the compiled firmware on a pump: a Pico, or a virtual board from `pumpsim board`. A running
 # pump gets a signed update over its protocol (KEY: the clinician key that opens the session;
 # UPDATE_KEY: the update key that signs the bundle, by default the repository's
-# DEVELOPMENT-ONLY key); a blank Pico gets its first install with mpremote and is provisioned.
-# See host_tools/flash.py and docs/security.md.
+# DEVELOPMENT-ONLY key); a blank Pico gets its first install with mpremote, is provisioned (keys
+# in the user's data directory, or KEYS_OUT) and has its clock set. The board is what answers on
+# the port says it is. See host_tools/flash.py and docs/security.md.
 flash: $(STAMP)
-	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(UPDATE_KEY),--update-key $(UPDATE_KEY)) $(if $(DEV),--dev) $(if $(filter command line,$(origin BOARD)),--board $(BOARD))
+	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(UPDATE_KEY),--update-key $(UPDATE_KEY)) $(if $(DEV),--dev) $(if $(filter command line,$(origin BOARD)),--board $(BOARD)) $(if $(KEYS_OUT),--keys-out $(KEYS_OUT))
 
 typecheck: $(STAMP) $(TYPINGS_STAMP)
 	$(BIN)/pyright

@@ -21,7 +21,8 @@
 # ints as `history` shows them):
 #   "program"          params, rx: a prescription took effect (settings as stored, Rx)
 #   "refill"           volume_nl, conc_ng_ml (0: unchanged), residual_nl (-1: none measured),
-#                      expected_nl (the pump's account before), stable_s, meta (or None)
+#                      expected_nl (the pump's account before), stable_s, discrepancy (1:
+#                      the residual was off the account: refill_discrepancy), meta (or None)
 #   "catheter"         catheter_nl (0: not known), meta (or None): a new or revised catheter
 #   "prime", "bridge", "clinician_bolus"   dose_nl, duration_ms, conc_ng_ml: a bolus started
 #   "stop"             for_s (0: until resumed)

@@ -51,7 +51,7 @@ FIELDS = (
     (),
     ("program", "conc_ng_ml", "basal_ng_day", "basal_nl_day", "max_daily_ng",
      "old_basal_ng_day", "old_basal_nl_day", "old_max_daily_ng"),
-    ("volume_nl", "conc_ng_ml", "residual_nl", "expected_nl", "stable_s"),
+    ("volume_nl", "conc_ng_ml", "residual_nl", "expected_nl", "stable_s", "discrepancy"),
     ("catheter_nl",),
     _DOSE, _DOSE, _DOSE,
     ("for_s",),
@@ -60,7 +60,7 @@ FIELDS = (
     ("entries",),
 )
 # The notes a program, refill or catheter keeps from the host's `meta` (512 bytes at most).
-NOTES = ("drug", "units", "concentration", "drug_library", "titration_override", "model")
+NOTES = ("drug", "units", "concentration", "library", "titration_override", "model")
 _ID_MAX = const((1 << 30) - 1)
 _PAGE = const(0)           # h.pages: the open page's number,
 _FIRST = const(1)          # the seq of its first entry,

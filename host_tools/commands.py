@@ -21,14 +21,25 @@ from host_tools.views import (alarm_codes, history_lines as history_text, info_l
 
 # ---- ports, info, status, alarms ---------------------------------------------------------------
 
+def _named(p):
+    """(kind, description) as `ports` shows them: a board `pumpsim board --runtime rp2` started
+    is an emulated Pico (the rp2 port in an emulated RP2040), not a virtual board."""
+    if p.board and p.board.get("runtime") == "rp2":
+        return "emulated", (f"emulated Pico (MicroPython rp2 port in rp2040js), pid "
+                            f"{p.board.get('pid')}")
+    return p.kind, p.description
+
+
 def do_ports(ctx: Context, args) -> int:
     pumps = link.find_pumps()
-    rows = [{"port": p.port, "kind": p.kind, "description": p.description,
+    rows = [{"port": p.port, "kind": _named(p)[0], "description": _named(p)[1],
              **({"control": p.board.get("control"), "flash": p.board.get("flash"),
-                 "this_checkout": is_ours(p)} if p.board else {})} for p in pumps]
+                 "runtime": p.board.get("runtime"), "this_checkout": is_ours(p)}
+                if p.board else {})} for p in pumps]
     lines = []
     for p in pumps:
-        lines.append(f"{p.port:20} {p.kind:8} {p.description}")
+        kind, description = _named(p)
+        lines.append(f"{p.port:20} {kind:8} {description}")
         if p.board:
             mine = "  (started from this checkout)" if is_ours(p) else ""
             lines.append(f"{'':20} {'':8} flash {p.board.get('flash')}{mine}")
@@ -97,10 +108,13 @@ def do_ack(ctx: Context, args) -> int:
 def do_program(ctx: Context, args) -> int:
     raw, rx = program.load_rx(args.file)
     program.check_override(args.override_titration)
+    trial = program.parse_trial(rx, getattr(args, "trial_dose", None),
+                                getattr(args, "trial_effect", None))
     params = program.build_params(raw, rx, args.override_titration)
     ctx.need_confirmation(args.yes, False, "program")
     plan = program.plan_program(ctx.link(), rx, params, str(args.file),
-                                args.override_titration, getattr(args, "assume_24h", None))
+                                args.override_titration, getattr(args, "assume_24h", None),
+                                trial)
     return carry_out(ctx, plan, args.yes)
 
 
@@ -137,7 +151,7 @@ def do_refill(ctx: Context, args) -> int:
     stable_ms = therapy.parse_stable_for(getattr(args, "stable_for", None))
     ctx.need_confirmation(args.yes, False, "refill")
     r = therapy.plan_refill(ctx.link(), volume, args.volume, new_conc, args.concentration,
-                            residual, stable_ms)
+                            residual, stable_ms, getattr(args, "drug", None))
     rep = r.plan.report(show_and_ask(ctx, r.plan, args.yes))
     if r.bridge is not None:
         b = r.bridge.data
@@ -153,6 +167,14 @@ def do_refill(ctx: Context, args) -> int:
     for w in rep.warnings:
         ctx.warn(w)
     return rep.status
+
+
+def do_catheter(ctx: Context, args) -> int:
+    if not args.revised:
+        raise UsageError("catheter: say --revised (a new or revised catheter, which the pump "
+                         "then takes as empty)")
+    ctx.need_confirmation(args.yes, True, "recording a new catheter", args.confirm)
+    return carry_out(ctx, therapy.plan_catheter(ctx.link()), args.yes, args.confirm)
 
 
 def do_stop(ctx: Context, args) -> int:
@@ -311,7 +333,7 @@ def do_maintenance(ctx: Context, args) -> int:
 COMMANDS = {
     "ports": do_ports, "info": do_info, "status": do_status, "program": do_program,
     "bolus": do_bolus, "patient-bolus": do_patient_bolus, "prime": do_prime,
-    "bridge": do_bridge, "refill": do_refill, "alarms": do_alarms, "ack": do_ack,
-    "log": do_log, "history": do_history, "stop": do_stop, "resume": do_resume,
+    "bridge": do_bridge, "refill": do_refill, "catheter": do_catheter, "alarms": do_alarms,
+    "ack": do_ack, "log": do_log, "history": do_history, "stop": do_stop, "resume": do_resume,
     "clock": do_clock, "maintenance": do_maintenance,
 }

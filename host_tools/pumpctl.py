@@ -20,7 +20,7 @@ import sys
 
 from importlib import metadata
 
-from firmware.rx import Rx
+from firmware.rx import DEFAULT_REMINDER_S, DEFAULT_SILENCE_S, Rx
 from firmware.version import VERSION
 
 from host_tools import boardlimits, commands, fmt, keycmds, pumpdata
@@ -68,7 +68,8 @@ def cmd_check(args) -> int:
                 "lockout_s": rx.patient_bolus.lockout_ms // 1000,
                 "max_per_day": rx.patient_bolus.max_per_day},
             "low_reservoir_nl": rx.low_reservoir_nl, "refill_notice_s": fw.refill_notice_s,
-            "catheter_nl": fw.catheter_nl, "warnings": list(rx.warnings)}))
+            "catheter_nl": fw.catheter_nl, "stop_reminder_s": _reminders(rx)[0],
+            "alarm_silence_s": _reminders(rx)[1], "warnings": list(rx.warnings)}))
         return 0
     print(f"{args.file}: valid on board {lim.describe()}")
     print(f"  drug            {rx.drug} at {fmt.conc(conc, u)}")
@@ -85,6 +86,9 @@ def cmd_check(args) -> int:
     print(f"  max in 24 h     {fmt.mass(rx.max_daily_ng, u)} ({fmt.vol(fw.max_daily_nl)})")
     print(f"  low reservoir   {fmt.vol(rx.low_reservoir_nl)}; refill_due "
           f"{fmt.span(fw.refill_notice_s)} before it")
+    reminder, silence = _reminders(rx)
+    print(f"  reminders       therapy_stopped {fmt.span(reminder)} into an open-ended stop; "
+          f"an acknowledged critical alarm sounds again after {fmt.span(silence)}")
     cat = rx.catheter
     print("  catheter        " + (f"{cat.model}, {cat.length_mm / 10:g} cm at "
                                   f"{fmt.vol(cat.nl_per_cm)}/cm: {fmt.vol(fw.catheter_nl)}"
@@ -92,6 +96,14 @@ def cmd_check(args) -> int:
     for w in rx.warnings:
         print(f"  warning         {w}")
     return 0
+
+
+def _reminders(rx) -> tuple[int, int]:
+    """The stop reminder and the alarm silence in s, the firmware's defaults where not given."""
+    return (DEFAULT_REMINDER_S if rx.stop_reminder_ms is None
+            else rx.stop_reminder_ms // 1000,
+            DEFAULT_SILENCE_S if rx.alarm_silence_ms is None
+            else rx.alarm_silence_ms // 1000)
 
 
 _DESCRIPTION = """\
@@ -199,13 +211,26 @@ def parser() -> argparse.ArgumentParser:
             "prescription",
             "Program a prescription file (see `pumpctl check`). Shows the pump's settings and "
             "the new ones side by side (changed rows marked *), checks the drug's titration "
-            "guard (drugs.toml), asks before writing, reads the settings back and verifies "
-            "them, and confirms the pump is delivering.")
+            "guard (drugs.toml) and, for a start after a screening trial, the drug's start "
+            "rule, asks before writing, reads the settings back and verifies them, and "
+            "confirms the pump is delivering. The drug library's version goes to the pump "
+            "with the settings.")
     c.add_argument("file", metavar="FILE.toml")
     _confirm_opts(c, False)
     c.add_argument("--override-titration", metavar="REASON",
-                   help="program even though the change breaks the drug's titration guard; "
-                        "the reason is printed and stored in the pump with the settings")
+                   help="program even though the change breaks the drug's titration guard, "
+                        "never past the guard's ceiling (ziconotide: a start of at most the "
+                        "label's 2.4 mcg/day) nor a hard limit; REASON says why in at least "
+                        "three words, and is printed and stored in the pump with the settings")
+    c.add_argument("--trial-dose", metavar="D",
+                   help='a start after a screening trial (baclofen): the screening dose that '
+                        'worked, e.g. "50 mcg"; with --trial-effect the drug\'s start rule gives '
+                        "the first daily dose (shown with its source), and a prescription that "
+                        "departs from it needs --override-titration")
+    c.add_argument("--trial-effect", metavar="H",
+                   help='how long the screening dose\'s effect lasted, e.g. "6 h" (a bare '
+                        "number is hours); baclofen starts at twice the screening dose a day, "
+                        "or at the screening dose when the effect lasted more than 8 h")
     c.add_argument("--assume-24h", metavar="DOSE",
                    help="after memory_error (the pump lost its dose account): what the last "
                         "24 h are taken to have delivered, e.g. \"2 mg\" (default: the new "
@@ -248,11 +273,25 @@ def parser() -> argparse.ArgumentParser:
                    help='the volume in the reservoir after refilling, e.g. "20 mL"')
     c.add_argument("--concentration", metavar="C", help='the new drug\'s concentration, e.g. '
                    '"25 mg/mL" (default: unchanged)')
+    c.add_argument("--drug", metavar="NAME", help="the drug now in the reservoir, from the drug "
+                   "library (default: the program's; a pump with no program takes the first "
+                   "program's). Another drug than the program's stops delivery until a "
+                   "prescription of it is programmed")
     c.add_argument("--residual", metavar="R", help='the residual volume drawn out, e.g. '
                    '"2.1 mL"')
     c.add_argument("--stable-for", metavar="T", help='how long this fill stays usable in the '
                    'pump, e.g. "30 d" (default: the drug library\'s stability table; the pump '
                    'raises drug_expired after it)')
+    _confirm_opts(c, True)
+    c = cmd("catheter", "record a new or revised catheter: empty, so a prime may fill it "
+            "(two-step confirmation)",
+            "After an implant or a catheter revision: the pump then takes the catheter as "
+            "empty, so that the next prime may fill it (up to its volume); it refuses a prime "
+            "into a full catheter, which would push its whole volume of drug into the patient. "
+            "Two confirmations: yes, then the catheter's volume typed again; or --yes --yes, "
+            "or --confirm VOLUME.")
+    c.add_argument("--revised", action="store_true", help="the catheter is new or revised "
+                   "(and empty)")
     _confirm_opts(c, True)
     cmd("alarms", "list the active alarms")
     c = cmd("ack", "acknowledge an alarm (silences its tone)")

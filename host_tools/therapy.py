@@ -12,7 +12,7 @@ again by the pump.
 
 from __future__ import annotations
 
-from host_tools import boardlimits, clinical, druglib, fmt, stability, units
+from host_tools import boardlimits, clinical, druglib, fmt, plausible, stability, units
 from host_tools.clinical import DAY_S, nl_to_ng
 from host_tools.context import Plan, Report, UsageError, body
 from host_tools.errors import InputError
@@ -239,7 +239,10 @@ class Refill:
 
 
 def plan_refill(lk: Link, volume: int, volume_text: str, new_conc: int, conc_text: str | None,
-                residual: int, stable_ms: int | None) -> Refill:
+                residual: int, stable_ms: int | None, drug_name: str | None = None) -> Refill:
+    """A refill. drug_name: the fill's drug (--drug; a library name). Another drug than the
+    program's is a change of drug: it needs its concentration, and delivery stops until a
+    program of that drug (the pump refuses any other: drug_mismatch)."""
     lim = boardlimits.pump_limits(lk)
     if volume > lim.reservoir_nl:
         raise InputError("--volume", volume_text, f"at most the reservoir's "
@@ -250,10 +253,26 @@ def plan_refill(lk: Link, volume: int, volume_text: str, new_conc: int, conc_tex
     meta = (settings or {}).get("meta") or {}
     u = settings_unit(settings)
     old_conc = (settings or {}).get("conc_ng_ml", 0)
-    if new_conc and not settings:
-        raise InputError("--concentration", conc_text, "no concentration here: the "
-                         "pump has no prescription yet, and `pumpctl program` sets it")
-    changes_conc = bool(new_conc and settings and new_conc != old_conc)
+    new_drug = None
+    slips: list[str] = []
+    if drug_name is not None:
+        new_drug = druglib.get(drug_name.strip().lower(), "--drug")
+    check_drug = new_drug or (druglib.get(meta["drug"], "drug (stored in the pump)")
+                              if meta.get("drug") else None)
+    if new_conc and check_drug is not None:
+        slips = plausible.concentration(check_drug, new_conc, "--concentration",
+                                        conc_text or "")
+    prog_drug = meta.get("drug")
+    other_drug = (new_drug is not None and settings is not None and prog_drug is not None
+                  and new_drug.name != prog_drug)
+    if new_drug is not None and other_drug and not new_conc:
+        raise InputError("--concentration", "(missing)", f"the concentration of the "
+                         f"{new_drug.name} now in the reservoir (a change of drug)")
+    if new_conc and not settings and new_drug is None:
+        raise InputError("--concentration", conc_text, "no concentration without the drug "
+                         "here: the pump has no prescription yet; give --drug too, or let "
+                         "`pumpctl program` set it")
+    changes_conc = bool(new_conc and settings and new_conc != old_conc and not other_drug)
     if changes_conc and meta.get("drug"):
         drug = druglib.get(meta["drug"], "drug (stored in the pump)")
         if new_conc > drug.hard_concentration_ng_per_ml:
@@ -263,9 +282,20 @@ def plan_refill(lk: Link, volume: int, volume_text: str, new_conc: int, conc_tex
     if changes_conc:
         check_on_board({**(settings or {}), "conc_ng_ml": new_conc}, lim, "--concentration")
 
-    stable, stable_why = fill_stability(stable_ms, meta, new_conc or old_conc, st)
+    fill_meta = {"drug": new_drug.name} if new_drug is not None else meta
+    stable, stable_why = fill_stability(stable_ms, fill_meta, new_conc or old_conc, st)
     expected = st.get("reservoir_nl", 0)
-    lines = [f"Refill: the reservoir will hold {vol(volume)}."]
+    lines = [f"Refill: the reservoir will hold {vol(volume)}"
+             + (f" of {new_drug.name}" if new_drug is not None else "")
+             + (f" at {mass(new_conc, new_drug.unit if new_drug else u)}/mL" if new_conc
+                else "") + "."]
+    lines += [f"  warning: {w}" for w in slips]
+    if other_drug:
+        assert new_drug is not None
+        lines.append(f"  CHANGE OF DRUG: the pump runs {prog_drug}; the reservoir will hold "
+                     f"{new_drug.name}. Delivery stops now, until a prescription of "
+                     f"{new_drug.name} is programmed (`pumpctl program FILE`; the pump refuses "
+                     "any other), and the catheter still holds the old drug.")
     if stable:
         lines.append(f"  this fill stays usable for {span(stable // 1000)} ({stable_why}); the "
                      "pump raises drug_expired after that")
@@ -296,6 +326,8 @@ def plan_refill(lk: Link, volume: int, volume_text: str, new_conc: int, conc_tex
                           volume_nl=dose, volume_what="bridge bolus",
                           data={"dose_nl": dose, "duration_s": dur})
     req: dict = {"volume_nl": volume}
+    if new_drug is not None:
+        req["drug"] = new_drug.name
     if new_conc:
         req["conc_ng_ml"] = new_conc
     if residual >= 0:
@@ -322,6 +354,35 @@ def plan_refill(lk: Link, volume: int, volume_text: str, new_conc: int, conc_tex
     plan = Plan("Refill", lines, "Record this refill?",
                 lambda lk: body(lk.call("refill", req)), report)
     return Refill(plan, bridge, old_conc, u)
+
+
+# ---- the catheter -------------------------------------------------------------------------------
+
+def plan_catheter(lk: Link) -> Plan:
+    """Record a new or revised catheter: the pump takes it as empty, so that a prime may fill
+    it (and only then). Two steps, as a prime: step one goes to the pump now and returns an id;
+    the plan repeats it with the id within two minutes, after the catheter's volume is typed
+    again."""
+    settings, _ = current(lk)
+    catheter, note = catheter_of(settings)
+    if catheter <= 0:
+        raise InputError("catheter", "(none in the settings)", "a prescription with its "
+                         "[catheter] (model, length, volume per cm) programmed first: the pump "
+                         "bounds a prime by it")
+    armed = body(lk.call("catheter", {"revised": True}))
+    lines = [f"Catheter: a new or revised catheter of {vol(catheter)}{note}. The pump will "
+             "take it as empty: the next prime may fill it (up to its volume), and a prime is "
+             "refused into a catheter that is full.",
+             "Record it only when the catheter really is new or was revised and is empty: a "
+             "prime into a full catheter pushes its whole volume of drug into the patient."]
+    args = {"revised": True, "confirm": armed.get("confirm")}
+    return Plan("Catheter", lines, "Record a new or revised, empty catheter?",
+                lambda lk: body(lk.call("catheter", args)),
+                lambda reply: Report({**reply, "catheter_nl": catheter},
+                                     [f"catheter recorded as new: empty ({vol(catheter)}); "
+                                      "`pumpctl prime --volume V` fills it"]),
+                volume_nl=catheter, volume_what="catheter's volume",
+                data={"expires_s": armed.get("expires_s", 120)})
 
 
 # ---- stop, resume ------------------------------------------------------------------------------

@@ -86,6 +86,10 @@ def dose_rate_ng_per_day(text, key) -> int:
     return _single(text, key, "ng/day", 'a dose rate such as "2 mg/day" or "50 mcg/h"')
 
 
+def volume_rate_nl_per_day(text, key) -> int:
+    return _single(text, key, "nL/day", 'a volume rate such as "0.5 mL/day" or "20 uL/h"')
+
+
 def pressure_pa(text, key) -> int:
     return _single(text, key, "Pa", 'a pressure such as "0.5 kPa" or "4 mmHg"')
 

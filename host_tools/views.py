@@ -128,6 +128,16 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     lines = [f"therapy      {view['therapy']}"]
     if settings:
         lines.append(f"drug         {view['drug'] or '?'} at {text['concentration']}")
+    fill = st.get("fill_drug")
+    fill_conc = st.get("fill_conc_ng_ml", 0)
+    if st.get("fills") and (fill is not None or fill_conc):
+        differs = (fill is not None and fill != view["drug"]) or (
+            fill_conc and fill_conc != view["concentration_ng_per_ml"])
+        lines.append(f"reservoir of {fill or '(drug not named)'}"
+                     + (f" at {fmt.conc(fill_conc, view['mass_unit'] or settings_unit(settings))}"
+                        if fill_conc else "")
+                     + (": NOT the program's: delivery waits for a program of it" if differs
+                        and settings else ""))
     if st.get("programmed"):
         step = st.get("step", 0)
         start = ""
@@ -144,6 +154,12 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     lines += status_plan_lines(st, settings)
     b = st.get("bolus") or {}
     running = [k for k in ("patient", "clinician") if b.get(k)]
+    pb = st.get("patient_bolus")
+    if pb:
+        left = pb.get("lockout_left_s", 0)
+        lines.append(f"patient      {pb.get('count_24h', 0)} of {pb.get('max_per_day', 0)} "
+                     "boluses in the last 24 h; "
+                     + (f"next allowed in {span(left)}" if left else "allowed now"))
     lines += [f"boluses      {', '.join(running) + ' running' if running else 'none running'}",
               f"battery      {st.get('battery_mv')} mV",
               f"alarms       {alarm_text(st.get('alarms'))}",
@@ -168,8 +184,18 @@ def status_plan_lines(st: dict, settings: dict | None) -> list[str]:
         out.append("drug expires unknown (no stability was given with the last fill)")
     if settings is not None:
         cat = settings.get("catheter")
+        state = st.get("catheter")
         out.append(f"catheter     {catheter_text(cat)}"
-                   + (f": {vol(st.get('catheter_nl', 0))}" if cat else ""))
+                   + (f": {vol(st.get('catheter_nl', 0))}" if cat else "")
+                   + (f", {state}" if state else "")
+                   + (" (a prime may fill it)" if state == "empty" and cat else ""))
+        tip = st.get("new_drug_at_tip_s", -1)
+        if tip is not None and tip >= 0:
+            out.append(f"at the tip   the solution before the refill, "
+                       f"{fmt.conc(st.get('tip_conc_ng_ml', 0), settings_unit(settings))}, for "
+                       f"about {span(tip)} more at the basal rate (then the new one)")
+    if st.get("stopped_s", 0) and st.get("stop_left_s", 0) == 0 and st.get("stopped"):
+        out.append(f"stopped for  {span(st['stopped_s'])}")
     missed, refused = st.get("strokes_missed", 0), st.get("strokes_refused", 0)
     uncertain = st.get("strokes_uncertain", 0)
     if missed or refused or uncertain or st.get("refusing"):
@@ -339,7 +365,7 @@ def _program_text(e: dict, unit: str | None) -> str:
     parts.append(f"{drug or 'drug not recorded'} at {fmt.conc(e.get('conc_ng_ml', 0), unit)}")
     why = notes.get("titration_override")
     parts.append(f"why: {why}" if why else "no override")
-    parts.append(f"drug library {notes.get('drug_library') or 'not recorded'}")
+    parts.append(f"drug library {notes.get('library') or 'not recorded'}")
     if e.get("recovered"):
         parts.append("recorded at the boot after a power cut (it had taken effect)")
     return "; ".join(parts)

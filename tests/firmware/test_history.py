@@ -12,7 +12,7 @@ from tests.firmware.proto_bench import CATHETER_NL, PARAMS, PAT, MemHal, Signer,
 from tests.firmware.proto_bench import programmed as programmed_app
 
 REASON = "ward round: pain not controlled on 2 mg/day"
-RX = dict(PARAMS, meta={"drug": "morphine", "units": "mg", "drug_library": "0123456789ab",
+RX = dict(PARAMS, meta={"drug": "morphine", "units": "mg", "library": "0123456789ab",
                         "titration_override": REASON})
 
 
@@ -62,7 +62,7 @@ def test_a_history_kept_only_in_the_ring_would_lose_the_program():
     progs = [r for r in rows if r["kind"] == "program"]
     assert [p["program"] for p in progs] == [1, 2]
     assert progs[-1]["notes"] == {"drug": "morphine", "units": "mg",
-                                  "drug_library": "0123456789ab", "titration_override": REASON}
+                                  "library": "0123456789ab", "titration_override": REASON}
     assert progs[-1]["by"] == "clinician" and progs[-1]["old_basal_ng_day"] == 2_708_333
     assert last["today"]["denied"] >= 249 and last["unsaved"] == 0
 

@@ -231,15 +231,149 @@ def test_a_read_back_that_differs_is_1(peer, tmp_path, keyfile, capsys):
 
 def test_the_program_request_carries_the_clinicians_strings_and_the_override(peer, tmp_path,
                                                                              keyfile, capsys):
-    peer.script = pump(settings=settings_of(2400))
-    f = rx_file(tmp_path, ZICONOTIDE.format(rate="7.2 mcg/day"))
-    run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
-        "--override-titration", "trial protocol 7, approved by Dr. A")
+    # A start at the label's 2.4 mcg/day breaks the 1.2 mcg/day start guard, within the
+    # override's ceiling.
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "trial protocol 7, approved by Dr. A") == 1  # no reply
     sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
-    assert sent["steps"] == [[0, 7200]] and sent["conc_ng_ml"] == 25_000
-    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "7.2 mcg/day"
+    assert sent["steps"] == [[0, 2400]] and sent["conc_ng_ml"] == 25_000
+    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "2.4 mcg/day"
     assert sent["meta"]["titration_override"] == "trial protocol 7, approved by Dr. A"
-    assert "trial protocol 7" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trial protocol 7" in out
+    assert "the override stays within its ceiling, 2.4 mcg/day" in out and "PRIALT" in out
+
+
+def test_the_program_request_carries_the_drug_librarys_version(peer, tmp_path, keyfile):
+    from host_tools import druglib
+
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"))
+    run("--port", peer.path, "--key", keyfile, "program", f, "--yes")
+    sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
+    assert sent["meta"]["library"] == druglib.version()
+    assert sent["meta"]["library"].startswith("2+") and len(sent["meta"]["library"]) == 10
+
+
+# ---- the override's ceiling (issue 19, item 5) ---------------------------------------------------
+
+def test_ziconotide_started_at_5_mcg_a_day_is_refused_whatever_the_reason(peer, tmp_path,
+                                                                          keyfile, capsys):
+    """As reproduced: 5 mcg/day with the reason "x" was accepted; the labels start at no more
+    than 2.4 mcg/day. "x" is not a reason, and no reason lifts the start past the label."""
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="5 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "x") == 2
+    assert "at least 3 different words" in capsys.readouterr().err
+    assert peer.lines == []   # refused before the pump was asked anything
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "the patient asked for faster relief") == 2
+    err = capsys.readouterr().err
+    assert "lifts the titration guard only up to 2.4 mcg/day" in err, err
+    assert "5 mcg/day is above it" in err and "PRIALT" in err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+def test_without_an_override_the_refusal_says_how_far_one_could_go(peer, tmp_path, keyfile,
+                                                                   capsys):
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 2
+    err = capsys.readouterr().err
+    assert "--override-titration" in err and "may program at most 2.4 mcg/day" in err, err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+@pytest.mark.parametrize("reason", ["x", "ok", "  ", "pain pain pain", "Dr. X 12", "ok ok"])
+def test_an_override_reason_must_say_why_in_words(peer, tmp_path, keyfile, capsys, reason):
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", reason) == 2
+    assert "--override-titration" in capsys.readouterr().err
+    assert peer.lines == []
+
+
+def test_a_reason_of_three_words_is_enough():
+    for reason in ("ward round: Dr. B", "bench pump, water", "already on intrathecal morphine"):
+        program.check_override(reason)
+
+
+BACLOFEN = """
+drug = "baclofen"
+concentration = "500 mcg/mL"
+basal = {{ rate = "{rate}" }}
+[limits]
+max_daily_dose = "800 mcg"
+low_reservoir = "2 mL"
+"""
+
+
+def program_baclofen(peer, tmp_path, keyfile, rate, *extra, settings=None):
+    peer.script = pump(settings=settings, program=None)
+    f = rx_file(tmp_path, BACLOFEN.format(rate=rate))
+    return run("--port", peer.path, "--key", keyfile, "program", f, "--yes", *extra)
+
+
+def programmed(peer):
+    return "program" in [r["cmd"] for r in peer.requests()]
+
+
+def test_a_baclofen_start_after_a_trial_follows_the_rule_and_shows_it(peer, tmp_path, keyfile,
+                                                                      capsys):
+    # 50 mcg worked for 6 h (not longer than 8 h): the first daily dose is twice it.
+    program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mcg",
+                     "--trial-effect", "6 h")
+    out = capsys.readouterr().out
+    assert "start rule: baclofen after a screening trial" in out, out
+    assert "worked for 6 h, not longer than 8 h" in out and "twice the screening dose" in out
+    assert "Saulino" in out and "this prescription starts there" in out
+    assert programmed(peer)
+
+
+@pytest.mark.parametrize("effect, rule_mcg", [("9 h", 50), ("8 h", 100), ("6", 100)])
+def test_the_start_rule_depends_on_how_long_the_trial_worked(peer, tmp_path, keyfile, capsys,
+                                                            effect, rule_mcg):
+    """Longer than 8 h: the screening dose itself; 8 h or less (a bare number is hours):
+    twice it. Any other start is an override, at most twice the screening dose."""
+    other = 150 - rule_mcg   # 100 when the rule gives 50, 50 when it gives 100
+    trial = ("--trial-dose", "50 mcg", "--trial-effect", effect)
+    assert program_baclofen(peer, tmp_path, keyfile, f"{other} mcg/day", *trial) == 2
+    err = capsys.readouterr().err
+    assert f"not at the {rule_mcg} mcg/day the start rule gives" in err, err
+    assert "may program at most 100 mcg/day" in err and not programmed(peer)
+    program_baclofen(peer, tmp_path, keyfile, f"{other} mcg/day", *trial,
+                     "--override-titration", "spasms return by the afternoon")
+    assert programmed(peer)
+    capsys.readouterr()
+    assert program_baclofen(peer, tmp_path, keyfile, "150 mcg/day", *trial,
+                            "--override-titration", "spasms return by the afternoon") == 2
+    assert "only up to 100 mcg/day" in capsys.readouterr().err
+
+
+def test_trial_options_are_refused_when_they_cannot_apply(peer, tmp_path, keyfile, capsys):
+    trial = ("--trial-dose", "50 mcg", "--trial-effect", "6 h")
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose",
+                            "50 mcg") == 2
+    assert "--trial-effect" in capsys.readouterr().err and peer.lines == []
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mg",
+                            "--trial-effect", "6 h") == 2   # a slip: 50 mg for 50 mcg
+    assert "at most the library's hard limit" in capsys.readouterr().err and peer.lines == []
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mcg",
+                            "--trial-effect", "3 d") == 2
+    assert "from 1 min to 24 h" in capsys.readouterr().err and peer.lines == []
+    z = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"), "z.toml")
+    assert run("--port", peer.path, "--key", keyfile, "program", z, "--yes", *trial) == 2
+    assert "no screening trial for ziconotide" in capsys.readouterr().err and peer.lines == []
+    # A pump already running baclofen: nothing is started, a trial cannot apply.
+    running = {"conc_ng_ml": 500_000, "steps": [[0, 100_000]], "max_daily_ng": 800_000,
+               "low_res_nl": 2_000_000, "meta": {"drug": "baclofen", "units": "mcg"}}
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", *trial,
+                            settings=running) == 2
+    assert "only when baclofen is started" in capsys.readouterr().err
+    assert not programmed(peer)
 
 
 def test_prime_without_a_terminal_needs_both_confirmations(peer, keyfile, capsys):
@@ -491,3 +625,17 @@ def test_a_worked_out_volume_is_confirmed_as_it_is_shown():
         ctx_with("y\n0.0267 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
     with pytest.raises(InputError, match="--confirm"):
         ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "0.027 mL")
+
+
+def test_check_shows_the_reminders_given_or_the_firmwares_defaults(capsys):
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "prescriptions" / "morphine_flex.toml"
+    assert run("check", path) == 0
+    out = capsys.readouterr().out
+    assert "therapy_stopped 1 h into an open-ended stop" in out
+    assert "sounds again after 30 min" in out
+    assert run("check", path, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["stop_reminder_s"], shown["alarm_silence_s"]) == (3600, 1800)

@@ -11,7 +11,7 @@ REASONS = ("ward round: pain not controlled", "titration day 2", "titration day 
 def params_with(i):
     steps = [[0, 2_000_000 + 100_000 * (i + 1)], [420, 3_000_000]]
     return dict(PARAMS, steps=steps, meta={"drug": "morphine", "units": "mg",
-                                           "drug_library": "0123456789ab",
+                                           "library": "0123456789ab",
                                            "titration_override": REASONS[i]})
 
 

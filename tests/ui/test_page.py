@@ -57,7 +57,7 @@ def test_a_refill_visit_in_the_page_alone(ui, board, page, tmp_path):
     page.fill("#refill-form input[name=residual]", "1.5 mL")
     page.click("#refill-form button[type=submit]")
     lines = page.locator("#preview pre.lines").inner_text()
-    assert "Refill: the reservoir will hold 20 mL." in lines
+    assert "Refill: the reservoir will hold 20 mL at 25 mg/mL." in lines
     assert "concentration changes from 20 mg/mL to 25 mg/mL" in lines
     assert "Bridge bolus:" in lines
     shot(page, "refill-preview")

@@ -223,7 +223,7 @@ def fake_pump(peer):
                                 "old_basal_ng_day": -1, "old_basal_nl_day": -1,
                                 "old_max_daily_ng": -1,
                                 "notes": {"drug": EVIL, "titration_override": EVIL,
-                                          "drug_library": EVIL}},
+                                          "library": EVIL}},
                                {"seq": 1, "ts": 950, "kind": EVIL, "by": EVIL}])
         return p.reply(line, ok=True, cmd=cmd)
     peer.script = script

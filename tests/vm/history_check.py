@@ -25,10 +25,10 @@ PER_DAY = 5
 NOTES_BYTES = 160
 P1 = {"conc_ng_ml": 25000000, "steps": [[0, 2000000], [420, 3000000]],
       "max_daily_ng": 6000000, "low_res_nl": 2000000, "pb": [200000, 600, 7200, 4],
-      "meta": {"drug": "morphine", "units": "mg", "drug_library": "0123456789ab"}}
+      "meta": {"drug": "morphine", "units": "mg", "library": "0123456789ab"}}
 P2 = {"conc_ng_ml": 25000000, "steps": [[0, 2500000], [420, 3000000]],
       "max_daily_ng": 6000000, "low_res_nl": 2000000, "pb": [200000, 600, 7200, 4],
-      "meta": {"drug": "morphine", "units": "mg", "drug_library": "0123456789ab",
+      "meta": {"drug": "morphine", "units": "mg", "library": "0123456789ab",
                "titration_override": "ward round: pain not controlled"}}
 
 
@@ -82,7 +82,7 @@ def rx_of(params):
 def program_params(day):
     """A program for `day`, its notes NOTES_BYTES long as the history keeps them."""
     meta = {"drug": "morphine", "units": "mg", "concentration": "25 mg/mL",
-            "drug_library": "0123456789ab", "titration_override": ""}
+            "library": "0123456789ab", "titration_override": ""}
     base = len(notes(meta))
     meta["titration_override"] = ("day %d " % day + "x" * NOTES_BYTES)[:NOTES_BYTES - base]
     return {"conc_ng_ml": 25000000, "steps": [[0, 2000000 + day * 1000]],
