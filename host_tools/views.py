@@ -391,7 +391,9 @@ def _refill_text(e: dict, unit: str | None, conc: int | None, drug: str | None) 
     if res is not None and res >= 0:
         d = res - exp
         what += (f"; residual {vol(res)} measured, {vol(exp)} expected "
-                 f"({'+' if d >= 0 else '-'}{vol(abs(d))})")
+                 f"({'+' if d >= 0 else '-'}{vol(abs(d))}"
+                 + (": a discrepancy, refill_discrepancy raised)" if e.get("discrepancy")
+                    else ")"))
     stable = e.get("stable_s", 0)
     if stable:
         what += f"; usable for {span(stable)}"

@@ -164,3 +164,20 @@ def test_a_failed_history_write_is_logged_retried_and_shown_and_therapy_goes_on(
     rows, last = history(app, clin)
     assert last["unsaved"] == 0 and [r["kind"] for r in rows] == ["refill", "program"]
     assert rows[1]["notes"]["titration_override"] == REASON
+
+
+def test_a_catheter_revision_and_a_refill_with_its_drug_and_discrepancy_are_entries():
+    app, clin = programmed()
+    armed = ask(app, clin.line("catheter", {"revised": True}))
+    assert armed["ok"] and not armed["revised"]
+    assert ask(app, clin.line("catheter", {"revised": True, "confirm": armed["confirm"]}))["ok"]
+    r = ask(app, clin.line("refill", {"volume_nl": 18_000_000, "residual_nl": 1_000_000,
+                                      "drug": "morphine"}))
+    assert r["ok"] and r["discrepancy"] is True
+    rows, _ = history(app, clin)
+    assert [x["kind"] for x in rows][-2:] == ["catheter", "refill"]
+    cath, refill = rows[-2], rows[-1]
+    assert cath["by"] == "clinician" and cath["catheter_nl"] == app.therapy.catheter_nl() > 0
+    assert (refill["volume_nl"], refill["residual_nl"], refill["discrepancy"]) == \
+        (18_000_000, 1_000_000, 1)
+    assert refill["expected_nl"] > 18_000_000 and refill["notes"] == {"drug": "morphine"}

@@ -131,3 +131,21 @@ def test_every_program_carries_the_drug_librarys_version():
 def test_an_entry_of_a_kind_this_host_does_not_know_is_still_shown():
     line = views.history_lines([{"seq": 0, "ts": 0, "kind": "valve", "by": "pump", "v0": 3}])[0]
     assert "valve" in line and '"v0": 3' in line
+
+
+def test_a_catheter_revision_a_prime_and_a_refill_with_a_discrepancy_read_as_a_clinician_reads():
+    rows = [HISTORY[0],
+            entry(1, "catheter", catheter_nl=15_000),
+            entry(2, "prime", dose_nl=15_000, duration_ms=0, conc_ng_ml=25_000),
+            entry(3, "bridge", dose_nl=10_000, duration_ms=60_000, conc_ng_ml=25_000),
+            entry(4, "refill", volume_nl=18_000_000, conc_ng_ml=0, residual_nl=1_000_000,
+                  expected_nl=2_000_000, stable_s=0, discrepancy=1,
+                  notes={"drug": "ziconotide"})]
+    out = views.history_lines(rows)
+    assert out[1].endswith("catheter revised clinician  new or revised, empty: 0.015 mL")
+    assert "prime            clinician  0.375 mcg (0.015 mL), as fast as the motor allows" \
+        in out[2]
+    assert "bridge bolus     clinician  0.25 mcg (0.01 mL) over 1 min" in out[3]
+    assert out[4].endswith("refill           clinician  reservoir 18 mL of ziconotide; residual "
+                           "1 mL measured, 2 mL expected (-1 mL: a discrepancy, "
+                           "refill_discrepancy raised)")

@@ -119,7 +119,7 @@ def live(days, per_day=PER_DAY, dev=None, hist=None, clock=None):
             hist.note("program", 0, p, rx_of(p))
             kinds.append("program")
         else:
-            hist.note("refill", 0, 20000000, 0, 1500000, 1400000, 30 * DAY_S, None)
+            hist.note("refill", 0, 20000000, 0, 1500000, 1400000, 30 * DAY_S, 0, None)
             kinds.append("refill")
     return hist, clock, kinds
 
@@ -190,6 +190,49 @@ def rate_checks(out):
     span = (clock.ts - read_all(hist, oldest, t)[0]["ts"]) // DAY_S
     out.append(("OK" if oldest > 0 and not t.bad and t.n == total(hist) - oldest else "FAIL")
                + " at 12 a day: %d kept, reaching back %d days" % (t.n, span))
+
+
+class CountDev(MemDev):
+    """A flash that counts the history's writes: the open page's (A/B) and the closed pages'."""
+
+    def __init__(self):
+        MemDev.__init__(self)
+        self.open = 0
+        self.closed = 0
+        self.other = 0
+
+    def write(self, path, data):
+        if path.startswith("hist."):
+            self.open += 1
+        elif path.startswith("hist"):
+            self.closed += 1
+        else:
+            self.other += 1
+        MemDev.write(self, path, data)
+
+
+def wear_checks(out):
+    """The history's flash writes in a year at the stated rate (docs/alarms.md, the wear
+    budget): one open-page write per entry, a closed page about every 100 entries, nothing
+    else; and a quiet year (a program and a refill a month, nothing else) for comparison."""
+    dev = CountDev()
+    hist, clock, kinds = live(365, dev=dev)
+    n = dev.open + dev.closed
+    out.append(("OK" if dev.open == len(kinds) and dev.other == 0 and n <= 1900 else "FAIL")
+               + " a year at %d a day: %d writes (%d of the open page, %d closed pages)" % (
+                   PER_DAY, n, dev.open, dev.closed))
+    dev = CountDev()
+    hist, clock = new_history(dev, kept=True)
+    p = program_params(0)
+    for m in range(12):
+        clock.ts = T0 + m * 30 * DAY_S
+        hist.note("refill", 0, 20000000, 0, 1500000, 1400000, 30 * DAY_S, 0, None)
+        hist.note("program", 0, p, rx_of(p))
+        for d in range(30):
+            clock.ts += DAY_S
+            hist.roll(0)
+    out.append(("OK" if dev.open + dev.closed == 24 else "FAIL")
+               + " a quiet year: %d writes" % (dev.open + dev.closed))
 
 
 class CutDev(MemDev):
@@ -286,6 +329,7 @@ def cut_checks(out):
 def main():
     out = []
     rate_checks(out)
+    wear_checks(out)
     cut_checks(out)
     for line in out:
         print(line)
