@@ -308,6 +308,10 @@ def explain(event: str, a, b) -> str:
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",
         "log_lost": lambda: "the stored event log was damaged and has been restarted",
+        "history_failed": lambda: (f"a therapy history entry could not be written: {a} waiting "
+                                   "in RAM (retried)" + (f", {b} lost" if b else "")),
+        "history_lost": lambda: (f"the therapy history's open page was damaged: page {a} begun "
+                                 "anew" + (f", {b} entries lost" if b and b > 0 else "")),
         "clock_set": lambda: f"the clock moved {'+' if a >= 0 else '-'}{span(abs(a))}",
         "clock_lost": lambda: f"the board's clock had restarted ({span(a)} behind); the pump "
                               "carried on from its last saved time",

@@ -149,3 +149,10 @@ def test_a_catheter_revision_a_prime_and_a_refill_with_a_discrepancy_read_as_a_c
     assert out[4].endswith("refill           clinician  reservoir 18 mL of ziconotide; residual "
                            "1 mL measured, 2 mL expected (-1 mL: a discrepancy, "
                            "refill_discrepancy raised)")
+
+
+def test_the_historys_log_events_read_in_words():
+    assert views.explain("history_failed", 2, 0) == ("a therapy history entry could not be "
+                                                     "written: 2 waiting in RAM (retried)")
+    assert views.explain("history_lost", 7, -1) == ("the therapy history's open page was "
+                                                    "damaged: page 7 begun anew")
