@@ -63,8 +63,9 @@ def encode(seq, payload, tail=b""):
     return buf  # a bytearray: no copy (a record-sized buffer less on the Pico's heap)
 
 
-def decode(data):
-    """(seq, payload) of a valid record, or None for anything else (short, torn, corrupt)."""
+def check(data):
+    """The sequence number of a valid record, or None for anything else (short, torn,
+    corrupt); nothing is copied."""
     if data is None or len(data) < HEAD_LEN + CHECK_LEN:
         return None
     if data[0:4] != MAGIC:
@@ -75,7 +76,15 @@ def decode(data):
     end = HEAD_LEN + n
     if sha256(memoryview(data)[:end]).digest()[:CHECK_LEN] != data[end:]:
         return None
-    return seq, bytes(data[HEAD_LEN:end])
+    return seq
+
+
+def decode(data):
+    """(seq, payload) of a valid record, or None for anything else (short, torn, corrupt)."""
+    seq = check(data)
+    if seq is None or data is None:
+        return None
+    return seq, bytes(data[HEAD_LEN:len(data) - CHECK_LEN])
 
 
 class RecordStore:
@@ -100,38 +109,38 @@ class RecordStore:
     def load(self):
         """Payload of the newest valid record, or None when neither slot holds one.
 
-        One record-sized buffer at a time: each slot is read and checked, only its number kept,
-        and the newest read again. On the Pico a state record is about 6 KB, and a boot after a
-        power cut that held one slot's payload while it read the other found no free block
-        that big (MemoryError at every boot: a reset loop on the emulated Pico)."""
-        best_seq = None
+        The slots are checked one at a time and the newest is read again for its payload: no
+        more than one record and its payload are in RAM at once (on the Pico's heap a third
+        record-sized buffer can be one too many at boot: a reset loop after every power cut on
+        the emulated Pico)."""
+        best = None
         best_slot = None
         corrupt = False
         for i in (0, 1):
             raw = self.dev.read(self.paths[i])
             if raw is None:
                 continue
-            rec = decode(raw)
+            seq = check(raw)
             raw = None
-            if rec is None:
+            if seq is None:
                 corrupt = True
-            elif best_seq is None or newer(rec[0], best_seq):
-                best_seq = rec[0]
+            elif best is None or newer(seq, best):
+                best = seq
                 best_slot = i
-            rec = None
-        self.corrupt = corrupt
-        self.loaded = True
         rec = None
         if best_slot is not None:
-            gc.collect()
+            gc.collect()    # what the checks left, freed before the one buffer kept
             rec = decode(self.dev.read(self.paths[best_slot]))
-        if rec is None or rec[0] != best_seq:
-            # (nothing valid; or the slot changed between the reads, which only a write
-            # between them could do: none runs during a load)
+        if rec is None or rec[0] != best:
+            rec = None
+            corrupt = corrupt or best_slot is not None   # (it changed under us: damaged)
+        self.corrupt = corrupt
+        self.loaded = True
+        if rec is None:
             self.seq = None
             self.slot = None
             return None
-        self.seq = best_seq
+        self.seq = rec[0]
         self.slot = best_slot
         return rec[1]
 

@@ -1,11 +1,13 @@
-"""The pump's replies in words: what `info`, `status`, `alarms`, `log` and a prescription look
-like to a person. pumpctl prints these lines and the page (host_tools/ui) shows the same ones,
+"""The pump's replies in words: what `info`, `status`, `alarms`, `log`, `history` and a
+prescription look like to a person. pumpctl prints these lines and the page (host_tools/ui) shows the same ones,
 so a figure reads the same on both (the rules for each quantity are host_tools/fmt.py).
 
 Functions of reply data only: no link, no I/O.
 """
 
 from __future__ import annotations
+
+import json
 
 from firmware import codes
 from firmware.rx import catheter_nl
@@ -306,6 +308,10 @@ def explain(event: str, a, b) -> str:
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",
         "log_lost": lambda: "the stored event log was damaged and has been restarted",
+        "history_failed": lambda: (f"a therapy history entry could not be written: {a} waiting "
+                                   "in RAM (retried)" + (f", {b} lost" if b else "")),
+        "history_lost": lambda: (f"the therapy history's open page was damaged: page {a} begun "
+                                 "anew" + (f", {b} entries lost" if b and b > 0 else "")),
         "clock_set": lambda: f"the clock moved {'+' if a >= 0 else '-'}{span(abs(a))}",
         "clock_lost": lambda: f"the board's clock had restarted ({span(a)} behind); the pump "
                               "carried on from its last saved time",
@@ -326,3 +332,125 @@ def explain(event: str, a, b) -> str:
 
 def log_line(e) -> str:
     return f"{e[0]:6} {pump_time(e[1])}  {e[2]:22} {explain(e[2], e[3], e[4])}"
+
+
+# ---- the therapy history -----------------------------------------------------------------------
+
+_KIND_TEXT = {"program": "program", "refill": "refill", "catheter": "catheter revised",
+              "prime": "prime", "bridge": "bridge bolus", "clinician_bolus": "clinician bolus",
+              "stop": "stop", "resume": "resume", "patient_boluses": "patient boluses",
+              "lost": "entries lost"}
+
+
+def _unit_of(notes: dict | None, unit: str | None) -> str | None:
+    """The mass unit a program's notes name (its drug's in drugs.toml, else its `units`)."""
+    notes = notes or {}
+    try:
+        return druglib.get(notes.get("drug")).unit
+    except InputError:
+        u = notes.get("units")
+        return u if u in fmt.MASS_UNITS else unit
+
+
+def _per_day(ng, nl, unit: str | None) -> str:
+    return f"{fmt.mass_rate(ng, unit)} ({fmt.vol_rate(nl)})"
+
+
+def _program_text(e: dict, unit: str | None) -> str:
+    notes = e.get("notes") or {}
+    new = _per_day(e.get("basal_ng_day", 0), e.get("basal_nl_day", 0), unit)
+    old_ng = e.get("old_basal_ng_day", -1)
+    basal = (f"basal {_per_day(old_ng, e.get('old_basal_nl_day', 0), unit)} -> {new}"
+             if old_ng is not None and old_ng >= 0 else f"basal {new} (the first program)")
+    cap, old_cap = e.get("max_daily_ng", 0), e.get("old_max_daily_ng", -1)
+    parts = [basal, f"max a day {mass(old_cap, unit)} -> {mass(cap, unit)}"
+             if old_cap is not None and 0 <= old_cap != cap else f"max a day {mass(cap, unit)}"]
+    drug = notes.get("drug")
+    parts.append(f"{drug or 'drug not recorded'} at {fmt.conc(e.get('conc_ng_ml', 0), unit)}")
+    why = notes.get("titration_override")
+    parts.append(f"why: {why}" if why else "no override")
+    parts.append(f"drug library {notes.get('library') or 'not recorded'}")
+    if e.get("recovered"):
+        parts.append("recorded at the boot after a power cut (it had taken effect)")
+    return "; ".join(parts)
+
+
+def _dose_text(e: dict, unit: str | None) -> str:
+    dur = e.get("duration_ms", 0)
+    return (fmt.dose(e.get("dose_nl", 0), e.get("conc_ng_ml"), unit)
+            + (f" over {fmt.span_ms(dur)}" if dur else ", as fast as the motor allows"))
+
+
+def _refill_text(e: dict, unit: str | None, conc: int | None, drug: str | None) -> str:
+    notes = e.get("notes") or {}
+    new_conc = e.get("conc_ng_ml") or 0
+    what = f"reservoir {vol(e.get('volume_nl', 0))}"
+    drug = notes.get("drug") or drug
+    if new_conc:
+        what += (f" of {drug or 'the drug'} at {fmt.conc(new_conc, unit)}"
+                 + (f" (was {fmt.conc(conc, unit)})" if conc and conc != new_conc else ""))
+    elif drug:
+        what += f" of {drug}"
+    res, exp = e.get("residual_nl", -1), e.get("expected_nl", 0)
+    if res is not None and res >= 0:
+        d = res - exp
+        what += (f"; residual {vol(res)} measured, {vol(exp)} expected "
+                 f"({'+' if d >= 0 else '-'}{vol(abs(d))}"
+                 + (": a discrepancy, refill_discrepancy raised)" if e.get("discrepancy")
+                    else ")"))
+    stable = e.get("stable_s", 0)
+    if stable:
+        what += f"; usable for {span(stable)}"
+    return what
+
+
+def history_lines(entries: list[dict], today: dict | None = None) -> list[str]:
+    """The therapy history as a clinician reads it, oldest first: when, what, by whom, what
+    changed (old -> new in mass and volume a day) and why. A mass is shown in the unit of the
+    program in force (the entry's own concentration where it has one)."""
+    lines, unit, conc, drug = [], None, None, None
+    for e in entries:
+        kind = e.get("kind", "?")
+        when = pump_time(e["ts"])[:16] if isinstance(e.get("ts"), int) else ""
+        if kind == "program":
+            unit = _unit_of(e.get("notes"), unit)
+            text = _program_text(e, unit)
+            conc = e.get("conc_ng_ml") or conc
+            drug = (e.get("notes") or {}).get("drug") or drug
+            label = f"program {e.get('program')}"
+        elif kind == "refill":
+            unit = _unit_of(e.get("notes"), unit) if e.get("notes") else unit
+            text = _refill_text(e, unit, conc, drug)
+            conc = e.get("conc_ng_ml") or conc
+            label = "refill"
+        elif kind in ("prime", "bridge", "clinician_bolus"):
+            text, label = _dose_text(e, unit), _KIND_TEXT[kind]
+        elif kind == "stop":
+            text, label = (f"for {span(e['for_s'])}" if e.get("for_s") else
+                           "until resumed"), "stop"
+        elif kind == "resume":
+            text, label = ("the timed stop ended" if e.get("auto") else "resumed"), "resume"
+        elif kind == "patient_boluses":
+            when = when[:10]
+            text = (f"{e.get('given', 0)} given ({mass(e.get('mass_ng', 0), unit)}, "
+                    f"{vol(e.get('volume_nl', 0))}), {e.get('denied', 0)} denied")
+            label = "patient boluses"
+        elif kind == "catheter":
+            nl = e.get("catheter_nl", 0)
+            text, label = ("new or revised, empty" + (f": {vol(nl)}" if nl else "")), \
+                "catheter revised"
+        elif kind == "lost":
+            n = e.get("entries", -1)
+            text = (f"{n} entries could not be read (a damaged page)" if n and n > 0 else
+                    "the page in progress was damaged: its entries are lost")
+            label = "entries lost"
+        else:
+            text, label = json.dumps({k: v for k, v in e.items() if k not in ("seq", "ts")}), kind
+        flag = "  (NOT YET ON FLASH)" if e.get("unsaved") else ""
+        lines.append(f"{when:16}  {label:16} {e.get('by', ''):9}  {text}{flag}")
+    if today and (today.get("given") or today.get("denied")):
+        lines.append(f"{pump_time(today['day_ts'])[:10]:16}  {'patient boluses':16} "
+                     f"{'patient':9}  {today['given']} given "
+                     f"({mass(today.get('mass_ng', 0), unit)}, {vol(today.get('volume_nl', 0))}),"
+                     f" {today['denied']} denied so far today")
+    return lines

@@ -65,8 +65,10 @@ class PumpView:
         self.pending: dict[str, Pending] = {}
         # Each signed request moves the role's counter, and the pump writes its key record every
         # 64 counters (docs/security.md): the page reads no more than it shows. `info` (uptime,
-        # counters) is read once a minute, the log from where it ended last time.
+        # counters) and the therapy history's newest entries once a minute, the log from where
+        # it ended last time.
         self._info: tuple[float, dict] | None = None
+        self._history: tuple[float, list[str]] | None = None
         self._log_total = 0
 
     @property
@@ -148,8 +150,11 @@ class PumpView:
             self._log_total = total
             out["log"] = [views.log_line(e) for e in reversed(entries[-LOG_ROWS:])]
             out["log_chain_ok"] = chain_ok
-            history = getattr(commands, "history_lines", None)   # issue: therapy history
-            out["history"] = history(lk) if callable(history) else None
+            # The therapy history changes with a change of therapy, not by the minute: its
+            # newest entries are read once a minute (and after a change the page confirmed).
+            if self._history is None or self.clock() - self._history[0] >= INFO_S:
+                self._history = (self.clock(), commands.history_lines(lk))
+            out["history"] = self._history[1]
         return out
 
     # -- changes -------------------------------------------------------------------------------
@@ -209,6 +214,7 @@ class PumpView:
                                 "shown: nothing was sent; look at the pump again and start "
                                 "over.")
                 rep = plan.report(plan.send(lk))
+                self._history = None     # what was just done is read at the next refresh
                 follow = None
                 if p.then is not None:
                     follow = secrets.token_urlsafe(24)
