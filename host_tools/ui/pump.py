@@ -152,6 +152,19 @@ class PumpView:
             out["history"] = history(lk) if callable(history) else None
         return out
 
+    def read_now(self) -> tuple[dict, dict | None] | None:
+        """The pump's status and settings read now (the read-back after a change; the patient
+        key reads status only); None when it does not answer."""
+        try:
+            with self.link() as lk:
+                st = context.body(lk.call("status", changes=False))
+                settings = pumpdata.settings_or_none(lk) if self.role == "clinician" else None
+                return st, settings
+        except Exception as e:
+            if isinstance(e, OSError) or context.failure_of(e) is not None:
+                return None
+            raise
+
     # -- changes -------------------------------------------------------------------------------
     def held(self, lk: Link) -> str:
         """What a confirmation must find unchanged: the prescription, the fills, stopped."""

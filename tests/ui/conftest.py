@@ -79,12 +79,20 @@ class Board:
         assert rc == 0, err
         return json.loads(out)
 
+    def inject(self, action: str, *params: str) -> dict:
+        """`pumpsim inject` on the board's harness channel (virtual time, faults)."""
+        from sim.board import inject
 
-@pytest.fixture(scope="package")
-def board(tmp_path_factory, request):
-    tmp = tmp_path_factory.mktemp("ui-board")
-    # pytest --rp2: the emulated Pico (`pumpsim board --runtime rp2`), as tests/e2e does
-    runtime = ["--runtime", "rp2"] if request.config.getoption("--rp2") else []
+        out = inject(self.info["control"], action, list(params), timeout_s=600)
+        assert out.get("ok"), out
+        return out
+
+
+@contextlib.contextmanager
+def running_board(tmp: Path, rp2: bool):
+    """A factory-fresh `pumpsim board` in tmp (its flash directory, and its TMPDIR where it
+    registers itself), refilled with 20 mL and programmed with START_RX through pumpctl, as a
+    clinic would find it; stopped (SIGTERM: it saves) at the end."""
     state = tmp / "state"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PUMPCTL_STATE_DIR", str(state))   # this run's titration record only
@@ -94,6 +102,7 @@ def board(tmp_path_factory, request):
         # board registered: its own TMPDIR
         mp.setattr(tempfile, "tempdir", str(tmp))
         env = dict(os.environ, TMPDIR=str(tmp))
+        runtime = ["--runtime", "rp2"] if rp2 else []
         proc = subprocess.Popen([PUMPSIM, "board", *runtime, "--flash", str(tmp / "flash")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                                 env=env)
@@ -115,6 +124,14 @@ def board(tmp_path_factory, request):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
+
+
+@pytest.fixture(scope="package")
+def board(tmp_path_factory, request):
+    # pytest --rp2: the emulated Pico (`pumpsim board --runtime rp2`), as tests/e2e does
+    with running_board(tmp_path_factory.mktemp("ui-board"),
+                       request.config.getoption("--rp2")) as b:
+        yield b
 
 
 class Served:
@@ -160,8 +177,9 @@ def ui(board, request):
         yield s
 
 
-@pytest.fixture(scope="package")
-def browser():
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium, headless, through Playwright."""
     from playwright.sync_api import sync_playwright
 
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -172,6 +190,12 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="package")
+def browser():
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -196,3 +220,11 @@ def shot(pg, name: str) -> Path:
     path = SCREENS / f"ui-{name}.png"
     pg.screenshot(path=str(path), full_page=True)
     return path
+
+
+def facts(pg, selector: str) -> dict[str, str]:
+    """A table of the page (its rows' th and td) as {label: value}: the pump, the status, the
+    read-back after a change."""
+    pg.wait_for_selector(selector)
+    return {r.locator("th").inner_text(): r.locator("td").inner_text()
+            for r in pg.locator(f"{selector} tr").all()}
