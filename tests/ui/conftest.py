@@ -4,8 +4,11 @@ start() the command uses), and one headless Chromium (Debian's, through Playwrig
 every test of tests/ui. Screenshots go to build/test-screens/ui-*.png.
 
 With pytest --rp2 the board is the emulated Pico instead (the MicroPython rp2 UF2 in an
-emulated RP2040; docs/ui.md). The tests run in file order against the one board: test_page.py's refill visit changes the
-pump, the later tests only read it or undo what they do.
+emulated RP2040; docs/ui.md). The tests run in file order against the one board:
+test_figures.py needs none; test_page.py's refill visit changes the pump; test_security.py
+only reads it or undoes what it does; test_therapy.py, last, revises the catheter, primes it,
+stops and resumes, and leaves the pump refilled with baclofen and programmed for it.
+tests/rp2/test_ui.py (make test-rp2) starts its own emulated Pico with running_board().
 """
 
 import contextlib

@@ -99,3 +99,20 @@ def test_the_self_test_reads_the_same_in_each_shape_the_firmware_may_give():
         line = views.self_test_lines({"when": 0, "passed": False, "parts": parts})
         assert line == ["self-test    FAILED at 2024-01-01 00:00:00 (code ok, buzzer FAILED)"]
     assert views.self_test_lines(None) == [] and views.self_test_lines("garbage") == []
+
+
+def test_a_fill_of_another_drug_reads_in_its_own_unit_and_says_why_delivery_waits():
+    from host_tools.ui.server import rows
+
+    st = {**STATUS, "stopped": True, "delivering": False, "fills": 2, "fill_drug": "baclofen",
+          "fill_conc_ng_ml": 500_000}
+    view = views.status_view(st, SETTINGS)
+    shown = dict(rows(views.status_lines(st, SETTINGS, view)))
+    assert shown["therapy"] == ("STOPPED: the reservoir holds baclofen, not the program's; "
+                                "delivery waits for a program of it, then a resume")
+    assert shown["reservoir of"] == ("baclofen at 500 mcg/mL: NOT the program's: delivery "
+                                     "waits for a program of it")
+    same = {**st, "fill_drug": "morphine", "fill_conc_ng_ml": SETTINGS["conc_ng_ml"]}
+    shown = dict(rows(views.status_lines(same, SETTINGS, views.status_view(same, SETTINGS))))
+    assert shown["therapy"] == "STOPPED, until `pumpctl resume`"
+    assert shown["reservoir of"] == "morphine at 25 mg/mL"
