@@ -134,6 +134,9 @@ class PumpView:
             out["info_lines"] = views.info_lines(info, boardlimits.pump_limits(lk))
             return out
         st = context.body(lk.call("status", changes=False))
+        if "clock_ts" in info and "clock_ts" in st:
+            # `info` is read once a minute, `status` every time: one pump clock on the page
+            info = out["info"] = {**info, "clock_ts": st["clock_ts"]}
         settings = pumpdata.settings_or_none(lk)
         view = views.status_view(st, settings)
         out.update(status=st, settings=settings, view=view,

@@ -85,6 +85,8 @@ def test_a_stop_is_reminded_acknowledged_and_resumed_on_the_page(ui, board, page
 
     board.inject("advance", "70 min")            # past the stop reminder (1 h by default)
     page.goto(ui.url)
+    # one pump clock on the page, though `info` was read before the jump
+    assert facts(page, "#pump")["pump clock"] == facts(page, "#status-table")["pump clock"]
     row = page.locator("#alarms tr", has_text="therapy_stopped")
     assert row.locator("td").nth(1).inner_text() == "warning"
     assert "therapy_stopped (warning)" in page.inner_text("#status-table")
