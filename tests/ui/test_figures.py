@@ -116,3 +116,47 @@ def test_a_fill_of_another_drug_reads_in_its_own_unit_and_says_why_delivery_wait
     shown = dict(rows(views.status_lines(same, SETTINGS, views.status_view(same, SETTINGS))))
     assert shown["therapy"] == "STOPPED, until `pumpctl resume`"
     assert shown["reservoir of"] == "morphine at 25 mg/mL"
+
+
+def test_every_status_row_on_the_page_is_pumpctl_status_s_line():
+    """A pump with a bit of everything (a fill, a catheter full of the old solution still at its
+    tip, a stop reminded by therapy_stopped, a patient bolus running, the battery's days): the
+    page's table is `pumpctl status`'s lines, row for row."""
+    from host_tools.ui.server import rows
+
+    settings = {**SETTINGS, "catheter": {"model": "Prometra 11823", "length_mm": 600,
+                                         "nl_per_cm": 2600}}
+    status = {**STATUS, **BATTERY, "stopped": True, "delivering": False, "stopped_s": 5400,
+              "stop_left_s": 0, "fills": 3, "fill_drug": "morphine", "fill_ts": 91_990_000,
+              "fill_conc_ng_ml": 25_000_000, "expiry_ts": 99_000_000, "catheter": "full",
+              "catheter_nl": 156_000, "new_drug_at_tip_s": 30_000, "tip_conc_ng_ml": 20_000_000,
+              "refill_notice_s": 604_800, "projected_nl_day": 96_000,
+              "refill_ts": 94_000_000, "bolus": {"patient": True, "clinician": False},
+              "patient_bolus": {"count_24h": 1, "max_per_day": 4, "lockout_left_s": 3000},
+              "alarms": [{"code": "therapy_stopped", "priority": "warning", "acked": False}]}
+
+    def script(p, line):
+        cmd = json.loads(body_of(line))["cmd"]
+        if cmd == "settings":
+            return p.reply(line, ok=True, cmd="settings", settings=settings)
+        return None
+
+    peer = Peer()
+    try:
+        pump = scripted(peer, INFO, status)
+        plain = peer.script
+        peer.script = lambda p, line: script(p, line) or plain(p, line)
+        with served(pump) as s:
+            html = request(s, "GET", s.app.url("/"))[2]
+    finally:
+        peer.close()
+    lines = views.status_lines(status, settings, views.status_view(status, settings))
+    from markupsafe import escape
+
+    assert facts(html, "therapy") == {k: str(escape(v)) for k, v in rows(lines)}
+    shown = dict(rows(lines))
+    assert shown["at the tip"] == ("the solution before the refill, 20 mg/mL, for about 8 h "
+                                   "20 min more at the basal rate (then the new one)")
+    assert shown["catheter"].endswith("0.156 mL, full")
+    assert shown["alarms"] == "therapy_stopped (warning)" and "therapy_stopped" in html
+    assert shown["boluses"] == "patient running"
