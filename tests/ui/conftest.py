@@ -62,8 +62,12 @@ def pumpctl(*argv) -> tuple[int, str, str]:
 
 
 class Board:
-    def __init__(self, info: dict, proc: subprocess.Popen):
+    def __init__(self, info: dict, proc: subprocess.Popen, slow: bool = False):
         self.info, self.proc = info, proc
+        # the emulated Pico's replies take seconds on a loaded machine: pumpctl waits longer
+        # for each (as tests/e2e gives it), and the page's view of it too (board_view)
+        self.slow = slow
+        self.timeout = ["--timeout", "30"] if slow else []
         self.port = info["port"]
         self.found = link.Found(self.port, "virtual", "virtual board", info)
         self.lock = threading.RLock()   # the page's, once it runs: one of them on the port
@@ -72,7 +76,7 @@ class Board:
         """pumpctl on this board, never while the page in this process reads it (pumpctl
         refuses a port in use; a person would run it again)."""
         with self.lock:
-            return pumpctl("--port", self.port, "--key", self.info[key], *argv)
+            return pumpctl("--port", self.port, "--key", self.info[key], *self.timeout, *argv)
 
     def key_pump_id(self) -> str:
         return json.loads(Path(self.info["clinician_key"]).read_text())["pump_id"]
@@ -112,7 +116,7 @@ def running_board(tmp: Path, rp2: bool):
         try:
             first = proc.stdout.readline()
             assert first, proc.stderr.read().decode()
-            b = Board(json.loads(first), proc)
+            b = Board(json.loads(first), proc, slow=rp2)
             rx = tmp / "start.toml"
             rx.write_text(START_RX)
             assert b.ctl("refill", "--volume", "20 mL", "--yes")[0] == 0
@@ -169,7 +173,7 @@ def served(pump: PumpView, refresh_s: float = 0.5):
 def board_view(board: Board, key: str, rp2: bool) -> PumpView:
     """The page's view of the board with one of its key files, sharing the board's lock."""
     pump = PumpView(board.port, link.load_key(board.info[key]), board.found,
-                    timeout_s=10.0 if rp2 else 3.0)   # the emulated Pico answers slowly
+                    timeout_s=30.0 if rp2 else 3.0)   # the emulated Pico answers slowly
     pump.lock = board.lock
     return pump
 
