@@ -70,22 +70,51 @@ def info_lines(info: dict, lim: boardlimits.BoardLimits) -> list[str]:
 
 
 def self_test_lines(st) -> list[str]:
-    """`info.self_test` (when the firmware reports it: when, passed, each part's outcome)."""
+    """`info.self_test`, when the firmware reports it, as one line: when it ran, whether it
+    passed, each part's outcome (and what a part that did not pass found). Parts come as
+    {name: {"outcome", "found", ...}}, {name: outcome} or [{"part", "outcome"}]; an outcome
+    is "pass", "fail", "skipped", "not_run" or a bool. Nothing when the pump does not say."""
     if not isinstance(st, dict):
         return []
     when = st.get("when_ts", st.get("when"))
-    head = "passed" if st.get("passed") else "FAILED"
-    if isinstance(when, int):
+    passed = st.get("passed")
+    head = ("not run yet" if passed is None or (isinstance(when, int) and when < 0)
+            else "passed" if passed else "FAILED")
+    if isinstance(when, int) and when >= 0:
         head += f" at {pump_time(when)}"
-    parts = st.get("parts") or {}
-    items = parts.items() if isinstance(parts, dict) else (
-        (p.get("part"), p.get("outcome", p.get("passed"))) for p in parts if isinstance(p, dict))
-    detail = ", ".join(f"{k} {_outcome(v)}" for k, v in items)
+    detail = ", ".join(f"{name} {_outcome(got)}" for name, got in _parts(st.get("parts")))
     return [f"self-test    {head}" + (f" ({detail})" if detail else "")]
 
 
+def _parts(parts) -> list[tuple[str, object]]:
+    if isinstance(parts, dict):
+        return [(str(k), v) for k, v in parts.items()]
+    if isinstance(parts, list):
+        return [(str(p.get("part", p.get("name", "?"))), p) for p in parts if isinstance(p, dict)]
+    return []
+
+
 def _outcome(v) -> str:
-    return {True: "ok", False: "FAILED"}.get(v, str(v)) if isinstance(v, bool) else str(v)
+    """One part's outcome in words: ok, FAILED (and what it found), skipped, not run."""
+    found = ""
+    if isinstance(v, dict):
+        found = str(v.get("found") or "")
+        v = v.get("outcome", v.get("passed"))
+    word = {True: "ok", False: "FAILED", "pass": "ok", "fail": "FAILED", "not_run": "not run",
+            None: "?"}.get(v, str(v)) if isinstance(v, (bool, str, type(None))) else str(v)
+    return f"{word}: {found}" if found and word != "ok" else word
+
+
+def battery_text(st: dict) -> str:
+    """The battery as `status` reports it: its voltage, and the days to ERI (elective
+    replacement) and to EOS (end of service) when the firmware estimates them (-1: not yet
+    known; absent: a firmware that does not estimate them)."""
+    text = f"{st.get('battery_mv')} mV"
+    days = [(name, st.get(key)) for name, key in (("ERI", "battery_eri_days"),
+                                                  ("EOS", "battery_eos_days"))]
+    known = [f"about {d} d to {name}" if d >= 0 else f"{name} not yet known"
+             for name, d in days if isinstance(d, int) and not isinstance(d, bool)]
+    return text + (", " + ", ".join(known) if known else "")
 
 
 # ---- status ------------------------------------------------------------------------------------
@@ -97,6 +126,9 @@ def status_view(st: dict, settings: dict | None) -> dict:
     u = settings_unit(settings)
     if not st.get("programmed"):
         therapy = "not programmed"
+    elif st.get("stopped") and fill_differs(st, settings):
+        therapy = (f"STOPPED: the reservoir holds {st.get('fill_drug') or 'another solution'}, "
+                   "not the program's; delivery waits for a program of it, then a resume")
     elif st.get("stopped"):
         left = st.get("stop_left_s", 0)
         therapy = "STOPPED" + (f", resumes by itself in {span(left)}" if left else
@@ -122,6 +154,25 @@ def status_view(st: dict, settings: dict | None) -> dict:
     return view
 
 
+def fill_differs(st: dict, settings: dict | None) -> bool:
+    """The reservoir holds another drug or concentration than the program names (after a
+    refill with --drug or --concentration and before the program that follows it)."""
+    if not settings or not st.get("fills"):
+        return False
+    fill, fill_conc = st.get("fill_drug"), st.get("fill_conc_ng_ml", 0)
+    drug = (settings.get("meta") or {}).get("drug")
+    return bool((fill is not None and drug is not None and fill != drug)
+                or (fill_conc and fill_conc != settings.get("conc_ng_ml")))
+
+
+def fill_unit(st: dict, settings: dict | None) -> str | None:
+    """The mass unit of the fill's drug (the library's), else the program's."""
+    try:
+        return druglib.get(st.get("fill_drug")).unit
+    except InputError:
+        return settings_unit(settings)
+
+
 def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     """`pumpctl status` as lines (view: status_view of the same reply)."""
     text = view["text"]
@@ -131,13 +182,11 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     fill = st.get("fill_drug")
     fill_conc = st.get("fill_conc_ng_ml", 0)
     if st.get("fills") and (fill is not None or fill_conc):
-        differs = (fill is not None and fill != view["drug"]) or (
-            fill_conc and fill_conc != view["concentration_ng_per_ml"])
         lines.append(f"reservoir of {fill or '(drug not named)'}"
-                     + (f" at {fmt.conc(fill_conc, view['mass_unit'] or settings_unit(settings))}"
+                     + (f" at {fmt.conc(fill_conc, fill_unit(st, settings))}"
                         if fill_conc else "")
-                     + (": NOT the program's: delivery waits for a program of it" if differs
-                        and settings else ""))
+                     + (": NOT the program's: delivery waits for a program of it"
+                        if fill_differs(st, settings) else ""))
     if st.get("programmed"):
         step = st.get("step", 0)
         start = ""
@@ -156,15 +205,20 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     running = [k for k in ("patient", "clinician") if b.get(k)]
     pb = st.get("patient_bolus")
     if pb:
-        left = pb.get("lockout_left_s", 0)
-        lines.append(f"patient      {pb.get('count_24h', 0)} of {pb.get('max_per_day', 0)} "
-                     "boluses in the last 24 h; "
-                     + (f"next allowed in {span(left)}" if left else "allowed now"))
+        count, lockout = patient_bolus_text(pb)
+        lines.append(f"patient      {count}; {lockout}")
     lines += [f"boluses      {', '.join(running) + ' running' if running else 'none running'}",
-              f"battery      {st.get('battery_mv')} mV",
+              f"battery      {battery_text(st)}",
               f"alarms       {alarm_text(st.get('alarms'))}",
               f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
     return lines
+
+
+def patient_bolus_text(pb: dict) -> tuple[str, str]:
+    """`status.patient_bolus` in words: (today's count against the most a day, the lockout)."""
+    left = pb.get("lockout_left_s", 0)
+    return (f"{pb.get('count_24h', 0)} of {pb.get('max_per_day', 0)} boluses in the last 24 h",
+            f"next allowed in {span(left)}" if left else "allowed now")
 
 
 def status_plan_lines(st: dict, settings: dict | None) -> list[str]:
@@ -327,6 +381,9 @@ def explain(event: str, a, b) -> str:
         "crash": lambda: "an uncaught exception reset the pump" + (" (new firmware on trial)"
                                                                   if b else ""),
         "key_fallback": lambda: "newest key record damaged; the older one was used",
+        "catheter_revised": lambda: f"a new or revised catheter, taken as empty ({vol(b)})",
+        "fill_drug_changed": lambda: "the fill is of another drug: delivery stopped until a "
+                                     "program of it",
     }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
 
 

@@ -136,6 +136,9 @@ class PumpView:
             out["info_lines"] = views.info_lines(info, boardlimits.pump_limits(lk))
             return out
         st = context.body(lk.call("status", changes=False))
+        if "clock_ts" in info and "clock_ts" in st:
+            # `info` is read once a minute, `status` every time: one pump clock on the page
+            info = out["info"] = {**info, "clock_ts": st["clock_ts"]}
         settings = pumpdata.settings_or_none(lk)
         view = views.status_view(st, settings)
         out.update(status=st, settings=settings, view=view,
@@ -156,6 +159,19 @@ class PumpView:
                 self._history = (self.clock(), commands.history_lines(lk))
             out["history"] = self._history[1]
         return out
+
+    def read_now(self) -> tuple[dict, dict | None] | None:
+        """The pump's status and settings read now (the read-back after a change; the patient
+        key reads status only); None when it does not answer."""
+        try:
+            with self.link() as lk:
+                st = context.body(lk.call("status", changes=False))
+                settings = pumpdata.settings_or_none(lk) if self.role == "clinician" else None
+                return st, settings
+        except Exception as e:
+            if isinstance(e, OSError) or context.failure_of(e) is not None:
+                return None
+            raise
 
     # -- changes -------------------------------------------------------------------------------
     def held(self, lk: Link) -> str:

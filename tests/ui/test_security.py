@@ -273,6 +273,7 @@ def test_the_patient_key_shows_only_the_patient_bolus(board, page, request):
                        "#pump"):
             assert page.locator(hidden).count() == 0, hidden
         assert page.locator("#lockout").is_visible() and page.locator("#today-count").is_visible()
+        assert page.inner_text("#today-count").endswith("boluses in the last 24 h")
         shot(page, "patient")
         status, html = post(s, "/preview/program", page_token(s))
         assert status == 404                           # no other change, not even by hand
@@ -281,6 +282,8 @@ def test_the_patient_key_shows_only_the_patient_bolus(board, page, request):
         page.wait_for_selector("#report, #failure-message")
         text = page.inner_text("#result")
         assert "patient bolus started" in text or "E_REFUSED" in text
+        if "patient bolus started" in text:           # read back: the lockout has begun
+            assert page.inner_text("#read-back").count("next allowed in") == 1
         shot(page, "patient-bolus")
 
 
