@@ -89,12 +89,12 @@ COMPLIANCE_NL_PER_KPA = 25     # the catheter's compliance
 OPEN_HALF_MS = const(7)        # pressure half-life through an open catheter
 PARTIAL_HALF_MS = 400          # ... through a partly occluded one (a kinked catheter)
 NOISY_PA = 40000               # a failing sensor's noise
-BAT_FULL = 1000000000          # battery charge units
-BAT_DAY_DRAIN = 391000         # about 7 years from full to empty at rest
+BAT_FULL = const(1000000000)   # battery charge units
+BAT_DAY_DRAIN = const(391000)  # about 7 years from full to empty at rest
 BAT_STROKE_DRAIN = const(20)
-BAT_EMPTY_MV = 2700            # open-circuit voltage at 0 % ...
-BAT_FULL_MV = 3200             # ... and at 100 %
-BAT_SAG_MV = 40                # under the motor's load
+BAT_EMPTY_MV = const(2700)     # open-circuit voltage at 0 % ...
+BAT_FULL_MV = const(3200)      # ... and at 100 %
+BAT_SAG_MV = const(40)         # under the motor's load
 BAT_NOISY_MV = 400
 PARTWAY = 2                    # Plant.stalled: the next stroke stalls partway, then it is stuck
 TONE_TRACE_MAX = 1000          # tones kept in the trace (the counts go on)
@@ -129,6 +129,8 @@ class Plant:
         self.p_zero = board.P_RAW_ZERO
         self.peaks = []            # the pressure right after each stroke (SampledPlant only)
         self.p_per_kpa = board.P_RAW_PER_KPA
+        self.b_mv_num = board.B_MV_NUM
+        self.b_mv_den = board.B_MV_DEN
 
     # ---- catheter pressure ---------------------------------------------------------------
     # The pressure is kept as it was at p_t and decayed in closed form when it is read: one
@@ -223,20 +225,26 @@ class Plant:
         self.t = t
         return self.sense_battery()
 
+    @micropython.native
     def sense_battery(self):
         """The battery's ADC reading now (at self.t)."""
-        b = self.board
         t = self.t
-        if self.b_mode == "out_of_range":
-            return 0
-        if self.b_mode == "stuck":
-            return self.b_stuck
-        mv = self.battery_mv(t)
+        mode = self.b_mode
+        if mode != "ok":
+            if mode == "out_of_range":
+                return 0
+            if mode == "stuck":
+                return self.b_stuck
+        # self.battery_mv(t), inline
+        c = self.charge - (t - self.charge_t) * BAT_DAY_DRAIN // DAY_MS
+        if c < 0:
+            c = 0
+        mv = BAT_EMPTY_MV + (BAT_FULL_MV - BAT_EMPTY_MV) * c // BAT_FULL
         if t == self.last_stroke_t:
             mv -= BAT_SAG_MV
-        if self.b_mode == "noisy":
+        if mode == "noisy":
             mv += self.sensor_rng.below(2 * BAT_NOISY_MV + 1) - BAT_NOISY_MV
-        return mv * b.B_MV_DEN // b.B_MV_NUM + 1
+        return mv * self.b_mv_den // self.b_mv_num + 1
 
     @micropython.native
     def stroke(self):
@@ -317,6 +325,12 @@ class Flash:
         self.journal_saved = None  # ... and what the flash holds of it after the pump stopped
         self.failing = False       # corrupt_flash: the records are found damaged at next boot
         self.write_fails = False   # flash_failing: every state save fails (a worn sector)
+
+    def keep_journal(self, buf):
+        """The firmware's journal port (before each stroke): it writes buf only when it
+        journals, so keeping a reference is a copy of its last write."""
+        self.journal = buf
+        return True
 
     def fail_writes(self, on):
         if on and not self.write_fails and self.state is not None:
@@ -436,9 +450,8 @@ class Hal(_Data):
         return True
 
     def save_journal(self, buf):
-        # As save_state: the firmware writes buf only when it journals (before each stroke).
-        self.engine.flash.journal = buf
-        return True
+        # The engine hands the firmware Flash.keep_journal itself (one call less per stroke).
+        return self.engine.flash.keep_journal(buf)
 
 
 class Log:
@@ -944,7 +957,7 @@ class Engine:
         self.boot_t = self.t
         self.boluses = []
         self.active_alarms = 0
-        th = Therapy(self.hal, self.log, self.hal.save_state, self.hal.save_journal)
+        th = Therapy(self.hal, self.log, self.hal.save_state, self.flash.keep_journal)
         self.th = th
         self.pump = th.pump
         fl = self.flash
