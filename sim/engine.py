@@ -186,7 +186,8 @@ class Plant:
             t = self.t
             dt = t - self.p_t
             if dt:
-                # self.pressure(t), inline: this is the first reading after a stroke
+                # self.pressure(t), inline: the first reading at a new instant (the decay
+                # happens at exactly the readings it always did)
                 self.p_t = t
                 half_ms = self.half_ms
                 if dt > 0 and half_ms:
