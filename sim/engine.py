@@ -27,13 +27,18 @@ class micropython:
         return f
 
 
-DAY_MS = 86400000
-HASH_MOD = 2147483647
+# const(): the MicroPython VM's compiler folds these into the per-stroke code of this module
+# (a module-level name looked up per stroke costs hundreds of instructions there); they stay
+# importable.
+DAY_MS = const(86400000)
+HASH_MOD = const(2147483647)
 # The motor's outcomes (firmware.codes DONE, NOT_DONE, UNCERTAIN), inlined: a module-level name
 # looked up per stroke costs hundreds of instructions on the MicroPython VM.
 _DONE = const(1)
 _NOT_DONE = const(0)
 _UNCERTAIN = const(2)
+# Rng.below(2000001)'s bound (draws at or above it are thrown away), for Engine._run.
+_TOL_TOP = const((1 << 24) - (1 << 24) % 2000001)
 
 
 class BoardData:
@@ -81,15 +86,15 @@ class Rng:
 HALF_16 = (65536, 62757, 60097, 57549, 55109, 52773, 50535, 48393, 46341, 44376, 42495, 40693,
            38968, 37316, 35734, 34219)
 COMPLIANCE_NL_PER_KPA = 25     # the catheter's compliance
-OPEN_HALF_MS = 7               # pressure half-life through an open catheter
+OPEN_HALF_MS = const(7)        # pressure half-life through an open catheter
 PARTIAL_HALF_MS = 400          # ... through a partly occluded one (a kinked catheter)
 NOISY_PA = 40000               # a failing sensor's noise
-BAT_FULL = 1000000000          # battery charge units
-BAT_DAY_DRAIN = 391000         # about 7 years from full to empty at rest
-BAT_STROKE_DRAIN = 20
-BAT_EMPTY_MV = 2700            # open-circuit voltage at 0 % ...
-BAT_FULL_MV = 3200             # ... and at 100 %
-BAT_SAG_MV = 40                # under the motor's load
+BAT_FULL = const(1000000000)   # battery charge units
+BAT_DAY_DRAIN = const(391000)  # about 7 years from full to empty at rest
+BAT_STROKE_DRAIN = const(20)
+BAT_EMPTY_MV = const(2700)     # open-circuit voltage at 0 % ...
+BAT_FULL_MV = const(3200)      # ... and at 100 %
+BAT_SAG_MV = const(40)         # under the motor's load
 BAT_NOISY_MV = 400
 PARTWAY = 2                    # Plant.stalled: the next stroke stalls partway, then it is stuck
 TONE_TRACE_MAX = 1000          # tones kept in the trace (the counts go on)
@@ -124,6 +129,8 @@ class Plant:
         self.p_zero = board.P_RAW_ZERO
         self.peaks = []            # the pressure right after each stroke (SampledPlant only)
         self.p_per_kpa = board.P_RAW_PER_KPA
+        self.b_mv_num = board.B_MV_NUM
+        self.b_mv_den = board.B_MV_DEN
 
     # ---- catheter pressure ---------------------------------------------------------------
     # The pressure is kept as it was at p_t and decayed in closed form when it is read: one
@@ -175,10 +182,31 @@ class Plant:
             if mode == "noisy":
                 n = NOISY_PA
         pa = self.p_pa
-        if pa and self.p_t != self.t:
-            pa = self.pressure(self.t)
+        if pa:
+            t = self.t
+            dt = t - self.p_t
+            if dt:
+                # self.pressure(t), inline: the first reading at a new instant (the decay
+                # happens at exactly the readings it always did)
+                self.p_t = t
+                half_ms = self.half_ms
+                if dt > 0 and half_ms:
+                    q = dt * 16 // half_ms
+                    pa = 0 if q >= 640 else ((pa >> (q >> 4)) * HALF_16[q & 15]) >> 16
+                    self.p_pa = pa
         if n:
-            pa += self.sensor_rng.below(2 * n + 1) - n
+            # self.sensor_rng.below(2 * n + 1), inline
+            rng = self.sensor_rng
+            m = 2 * n + 1
+            top = (1 << 24) - (1 << 24) % m if m <= (1 << 24) else 1 << 24
+            s = rng.s
+            while True:
+                s = (s * 1103515245 + 12345) & 0x7FFFFFFF
+                v = s >> 7
+                if v < top:
+                    break
+            rng.s = s
+            pa += v % m - n
         raw = self.p_zero + pa * self.p_per_kpa // 1000
         return 0 if raw < 0 else 65535 if raw > 65535 else raw
 
@@ -198,20 +226,26 @@ class Plant:
         self.t = t
         return self.sense_battery()
 
+    @micropython.native
     def sense_battery(self):
         """The battery's ADC reading now (at self.t)."""
-        b = self.board
         t = self.t
-        if self.b_mode == "out_of_range":
-            return 0
-        if self.b_mode == "stuck":
-            return self.b_stuck
-        mv = self.battery_mv(t)
+        mode = self.b_mode
+        if mode != "ok":
+            if mode == "out_of_range":
+                return 0
+            if mode == "stuck":
+                return self.b_stuck
+        # self.battery_mv(t), inline
+        c = self.charge - (t - self.charge_t) * BAT_DAY_DRAIN // DAY_MS
+        if c < 0:
+            c = 0
+        mv = BAT_EMPTY_MV + (BAT_FULL_MV - BAT_EMPTY_MV) * c // BAT_FULL
         if t == self.last_stroke_t:
             mv -= BAT_SAG_MV
-        if self.b_mode == "noisy":
+        if mode == "noisy":
             mv += self.sensor_rng.below(2 * BAT_NOISY_MV + 1) - BAT_NOISY_MV
-        return mv * b.B_MV_DEN // b.B_MV_NUM + 1
+        return mv * self.b_mv_den // self.b_mv_num + 1
 
     @micropython.native
     def stroke(self):
@@ -293,6 +327,12 @@ class Flash:
         self.failing = False       # corrupt_flash: the records are found damaged at next boot
         self.write_fails = False   # flash_failing: every state save fails (a worn sector)
 
+    def keep_journal(self, buf):
+        """The firmware's journal port (before each stroke): it writes buf only when it
+        journals, so keeping a reference is a copy of its last write."""
+        self.journal = buf
+        return True
+
     def fail_writes(self, on):
         if on and not self.write_fails and self.state is not None:
             self.state = list(self.state)  # the last good record, kept apart from the buffer
@@ -347,6 +387,8 @@ class Hal(_Data):
         self.pending = engine.pending
         self.read_pressure = plant.sense_pressure
         self.read_battery = plant.sense_battery
+        if isinstance(plant, SampledPlant):
+            self.stroke = self._stroke_sampled  # its push also notes the peak
 
     @micropython.native
     def stroke(self):
@@ -355,6 +397,24 @@ class Hal(_Data):
             return self._stalled(plant)
         t = plant.t
         self.pending.append(t)  # the engine accounts it (the volume, the truth) when it settles
+        # plant.push(t), inline
+        p = plant.p_pa
+        if p:
+            p = plant.pressure(t)
+        plant.p_t = t
+        plant.p_pa = p + plant.rise_pa
+        plant.last_stroke_t = t
+        if plant.half_ms != OPEN_HALF_MS:
+            plant.occluded_strokes += 1
+        plant.charge -= BAT_STROKE_DRAIN
+        return _DONE
+
+    def _stroke_sampled(self):
+        plant = self.plant
+        if plant.stalled:
+            return self._stalled(plant)
+        t = plant.t
+        self.pending.append(t)
         plant.push(t)
         return _DONE
 
@@ -391,9 +451,8 @@ class Hal(_Data):
         return True
 
     def save_journal(self, buf):
-        # As save_state: the firmware writes buf only when it journals (before each stroke).
-        self.engine.flash.journal = buf
-        return True
+        # The engine hands the firmware Flash.keep_journal itself (one call less per stroke).
+        return self.engine.flash.keep_journal(buf)
 
 
 class Log:
@@ -585,30 +644,159 @@ class Engine:
             return
         pending = self.pending
         if pending:
-            account = self._account
-            if self.boluses or not self._delivering():
+            if self.plant.half_next or not self._delivering():
                 accrue = self._accrue
+                account = self._account
                 for ts in pending:
                     accrue(ts)
                     account(ts)
             else:
-                # Constant basal rate, nothing else: _accrue's arithmetic, inline.
-                basal = self.basal
-                self.last_ms = basal
-                for ts in pending:
-                    add = basal * (ts - self.acc_t)
-                    self.acc_t = ts
-                    frac = self.ideal_frac + add
-                    whole = frac // DAY_MS
-                    self.ideal_nl += whole
-                    self.ideal_frac = frac - whole * DAY_MS
-                    frac = self.seg_ideal_frac + add
-                    whole = frac // DAY_MS
-                    self.seg_ideal_nl += whole
-                    self.seg_ideal_frac = frac - whole * DAY_MS
-                    account(ts)
+                self._run(pending)
             pending.clear()  # (del pending[:] makes a slice object on MicroPython)
         self._accrue(self.t)
+
+    @micropython.native
+    def _run(self, pending):
+        """_settle's common case: strokes while the pump delivers, none stalled partway. What
+        _accrue and _account do per stroke, with the state in local variables for the whole
+        run and written back once: the same integer arithmetic in the same order, so every
+        figure is the same. The ideal is carried in the segment's accumulator only; the run
+        adds the same amount to the whole-run ideal, which is brought up at the end."""
+        plant = self.plant
+        nominal = self.stroke_nl
+        basal = self.basal
+        bol = self.boluses
+        if not bol:
+            self.last_ms = basal
+        last_ms = self.last_ms
+        acc = self.acc_t
+        snl = snl0 = self.seg_ideal_nl
+        sfrac = sfrac0 = self.seg_ideal_frac
+        free = self.fault_free
+        sdlv = self.seg_dlv
+        scmd = self.seg_cmd
+        max_err = self.max_err
+        max_cmd = self.max_err_cmd
+        wt = self.win_t
+        wv = self.win_v
+        wm = self.win_m
+        h = self.win_head
+        s = self.win_sum
+        ms = self.win_msum
+        mult = self.conc_mult
+        max24 = self.max_24h
+        pmax = self.period_max
+        hsh = self.hash
+        trace = self.trace if self.want_trace else None
+        tol = plant.tol
+        res = plant.reservoir_nl
+        rng = plant.rng
+        seed = rng.s
+        delivered = self.delivered_nl
+        for ts in pending:
+            # The plant's stroke (Plant.stroke and Rng.below, inline).
+            vol = nominal
+            if tol:
+                while True:
+                    seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+                    u = seed >> 7
+                    if u < _TOL_TOP:
+                        break
+                vol += (vol * tol * (u % 2000001 - 1000000) + 500000000000) // 1000000000000
+            if vol > res:
+                vol = res
+            res -= vol
+            delivered += vol
+            # The ideal up to the stroke (_accrue).
+            dt = ts - acc
+            acc = ts
+            if dt > 0:
+                add = basal * dt
+                if bol:
+                    per_ms = basal
+                    ended = False
+                    for b in bol:
+                        dur = b[2]
+                        per_ms += b[1] * DAY_MS // dur
+                        k = ts - b[0]
+                        if k >= dur:
+                            k = dur
+                            ended = True
+                        v = b[1] * DAY_MS * k // dur
+                        add += v - b[3]
+                        b[3] = v
+                    if ended:
+                        bol = [b for b in bol if ts - b[0] < b[2]]
+                    last_ms = per_ms
+                else:
+                    last_ms = basal
+                f = sfrac + add
+                w = f // DAY_MS
+                snl += w
+                sfrac = f - w * DAY_MS
+            if free:
+                # The gap around the stroke, as _account measures it.
+                before = snl - ((last_ms - sfrac) // DAY_MS)
+                under_cmd = before - scmd
+                under = before - sdlv
+                sdlv += vol
+                scmd += nominal
+                over_cmd = scmd - snl
+                over = sdlv - snl
+                m = under if under > over else over
+                if m > max_err:
+                    max_err = m
+                m = under_cmd if under_cmd > over_cmd else over_cmd
+                if m > max_cmd:
+                    max_cmd = m
+            # Rolling 24 h of truth, window (ts - 24 h, ts].
+            wt.append(ts)
+            wv.append(vol)
+            m = vol * mult
+            wm.append(m)
+            s += vol
+            ms += m
+            limit = ts - DAY_MS
+            while wt[h] <= limit:
+                s -= wv[h]
+                ms -= wm[h]
+                h += 1
+            if h > 4096:
+                del wt[:h]
+                del wv[:h]
+                del wm[:h]
+                h = 0
+            if s > max24:
+                max24 = s
+            if ms > pmax:
+                pmax = ms
+            # _record(ts, 0, vol, 0)
+            hsh = (hsh * 1000003 + ts * 31 + vol * 3) % HASH_MOD
+            if trace is not None:
+                trace.append([ts, 0, vol, 0])
+        rng.s = seed
+        plant.reservoir_nl = res
+        self.boluses = bol
+        self.last_ms = last_ms
+        self.strokes += len(pending)
+        self.delivered_nl = delivered
+        self.acc_t = acc
+        f = self.ideal_frac + (sfrac - sfrac0)
+        w = f // DAY_MS
+        self.ideal_nl += snl - snl0 + w
+        self.ideal_frac = f - w * DAY_MS
+        self.seg_ideal_nl = snl
+        self.seg_ideal_frac = sfrac
+        self.seg_dlv = sdlv
+        self.seg_cmd = scmd
+        self.max_err = max_err
+        self.max_err_cmd = max_cmd
+        self.win_head = h
+        self.win_sum = s
+        self.win_msum = ms
+        self.max_24h = max24
+        self.period_max = pmax
+        self.hash = hsh
 
     def _settle_sampled(self):
         """_settle for a sampled run: the same accounts, with a sample taken at every grid
@@ -770,7 +958,7 @@ class Engine:
         self.boot_t = self.t
         self.boluses = []
         self.active_alarms = 0
-        th = Therapy(self.hal, self.log, self.hal.save_state, self.hal.save_journal)
+        th = Therapy(self.hal, self.log, self.hal.save_state, self.flash.keep_journal)
         self.th = th
         self.pump = th.pump
         fl = self.flash
