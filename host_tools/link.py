@@ -74,10 +74,12 @@ class PumpError(Exception):
     """The pump answered and refused: a stable code, a sentence, and for E_REFUSED a reason."""
 
     def __init__(self, code: str, message: str, reason: str | None = None, reply=None):
-        self.code = code
-        self.message = message
-        self.reason = reason
-        self.reply = reply
+        # Whatever the pump (or a forger on the line) put in these is shown escaped, wherever
+        # the error is printed: an unsigned refusal is built from the raw reply.
+        self.code = printable(str(code))
+        self.message = printable(str(message))
+        self.reason = None if reason is None else printable(str(reason))
+        self.reply = clean(reply)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -472,8 +474,8 @@ class Link:
             if cmd == "hello" and reply.get("ok") is not True:
                 # Opening a session changes nothing, so a refusal of it is shown as it is,
                 # marked as unverified (a pump refusing the key cannot sign with it).
-                raise PumpError(str(claim), printable(str(reply.get("message"))) +
-                                " (an unsigned refusal)", None, clean(reply))
+                raise PumpError(str(claim), f"{reply.get('message')} (an unsigned refusal)",
+                                reply.get("reason"), reply)
             raise ReplyUnverified(cmd, f"it is not signed; it claims {printable(str(claim))}",
                                   changes)
         if not hmac.compare_digest(theirs, reply_tag(key.secret, mine, rbody)):

@@ -299,6 +299,29 @@ def test_6_control_characters_from_the_pump_are_shown_escaped(board, relay):
     assert board.ask({"cmd": "program", "args": {"params": settings}}, sign=True)["ok"]
 
 
+def test_6_error_codes_and_reasons_of_forged_refusals_are_shown_escaped(board, relay):
+    """Attack 6, the code and the reason too: a forged, unsigned refusal of `hello` (which
+    pumpctl shows, marked unsigned, since opening a session changes nothing) carries terminal
+    escapes in its error code, message and reason. Nothing of it may reach the terminal raw, in
+    the text or the JSON form."""
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    relay.to_host = lambda line: (unsigned(line, ok=False, error="E_" + evil, message=evil,
+                                           reason=evil)
+                                  if cmd_of(line) == "hello" else line)
+    try:
+        for argv in (("status",), ("--json", "status"), ("alarms",)):
+            rc, out, err = pumpctl(relay, board, *argv, key=board.info["patient_key"])
+            seen = out + err
+            assert rc == 1 and "unsigned" in seen, (argv, out, err)
+            assert not any(c in seen for c in "\x1b\x07\x9b"), (argv, seen)
+            assert ("\\x1b]0;owned" in seen or "\\u001b]0;owned" in seen), (argv, seen)
+        rc, out, err = pumpctl(relay, board, "--json", "status", key=board.info["patient_key"])
+        reply = json.loads(out)
+        assert reply["error"].startswith("E_\\x1b]0;owned") and "\x1b" not in reply["error"]
+    finally:
+        relay.to_host = lambda line: line
+
+
 def test_5_a_session_recorded_on_one_pump_does_not_replay_on_another_with_the_same_key(
         board, relay, tmp_path):
     """Attack 5: two pumps share a key (a copied flash); a recorded session replays whole."""
