@@ -484,12 +484,28 @@ class Link:
 
     def hello(self) -> dict:
         """Open a session: a fresh session id and the counter, in a reply signed for our
-        nonce (so an old session's reply cannot be passed off as this one's)."""
+        nonce (so an old session's reply cannot be passed off as this one's). Two steps: the
+        pump first answers a challenge (`pn`) and opens the session only for a hello signed
+        over it, so that a recorded hello replayed later is refused (docs/protocol.md). A pump
+        whose firmware predates challenges opens the session at the first step."""
         key = self._need_key("hello")
         self._session = None
-        nonce = self._rng.getrandbits(128).to_bytes(16, "big").hex()
-        reply = self._signed_call(key, "hello", {"hn": nonce}, changes=False, session=False)
-        reply = self._result("hello", reply)
+        reply: dict = {}
+        for last in (False, True):
+            nonce = self._rng.getrandbits(128).to_bytes(16, "big").hex()
+            reply = self._signed_call(key, "hello", {"hn": nonce}, changes=False, session=False)
+            reply = self._result("hello", reply)
+            pn = reply.get("pn")
+            if not isinstance(pn, str) or "sn" in reply:
+                break
+            reply = self._signed_call(key, "hello", {"hn": nonce, "pn": pn}, changes=False,
+                                      session=False)
+            if reply.get("error") == "E_REPLAY" and not last:
+                # Our challenge was replaced (another hello, or a line replayed in between) or
+                # the answer to it was lost and sent again: ask for a new one, once.
+                continue
+            reply = self._result("hello", reply)
+            break
         if reply.get("pump_id") not in (None, self.pump_id()):
             raise ReplyUnverified("hello", "it names another pump", False)
         ctr, sn = reply.get("ctr"), reply.get("sn")

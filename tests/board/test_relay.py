@@ -257,6 +257,44 @@ def test_2_forged_counters_neither_run_the_host_ahead_nor_exhaust_the_pump(board
     assert pumpctl(relay, board, "status")[0] == 0
 
 
+def test_7_a_replayed_or_stale_hello_never_ends_the_honest_session(board, relay):
+    """Attack 7: hello lines recorded from the cable (both steps) are replayed while an honest
+    session runs, and a hello the relay held back is fired late. Each is refused (or answered
+    with a challenge only), and the honest session goes on without a new hello."""
+    relay.requests.clear()
+    assert pumpctl(relay, board, "status")[0] == 0
+    recorded = [x for x in relay.requests if cmd_of(x) == "hello"]
+    assert len(recorded) == 2     # the challenge, then the answer to it
+    held = []
+
+    def hold_second_step(line):
+        if cmd_of(line) == "hello" and b'"pn"' in line:
+            held.append(line)
+            return None
+        return line
+    relay.to_pump = hold_second_step
+    rc, out, err = pumpctl(relay, board, "status")
+    relay.to_pump = lambda line: line
+    assert rc == 3 and held, out + err
+    assert board.ask({"cmd": "status"}, sign=True)["ok"] is True     # the honest session
+    sn = board.session.sn
+    for line in recorded + held[:1]:
+        rid = json.loads(split(line)[0])["id"]
+        relay.replies.clear()     # the first time round, this id got its honest answer
+        relay.send_to_pump(line)
+        deadline = time.monotonic() + 10
+        while not [x for x in relay.replies if x.startswith(b"{")
+                   and json.loads(split(x)[0]).get("id") == rid]:
+            assert time.monotonic() < deadline, "no reply to the replayed hello"
+            time.sleep(0.05)
+        reply = next(json.loads(split(x)[0]) for x in relay.replies if x.startswith(b"{")
+                     and json.loads(split(x)[0]).get("id") == rid)
+        assert "sn" not in reply, reply
+        assert reply["ok"] is True or reply["error"] == "E_REPLAY", reply
+        r = board.ask({"cmd": "status"}, sign=True)
+        assert r["ok"] is True and board.session.sn == sn, (line, r)
+
+
 def test_alterations_either_way_are_caught(board, relay):
     """A changed byte in a request is refused by the pump (unsigned, so pumpctl cannot take
     even the refusal as proof); a changed byte in a reply is refused by pumpctl."""
