@@ -20,7 +20,7 @@ from hashlib import sha256
 
 from firmware import wirejson as json
 
-from firmware import auth, buildinfo, codes, update
+from firmware import auth, buildinfo, codes, updatekey
 from firmware.compat import const
 from firmware.handlers import COMMANDS, ID_MAX, TERMINAL, Refusal
 from firmware.ticks import diff
@@ -400,7 +400,7 @@ class Proto:
             raise Refusal("E_ARGS", "the two keys must differ")
         uk = None
         if "update_key" in args:
-            uk = _hex_arg(args, "update_key", update.KEY_MIN, update.KEY_MAX)
+            uk = _hex_arg(args, "update_key", updatekey.KEY_MIN, updatekey.KEY_MAX)
             have = app.upkey.modulus
             if have is not None and have != uk:
                 raise Refusal("E_LOCKED", "the update key was set at the factory and never "

@@ -21,6 +21,7 @@ from firmware.pump import Pump
 from firmware.record import Record
 from firmware.reservoir import MAX_STABLE_S, Reservoir
 from firmware.rx import DAY_MS, Rx, RxError, bolus_rate, ng_to_nl
+from firmware.selftest import SelfTest
 from firmware.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 BOOT_WATCHDOG = const(1)       # boot(cause=...): the watchdog reset the board
 PRIME_CONFIRM_S = const(120)   # a priming bolus's second step must come within this
-_CRITICAL = const(858)           # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
+_CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 
@@ -50,6 +51,8 @@ class Therapy:
         self.sup.pump = self.pump
         self.sup.save = self.record.save
         self.pump.save = self.record.save
+        self.checks = SelfTest(hal, log, self.sup, self.pump)
+        self.sup.checks = self.checks
         self.params = None      # the prescription as programmed (for a concentration change)
         self.prime_id = 0       # a priming bolus waiting for its second step: its id,
         self.prime_nl = 0       # volume
@@ -304,10 +307,12 @@ class Therapy:
         if the fault is still there."""
         pump = self.pump
         pump.service(now)
-        for code in (codes.AL_MOTOR_STALL, codes.AL_SENSOR_FAULT, codes.AL_BATTERY_SENSOR):
+        for code in (codes.AL_MOTOR_STALL, codes.AL_SENSOR_FAULT, codes.AL_BATTERY_SENSOR,
+                     codes.AL_DRIVER_FAULT):
             self.sup.clear_alarm(code, now)
         self.mon.bad_rises = 0
         self.mon.reset_battery()
+        self.checks.opens = 0
         if pump.stopped:
             pump.go(now, False)
 

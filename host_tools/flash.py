@@ -182,13 +182,23 @@ def _legacy_maintenance(port: str, key_path: str, info: dict) -> None:
         raise linkmod.PumpError(reply.get("error", "E_UNKNOWN"), reply.get("message", ""))
 
 
-def first_install(port: str, bundle: Path, board: str) -> None:
-    """mpremote, for a Pico that shows only MicroPython's REPL."""
+def first_install(port: str, bundle: Path, board: str, update_key=None,
+                  build: str = "production") -> None:
+    """mpremote, for a Pico that shows only MicroPython's REPL. The base gets its manifest,
+    signed with the update key the pump will be provisioned with: the self-test checks the
+    files against it at every boot (docs/security.md)."""
     dest = ":." if board == "virtual" else ":"
     _mpremote(port, "fs", "cp", "-r", str(bundle / "firmware"), str(bundle / "boards"), dest)
     for name in ("main.py", "loader.mpy"):
         if (bundle / name).exists():
             _mpremote(port, "fs", "cp", str(bundle / name), f":{name}")
+    record = bundlemod.write_base_manifest(bundle, board, build, update_key)
+    for d in ("fw", "fw/base"):
+        try:
+            _mpremote(port, "fs", "mkdir", f":{d}")
+        except RuntimeError:
+            pass   # it is there already
+    _mpremote(port, "fs", "cp", str(record), f":{bundlemod.BASE_MANIFEST}")
     try:
         # What was just installed is the base: an update slot that was running must not
         # stay in front of it (a development pump reinstalled from its REPL).
@@ -253,7 +263,8 @@ def main(argv=None) -> int:
                 return _fail(3, f"no MicroPython REPL and no pump on {port}")
             # The REPL does not say which board it is: a registered virtual board does.
             board = board or ("virtual" if linkmod.board_for_port(port) else "pico")
-            first_install(port, built(), board)
+            first_install(port, built(), board, update_key,
+                          "development" if args.dev else "production")
             for _ in range(60):
                 info = _info(port, timeout_s=1.0)
                 if info is not None:
@@ -280,7 +291,8 @@ def main(argv=None) -> int:
             print("maintenance (old firmware): waiting for the REPL for a one-time install")
             if not _wait_repl(port):
                 return _fail(3, f"no MicroPython REPL on {port}")
-            first_install(port, built(), board)
+            first_install(port, built(), board, update_key,
+                          "development" if args.dev else "production")
             print("installed; from now on `make flash` updates this pump over its protocol")
             return 0
         build = "development" if args.dev else "production"

@@ -263,8 +263,20 @@ class Board:
                 pass
 
     # ---- life cycle --------------------------------------------------------------------------
+    def _base_manifest(self) -> None:
+        """The virtual board's base install is the repository's tree (until `make flash`
+        copies a bundle into the flash directory): as a factory would, sign its manifest with
+        the development update key the board is provisioned with, for the self-test."""
+        from host_tools import bundle
+
+        if not (self.flash / "firmware").is_dir():
+            path = self.flash / bundle.BASE_MANIFEST
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bundle.base_record(ROOT, "virtual"))
+
     def run(self) -> int:
         fresh = not self._provisioned()
+        self._base_manifest()
         self._spawn()
         if fresh:
             self._provision()

@@ -16,6 +16,7 @@ from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.therapy import Therapy
 from firmware.ticks import MASK
+from sim.faults import DIE_C, DRIVER_FAULTS, DRIVER_STOPS, TMC2209_VERSION, RamCells, die_raw
 
 DAY_MS = 86400000
 HASH_MOD = 2147483647
@@ -104,6 +105,20 @@ class Plant:
         self.charge_t = 0
         self.last_stroke_t = -1
         self.occluded_strokes = 0  # strokes pushed since the catheter was last occluded
+        # the chip's own parts, for its self-test (sim/faults.py)
+        self.ram = RamCells(board.MEMTEST_CELLS)
+        self.driver = "ok"         # a sim/faults.py DRIVER_FAULTS name
+        self.die_c = DIE_C
+
+    # ---- the chip's own parts (the self-test's: firmware/selftest.py) ---------------------
+    def driver_status(self):
+        return DRIVER_FAULTS[self.driver]
+
+    def driver_version(self):
+        return -1 if self.driver == "silent" else TMC2209_VERSION
+
+    def read_die_temp(self):
+        return die_raw(self.board, self.die_c)
 
     # ---- catheter pressure ---------------------------------------------------------------
     def pressure(self, t):
@@ -192,7 +207,7 @@ class SampledPlant(Plant):
 CLINICIAN_ACTIONS = ("program", "clinician_bolus", "refill", "stop", "resume", "ack")
 
 PLANT_FAULTS = ("occlusion", "clear_occlusion", "motor_stall", "clear_motor_stall",
-                "sensor_fault", "battery")
+                "sensor_fault", "battery", "driver", "die_temperature", "memory_fault")
 
 
 def plant_fault(plant, t, action, args):
@@ -221,6 +236,22 @@ def plant_fault(plant, t, action, args):
             plant.b_mode = mode
     elif action == "battery":
         plant.set_battery(t, args["level_ppm"])
+    elif action == "driver":
+        # A driver that shut down, shorted or lost a coil moves nothing (DIAG: a stall); when it
+        # recovers, a stall it caused ends with it.
+        fault = args["fault"]
+        if fault in DRIVER_STOPS:
+            plant.stalled = True
+        elif plant.driver in DRIVER_STOPS:
+            plant.stalled = False
+        plant.driver = fault
+    elif action == "die_temperature":
+        plant.die_c = args["celsius"]
+    elif action == "memory_fault":
+        if args.get("on", True):
+            plant.ram.stick(args.get("cell", 5), args.get("bit", 3), 1)
+        else:
+            plant.ram.unstick()
     return released
 
 
@@ -310,6 +341,15 @@ class Hal(_Data):
     def read_battery(self):
         engine = self.engine
         return engine.plant.read_battery(engine.t)
+
+    def driver_status(self):
+        return self.engine.plant.driver_status()
+
+    def read_die_temp(self):
+        return self.engine.plant.read_die_temp()
+
+    def test_ram(self):
+        return self.engine.plant.ram
 
     def tone(self, pattern):
         engine = self.engine

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import termios
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -42,6 +43,7 @@ from firmware.app import BUTTON_HOLD_MS
 from host_tools.boardlimits import board_data
 from sim import rp2flash
 from sim.board import EPOCH, ROOT, Board
+from host_tools.bundle import BASE_MANIFEST, write_base_manifest
 from sim.rp2bench import PLANT_FAULTS, STALL_AT_STEP, Bench
 
 CHIP = ROOT / "sim" / "rp2" / "chip.mjs"
@@ -245,6 +247,8 @@ class Rp2Board(Board):
             env=dict(os.environ, TZ="UTC"))
         if self.bench.plant.stalled:
             self._send({"op": "stall", "at_step": self.bench.stall_at_step})
+        for op in self.bench.chip_faults():
+            self._send(op)
         return self.child
 
     def _kill(self) -> None:
@@ -409,6 +413,9 @@ class Rp2Board(Board):
                 self._send({"op": "stall", "at_step": bench.stall_at_step})
             elif do == "clear_motor_stall":
                 self._send({"op": "stall", "at_step": -1})
+            elif do in ("driver", "memory_fault"):
+                for op in bench.chip_faults():
+                    self._send(op)
             return out
         if do == "refill":
             bench.refill(args["volume_nl"])
@@ -496,6 +503,18 @@ class Rp2Board(Board):
             raise SystemExit("pumpsim board --runtime rp2: the emulated Pico did not come up "
                              f"on USB (see {self.flash / 'chip.log'})")
 
+    def _wait_answering(self) -> None:
+        """Until the pump answers `info`: a new install's first boot proves its watchdog (the
+        self-test lets it reset the chip once), and what was sent before that reset is lost."""
+        end = time.monotonic() + BOOT_TIMEOUT_S
+        while True:
+            try:
+                super()._ask({"id": 0, "cmd": "info"}, 10.0)
+                return
+            except SystemExit:
+                if time.monotonic() > end:
+                    raise
+
     def _install(self, bundle: Path) -> None:
         mpremote = str(Path(sys.executable).parent / "mpremote")
         # A first install, as host_tools/flash.py's: the bundle, then main.py and the boot
@@ -504,6 +523,11 @@ class Rp2Board(Board):
                str(bundle / "firmware"), str(bundle / "boards"), ":"]
         for name in ("main.py", "loader.mpy"):
             cmd += ["+", "fs", "cp", str(bundle / name), f":{name}"]
+        # The base's signed manifest, which the self-test checks the files against.
+        record = write_base_manifest(bundle, BOARD, "development" if self.args.dev else
+                                     "production")
+        cmd += ["+", "fs", "mkdir", ":fw", "+", "fs", "mkdir", ":fw/base", "+", "fs", "cp",
+                str(record), f":{BASE_MANIFEST}"]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if out.returncode != 0:
             raise SystemExit(f"pumpsim board --runtime rp2: installing the bundle with "
@@ -525,6 +549,7 @@ class Rp2Board(Board):
             shutil.copyfile(factory_image, self.image)
         self._spawn(speed=0)
         self._wait_booted()
+        self._wait_answering()
         if template is None:
             self._provision()
         self._set_clock()
@@ -541,6 +566,7 @@ class Rp2Board(Board):
         self._spawn(speed=0)
         try:
             self._wait_booted()
+            self._wait_answering()
             self._provision()
         finally:
             self._kill()

@@ -75,7 +75,10 @@ def test_a_good_update_keeps_settings_and_dose_account_and_delivery_goes_on(boar
     start = board.inject("truth")["delivered_nl"]
     board.inject("advance", "1h")
     assert board.inject("truth")["delivered_nl"] > start
-    assert events(board)[-3:] == ["update", "boot", "update"]
+    # the switch, the new firmware's first boot proving its watchdog (the self-test lets it
+    # reset the chip once per install), its self-test, the confirmation
+    assert events(board)[-6:] == ["update", "boot", "boot", "watchdog_proved", "self_test",
+                                  "update"]
 
 
 def test_a_bad_signature_another_board_or_an_older_version_changes_nothing(board, tmp_path):
