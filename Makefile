@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-deep bench clean build typecheck flash test-hw browser test-rp2 rp2-setup
+.PHONY: venv demo ui test test-deep bench clean build typecheck flash test-hw browser test-rp2 rp2-setup
 
 venv: $(STAMP)
 
@@ -16,6 +16,23 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python -m sim.demo
+
+# `make ui [NO_BROWSER=1]`: the clinician's page (docs/ui.md) on the demo pump: a new virtual
+# Pico in build/ui-pump, a 20 mL refill and the example prescription recorded with pumpctl, then
+# `pumpctl ui` on it. Ctrl-C stops the page and the board.
+UI_PUMP := build/ui-pump
+ui: $(STAMP) browser
+	@rm -rf $(UI_PUMP) && mkdir -p $(UI_PUMP)
+	@$(BIN)/pumpsim board --flash $(UI_PUMP)/flash > $(UI_PUMP)/board.json & board=$$!; \
+	  trap 'kill $$board 2>/dev/null' EXIT INT TERM; \
+	  for i in $$(seq 150); do [ -s $(UI_PUMP)/board.json ] && break; sleep 0.2; done; \
+	  port=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["port"])' \
+	    $(UI_PUMP)/board.json) || exit 1; \
+	  ctl="$(BIN)/pumpctl --port $$port --key $(UI_PUMP)/flash/clinician.key"; \
+	  $$ctl refill --volume "20 mL" --yes > /dev/null && \
+	  $$ctl program examples/prescriptions/morphine_flex.toml --yes \
+	    --override-titration "demo pump: already on intrathecal morphine" > /dev/null && \
+	  $$ctl ui $(if $(NO_BROWSER),--no-browser)
 
 test: $(STAMP) browser
 	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest
@@ -112,10 +129,11 @@ $(TYPINGS_STAMP): $(STAMP)
 # Put the compiled firmware on a pump: a Pico, or a virtual board from `pumpsim board`. A running
 # pump gets a signed update over its protocol (KEY: the clinician key that opens the session;
 # UPDATE_KEY: the update key that signs the bundle, by default the repository's
-# DEVELOPMENT-ONLY key); a blank Pico gets its first install with mpremote and is provisioned.
-# See host_tools/flash.py and docs/security.md.
+# DEVELOPMENT-ONLY key); a blank Pico gets its first install with mpremote, is provisioned (keys
+# in the user's data directory, or KEYS_OUT) and has its clock set. The board is what answers on
+# the port says it is. See host_tools/flash.py and docs/security.md.
 flash: $(STAMP)
-	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(UPDATE_KEY),--update-key $(UPDATE_KEY)) $(if $(DEV),--dev) $(if $(filter command line,$(origin BOARD)),--board $(BOARD))
+	$(BIN)/python -m host_tools.flash $(if $(PORT),--port $(PORT)) $(if $(KEY),--key $(KEY)) $(if $(UPDATE_KEY),--update-key $(UPDATE_KEY)) $(if $(DEV),--dev) $(if $(filter command line,$(origin BOARD)),--board $(BOARD)) $(if $(KEYS_OUT),--keys-out $(KEYS_OUT))
 
 typecheck: $(STAMP) $(TYPINGS_STAMP)
 	$(BIN)/pyright

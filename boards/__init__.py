@@ -14,10 +14,11 @@
 # Hal), against which pyright checks boards/rp2_common.py (make typecheck) and every HAL of the
 # simulator and the tests (tests/typecheck/hal_conformance.py). In short: ticks_ms, clock_ts,
 # set_clock_ts, reset_cause, stroke (DONE, NOT_DONE or UNCERTAIN from firmware/codes.py),
-# read_pressure, read_battery, tone, led, start_watchdog, feed, wait, read_byte, write, uid,
-# storage, reset; and, where a board has one, button_held() (the provisioning button: True while
-# pressed; on a Pico rp2.bootsel_button(), or PIN_BUTTON at BUTTON_ACTIVE), which the firmware
-# looks at for a minute after each boot only.
+# read_pressure, read_battery, tone, led, start_watchdog, feed, wait (False when it slept its
+# time out with nothing waiting), read_into (the bytes waiting, at most a buffer's, never
+# blocking), read_byte, write, uid, storage, reset; and, where a board has one, button_held()
+# (the provisioning button: True while pressed; on a Pico rp2.bootsel_button(), or PIN_BUTTON
+# at BUTTON_ACTIVE), which the firmware looks at for a minute after each boot only.
 #
 # The shell passes its own save port to the pump (firmware/app.py): nothing is attached to the
 # HAL. Creating a Hal also turns off Ctrl-C on the serial line (micropython.kbd_intr(-1)), so

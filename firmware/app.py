@@ -3,7 +3,7 @@
 # it builds; this file only waits, reads bytes, stores records and keeps the clock.
 #
 # The board (boards/*.py, `Hal`) gives: ticks_ms, clock_ts/set_clock_ts, reset_cause, stroke,
-# read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_byte, write, uid,
+# read_pressure, read_battery, tone, led, start_watchdog/feed, wait, read_into, write, uid,
 # storage, reset, button_held, and its constants (the contract: firmware/hal.pyi).
 #
 # The loop, once per cycle: service the pump (strokes and checks due now), handle the bytes
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from firmware.hal import Hal
 
 LOG_CAPACITY = 200
-BYTES_PER_CYCLE = 64      # serial bytes handled before delivery is serviced again
+BYTES_PER_CYCLE = 256     # serial bytes taken in one cycle (about 10 ms of a Pico's time)
 ANCHOR_MS = 3600000       # re-anchor the clock hourly: one tick difference stays valid
 MAINT_FLAG = "maint"
 # The pump clock at the moment of each state save rides behind the pump's state record, so a
@@ -121,6 +121,7 @@ class App:
         self.st_state = RecordStore(dev, "state")
         self.st_settings = RecordStore(dev, "settings")
         self.st_log = RecordStore(dev, "log")
+        self.st_journal = RecordStore(dev, "journal")
         self.keys = Keys(RecordStore(dev, "auth"))
         self.upkey = updatekey.UpdateKey(RecordStore(dev, "upkey"))
         self.fs = updatekey.fs_for(dev)
@@ -132,7 +133,7 @@ class App:
         self.log_damaged = events is None and self.st_log.corrupt
         self.events = events if events is not None else EventLog(LOG_CAPACITY)
         self.log_dirty = False
-        self.therapy = Therapy(hal, LogSink(self), self.save_state)
+        self.therapy = Therapy(hal, LogSink(self), self.save_state, self.save_journal)
         self.proto = Proto(self, Handlers(self))
         self.quit = False
         self.reset_after = False  # a committed update: reset once its reply is on the line
@@ -204,6 +205,11 @@ class App:
             self.save_log()
         return ok
 
+    def save_journal(self, buf):
+        """Called by the pump before each stroke (firmware/record.py journal): True when the
+        flash holds it."""
+        return _save(self.st_journal, pack_ints(buf))
+
     def save_log(self):
         self.log_dirty = False
         _save(self.st_log, self.events.to_bytes())
@@ -244,8 +250,10 @@ class App:
         # A clock that was lost cannot tell how long the pump was off (-1): a timed stop then
         # counts on from the boot and a fill's age does not grow by the time off.
         th = self.therapy
+        raw = self.st_journal.load()
+        journal = unpack_ints(raw) if raw is not None else None
         th.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
-                self.st_state.corrupt, -1 if lost is not None else self.base_ts)
+                self.st_state.corrupt, -1 if lost is not None else self.base_ts, journal)
         fallback = state is not None and self.st_state.corrupt
         raw = state = None   # the pump holds its own copy: two record-sized buffers freed
         if settings_bad:
@@ -406,21 +414,33 @@ class App:
         proto = self.proto
         nap_max = hal.WDT_TIMEOUT_MS // 2
         checks = self.therapy.checks   # counts the wake-ups (the battery's life)
+        rx = bytearray(BYTES_PER_CYCLE)   # what one cycle takes off the serial line, at most
         hal.start_watchdog(hal.WDT_TIMEOUT_MS)
+        # A wake-up costs only what it was for. The pump is serviced at the deadline it gave
+        # (`due`), after a request was handled, and when something other than bytes woke the
+        # loop; the line is read unless the board's wait() said, by returning False, that it
+        # slept its time out with nothing waiting. An idle wake-up (the watchdog's, every
+        # nap_max) is then a clock read and a feed, and bytes of a long line are not a service
+        # each (docs/benchmarks.md).
+        woke = True
+        due = hal.ticks_ms()
+        lines = proto.lines
         while not self.quit:
             now = hal.ticks_ms()
-            wait = pump.service(now)
-            k = 0
-            while k < BYTES_PER_CYCLE:
-                b = hal.read_byte()
-                if b < 0:
-                    break
-                proto.feed(b, now)
-                k += 1
-                if self.quit:
-                    break
+            k = hal.read_into(rx) if woke is not False else 0
+            if diff(now, due) >= 0 or k == 0 and woke is not False:
+                wait = pump.service(now)
+                due = add(now, wait)
+            else:
+                wait = diff(due, now)
             if k:
-                wait = 0 if k == BYTES_PER_CYCLE else pump.next_in_ms(hal.ticks_ms())
+                proto.feed_from(rx, k, now)
+                if proto.lines != lines:
+                    lines = proto.lines
+                    due = now   # a request may have changed what is due: service it next
+                    wait = 0
+                elif k == BYTES_PER_CYCLE:
+                    wait = 0
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
                 proto.expire(now)
@@ -441,7 +461,7 @@ class App:
             if wait > nap_max:
                 wait = nap_max
             checks.wakes += 1
-            hal.wait(wait)
+            woke = hal.wait(wait)
 
     # ---- commands the protocol forwards -------------------------------------------------------
     def maintenance(self, now):

@@ -189,6 +189,29 @@ EV_PROGRAM_BOLUS_LIMITS = const(41)  # a = lockout s, b = at most this many in 2
 EVENT_NAMES[EV_PROGRAM_BOLUS] = "program_bolus"
 EVENT_NAMES[EV_PROGRAM_BOLUS_LIMITS] = "program_bolus_limits"
 
+# Issue 19 (what a dose means): the fill's drug, the catheter, a stop that is not forgotten.
+EV_CATHETER = const(50)        # a new or revised catheter was recorded: it is empty
+EV_FILL_DRUG = const(51)       # the fill is of another drug than the program's: a = 1 (delivery
+#                                stops until a program of that drug)
+EVENT_NAMES[EV_CATHETER] = "catheter_revised"
+EVENT_NAMES[EV_FILL_DRUG] = "fill_drug_changed"
+AL_THERAPY_STOPPED = const(24)  # a stop without an end has lasted the prescription's stop_reminder
+ALARM_NAMES[AL_THERAPY_STOPPED] = "therapy_stopped"
+R_DRUG_MISMATCH = const(30)
+R_CATHETER_FULL = const(31)
+R_CB_RUNNING = const(32)
+REASON_NAMES[R_DRUG_MISMATCH] = "drug_mismatch"
+REASON_NAMES[R_CATHETER_FULL] = "catheter_full"
+REASON_NAMES[R_CB_RUNNING] = "clinician_bolus_running"
+REASON_TEXT[R_DRUG_MISMATCH] = ("the program's drug or concentration is not the one in the "
+                                "reservoir: refill with it first (a change of drug or "
+                                "concentration comes with a refill)")
+REASON_TEXT[R_CATHETER_FULL] = ("the catheter is already full: a prime would push a catheter's "
+                                "volume of drug into the patient; record a new or revised "
+                                "catheter first (pumpctl catheter --revised)")
+REASON_TEXT[R_CB_RUNNING] = ("a clinician bolus is running: a patient bolus is not given on top "
+                             "of it; ask again when it has ended")
+
 # ---- Issue 20: the pump checks itself (firmware/selftest.py) ---------------------------------
 # Alarm codes 25..29 (18..24 are left for other work; an alarm's bit must stay a small int, so
 # 29 is the last code there is). self_test_failed has two priorities, as sensor_fault has: a

@@ -1,4 +1,5 @@
-# The dose guard: an independent account of what reached the patient in the last 24 hours.
+# The dose guard: an independent account of the drug that reached the patient in the last 24
+# hours.
 #
 # It knows nothing of schedules or boluses. It counts approved strokes in 1440 one-minute
 # buckets plus one for the minute in progress (1441 in all), so the window it sums always covers
@@ -6,6 +7,15 @@
 # late. (With 1440 in all, the oldest minute would drop out up to a minute too soon: the property
 # test found a 193rd stroke in a 24 h window capped at 192.) A stroke
 # that would make the sum exceed the prescribed cap is refused.
+#
+# Drug mass. The account is kept in units of 1/UNITS of a stroke of the running prescription's
+# drug at its concentration, so it is a mass: a stroke normally weighs UNITS. When a refill
+# changes the concentration, what the window holds is converted to units of the new drug
+# (rescale(), each minute rounded up to a unit: at most one unit a minute above the truth), so
+# a change neither trips the cap nor lets more drug through. Two phases weigh strokes otherwise
+# for a counted number of them (weigh()): after a change to a weaker solution the catheter still
+# holds the stronger one, and its strokes weigh what the strong drug does (heavier); a prime
+# fills an empty catheter and reaches no one, and its strokes weigh nothing.
 #
 # Power loss. The account lives in RAM and is saved to flash; strokes after the last save would
 # be forgotten by an unclean restart. So every save records a reserve of RESERVE strokes as if
@@ -20,36 +30,48 @@ from array import array
 from firmware.codes import R_DAILY_MAX, R_UNSAVED
 from firmware.compat import const
 
+UNITS = const(128)        # account units in one stroke of the running drug
 BUCKETS = const(1441)
 BUCKET_MS = const(60000)
 RESERVE = const(40)
 SAVE_AT = const(32)       # the pump saves once this many strokes are unsaved: the last 8 of the
                           # reserve are the margin in which a failed save is retried
 SAVE_LEN = const(1443)    # [idx, in_bucket_ms, bucket_0 .. bucket_1440]
-_BUCKET_MAX = const(1 << 24)  # a rescaled bucket saturates here (above any daily cap)
+# A rescaled minute saturates here: 4096 strokes' worth, far above the 600 a motor can make in a
+# minute, and 1441 of them stay below 2**30 (small ints on the stroke path).
+_BUCKET_MAX = const(1 << 19)
 
 
 class DoseGuard:
     def __init__(self):
-        self.buckets = array("i", [0] * BUCKETS)  # strokes in each past minute
+        self.buckets = array("i", [0] * BUCKETS)  # units given in each past minute
         self.idx = 0          # the bucket of the minute in progress
         self.in_bucket_ms = 0
         self.total = 0        # sum of all buckets
-        self.cap = 0          # strokes allowed in any 24 h; 0 refuses everything
+        self.cap = 0          # units allowed in any 24 h; 0 refuses everything
+        self.w = UNITS        # what the next stroke weighs
+        self.left = 0         # strokes left at that weight before it is UNITS again (0: none)
+        self.last_w = UNITS   # what the last approved stroke weighed (undo())
         self.unsaved = 0      # strokes approved since the last save
         self.lost = False     # the account was lost (memory_error): a reprogram states what
                               # to assume (assume())
         self.saved_idx = 0    # bucket in progress at the last save
         self.rotated = BUCKETS  # buckets moved since then (BUCKETS: rewrite them all)
 
-    def set_cap(self, strokes):
-        self.cap = strokes
+    def set_cap(self, units):
+        self.cap = units
+
+    def weigh(self, strokes, w):
+        """The next `strokes` strokes weigh w units each (0: a prime's; more than UNITS: the
+        stronger drug still in the catheter), then UNITS again."""
+        self.left = strokes if w != UNITS else 0
+        self.w = w if strokes > 0 else UNITS
 
     def assume_full(self, strokes):
         """Nothing is known of the last 24 hours (a lost account): count `strokes`, more than
         any cap allows, as delivered this minute. Delivery can start again a day from now."""
-        self.buckets[self.idx] += strokes
-        self.total += strokes
+        self.buckets[self.idx] += strokes * UNITS
+        self.total += strokes * UNITS
         self.rotated = BUCKETS
 
     def assume(self, strokes, weight=None):
@@ -71,17 +93,18 @@ class DoseGuard:
         for j in range(1440):
             cum += weight(j) if weight is not None else 1
             upto = strokes * cum // total
-            b[i] = upto - done
+            b[i] = (upto - done) * UNITS
             done = upto
             i = i - 1 if i else BUCKETS - 1
-        self.total = strokes
+        self.total = strokes * UNITS
         self.rotated = BUCKETS
 
     def rescale(self, num, den):
-        """The concentration changed from num to den (ng/mL): express the strokes already in the
-        window in strokes of the new drug, rounded up, so the cap (set in new strokes) still
-        bounds the drug that reached the patient. Without this, a change to a weaker solution
-        would let the window hold more drug than the cap. Not on the stroke path."""
+        """The concentration changed from num to den (ng/mL): express what the window holds in
+        units of the new drug, each minute rounded up to a unit, so the cap (set in the new
+        drug's units) still bounds the drug that reached the patient: a change to a stronger
+        solution does not trip it, a change to a weaker one does not let more through. A phase
+        of strokes weighed otherwise keeps its weight in drug. Not on the stroke path."""
         b = self.buckets
         total = 0
         for i in range(BUCKETS):
@@ -93,6 +116,8 @@ class DoseGuard:
                 b[i] = v
                 total += v
         self.total = total
+        if self.left:
+            self.w = (self.w * num + den - 1) // den
         self.rotated = BUCKETS
 
     def advance(self, dt_ms):
@@ -127,11 +152,17 @@ class DoseGuard:
         one place the reserve is checked. No allocation (the stroke path calls it)."""
         if self.unsaved >= RESERVE:
             return R_UNSAVED
-        if self.total >= self.cap:
+        w = self.w
+        if self.total + w > self.cap:
             return R_DAILY_MAX
-        self.total += 1
-        self.buckets[self.idx] += 1
+        self.total += w
+        self.buckets[self.idx] += w
         self.unsaved += 1
+        self.last_w = w
+        if self.left:
+            self.left -= 1
+            if not self.left:
+                self.w = UNITS
         return 0
 
     def approve(self):
@@ -139,13 +170,27 @@ class DoseGuard:
         return self.step() == 0
 
     def undo(self):
-        """The motor did not move after all: take the stroke back out of the account."""
-        self.total -= 1
-        self.buckets[self.idx] -= 1
+        """The motor did not move after all: take the stroke back out of the account (and
+        back into its phase, if it was one's)."""
+        w = self.last_w
+        self.total -= w
+        self.buckets[self.idx] -= w
+        if w != UNITS:
+            self.left += 1
+            self.w = w
 
     def room(self):
-        """Strokes still allowed now."""
+        """Units still allowed now."""
         return self.cap - self.total
+
+    def room_nl(self, stroke_nl):
+        """The volume of the running drug still allowed now (nL)."""
+        room = self.cap - self.total
+        return room * stroke_nl // UNITS if room > 0 else 0
+
+    def given_nl(self, stroke_nl):
+        """What the window holds, as a volume of the running drug (nL, rounded up)."""
+        return (self.total * stroke_nl + UNITS - 1) // UNITS
 
     # Persistence: SAVE_LEN ints. The saved copy includes the reserve (see the top).
     def save_into(self, out, at, clean=False):
@@ -168,13 +213,35 @@ class DoseGuard:
         self.saved_idx = self.idx
         self.rotated = 0
         if not clean:
-            out[at + 2 + self.idx] = b[self.idx] + RESERVE
+            out[at + 2 + self.idx] = b[self.idx] + RESERVE * self.reserve_w()
+
+    def reserve_w(self):
+        """What each stroke of the reserve is counted at: a stroke's weight, at least UNITS."""
+        return self.w if self.w > UNITS else UNITS
 
     def saved(self, clean=False):
         """The record save_into() filled is confirmed on flash. Only now does the reserve it
         holds cover new strokes: until then they still count as unsaved, so with a flash that
         fails the guard goes on approving only what the last confirmed record covers."""
         self.unsaved = RESERVE if clean else 0
+
+    def in_units(self):
+        """The buckets just loaded were whole strokes (a record from before the account was
+        kept in drug mass): each is UNITS units."""
+        b = self.buckets
+        for i in range(BUCKETS):
+            b[i] *= UNITS
+        self.total *= UNITS
+
+    def forget(self, units):
+        """Take units back out of the minute in progress (what the reserve assumed and the
+        journal shows was never given)."""
+        v = self.buckets[self.idx]
+        if units > v:
+            units = v
+        self.buckets[self.idx] = v - units
+        self.total -= units
+        self.rotated = BUCKETS
 
     def load_from(self, src, at):
         self.idx = src[at]

@@ -110,9 +110,13 @@ class Hal(Mechanism, Protocol):
     def start_watchdog(self, timeout_ms: int, /) -> None: ...
     def feed(self) -> None:
         """Feed the watchdog; a no-op before start_watchdog."""
-    def wait(self, ms: int, /) -> None:
+    def wait(self, ms: int, /) -> bool | None:
         """Sleep up to ms, returning early when a byte is waiting on the serial line; never
-        longer than half the watchdog's timeout."""
+        longer than half the watchdog's timeout. False when it slept its time out with nothing
+        waiting (the loop then only feeds the watchdog); anything else when something woke it."""
+    def read_into(self, buf: bytearray, /) -> int:
+        """The bytes waiting on the serial line into buf, at most len(buf); how many (0: none).
+        Never blocks, allocates nothing."""
     def read_byte(self) -> int:
         """The next byte from the serial line, or -1 if none is waiting; never blocks."""
     def write(self, data: bytes, /) -> None: ...

@@ -8,7 +8,7 @@ from firmware import wirejson as json
 
 from firmware import auth, buildinfo, codes, status
 from firmware.compat import const, unload
-from firmware.reservoir import MAX_STABLE_S
+from firmware.reservoir import DRUG_MAX, MAX_STABLE_S, valid_name
 from firmware.rx import Rx, RxError
 from firmware.therapy import PRIME_CONFIRM_S
 from firmware.version import VERSION
@@ -18,7 +18,7 @@ META_MAX = const(512)
 LOG_MAX = const(50)
 BOLUS_KINDS = ("clinician", "prime", "bridge")
 _RX_KEYS = ("conc_ng_ml", "steps", "max_daily_ng", "low_res_nl", "pb", "meta", "catheter",
-            "refill_notice_s")
+            "refill_notice_s", "stop_reminder_s", "alarm_silence_s")
 
 # name -> (role needed, description)
 COMMANDS = {
@@ -33,6 +33,7 @@ COMMANDS = {
     "settings": (auth.CLINICIAN, "the stored prescription"),
     "program": (auth.CLINICIAN, "install a prescription"),
     "bolus": (auth.CLINICIAN, "clinician, priming or bridge bolus"),
+    "catheter": (auth.CLINICIAN, "record a new or revised catheter (empty)"),
     "refill": (auth.CLINICIAN, "record a refill"),
     "ack": (auth.CLINICIAN, "silence an alarm"),
     "log": (auth.CLINICIAN, "read the event log"),
@@ -165,6 +166,7 @@ class Handlers:
             if k not in _RX_KEYS:
                 raise Refusal("E_ARGS", "unknown prescription key %s" % json.dumps(k))
         assume = arg(args, "assume_24h_ng", 0, 10 ** 12) if "assume_24h_ng" in args else -1
+        stable = arg(args, "stable_s", 0, MAX_STABLE_S, 0)
         app = self.app
         th = self.th
         try:
@@ -174,9 +176,13 @@ class Handlers:
             if e.key == "assume_24h_ng":
                 raise Refusal("E_REFUSED", "refused: " + e.message, "assumption")
             raise Refusal("E_RX", e.key + ": " + e.message)
+        try:
+            th.check_fill(rx)
+        except RxError as e:
+            raise Refusal("E_REFUSED", "refused: " + e.message, "drug_mismatch")
         if not app.save_settings(params):
             raise Refusal("E_INTERNAL", "could not store the settings")
-        th.program(now, params, assume)
+        th.program(now, params, assume, stable)
         out["settings"] = app.load_settings()
         if strokes >= 0:
             # The lost dose account now holds this much for the last 24 hours.
@@ -228,9 +234,13 @@ class Handlers:
         bridge = arg(args, "bridge_nl", -1, 1 << 29, -1)
         stable = arg(args, "stable_s", 0, MAX_STABLE_S, 0)
         meta = _meta(args)
+        drug = args.get("drug")
+        if drug is not None and not valid_name(drug):
+            raise Refusal("E_ARGS", "drug must be 1 to %d lower-case letters, digits, - or _"
+                          % DRUG_MAX)
         expected = self._snapshot(now)["reservoir_nl"]
         params = th.params
-        reason = th.refill(now, vol, conc, residual, bridge, stable, meta)
+        reason = th.refill(now, vol, conc, residual, bridge, stable, meta, drug)
         if reason:
             refused(reason)
         if th.params is not params:  # a new concentration: the settings record follows
@@ -263,8 +273,30 @@ class Handlers:
         out["stopped"] = True
 
     def do_resume(self, args, now, out):
-        self.th.resume(now)
+        reason = self.th.resume(now)
+        if reason:
+            refused(reason)
         out["stopped"] = self._snapshot(now)["stopped"]
+
+    def do_catheter(self, args, now, out):
+        """Two steps, as a prime: without `confirm` it answers the id to confirm with; with it,
+        the catheter is recorded new or revised: empty, so a prime may fill it."""
+        if args.get("revised") is not True:
+            raise Refusal("E_ARGS", "revised must be true (a new or revised catheter)")
+        th = self.th
+        confirm = arg(args, "confirm", 1, 99999) if "confirm" in args else 0
+        if not confirm:
+            th.arm_catheter(now)
+            out["confirm"] = th.cath_id
+            out["expires_s"] = PRIME_CONFIRM_S
+            out["catheter_nl"] = th.catheter_nl()
+            out["revised"] = False
+            return
+        reason = th.revise_catheter(now, confirm)
+        if reason:
+            refused(reason)
+        out["revised"] = True
+        out["catheter"] = "empty"
 
     # ---- records, clock, firmware ---------------------------------------------------------------
     def do_log(self, args, now, out):

@@ -82,6 +82,8 @@ class Pump:
         self.stop_left_ms = 0   # ms to the next stroke when delivery stopped (the phase kept)
         self.susp_s = -1        # a timed stop ends at mono time susp_s s + susp_ms ms (-1: none)
         self.susp_ms = 0
+        self.stop_since_s = 0   # uptime (s) since which delivery has been stopped
+        self.journal: "Callable[[int], bool] | None" = None  # handed in: the record's journal
         self.pb_on = False
         self.pb_end = 0
         self.cb_on = False
@@ -225,7 +227,7 @@ class Pump:
         self._sync()
         self.rx = rx
         self.end_boluses(now)
-        self.guard.set_cap(rx.max_daily_strokes)
+        self.guard.set_cap(rx.max_daily_units)
         self.step = rx.step_at(self.tod_ms)
         self.clock.start(now, rx.step_rate_nl_day[self.step])
         self.change_at = add(self.t, self._next_change_ms())
@@ -237,6 +239,15 @@ class Pump:
     def set_stopped(self, stopped):
         self.stopped = stopped
         self.kernel.off = R_NOT_PROGRAMMED if self.rx is None else R_STOPPED if stopped else 0
+
+    def stopped_s(self):
+        """How long delivery has been stopped (s, as far as self.t)."""
+        self._sync()
+        return self.mono_s - self.stop_since_s
+
+    def stopped_for(self, s):
+        """Restored from a record: delivery had been stopped s seconds (-1: it was not)."""
+        self.stop_since_s = self.mono_s - s if s > 0 else self.mono_s
 
     def halt(self, now, for_ms=0):
         """Delivery stops, until go() or (for_ms > 0) for that long; running boluses end here
@@ -253,6 +264,7 @@ class Pump:
                 self.end_boluses(now)
                 self.stop_left_ms = self.clock.left_ms(now)
             self.set_stopped(True)
+            self.stop_since_s = self.mono_s
         self.save(False, now)
         self.log.add(EV_STOP, now, for_ms // 1000, 0)
 
@@ -378,6 +390,14 @@ class Pump:
                 reason = self.guard.step()
             if reason:
                 self._refused(now, reason)
+                return
+        journal = self.journal
+        if journal is not None and not journal(self.guard.unsaved):
+            # The flash did not take the journal: a full save covers the stroke instead (it is
+            # counted in the record), or the stroke does not happen.
+            if not self.save(False, now):
+                self.guard.undo()
+                self._refused(now, _R_UNSAVED)
                 return
         if self.refusing:
             self.refusing = 0

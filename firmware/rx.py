@@ -6,6 +6,7 @@
 # checked to be a small integer. The firmware checks its own hard limits again, whatever the
 # host checked: a refused prescription raises RxError and changes nothing.
 from firmware.compat import const
+from firmware.guard import UNITS
 
 DAY_MS = const(86400000)
 MAX_STEPS = const(13)
@@ -13,6 +14,8 @@ MAX_PB_PER_DAY = const(24)
 SMALL = const(1 << 30)          # every value used per stroke stays below this
 MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
 DEFAULT_NOTICE_S = const(604800)  # refill_due a week before the low-reservoir date (the issue's)
+DEFAULT_REMINDER_S = const(3600)  # an open-ended stop raises therapy_stopped after an hour ...
+DEFAULT_SILENCE_S = const(3600)   # ... and an acknowledged critical alarm sounds again after one
 MAX_NOTICE_S = const(7776000)     # at most 90 days of notice
 MAX_MODEL = const(32)             # characters of a catheter's model name
 MAX_CATHETER_MM = const(3000)     # 3 m: longer than any intrathecal catheter
@@ -45,7 +48,8 @@ class Rx:
         stroke_nl = board.STROKE_NL
         max_motor_nl_day = board.MAX_STROKES_PER_MIN * stroke_nl * 1440
         min_rate = board.MIN_RATE_NL_DAY
-        if max_motor_nl_day >= MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2:
+        if (max_motor_nl_day >= MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2
+                or board.MAX_STROKES_PER_MIN * 1440 * UNITS >= SMALL):
             # A board whose numbers would push the stroke clock past its small-integer range.
             raise RxError("board", "stroke volume, motor speed or minimum rate out of range")
         self.stroke_nl = stroke_nl
@@ -83,6 +87,10 @@ class Rx:
         # The cap in whole strokes, rounded down: the guard never lets a stroke break it.
         self.max_daily_nl = max_daily_ng * 1000000 // conc
         self.max_daily_strokes = self.max_daily_nl // stroke_nl
+        # ... and in the dose guard's units (firmware/guard.py: 1/UNITS of a stroke of this drug),
+        # rounded down: the cap in drug mass. (The guard approves whole strokes of UNITS, so it
+        # allows max_daily_strokes of them.)
+        self.max_daily_units = max_daily_ng * 1000000 * UNITS // (conc * stroke_nl)
         # A cap the motor could never reach cannot protect anyone and usually means a slip of
         # units; refusing it also keeps every count in the guard below 2**28.
         motor_strokes_day = board.MAX_STROKES_PER_MIN * 1440
@@ -104,6 +112,14 @@ class Rx:
         self.refill_notice_s = _int({"refill_notice_s": notice}, "refill_notice_s", 0,
                                     MAX_NOTICE_S)
         self.catheter_nl = catheter_nl(params)
+        self.stop_reminder_s = _int({"stop_reminder_s": params.get(
+            "stop_reminder_s", DEFAULT_REMINDER_S)}, "stop_reminder_s", 60, 86400)
+        self.alarm_silence_s = _int({"alarm_silence_s": params.get(
+            "alarm_silence_s", DEFAULT_SILENCE_S)}, "alarm_silence_s", 60, 86400)
+        meta = params.get("meta")
+        drug = meta.get("drug") if type(meta) is dict else None
+        # the drug the prescription names (None: it names none), as the fill keeps names
+        self.drug = drug.lower() if type(drug) is str and drug else None
 
         pb = params.get("pb")
         self.pb_dose_nl = 0

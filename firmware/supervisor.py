@@ -17,7 +17,8 @@
 from firmware.alarms import AlarmState
 from firmware.codes import (AL_BATTERY_EOS, AL_BATTERY_ERI, AL_BATTERY_SENSOR, AL_DOSE_LIMIT,
                             AL_DRUG_EXPIRED, AL_MEMORY_ERROR, AL_OCCLUSION, AL_REFILL_DUE,
-                            AL_RESERVOIR_EMPTY, AL_SENSOR_FAULT, EV_ACK, EV_ALARM,
+                            AL_RESERVOIR_EMPTY, AL_SENSOR_FAULT, AL_THERAPY_STOPPED, EV_ACK,
+                            EV_ALARM,
                             EV_ALARM_CLEAR, R_DAILY_MAX, R_OCCLUSION, R_RESERVOIR, R_SENSOR,
                             R_UNSAVED)
 from firmware.compat import TYPE_CHECKING, const
@@ -39,6 +40,8 @@ _MEMORY_BIT = const(1 << 8)      # 1 << codes.AL_MEMORY_ERROR
 _OCCLUSION_BIT = const(1 << 1)   # 1 << codes.AL_OCCLUSION
 _REFILL_DUE_BIT = const(1 << 15)  # 1 << codes.AL_REFILL_DUE
 _EXPIRED_BIT = const(1 << 16)    # 1 << codes.AL_DRUG_EXPIRED
+_STOPPED_BIT = const(1 << 24)    # 1 << codes.AL_THERAPY_STOPPED
+_REMINDER_S = const(3600)        # rx.DEFAULT_REMINDER_S: a stop's reminder without a program
 
 
 def _alarm_table():
@@ -100,7 +103,7 @@ class Supervisor:
     def ack(self, now, code):
         """Silence an alarm. A condition that persists stays active (and stops delivery if it
         is critical); an alarm that only records an event is cleared. False if not active."""
-        bit = self.al.ack(code)
+        bit = self.al.ack(code, now)
         if not bit:
             return False
         self.log.add(EV_ACK, now, code, 0)
@@ -152,12 +155,25 @@ class Supervisor:
             # is tried again.
             self.save(False, now)
         self._dates(now)
+        self._stop_reminder(now)
         tone = self.al.tone_due(now)
         if tone:
             hal.tone(tone)
         checks = self.checks
         if checks is not None:
             checks.check(now, tone)  # the driver, the die, slices of the memory and the code
+
+    def _stop_reminder(self, now):
+        """therapy_stopped: a stop without an end that has lasted the prescription's
+        stop_reminder (an hour by default); it ends when delivery goes on."""
+        pump = self.pump
+        if pump.stopped and pump.susp_s < 0:
+            rx = pump.rx
+            if (not self.al.active & _STOPPED_BIT and pump.stopped_s()
+                    >= (rx.stop_reminder_s if rx is not None else _REMINDER_S)):
+                self.raise_alarm(AL_THERAPY_STOPPED, now)
+        elif self.al.active & _STOPPED_BIT:
+            self.clear_alarm(AL_THERAPY_STOPPED, now)
 
     def _dates(self, now):
         """The bolus history's day, refill_due and drug_expired (small ints, no allocation)."""

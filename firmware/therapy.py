@@ -15,11 +15,11 @@
 from firmware import codes
 from firmware.bolus import PatientBolusPolicy
 from firmware.compat import TYPE_CHECKING, const
-from firmware.guard import RESERVE, DoseGuard
+from firmware.guard import RESERVE, UNITS, DoseGuard
 from firmware.monitor import Monitor
 from firmware.pump import Pump
 from firmware.record import Record
-from firmware.reservoir import MAX_STABLE_S, Reservoir
+from firmware.reservoir import FULL, MAX_STABLE_S, Reservoir, valid_name
 from firmware.rx import DAY_MS, Rx, RxError, bolus_rate, ng_to_nl
 from firmware.selftest import SelfTest
 from firmware.supervisor import Supervisor
@@ -28,15 +28,22 @@ if TYPE_CHECKING:
     from firmware.hal import Log, Mechanism, SavePort
 
 BOOT_WATCHDOG = const(1)       # boot(cause=...): the watchdog reset the board
-PRIME_CONFIRM_S = const(120)   # a priming bolus's second step must come within this
+PRIME_CONFIRM_S = const(120)   # a priming bolus's (or a catheter revision's) second step must
+                               # come within this
+FLUSH = const(2)               # after a change to a weaker solution, the catheter's volume times
+                               # this counts at the stronger one (a catheter up to twice as long
+                               # as the settings say is still covered)
 _CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 
 class Therapy:
-    def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort") -> None:
+    def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort",
+                 save_journal: "SavePort | None" = None) -> None:
         """hal: the board (firmware/hal.pyi); log: add(code, now, a, b); save_state(buf): the
-        shell's port that puts the state record on flash, True when it is there."""
+        shell's port that puts the state record on flash, True when it is there; save_journal
+        the same for the journal (firmware/record.py; None: no journal, a restart then costs
+        the whole reserve)."""
         self.hal = hal
         self.log = log
         self.stroke_nl = hal.STROKE_NL
@@ -53,16 +60,22 @@ class Therapy:
         self.pump.save = self.record.save
         self.checks = SelfTest(hal, log, self.sup, self.pump)
         self.sup.checks = self.checks
+        if save_journal is not None:
+            self.record.journal_port = save_journal
+            self.pump.journal = self.record.journal
         self.params = None      # the prescription as programmed (for a concentration change)
         self.prime_id = 0       # a priming bolus waiting for its second step: its id,
         self.prime_nl = 0       # volume
         self.prime_s = -1       # and uptime (s) of the first step (-1: none waiting)
+        self.cath_id = 0        # a catheter revision waiting for its second step: its id
+        self.cath_s = -1        # and uptime (s) of the first step (-1: none waiting)
 
     def save(self, clean=False, now=-1):
         return self.record.save(clean, now)
 
     # ---- boot ------------------------------------------------------------------------------
-    def boot(self, now, tod_ms, params=None, state=None, cause=0, damaged=False, clock_ts=-1):
+    def boot(self, now, tod_ms, params=None, state=None, cause=0, damaged=False, clock_ts=-1,
+             journal=None):
         """Start after power-up or reset, from stored settings and state (either may be None:
         a factory-fresh pump). Missed doses are not delivered: the stroke clock starts afresh.
         cause is BOOT_WATCHDOG after a watchdog reset. damaged says the store saw a damaged
@@ -72,7 +85,8 @@ class Therapy:
         memory_error raised, until a reprogram states what to assume (program()). Settings
         that do not make sense raise memory_error too (the account stays). clock_ts is the
         pump clock (s since 2024-01-01) if the shell trusts it, else -1: the time the pump
-        was off then does not count towards a timed stop, nor towards a fill's age."""
+        was off then does not count towards a timed stop, nor towards a fill's age. journal:
+        the last journal record ([save number, strokes since]) or None."""
         pump = self.pump
         pump.start(now, tod_ms, clock_ts if clock_ts >= 0 else 0)
         self.sup.al.tone_at = now
@@ -80,7 +94,7 @@ class Therapy:
         lost = False
         resume = False
         if state is not None:
-            got = self.record.load(state, now, clock_ts, damaged)
+            got = self.record.load(state, now, clock_ts, damaged, journal)
             if got < 0:
                 lost = True
             else:
@@ -112,15 +126,23 @@ class Therapy:
             self.sup.raise_alarm(codes.AL_WATCHDOG_RESET, now)
 
     # ---- the prescription --------------------------------------------------------------------
-    def program(self, now, params, assume_ng=-1):
+    def program(self, now, params, assume_ng=-1, stable_s=0):
         """Install a new prescription (raises RxError and changes nothing if it is refused).
         After a lost dose account (guard.lost) it also states what the last 24 hours are
         taken to have delivered: assume_ng of the new drug, by default the new basal of a day;
-        the basal then flows at once and boluses get what the cap leaves above it."""
+        the basal then flows at once and boluses get what the cap leaves above it. stable_s:
+        how long the fill in the reservoir stays stable, when the refill could not say (the
+        drug was not known yet): the expiry is then known in either order."""
         self.pump.service(now)
         rx = Rx(params, self.hal)
         strokes = self.assumed_strokes(rx, assume_ng)
+        self.check_fill(rx)
         self.params = params
+        res = self.reservoir
+        res.adopt(rx.drug, rx.conc_ng_ml)
+        if stable_s > 0 and not res.stable_s and res.fill_ts >= 0 and stable_s <= MAX_STABLE_S:
+            res.stable_s = stable_s
+            self.pump.check_at = now  # drug_expired judged afresh
         self._install(now, rx)
         if strokes >= 0:
             self._assume(strokes)
@@ -133,14 +155,25 @@ class Therapy:
         sup = self.sup
         sup.mem_flash = False
         sup.clear_alarm(codes.AL_MEMORY_ERROR, now)
-        res = self.reservoir
         if res.refill_nl < 0 or res.nl > res.refill_nl:
             sup.clear_alarm(codes.AL_REFILL_DUE, now)
         self.save(False, now)
         return rx
 
+    def check_fill(self, rx):
+        """A program must name the drug and the concentration in the reservoir (what the fill
+        does not say yet, the first program gives it). Raises RxError("drug_mismatch")."""
+        res = self.reservoir
+        if not res.fill_is(rx.drug, rx.conc_ng_ml):
+            raise RxError("drug_mismatch", "the reservoir holds %s at %d ng/mL; the program is "
+                          "for %s at %d ng/mL: refill with it first (a change of drug or "
+                          "concentration comes with a refill)"
+                          % (res.drug or "a drug not named", res.conc_ng_ml,
+                             rx.drug or "a drug not named", rx.conc_ng_ml))
+
     def _install(self, now, rx):
         self.pump.install(now, rx)
+        self.sup.al.silence_ms = rx.alarm_silence_s * 1000
         self.prime_s = -1       # a priming bolus waiting for confirmation is cut short too
 
     def _assume(self, strokes):
@@ -200,7 +233,9 @@ class Therapy:
             reason = self.pb_policy.reason_to_deny(pump.mono_s, rx.pb_lockout_s, rx.pb_max)
         if not reason and pump.pb_on:
             reason = codes.R_BOLUS_ACTIVE
-        if not reason and self.guard.room() * self.stroke_nl < rx.pb_dose_nl:
+        if not reason and pump.cb_on:
+            reason = codes.R_CB_RUNNING   # never on top of a clinician's (docs/alarms.md)
+        if not reason and self.guard.room_nl(self.stroke_nl) < rx.pb_dose_nl:
             reason = codes.R_DAILY_MAX
         if reason:
             self.log.add(codes.EV_PB_DENIED, now, reason, 0)
@@ -217,8 +252,10 @@ class Therapy:
         self.log.add(codes.EV_PB_START, now, rx.pb_dose_nl, 0)
         return 0
 
-    def clinician_bolus(self, now, dose_nl, dur_ms):
-        """Dose (nL) over dur_ms (0: as fast as the motor allows). 0 or a refusal reason."""
+    def clinician_bolus(self, now, dose_nl, dur_ms, prime=False):
+        """Dose (nL) over dur_ms (0: as fast as the motor allows). 0 or a refusal reason. A
+        prime (prime=True, from prime()) fills an empty catheter: it does not count against the
+        patient's cap (its strokes weigh nothing in the dose guard)."""
         pump = self.pump
         pump.service(now)
         rx = pump.rx
@@ -242,11 +279,14 @@ class Therapy:
                 rate, lead = bolus_rate(dose_nl, dur_ms)
                 if rate > spare:
                     reason = codes.R_MOTOR_RATE
-        if not reason and self.guard.room() * self.stroke_nl < dose_nl:
+        if not reason and not prime and self.guard.room_nl(self.stroke_nl) < dose_nl:
             reason = codes.R_DAILY_MAX
         if reason:
             self.log.add(codes.EV_CB_DENIED, now, reason, 0)
             return reason
+        if prime:
+            self.guard.weigh(dose_nl // self.stroke_nl, 0)
+            self.reservoir.catheter = FULL
         pump.start_clinician_bolus(now, rate, dur_ms, lead)
         self.reservoir.bolus_started(dose_nl)
         self.log.add(codes.EV_CB_START, now, dose_nl, dur_ms)
@@ -271,6 +311,9 @@ class Therapy:
             reason = codes.R_BAD_VALUE
         if not reason and dose_nl > pump.rx.catheter_nl:
             reason = codes.R_CATHETER  # no catheter set, or more than it holds
+        if not reason and self.reservoir.room_nl(self.catheter_nl()) < dose_nl:
+            # a prime only fills an empty catheter, and no more than is left empty in it
+            reason = codes.R_CATHETER_FULL
         if reason:
             self.log.add(codes.EV_CB_DENIED, now, reason, 0)
             return reason
@@ -292,7 +335,35 @@ class Therapy:
             self.log.add(codes.EV_CB_DENIED, now, codes.R_PRIME_UNCONFIRMED, 0)
             return codes.R_PRIME_UNCONFIRMED
         self.prime_s = -1
-        return self.clinician_bolus(now, dose_nl, dur_ms)
+        if self.reservoir.room_nl(self.catheter_nl()) < dose_nl:   # (filled since the first step)
+            self.log.add(codes.EV_CB_DENIED, now, codes.R_CATHETER_FULL, 0)
+            return codes.R_CATHETER_FULL
+        return self.clinician_bolus(now, dose_nl, dur_ms, True)
+
+    # ---- the catheter ----------------------------------------------------------------------------
+    def arm_catheter(self, now):
+        """First step of recording a new or revised catheter (it will be empty, so a prime may
+        fill it): 0, then self.cath_id names it; nothing changes yet."""
+        pump = self.pump
+        pump.service(now)
+        pump._sync()
+        self.cath_id = (self.cath_id + now + 4321) % 9000 + 1000
+        self.cath_s = pump.mono_s
+        return 0
+
+    def revise_catheter(self, now, cath_id):
+        """Second step: the id the first gave, within PRIME_CONFIRM_S. The catheter is empty."""
+        pump = self.pump
+        pump.service(now)
+        pump._sync()
+        armed = self.cath_s >= 0 and pump.mono_s - self.cath_s <= PRIME_CONFIRM_S
+        if not armed or cath_id != self.cath_id:
+            return codes.R_PRIME_UNCONFIRMED
+        self.cath_s = -1
+        self.reservoir.emptied()
+        self.log.add(codes.EV_CATHETER, now, 1, self.catheter_nl())
+        self.save(False, now)
+        return 0
 
     # ---- stop and resume -------------------------------------------------------------------------
     def stop(self, now, for_ms=0):
@@ -304,9 +375,14 @@ class Therapy:
     def resume(self, now):
         """Resume after a stop. It is also the clinician's word that a latched fault was seen
         to and fixed (motor stall, a sensor fault): those alarms clear, and come straight back
-        if the fault is still there."""
+        if the fault is still there. 0, or R_DRUG_MISMATCH: the reservoir holds another drug
+        than the program's (a refill changed it), and delivery stays stopped until a program
+        for it."""
         pump = self.pump
         pump.service(now)
+        rx = pump.rx
+        if rx is not None and not self.reservoir.fill_is(rx.drug, rx.conc_ng_ml):
+            return codes.R_DRUG_MISMATCH
         for code in (codes.AL_MOTOR_STALL, codes.AL_SENSOR_FAULT, codes.AL_BATTERY_SENSOR,
                      codes.AL_DRIVER_FAULT):
             self.sup.clear_alarm(code, now)
@@ -315,6 +391,8 @@ class Therapy:
         self.checks.opens = 0
         if pump.stopped:
             pump.go(now, False)
+        self.sup.clear_alarm(codes.AL_THERAPY_STOPPED, now)
+        return 0
 
     # ---- alarms and the clock ----------------------------------------------------------------------
     def ack(self, now, code):
@@ -329,13 +407,16 @@ class Therapy:
 
     # ---- refills -----------------------------------------------------------------------------------
     def refill(self, now, volume_nl, conc_ng_ml=0, residual_nl=-1, bridge_nl=-1, stable_s=0,
-               meta=None):
-        """The reservoir now holds volume_nl, a new fill. Optional: the new concentration (a
-        change needs bridge_nl equal to the patient's catheter volume from the settings, which
-        the host showed the clinician; meta: the host's words for the new solution), the
+               meta=None, drug=None):
+        """The reservoir now holds volume_nl, a new fill. Optional: its drug (the names the pump
+        keeps: firmware/reservoir.py valid_name) and concentration; a new concentration of the
+        program's drug needs bridge_nl equal to the patient's catheter volume from the settings,
+        which the host showed the clinician (meta: the host's words for the new solution);
+        another drug than the program's stops delivery until a program for it comes. Also the
         residual measured when the old drug was drawn out, and how long this fill stays stable
-        in the pump (s; drug_expired after that). Returns 0 or a refusal reason; a refused
-        refill changes nothing."""
+        in the pump (s; drug_expired after that). A fill that names no drug is the program's
+        (or, with none, the first program's). Returns 0 or a refusal reason; a refused refill
+        changes nothing."""
         pump = self.pump
         pump.service(now)
         hal = self.hal
@@ -345,10 +426,13 @@ class Therapy:
             return self._refuse_refill(now, codes.R_BAD_VALUE)
         if type(stable_s) is not int or not 0 <= stable_s <= MAX_STABLE_S:
             return self._refuse_refill(now, codes.R_BAD_VALUE)
+        if drug is not None and not valid_name(drug):
+            return self._refuse_refill(now, codes.R_BAD_VALUE)
         rx = None
         params = None
         old = pump.rx
-        if conc_ng_ml and old is not None and conc_ng_ml != old.conc_ng_ml:
+        other = drug is not None and old is not None and old.drug is not None and drug != old.drug
+        if conc_ng_ml and old is not None and conc_ng_ml != old.conc_ng_ml and not other:
             if old.catheter_nl <= 0:
                 return self._refuse_refill(now, codes.R_CATHETER)
             if bridge_nl != old.catheter_nl:
@@ -370,12 +454,29 @@ class Therapy:
             if residual_nl - expected > tol or expected - residual_nl > tol:
                 sup.raise_alarm(codes.AL_REFILL_DISCREPANCY, now)
         if rx is not None:
-            # What the window already holds was the old drug: count it in new strokes.
-            self.guard.rescale(old.conc_ng_ml, conc_ng_ml)
+            self._new_concentration(old.conc_ng_ml, conc_ng_ml, old.catheter_nl)
             self.params = params
             self._install(now, rx)
             self.log.add(codes.EV_CONCENTRATION, now, conc_ng_ml // 1000, bridge_nl)
         res.fill(volume_nl, pump.ts(), stable_s)
+        if other:
+            # Another drug: the program no longer fits the reservoir. Delivery stops (an
+            # open-ended stop: therapy_stopped reminds) until a program of this drug comes.
+            res.drug = drug
+            res.conc_ng_ml = conc_ng_ml
+            res.old_conc_ng_ml = 0
+            self.log.add(codes.EV_FILL_DRUG, now, 1, 0)
+            if not pump.stopped:
+                pump.halt(now)
+        else:
+            if drug is not None or old is not None:
+                res.drug = drug if drug is not None else old.drug
+            elif not conc_ng_ml:
+                res.drug = None       # not known until the first program
+            if rx is not None:
+                res.changed_to(volume_nl, conc_ng_ml, old.catheter_nl)
+            elif conc_ng_ml or old is None:
+                res.conc_ng_ml = conc_ng_ml
         self.log.add(codes.EV_REFILL, now, volume_nl // 1000, 0)
         self.log.add(codes.EV_FILL, now, (stable_s + 3599) // 3600, res.fills)
         sup.clear_alarm(codes.AL_DRUG_EXPIRED, now)
@@ -389,6 +490,21 @@ class Therapy:
         self.save(False, now)
         pump.check_at = now  # refill_due and drug_expired are judged afresh at once
         return 0
+
+    def _new_concentration(self, old, new, catheter_nl):
+        """What the dose guard's window holds was the old solution: count it in the new one's
+        units. A weaker one follows a stronger one out of a full catheter: until FLUSH times
+        its volume has been pumped, each stroke counts at the stronger solution."""
+        guard = self.guard
+        guard.rescale(old, new)
+        if new < old and self.reservoir.catheter == FULL and catheter_nl > 0:
+            strokes = (FLUSH * catheter_nl + self.stroke_nl - 1) // self.stroke_nl
+            w = (UNITS * old + new - 1) // new
+            if guard.left and guard.w > w:
+                w = guard.w
+            if guard.left > strokes:
+                strokes = guard.left
+            guard.weigh(strokes, w)
 
     def _refuse_refill(self, now, reason):
         self.log.add(codes.EV_REFILL, now, -1, reason)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from host_tools import fmt
 from host_tools.errors import InputError
 
 BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
@@ -59,8 +60,6 @@ class BoardLimits:
         return self.min_rate_nl_day
 
     def describe(self) -> str:
-        from host_tools import fmt
-
         return (f"{self.name} ({self.stroke_nl} nL strokes, a {fmt.vol(self.reservoir_nl)} "
                 f"reservoir, {fmt.vol_rate(self.min_rate_nl_day)} to "
                 f"{fmt.vol_rate(self.max_rate_nl_day)})")

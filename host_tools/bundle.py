@@ -216,15 +216,18 @@ def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None,
     args = {"manifest_len": len(man), "sig_len": len(sig)}
     if reuse:
         args["files"] = True
-    # Listing (hashing the running firmware) and copies are flash work on the pump, longer
-    # than a sent chunk: give those replies time (a real Pico needs well under a second).
+    # Listing (hashing the running firmware), copies, the chunk that completes the signature
+    # (the RSA check) and the commit (every file read back and hashed) are seconds of work on
+    # a slow or busy pump: every reply of the transfer gets time (a real Pico needs well under
+    # a second for each; a line is not lost on USB, so the longer wait costs nothing).
     slow = max(getattr(lk, "timeout_s", 0), SLOW_REPLY_S)
     r = _slow_call(lk, slow, "update_begin", args)
     have = {}
     for e in r.get("running") or []:
         if isinstance(e, list) and len(e) == 3:
             have[e[0]] = (e[1], e[2])
-    copy_max = r.get("copy_max") if isinstance(r.get("copy_max"), int) else 0
+    given = r.get("copy_max")
+    copy_max = given if isinstance(given, int) else 0
     st = stats if stats is not None else {}
     st.update(sent=0, copied=0, reused=[])
     off = 0
@@ -232,8 +235,7 @@ def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None,
     def step(args: dict, n: int) -> None:
         nonlocal off
         req = {"off": off, **args}
-        r = _slow_call(lk, slow, "update_chunk", req) if "copy" in args else lk.call(
-            "update_chunk", req)
+        r = _slow_call(lk, slow, "update_chunk", req)
         if r.get("have") != off + n:
             raise PumpError("E_UPDATE", f"the pump holds {r.get('have')} bytes of the update, "
                             f"expected {off + n}: nothing was switched")
@@ -257,4 +259,4 @@ def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None,
             st["reused"].append(name)
         else:
             send(data)
-    return lk.call("update_commit")
+    return _slow_call(lk, slow, "update_commit", {})

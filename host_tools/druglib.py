@@ -1,11 +1,13 @@
 """The drug library (drugs.toml): hard limits refuse, soft limits warn, every number has a source.
 
-`load()` reads the `[drugs.*]` tables (other tables in the file belong to other readers and are
-left alone). Each limit is a pair [value, source]; the source must name an entry of [sources].
+`load()` reads the `[drugs.*]` tables and the `[implant]` defaults (other tables in the file
+belong to other readers and are left alone). Each limit is a pair [value, source]; the source
+must name an entry of [sources]. `version()` names the file a prescription was checked against.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,6 +30,15 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """The same from below: soft warns under it, hard refuses under it (hard <= soft)."""
+    soft: int
+    hard: int
+    soft_source: str
+    hard_source: str
+
+
+@dataclass(frozen=True)
 class Titration:
     """How fast a drug's daily basal may rise (drugs.toml [drugs.<name>.titration]); None: no
     limit. `sources` maps each rule's key to the key of its source."""
@@ -39,6 +50,13 @@ class Titration:
     increase_window_s: int = 7 * 86_400
     min_interval_s: int | None = None
     start_per_screening: int | None = None
+    start_per_screening_long: int | None = None   # after a screening effect longer than:
+    trial_effect_s: int | None = None
+    # The override's ceilings (None: only the library's hard limits bound it).
+    max_start_override_ng_day: int | None = None
+    max_step_override_ng_day: int | None = None
+    max_increase_override_ppm: int | None = None
+    min_interval_override_s: int | None = None
     sources: dict = field(default_factory=dict)
 
 
@@ -51,6 +69,9 @@ class Drug:
     patient_bolus: Limit          # ng
     patient_boluses_per_day: Limit
     clinician_bolus: Limit        # ng
+    low_concentration: Floor      # ng/mL
+    volume_rate: Limit            # nL/day: the basal's daily volume
+    low_volume_rate: Floor        # nL/day
     aliases: tuple[str, ...] = ()
     needs_source: bool = False
     titration: Titration | None = None
@@ -76,8 +97,9 @@ class Drug:
     @property
     def sources(self) -> tuple[str, ...]:
         keys = []
-        for lim in (self.concentration, self.daily, self.patient_bolus,
-                    self.patient_boluses_per_day, self.clinician_bolus):
+        for lim in (self.concentration, self.low_concentration, self.daily, self.patient_bolus,
+                    self.patient_boluses_per_day, self.clinician_bolus, self.volume_rate,
+                    self.low_volume_rate):
             keys += [lim.soft_source, lim.hard_source]
         return tuple(dict.fromkeys(keys))
 
@@ -123,6 +145,21 @@ def _limit(d: dict, name: str, k: str, parse, sources) -> Limit:
     return Limit(soft, hard, ss, hs)
 
 
+def _floor(d: dict, name: str, k: str, parse, sources, above: Limit) -> Floor:
+    """A lower limit: { hard = [...] } refuses under it, an optional soft warns under it; both
+    below the upper limit's soft one."""
+    t = d.get(name)
+    if not isinstance(t, dict) or "hard" not in t or not set(t) <= {"soft", "hard"}:
+        raise InputError(f"{k}.{name}", t, "{ hard = [value, source] } and optionally "
+                         "soft = [value, source] above it")
+    hard, hs = _pair(t["hard"], f"{k}.{name}.hard", parse, sources)
+    soft, ss = _pair(t["soft"], f"{k}.{name}.soft", parse, sources) if "soft" in t else (hard, hs)
+    if not 0 < hard <= soft < above.soft:
+        raise InputError(f"{k}.{name}", t, "a hard lower limit above zero, at most the soft one, "
+                         "and both below the soft upper limit")
+    return Floor(soft, hard, ss, hs)
+
+
 _RULES = {
     "max_start_rate": ("max_start_ng_day", units.dose_rate_ng_per_day),
     "max_step": ("max_step_ng_day", units.dose_rate_ng_per_day),
@@ -132,7 +169,19 @@ _RULES = {
     "increase_window": ("increase_window_s", _seconds),
     "min_interval": ("min_interval_s", _seconds),
     "start_per_screening": ("start_per_screening", _count),
+    "start_per_screening_long": ("start_per_screening_long", _count),
+    "trial_effect": ("trial_effect_s", _seconds),
+    "max_start_override": ("max_start_override_ng_day", units.dose_rate_ng_per_day),
+    "max_step_override": ("max_step_override_ng_day", units.dose_rate_ng_per_day),
+    "max_increase_override": ("max_increase_override_ppm", units.percent_ppm),
+    "min_interval_override": ("min_interval_override_s", _seconds),
 }
+
+# (guard, its override's ceiling, the ceiling must be at least the guard: True, at most: False)
+_CEILINGS = (("max_start_ng_day", "max_start_override_ng_day", True),
+             ("max_step_ng_day", "max_step_override_ng_day", True),
+             ("max_increase_ppm", "max_increase_override_ppm", True),
+             ("min_interval_s", "min_interval_override_s", False))
 
 
 def _titration(t: dict, k: str, sources: dict, base: Titration | None = None) -> Titration:
@@ -145,12 +194,34 @@ def _titration(t: dict, k: str, sources: dict, base: Titration | None = None) ->
             raise InputError(f"{k}.{name}", value, "one of " + ", ".join(_RULES))
         attr, parse = _RULES[name]
         values[attr], cited[name] = _pair(value, f"{k}.{name}", parse, sources)
-    return Titration(**values, sources=cited)
+    rule = Titration(**values, sources=cited)
+    _coherent(rule, k)
+    return rule
 
 
-def _drug(name: str, d: dict, sources: dict) -> Drug:
+def _coherent(rule: Titration, k: str) -> None:
+    """An override's ceiling lies beyond its guard (a ceiling without its guard means
+    nothing); the start rule after a trial needs all three of its numbers."""
+    for guard, ceiling, above in _CEILINGS:
+        g, c = getattr(rule, guard), getattr(rule, ceiling)
+        if c is not None and (g is None or (c < g if above else c > g)):
+            raise InputError(f"{k}.{ceiling}", c, f"an override ceiling "
+                             f"{'at least' if above else 'at most'} its guard {guard} (which "
+                             "must be given)")
+    long, per, effect = (rule.start_per_screening_long, rule.start_per_screening,
+                         rule.trial_effect_s)
+    if (long is None) != (effect is None) or (long is not None and per is None):
+        raise InputError(f"{k}.trial_effect", effect, "trial_effect, start_per_screening_long "
+                         "and start_per_screening together")
+    if long is not None and per is not None and long > per:
+        raise InputError(f"{k}.start_per_screening_long", long,
+                         "at most start_per_screening (the start rule's ceiling)")
+
+
+def _drug(name: str, d: dict, sources: dict, implant: dict) -> Drug:
     k = f"drugs.toml [drugs.{name}]"
-    known = ("unit", "aliases", "needs_source", "concentration", "daily_dose", "patient_bolus",
+    known = ("unit", "aliases", "needs_source", "concentration", "low_concentration",
+             "volume_rate", "low_volume_rate", "daily_dose", "patient_bolus",
              "patient_boluses_per_day", "clinician_bolus", "titration")
     for key in d:
         if key not in known and not key.startswith("titration_"):
@@ -161,10 +232,24 @@ def _drug(name: str, d: dict, sources: dict) -> Drug:
     tit = _titration(d["titration"], f"{k}.titration", sources) if "titration" in d else None
     profiles = {key[len("titration_"):]: _titration(d[key], f"{k}.{key}", sources, tit)
                 for key in d if key.startswith("titration_")}
+    conc = _limit(d, "concentration", k, units.concentration_ng_per_ml, sources)
+    daily = _limit(d, "daily_dose", k, units.mass_ng, sources)
+    for rule in [tit, *profiles.values()]:
+        top = rule.max_start_override_ng_day if rule else None
+        if top is not None and top > daily.hard:
+            raise InputError(f"{k}.titration.max_start_override", top, "at most the hard daily "
+                             "dose: an override never goes past a hard limit")
+    vk, vd = (k, d) if "volume_rate" in d else ("drugs.toml [implant]", implant)
+    volume = _limit(vd, "volume_rate", vk, units.volume_rate_nl_per_day, sources)
+    lk, ld = (k, d) if "low_volume_rate" in d else ("drugs.toml [implant]", implant)
     return Drug(
-        name=name, unit=unit,
-        concentration=_limit(d, "concentration", k, units.concentration_ng_per_ml, sources),
-        daily=_limit(d, "daily_dose", k, units.mass_ng, sources),
+        name=name, unit=unit, concentration=conc,
+        low_concentration=_floor(d, "low_concentration", k, units.concentration_ng_per_ml,
+                                 sources, conc),
+        volume_rate=volume,
+        low_volume_rate=_floor(ld, "low_volume_rate", lk, units.volume_rate_nl_per_day,
+                               sources, volume),
+        daily=daily,
         patient_bolus=_limit(d, "patient_bolus", k, units.mass_ng, sources),
         patient_boluses_per_day=_limit(d, "patient_boluses_per_day", k, _count, sources),
         clinician_bolus=_limit(d, "clinician_bolus", k, units.mass_ng, sources),
@@ -188,7 +273,26 @@ def sources() -> dict[str, str]:
 def load() -> dict[str, Drug]:
     table = _table()
     cited = table["sources"]
-    return {name: _drug(name, d, cited) for name, d in table["drugs"].items()}
+    implant = table.get("implant", {})
+    return {name: _drug(name, d, cited, implant) for name, d in table["drugs"].items()}
+
+
+def reload() -> None:
+    """Read drugs.toml again at the next call (after LIBRARY was pointed elsewhere)."""
+    for cached in (_table, load, version):
+        cached.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def version() -> str:
+    """The library a prescription was checked against, as the pump keeps it with a program:
+    [library] version, then + and the first 8 hex digits of the file's SHA-256 ("2+1a2b3c4d"),
+    so an edit that forgot to raise the version still reads differently."""
+    declared = (_table().get("library") or {}).get("version")
+    if not isinstance(declared, str) or not declared.strip():
+        raise InputError("drugs.toml [library].version", declared, 'a version string, e.g. "2"')
+    digest = hashlib.sha256(LIBRARY.read_bytes()).hexdigest()[:8]
+    return f"{declared.strip()}+{digest}"
 
 
 def get(name, key: str = "drug") -> Drug:
@@ -201,6 +305,9 @@ def get(name, key: str = "drug") -> Drug:
     raise InputError(key, name, "a drug in the library: " + ", ".join(sorted(drugs)))
 
 
-def cite(key: str) -> str:
-    """A source key as a person reads it: the project's own ceilings say so."""
-    return "project ceiling" if key == PROJECT else sources().get(key, key)
+def cite(key: str, floor: bool = False) -> str:
+    """A source key as a person reads it: the project's own limits say so (a floor: a lower
+    limit)."""
+    if key == PROJECT:
+        return "project floor" if floor else "project ceiling"
+    return sources().get(key, key)

@@ -26,6 +26,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from functools import lru_cache
 
+from host_tools.units import _registry
+
 EPOCH = datetime(2024, 1, 1)   # the pump clock counts seconds from here, in local time
 DAY_S = 86_400
 MASS_UNITS = ("mg", "mcg")
@@ -34,8 +36,6 @@ DIGITS = 4
 
 @lru_cache(maxsize=8)
 def _ng_per(unit: str) -> Fraction:
-    from host_tools.units import _registry
-
     if unit not in MASS_UNITS:
         raise ValueError(f"mass unit {unit!r}: expected one of {', '.join(MASS_UNITS)}")
     q = _registry().Quantity(1, "ug" if unit == "mcg" else unit)

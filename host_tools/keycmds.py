@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from host_tools import bundle, link
-from host_tools.commands import Context, UsageError
+from host_tools.context import Context, UsageError
 
 
 def _out_dir(ctx: Context, given: str | None) -> Path:

@@ -36,13 +36,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import serial
+from serial.tools import list_ports
+
+# The protocol's limits are the firmware's own: the pump discards a line longer than MAX_LINE
+# (E_TOO_LONG) and takes ids and counters up to ID_MAX and CTR_MAX.
+from firmware.auth import CTR_MAX
+from firmware.proto import ID_MAX, MAX_LINE
+
 from host_tools.errors import InputError
 
 PICO_USB_VID = 0x2E8A
 BAUDRATE = 115200           # ignored by USB CDC and ptys, but pyserial wants one
-MAX_LINE = 1024             # the pump discards longer lines (E_TOO_LONG)
-ID_MAX = (1 << 30) - 1
-CTR_MAX = (1 << 30) - 1
 ROLES = ("clinician", "patient")
 _POLL_S = 0.05              # how long one read waits; the overall deadline is separate
 
@@ -121,7 +126,7 @@ def load_key(path) -> Key:
         secret = bytes.fromhex(hexkey) if isinstance(hexkey, str) else b""
     except ValueError:
         secret = b""
-    if len(secret) != 32 or hexkey != hexkey.lower():
+    if len(secret) != 32 or not isinstance(hexkey, str) or hexkey != hexkey.lower():
         raise InputError(f"{where}: key", "(hidden)", "64 lower-case hex digits (32 bytes)")
     pump_id = data.get("pump_id")
     return Key(role, secret, pump_id if isinstance(pump_id, str) else None, str(path))
@@ -181,6 +186,11 @@ def clean(value):
     if isinstance(value, dict):
         return {clean(k): clean(v) for k, v in value.items()}
     return value
+
+
+def clean_dict(value: dict) -> dict:
+    """A reply object passed through clean(): still a dict, every string made printable."""
+    return {clean(k): clean(v) for k, v in value.items()}
 
 
 def split_reply(line: bytes) -> tuple[bytes, str | None]:
@@ -245,8 +255,6 @@ def virtual_boards(directory: Path | None = None) -> list[Found]:
 
 
 def picos() -> list[Found]:
-    from serial.tools import list_ports
-
     out = []
     for p in list_ports.comports():
         if p.vid == PICO_USB_VID:
@@ -271,8 +279,6 @@ def board_for_port(port: str) -> Found | None:
 
 def open_port(url: str, timeout_s: float = _POLL_S):
     """Open a serial port or URL; LinkError if it cannot be opened."""
-    import serial
-
     try:
         # exclusive: a terminal program (picocom, tio) on the same port would read our replies
         # and we its; refuse to share rather than act on half a conversation.
@@ -341,8 +347,6 @@ class Link:
             raise LinkError(f"the port failed: {e}") from None
 
     def _write(self, data: bytes) -> None:
-        import serial
-
         try:
             self.port.write(data)
             self.port.flush()
@@ -350,8 +354,6 @@ class Link:
             raise LinkError(f"cannot write to the pump: {e}") from None
 
     def _read_line(self, deadline: float) -> bytes | None:
-        import serial
-
         while True:
             nl = self._buf.find(b"\n")
             if nl >= 0:
@@ -404,7 +406,7 @@ class Link:
                         f"{self.timeout_s:g} s; {what}", uncertain=changes)
 
     def exchange(self, line: bytes, req_id: int, changes: bool = True) -> dict:
-        return clean(self.exchange_raw(line, req_id, changes)[0])
+        return clean_dict(self.exchange_raw(line, req_id, changes)[0])
 
     # -- requests ----------------------------------------------------------------------------
     def _new_id(self) -> int:
@@ -455,6 +457,7 @@ class Link:
         req = {"id": self._new_id(), "cmd": cmd, "role": key.role, "pump": self.pump_id()}
         if session:
             sess = self._session
+            assert sess is not None, "call() opens the session (hello) first"
             n = sess["ctr"] + 1
             if n > CTR_MAX:
                 raise PumpError("E_REKEY", f"the {key.role} counter is exhausted: re-key the "
@@ -480,7 +483,7 @@ class Link:
                                   changes)
         if not hmac.compare_digest(theirs, reply_tag(key.secret, mine, rbody)):
             raise ReplyUnverified(cmd, "its tag is wrong", changes)
-        return clean(reply)
+        return clean_dict(reply)
 
     def hello(self) -> dict:
         """Open a session: a fresh session id and the counter, in a reply signed for our
@@ -527,13 +530,14 @@ class Link:
         if self._pump_id is None:
             info = self.public_info()
             theirs = info.get("pump_id")
-            mine = self.key.pump_id if self.key else None
-            if mine and theirs and mine != theirs:
-                raise InputError(f"--key {self.key.path}", mine,
+            key = self.key
+            mine = key.pump_id if key else None
+            if key and mine and theirs and mine != theirs:
+                raise InputError(f"--key {key.path}", mine,
                                  f"a key for the pump on this port, {theirs}")
             if not (mine or theirs):
                 raise PumpError("E_PROTOCOL", "the pump did not say its id", None, info)
-            self._pump_id = mine or theirs
+            self._pump_id = str(mine or theirs)
         return self._pump_id
 
     def public_info(self, refresh: bool = False) -> dict:

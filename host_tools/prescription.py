@@ -7,7 +7,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from host_tools import druglib, fmt, units
+from host_tools import druglib, fmt, plausible, units
 from host_tools.errors import InputError
 
 DAY_MS = 86_400_000
@@ -60,6 +60,9 @@ class Prescription:
     screening_ng: int | None = None      # the screening bolus that worked (titration start)
     catheter: Catheter | None = None
     refill_notice_ms: int | None = None   # None: the firmware's default, 7 days
+    screening_effect_s: int | None = None  # how long the screening bolus's effect lasted
+    stop_reminder_ms: int | None = None   # None: the firmware's default, 1 h
+    alarm_silence_ms: int | None = None   # None: the firmware's default, 1 h
 
     def daily_basal_ng(self) -> int:
         """The schedule's total over a day (rounded down)."""
@@ -84,17 +87,25 @@ class Prescription:
             out["catheter"] = self.catheter.to_firmware()
         if self.refill_notice_ms is not None:
             out["refill_notice_s"] = self.refill_notice_ms // 1000
+        if self.stop_reminder_ms is not None:
+            out["stop_reminder_s"] = self.stop_reminder_ms // 1000
+        if self.alarm_silence_ms is not None:
+            out["alarm_silence_s"] = self.alarm_silence_ms // 1000
         return out
 
 
-def _table(parent: dict, name: str, key: str, required: bool) -> dict | None:
+def _table(parent: dict, name: str, key: str) -> dict | None:
+    """An optional table: None when absent."""
     v = parent.get(name)
-    if v is None:
-        if required:
-            raise InputError(key, "(missing)", "a table [" + key + "]")
-        return None
-    if not isinstance(v, dict):
+    if v is not None and not isinstance(v, dict):
         raise InputError(key, v, "a table")
+    return v
+
+
+def _required_table(parent: dict, name: str, key: str) -> dict:
+    v = _table(parent, name, key)
+    if v is None:
+        raise InputError(key, "(missing)", "a table [" + key + "]")
     return v
 
 
@@ -212,20 +223,17 @@ def _parse(table: dict, w: str) -> Prescription:
         return fmt.mass(ng, u)
 
     source = _source(table, drug, w)
-    profile, screening = _titration(table, drug, w)
+    profile, screening, effect = _titration(table, drug, w)
     if "concentration" not in table:
         raise InputError(f"{w}concentration", "(missing)", 'a concentration such as "25 mg/mL"')
     conc = units.concentration_ng_per_ml(table["concentration"], f"{w}concentration")
-    if conc <= 0 or conc > drug.concentration.hard:
-        raise InputError(f"{w}concentration", table["concentration"],
-                         f"a concentration above zero and at most the library's hard limit for "
-                         f"{drug.name}, {m(drug.concentration.hard)}/mL "
-                         f"({druglib.cite(drug.concentration.hard_source)})")
-    steps, continuous = _basal(_table(table, "basal", f"{w}basal", True), w)
-    pb_table = _table(table, "patient_bolus", f"{w}patient_bolus", False)
+    slips = plausible.concentration(drug, conc, f"{w}concentration", table["concentration"])
+    steps, continuous = _basal(_required_table(table, "basal", f"{w}basal"), w)
+    pb_table = _table(table, "patient_bolus", f"{w}patient_bolus")
     pb = _patient_bolus(pb_table, w) if pb_table is not None else None
-    limits = _table(table, "limits", f"{w}limits", True)
-    _known(limits, ("max_daily_dose", "low_reservoir", "refill_notice"), f"{w}limits.")
+    limits = _required_table(table, "limits", f"{w}limits")
+    _known(limits, ("max_daily_dose", "low_reservoir", "refill_notice", "stop_reminder",
+                    "alarm_silence"), f"{w}limits.")
     if "max_daily_dose" not in limits:
         raise InputError(f"{w}limits.max_daily_dose", "(missing)", 'a dose such as "6 mg"')
     max_daily = units.mass_ng(limits["max_daily_dose"], f"{w}limits.max_daily_dose")
@@ -242,18 +250,33 @@ def _parse(table: dict, w: str) -> Prescription:
         if notice > 90 * DAY_MS:
             raise InputError(f"{w}limits.refill_notice", limits["refill_notice"],
                              "a notice from 0 to 90 d before the low-reservoir date")
-    cat_table = _table(table, "catheter", f"{w}catheter", False)
+    reminder = _reminder(limits, "stop_reminder", w, "an open-ended stop raises therapy_stopped")
+    silence = _reminder(limits, "alarm_silence", w, "an acknowledged critical alarm sounds again")
+    cat_table = _table(table, "catheter", f"{w}catheter")
     catheter = _catheter(cat_table, w) if cat_table is not None else None
     rx = Prescription(drug.name, conc, steps, continuous, pb, max_daily, low)
     basal = rx.daily_basal_ng()
     if basal > max_daily:
         raise InputError(f"{w}basal", f"{m(basal)}/day",
                          f"a basal schedule within limits.max_daily_dose ({m(max_daily)})")
-    if pb is not None:
+    slips += plausible.basal_volume(drug, conc, basal, f"{w}basal")
+    if pb is not None and pb_table is not None:
         _bolus_hard(pb, pb_table, drug, max_daily, w)
-    warnings = _warnings(drug, conc, max_daily, basal, pb)
+    warnings = slips + _warnings(drug, conc, max_daily, basal, pb)
     return Prescription(drug.name, conc, steps, continuous, pb, max_daily, low, tuple(warnings),
-                        u, source, profile, screening, catheter, notice)
+                        u, source, profile, screening, catheter, notice, effect, reminder,
+                        silence)
+
+
+def _reminder(limits: dict, key: str, w: str, what: str) -> int | None:
+    """limits.stop_reminder / limits.alarm_silence: 1 min to 24 h (None: not given)."""
+    if key not in limits:
+        return None
+    ms = _whole_seconds(units.duration_ms(limits[key], f"{w}limits.{key}"), f"{w}limits.{key}",
+                        limits[key])
+    if not 60_000 <= ms <= DAY_MS:
+        raise InputError(f"{w}limits.{key}", limits[key], f"from 1 min to 24 h ({what} after it)")
+    return ms
 
 
 def _source(table: dict, drug, w: str) -> str | None:
@@ -267,21 +290,55 @@ def _source(table: dict, drug, w: str) -> str | None:
     return source
 
 
-def _titration(table: dict, drug, w: str) -> tuple[str | None, int | None]:
-    t = _table(table, "titration", f"{w}titration", False)
+def _titration(table: dict, drug, w: str) -> tuple[str | None, int | None, int | None]:
+    """[titration]: (profile, screening dose in ng, how long its effect lasted in s)."""
+    t = _table(table, "titration", f"{w}titration")
     if t is None:
-        return None, None
-    _known(t, ("profile", "screening_dose"), f"{w}titration.")
+        return None, None, None
+    _known(t, ("profile", "screening_dose", "screening_effect"), f"{w}titration.")
     profile = t.get("profile")
     if profile is not None:
         drug.titration_for(profile)  # refuses a profile the drug does not have
-    screening = None
+    screening = effect = None
     if "screening_dose" in t:
-        screening = units.mass_ng(t["screening_dose"], f"{w}titration.screening_dose")
-        if screening <= 0:
-            raise InputError(f"{w}titration.screening_dose", t["screening_dose"],
-                             "a dose above zero")
-    return profile, screening
+        screening = screening_dose_ng(drug, t["screening_dose"], f"{w}titration.screening_dose")
+    if "screening_effect" in t:
+        if screening is None:
+            raise InputError(f"{w}titration.screening_dose", "(missing)", "the screening dose "
+                             "whose effect titration.screening_effect gives")
+        effect = screening_effect_s(t["screening_effect"], f"{w}titration.screening_effect")
+    return profile, screening, effect
+
+
+def screening_dose_ng(drug, text, key: str) -> int:
+    """A screening bolus that worked: above zero and within one clinician bolus of the drug
+    (a screening dose is given as one)."""
+    ng = units.mass_ng(text, key)
+    lim = drug.clinician_bolus
+    if not 0 < ng <= lim.hard:
+        raise InputError(key, text, f"the screening dose that worked, above zero and at most "
+                         f"the library's hard limit for one {drug.name} clinician bolus, "
+                         f"{fmt.mass(lim.hard, drug.unit)} ({druglib.cite(lim.hard_source)})")
+    return ng
+
+
+def screening_effect_s(text, key: str) -> int:
+    """How long a screening bolus's effect lasted: 1 min to 24 h, a duration ("6 h") or a bare
+    number of hours ("6")."""
+    expected = ('how long the screening dose\'s effect lasted, from 1 min to 24 h, e.g. "6 h" '
+                "(a bare number is hours)")
+    written = text
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        text = str(text)
+    if isinstance(text, str) and text.strip().replace(".", "", 1).isdigit():
+        text = f"{text.strip()} h"
+    try:
+        ms = units.duration_ms(text, key)
+    except InputError:
+        raise InputError(key, written, expected) from None
+    if ms % 1000 or not 60_000 <= ms <= DAY_MS:
+        raise InputError(key, written, expected)
+    return ms // 1000
 
 
 def _bolus_hard(pb: PatientBolus, pb_table: dict, drug, max_daily: int, w: str) -> None:

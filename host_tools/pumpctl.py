@@ -18,28 +18,19 @@ import os
 import re
 import sys
 
-from host_tools import boardlimits, commands, fmt
+from importlib import metadata
+
+from firmware.rx import DEFAULT_REMINDER_S, DEFAULT_SILENCE_S, Rx
+from firmware.version import VERSION
+
+from host_tools import boardlimits, commands, fmt, keycmds, pumpdata
+from host_tools.context import Context, Failure, UsageError, failure_of
 from host_tools.errors import InputError
-from host_tools.link import LinkError, PumpError, ReplyUnverified
+from host_tools.link import LinkError, PumpError
 from host_tools.prescription import load_prescription, read_toml
 
 
-class Failure(Exception):
-    """An error as pumpctl reports it: exit status, a stable code, the message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
 def version() -> str:
-    from importlib import metadata
-
-    from firmware.version import VERSION
-
     try:
         host = metadata.version("intrathecal-pump")
     except metadata.PackageNotFoundError:
@@ -59,9 +50,7 @@ def cmd_check(args) -> int:
     rx = load_prescription(args.file)
     lim = boardlimits.board_limits(args.board)
     params = rx.to_firmware()
-    commands.check_on_board(params, lim, str(args.file))
-    from firmware.rx import Rx
-
+    pumpdata.check_on_board(params, lim, str(args.file))
     fw = Rx(params, lim)
     conc = rx.concentration_ng_per_ml
     u = rx.unit
@@ -79,7 +68,8 @@ def cmd_check(args) -> int:
                 "lockout_s": rx.patient_bolus.lockout_ms // 1000,
                 "max_per_day": rx.patient_bolus.max_per_day},
             "low_reservoir_nl": rx.low_reservoir_nl, "refill_notice_s": fw.refill_notice_s,
-            "catheter_nl": fw.catheter_nl, "warnings": list(rx.warnings)}))
+            "catheter_nl": fw.catheter_nl, "stop_reminder_s": _reminders(rx)[0],
+            "alarm_silence_s": _reminders(rx)[1], "warnings": list(rx.warnings)}))
         return 0
     print(f"{args.file}: valid on board {lim.describe()}")
     print(f"  drug            {rx.drug} at {fmt.conc(conc, u)}")
@@ -96,6 +86,9 @@ def cmd_check(args) -> int:
     print(f"  max in 24 h     {fmt.mass(rx.max_daily_ng, u)} ({fmt.vol(fw.max_daily_nl)})")
     print(f"  low reservoir   {fmt.vol(rx.low_reservoir_nl)}; refill_due "
           f"{fmt.span(fw.refill_notice_s)} before it")
+    reminder, silence = _reminders(rx)
+    print(f"  reminders       therapy_stopped {fmt.span(reminder)} into an open-ended stop; "
+          f"an acknowledged critical alarm sounds again after {fmt.span(silence)}")
     cat = rx.catheter
     print("  catheter        " + (f"{cat.model}, {cat.length_mm / 10:g} cm at "
                                   f"{fmt.vol(cat.nl_per_cm)}/cm: {fmt.vol(fw.catheter_nl)}"
@@ -103,6 +96,14 @@ def cmd_check(args) -> int:
     for w in rx.warnings:
         print(f"  warning         {w}")
     return 0
+
+
+def _reminders(rx) -> tuple[int, int]:
+    """The stop reminder and the alarm silence in s, the firmware's defaults where not given."""
+    return (DEFAULT_REMINDER_S if rx.stop_reminder_ms is None
+            else rx.stop_reminder_ms // 1000,
+            DEFAULT_SILENCE_S if rx.alarm_silence_ms is None
+            else rx.alarm_silence_ms // 1000)
 
 
 _DESCRIPTION = """\
@@ -210,13 +211,26 @@ def parser() -> argparse.ArgumentParser:
             "prescription",
             "Program a prescription file (see `pumpctl check`). Shows the pump's settings and "
             "the new ones side by side (changed rows marked *), checks the drug's titration "
-            "guard (drugs.toml), asks before writing, reads the settings back and verifies "
-            "them, and confirms the pump is delivering.")
+            "guard (drugs.toml) and, for a start after a screening trial, the drug's start "
+            "rule, asks before writing, reads the settings back and verifies them, and "
+            "confirms the pump is delivering. The drug library's version goes to the pump "
+            "with the settings.")
     c.add_argument("file", metavar="FILE.toml")
     _confirm_opts(c, False)
     c.add_argument("--override-titration", metavar="REASON",
-                   help="program even though the change breaks the drug's titration guard; "
-                        "the reason is printed and stored in the pump with the settings")
+                   help="program even though the change breaks the drug's titration guard, "
+                        "never past the guard's ceiling (ziconotide: a start of at most the "
+                        "label's 2.4 mcg/day) nor a hard limit; REASON says why in at least "
+                        "three words, and is printed and stored in the pump with the settings")
+    c.add_argument("--trial-dose", metavar="D",
+                   help='a start after a screening trial (baclofen): the screening dose that '
+                        'worked, e.g. "50 mcg"; with --trial-effect the drug\'s start rule gives '
+                        "the first daily dose (shown with its source), and a prescription that "
+                        "departs from it needs --override-titration")
+    c.add_argument("--trial-effect", metavar="H",
+                   help='how long the screening dose\'s effect lasted, e.g. "6 h" (a bare '
+                        "number is hours); baclofen starts at twice the screening dose a day, "
+                        "or at the screening dose when the effect lasted more than 8 h")
     c.add_argument("--assume-24h", metavar="DOSE",
                    help="after memory_error (the pump lost its dose account): what the last "
                         "24 h are taken to have delivered, e.g. \"2 mg\" (default: the new "
@@ -259,11 +273,25 @@ def parser() -> argparse.ArgumentParser:
                    help='the volume in the reservoir after refilling, e.g. "20 mL"')
     c.add_argument("--concentration", metavar="C", help='the new drug\'s concentration, e.g. '
                    '"25 mg/mL" (default: unchanged)')
+    c.add_argument("--drug", metavar="NAME", help="the drug now in the reservoir, from the drug "
+                   "library (default: the program's; a pump with no program takes the first "
+                   "program's). Another drug than the program's stops delivery until a "
+                   "prescription of it is programmed")
     c.add_argument("--residual", metavar="R", help='the residual volume drawn out, e.g. '
                    '"2.1 mL"')
     c.add_argument("--stable-for", metavar="T", help='how long this fill stays usable in the '
                    'pump, e.g. "30 d" (default: the drug library\'s stability table; the pump '
                    'raises drug_expired after it)')
+    _confirm_opts(c, True)
+    c = cmd("catheter", "record a new or revised catheter: empty, so a prime may fill it "
+            "(two-step confirmation)",
+            "After an implant or a catheter revision: the pump then takes the catheter as "
+            "empty, so that the next prime may fill it (up to its volume); it refuses a prime "
+            "into a full catheter, which would push its whole volume of drug into the patient. "
+            "Two confirmations: yes, then the catheter's volume typed again; or --yes --yes, "
+            "or --confirm VOLUME.")
+    c.add_argument("--revised", action="store_true", help="the catheter is new or revised "
+                   "(and empty)")
     _confirm_opts(c, True)
     cmd("alarms", "list the active alarms")
     c = cmd("ack", "acknowledge an alarm (silences its tone)")
@@ -286,6 +314,18 @@ def parser() -> argparse.ArgumentParser:
     _confirm_opts(c, False)
     c = cmd("maintenance", "development builds: stop delivery and hand back the REPL")
     _confirm_opts(c, False)
+    c = cmd("ui", "a page for this pump in the browser (this computer only)",
+            "Serve a page for this pump on the loopback interface and open it in the browser: "
+            "the pump, therapy now with the day's schedule, the reservoir down to its refill "
+            "date, alarms, the event log; programming, refills, boluses, stop and resume with "
+            "the same checks and confirmations as these commands (docs/ui.md). The first line "
+            "printed is JSON: {\"url\": \"http://127.0.0.1:PORT/?token=...\"}; the page needs "
+            "that token. The key stays in this process. With the patient key the page shows the "
+            "patient bolus only. Runs until Ctrl-C.")
+    c.add_argument("--no-browser", action="store_true", help="print the URL only")
+    c.add_argument("--refresh", type=float, default=10.0, metavar="S",
+                   help="how often the page reads the pump again while it is shown "
+                        "(default 10 s)")
     c = cmd("provision", "give a new pump its keys (or one whose button was held at boot)",
             "Provision a pump that never had keys, or whose button was held while it booted "
             "(the physical act that replaces damaged or lost keys). Writes clinician.key and "
@@ -317,10 +357,15 @@ def _run(argv) -> int:
     args = parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)
-    ctx = commands.Context(args)
-    from host_tools import keycmds
-    run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
-        or commands.COMMANDS[args.command]
+    ctx = Context(args)
+    if args.command == "ui":
+        # The page's web stack loads for the page only (it would add about 0.1 s to every
+        # other command).
+        from host_tools.ui.cli import do_ui
+        run = do_ui
+    else:
+        run = {"provision": keycmds.do_provision, "rekey": keycmds.do_rekey}.get(args.command) \
+            or commands.COMMANDS[args.command]
     try:
         return run(ctx, args)
     finally:
@@ -332,21 +377,10 @@ def main(argv=None) -> int:
     json_out = "--json" in argv
     try:
         return _run(argv)
-    except Failure as f:
+    except (Failure, InputError, UsageError, PumpError, LinkError) as e:
+        f = failure_of(e)
+        assert f is not None
         return _report(json_out, f)
-    except InputError as e:
-        return _report(json_out, Failure(2, "E_INPUT", str(e), key=e.key))
-    except commands.UsageError as e:
-        return _report(json_out, Failure(2, "E_USAGE", str(e)))
-    except PumpError as e:
-        return _report(json_out, Failure(1, e.code, f"the pump refused: {e}",
-                                         reason=e.reason))
-    except ReplyUnverified as e:
-        return _report(json_out, Failure(3, "E_UNVERIFIED", str(e), uncertain=e.uncertain))
-    except LinkError as e:
-        code = "E_UNCERTAIN" if e.uncertain else "E_NO_CONNECTION"
-        return _report(json_out, Failure(3, code, f"no connection: {e}",
-                                         uncertain=e.uncertain))
     except KeyboardInterrupt:
         return _report(json_out, Failure(130, "E_INTERRUPTED", "interrupted"))
     except BrokenPipeError:

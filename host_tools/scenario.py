@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from host_tools import units
+from firmware import codes
+from host_tools import druglib, fmt, plausible, units
 from host_tools.errors import InputError
 from host_tools.prescription import Prescription, parse_prescription, read_toml
 
-ALARM_CODES = ("occlusion", "reservoir_low", "reservoir_empty", "motor_stall", "battery_eri",
-               "battery_eos", "dose_limit", "memory_error", "sensor_fault", "watchdog_reset",
-               "refill_discrepancy", "refill_due", "drug_expired")
+# every alarm the firmware can raise, in its code order (firmware/codes.py)
+ALARM_CODES = tuple(dict.fromkeys(codes.ALARM_NAMES[c] for c in sorted(codes.ALARM_NAMES)))
 MAX_DURATION_MS = 3660 * 86_400_000
 BOARDS = ("virtual", "pico", "implant")
 
@@ -300,6 +300,7 @@ def _parse(table: dict, path) -> Scenario:
     if not isinstance(expect_table, dict):
         raise InputError("expect", expect_table, "an [expect] table")
     _bolus_limits(events, rx)
+    _fills(events, rx)
     return Scenario(duration, start, reservoir, seed, rx, plant, tuple(events),
                     _expect(expect_table), str(path) if path is not None else None,
                     _fleet(table.get("fleet", {})), board)
@@ -307,8 +308,6 @@ def _parse(table: dict, path) -> Scenario:
 
 def _bolus_limits(events, rx: Prescription) -> None:
     """A clinician bolus above the drug library's hard limit is refused like a prescription."""
-    from host_tools import druglib, fmt
-
     lim = druglib.get(rx.drug).clinician_bolus
     for i, ev in enumerate(events):
         if ev.action == "clinician_bolus" and ev.args["dose_ng"] > lim.hard:
@@ -317,6 +316,28 @@ def _bolus_limits(events, rx: Prescription) -> None:
                              f"at most the library's hard limit for one {rx.drug} clinician "
                              f"bolus, {fmt.mass(lim.hard, rx.unit)} "
                              f"({druglib.cite(lim.hard_source)})")
+
+
+def _fills(events, rx: Prescription) -> None:
+    """A refill's new concentration, and the basal at it, pass the guards a prescription file
+    passes (host_tools/plausible.py): a unit slip in a refill is refused as in a file, and so is
+    a basal whose volume the new fill makes implausible (a program that keeps the fill's
+    concentration is checked at that concentration)."""
+    drug = druglib.get(rx.drug)
+    conc, basal = rx.concentration_ng_per_ml, rx.daily_basal_ng()
+    for ev in events:
+        where = f"event at {fmt.span(ev.at_ms // 1000)}"
+        if ev.action == "program":
+            new = ev.args["prescription"]
+            drug, basal = druglib.get(new.drug), new.daily_basal_ng()
+            if ev.args["concentration_given"]:
+                conc = new.concentration_ng_per_ml
+            plausible.basal_volume(drug, conc, basal, f"{where}: program.prescription.basal")
+        elif ev.action == "refill" and "concentration_ng_per_ml" in ev.args:
+            conc = ev.args["concentration_ng_per_ml"]
+            key = f"{where}: refill.concentration"
+            plausible.concentration(drug, conc, key, fmt.conc(conc, drug.unit))
+            plausible.basal_volume(drug, conc, basal, key)
 
 
 def load_scenario(path) -> Scenario:

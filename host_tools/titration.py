@@ -2,9 +2,15 @@
 
 The pump enforces hard limits (a maximum concentration and daily dose) but has no notion of how
 quickly a clinician may raise a dose; for ziconotide, baclofen and the opioids the labels and
-guidelines do (drugs.toml [<drug>.titration] cites them). `check` compares a new prescription's
-daily basal with what the pump runs now and with a record of earlier changes, and returns every
-rule it breaks as a sentence. An empty list means the change may go ahead.
+guidelines do (drugs.toml [<drug>.titration] cites them). `assess` compares a new
+prescription's daily basal with what the pump runs now and with a record of earlier changes, and
+returns every rule it breaks as a Breach: a sentence, and the most an override may lift the
+daily basal to past that rule (the label's start ceiling, a labelled step; None where only the
+library's hard limits bound it). An empty list means the change may go ahead; `check` gives the
+sentences alone.
+
+A start after a screening trial (baclofen) follows the drug's start rule: the screening dose
+that worked, times a factor that depends on how long its effect lasted (`start_rule`).
 
 The record of earlier changes is kept by the host, one JSON file per pump, because the pump's
 event log holds volumes, not doses, and forgets old entries. Times in it are the pump's own
@@ -20,11 +26,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from host_tools import fmt
+from host_tools import druglib, fmt
 from host_tools.druglib import Titration
+from host_tools.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -46,74 +54,183 @@ def _span(s: int) -> str:
 
 
 def _unit(drug: str) -> str | None:
-    from host_tools import druglib
-    from host_tools.errors import InputError
-
     try:
         return druglib.get(drug).unit
     except InputError:
         return None
 
 
+@dataclass(frozen=True)
+class Breach:
+    """A titration rule a change breaks: the sentence, and the override's ceiling for it: the
+    highest daily basal (ng/day) an override may program past this rule, with the reason and
+    source in words (None: only the library's hard limits bound the override)."""
+    text: str
+    ceiling_ng_day: int | None = None
+    ceiling_why: str = ""
+
+
+@dataclass(frozen=True)
+class StartRule:
+    """The start after a screening trial: the screening dose that worked and how long its
+    effect lasted give the first daily basal (dose_ng_day), shown with the rule (why)."""
+    screening_ng: int
+    effect_s: int
+    dose_ng_day: int
+    ceiling_ng_day: int
+    why: str
+
+
 def is_increase(old: Change | None, drug: str, new_ng_day: int) -> bool:
     return old is not None and old.drug == drug and new_ng_day > old.basal_ng_day
 
 
+def is_start(old: Change | None, drug: str) -> bool:
+    """The drug was not running (the pump ran another drug, or nothing)."""
+    return old is None or old.drug != drug
+
+
+def start_rule(rule: Titration | None, drug: str, screening_ng: int,
+               effect_s: int) -> StartRule | None:
+    """The drug's start rule after a screening trial (None: the drug has none)."""
+    if rule is None or rule.trial_effect_s is None or rule.start_per_screening is None:
+        return None
+    assert rule.start_per_screening_long is not None  # druglib keeps the three together
+    u = _unit(drug)
+    longer = effect_s > rule.trial_effect_s
+    factor = rule.start_per_screening_long if longer else rule.start_per_screening
+    dose = screening_ng * factor
+    times = {1: "the screening dose itself", 2: "twice the screening dose"}.get(
+        factor, f"{factor} times the screening dose")
+    why = (f"{drug} after a screening trial: the screening dose of {_mass(screening_ng, u)} "
+           f"worked for {_span(effect_s)}, {'longer than' if longer else 'not longer than'} "
+           f"{_span(rule.trial_effect_s)}, so the first daily dose is {times}, "
+           f"{_mass(dose, u)}/day ({druglib.cite(rule.sources.get('trial_effect', ''))})")
+    return StartRule(screening_ng, effect_s, dose,
+                     screening_ng * rule.start_per_screening, why)
+
+
 def check(rule: Titration | None, drug: str, old: Change | None, new_ng_day: int, now_ts: int,
-          history: list[Change] = (), screening_ng: int | None = None) -> list[str]:
+          history: Sequence[Change] = (), screening_ng: int | None = None,
+          effect_s: int | None = None) -> list[str]:
+    """The sentences of assess()."""
+    return [b.text for b in assess(rule, drug, old, new_ng_day, now_ts, history, screening_ng,
+                                   effect_s)]
+
+
+def assess(rule: Titration | None, drug: str, old: Change | None, new_ng_day: int, now_ts: int,
+           history: Sequence[Change] = (), screening_ng: int | None = None,
+           effect_s: int | None = None) -> list[Breach]:
     """The guards a change from `old` (the pump's settings now, None when it has none) to a
     daily basal of new_ng_day of `drug` would break, at pump time now_ts. screening_ng: the
-    screening bolus that worked (a prescription's titration.screening_dose), for the drugs
-    whose start is measured from it."""
+    screening bolus that worked (--trial-dose, a prescription's titration.screening_dose), for
+    the drugs whose start is measured from it; effect_s: how long its effect lasted
+    (--trial-effect), for the drugs whose start rule depends on it."""
     if rule is None:
         return []
+    if is_start(old, drug):
+        return _start(rule, drug, new_ng_day, screening_ng, effect_s)
+    assert old is not None
+    if new_ng_day <= old.basal_ng_day:
+        return []  # decreases and unchanged doses are never limited
+    return _increase(rule, drug, old, new_ng_day, now_ts, history)
+
+
+def _ceiling_text(ng_day: int | None, u: str | None, why: str) -> str:
+    return "" if ng_day is None else f"{_mass(ng_day, u)}/day ({why})"
+
+
+def _start(rule: Titration, drug: str, new_ng_day: int, screening_ng: int | None,
+           effect_s: int | None) -> list[Breach]:
     u = _unit(drug)
     out = []
-    started = old is None or old.drug != drug
-    if started:
-        if rule.max_start_ng_day is not None and new_ng_day > rule.max_start_ng_day:
-            out.append(f"{drug} is started at {_mass(new_ng_day, u)}/day; it may start at most at "
-                       f"{_mass(rule.max_start_ng_day, u)}/day (a patient already on it: override "
-                       "with the reason)")
-        if rule.start_per_screening is not None:
-            if screening_ng is None:
-                out.append(f"{drug} is started without the screening bolus that worked: give it "
-                           "as titration.screening_dose in the prescription")
-            elif new_ng_day > screening_ng * rule.start_per_screening:
-                out.append(f"{drug} is started at {_mass(new_ng_day, u)}/day; from a screening dose "
-                           f"of {_mass(screening_ng, u)} it may start at most at "
-                           f"{_mass(screening_ng * rule.start_per_screening, u)}/day")
+    if rule.max_start_ng_day is not None and new_ng_day > rule.max_start_ng_day:
+        top = rule.max_start_override_ng_day
+        why = (f"the label's highest start, {druglib.cite(rule.sources['max_start_override'])}"
+               if top is not None else "")
+        lift = (f"; an override with the reason may start it at most at "
+                f"{_ceiling_text(top, u, why)}" if top is not None else
+                " (a patient already on it: override with the reason)")
+        out.append(Breach(f"{drug} is started at {_mass(new_ng_day, u)}/day; it may start at most "
+                          f"at {_mass(rule.max_start_ng_day, u)}/day{lift}", top, why))
+    if rule.start_per_screening is None:
         return out
-    if new_ng_day <= old.basal_ng_day:
-        return out  # decreases and unchanged doses are never limited
+    if screening_ng is None:
+        out.append(Breach(f"{drug} is started without the screening bolus that worked: give it "
+                          "with --trial-dose D --trial-effect H, or as titration.screening_dose "
+                          "in the prescription (a patient already on it: override with the "
+                          "reason)"))
+        return out
+    top = screening_ng * rule.start_per_screening
+    ceiling_why = (f"{rule.start_per_screening} times the screening dose, the highest start "
+                   f"after a screening trial, {druglib.cite(rule.sources['start_per_screening'])}")
+    found = start_rule(rule, drug, screening_ng, effect_s) if effect_s is not None else None
+    if found is not None and new_ng_day != found.dose_ng_day:
+        out.append(Breach(f"{drug} is started at {_mass(new_ng_day, u)}/day, not at the "
+                          f"{_mass(found.dose_ng_day, u)}/day the start rule gives ({found.why})",
+                          top, ceiling_why))
+    elif found is None and new_ng_day > top:
+        out.append(Breach(f"{drug} is started at {_mass(new_ng_day, u)}/day; from a screening "
+                          f"dose of {_mass(screening_ng, u)} it may start at most at "
+                          f"{_mass(top, u)}/day", top, ceiling_why))
+    return out
+
+
+def _increase(rule: Titration, drug: str, old: Change, new_ng_day: int, now_ts: int,
+              history: Sequence[Change]) -> list[Breach]:
+    u = _unit(drug)
+    out = []
+    src = rule.sources
     step = new_ng_day - old.basal_ng_day
     if rule.max_step_ng_day is not None and step > rule.max_step_ng_day:
-        out.append(f"{drug} goes up by {_mass(step, u)}/day (from {_mass(old.basal_ng_day, u)} to "
-                   f"{_mass(new_ng_day, u)}/day); one increase may add at most "
-                   f"{_mass(rule.max_step_ng_day, u)}/day")
+        extra = rule.max_step_override_ng_day
+        top = None if extra is None else old.basal_ng_day + extra
+        why = "" if extra is None else (f"a step of at most {_mass(extra, u)}/day even with an "
+                                        f"override, {druglib.cite(src['max_step_override'])}")
+        out.append(Breach(f"{drug} goes up by {_mass(step, u)}/day (from "
+                          f"{_mass(old.basal_ng_day, u)} to {_mass(new_ng_day, u)}/day); one "
+                          f"increase may add at most {_mass(rule.max_step_ng_day, u)}/day",
+                          top, why))
     same = sorted((c for c in history if c.drug == drug), key=lambda c: c.ts)
     if rule.max_increase_ppm is not None:
         ref, since = _lowest_in_window(same, old, now_ts - rule.percent_window_s)
         top = ref * (1_000_000 + rule.max_increase_ppm) // 1_000_000
         if new_ng_day > top:
             pct = f"{rule.max_increase_ppm / 10_000:g} %"
-            out.append(f"{drug} goes to {_mass(new_ng_day, u)}/day; in any "
-                       f"{_span(rule.percent_window_s)} it may rise at most {pct} over the lowest "
-                       f"daily basal in that time ({_mass(ref, u)}/day{since}), so at most "
-                       f"{_mass(top, u)}/day")
+            more = rule.max_increase_override_ppm
+            ceiling = None if more is None else ref * (1_000_000 + more) // 1_000_000
+            why = "" if more is None else (f"at most {more / 10_000:g} % even with an override, "
+                                           f"{druglib.cite(src['max_increase_override'])}")
+            out.append(Breach(f"{drug} goes to {_mass(new_ng_day, u)}/day; in any "
+                              f"{_span(rule.percent_window_s)} it may rise at most {pct} over the "
+                              f"lowest daily basal in that time ({_mass(ref, u)}/day{since}), so "
+                              f"at most {_mass(top, u)}/day", ceiling, why))
     ups = [c for c in same if c.increase]
     if rule.max_increases is not None:
         recent = [c for c in ups if c.ts > now_ts - rule.increase_window_s]
         if len(recent) >= rule.max_increases:
-            out.append(f"{drug} was already increased {len(recent)} time(s) in the last "
-                       f"{_span(rule.increase_window_s)}; at most {rule.max_increases} "
-                       f"increase(s) are allowed in any {_span(rule.increase_window_s)}")
+            out.append(Breach(f"{drug} was already increased {len(recent)} time(s) in the last "
+                              f"{_span(rule.increase_window_s)}; at most {rule.max_increases} "
+                              f"increase(s) are allowed in any {_span(rule.increase_window_s)}"))
     if rule.min_interval_s is not None and ups:
         ago = now_ts - ups[-1].ts
         if ago < rule.min_interval_s:
-            out.append(f"{drug} was last increased {_span(max(ago, 0) // 60 * 60)} ago; two "
-                       f"increases must be at least {_span(rule.min_interval_s)} apart")
+            shortest = rule.min_interval_override_s
+            blocked = shortest is not None and ago < shortest
+            why = "" if shortest is None else (
+                f"increases at least {_span(shortest)} apart even with an override, "
+                f"{druglib.cite(src['min_interval_override'])}")
+            out.append(Breach(f"{drug} was last increased {_span(max(ago, 0) // 60 * 60)} ago; "
+                              f"two increases must be at least {_span(rule.min_interval_s)} "
+                              "apart", old.basal_ng_day if blocked else None, why))
     return out
+
+
+def override_ceiling(breaches: Sequence[Breach]) -> Breach | None:
+    """The breach whose ceiling is lowest: the most any override may program (None: no
+    breach has a ceiling, only the library's hard limits bound the override)."""
+    bounded = [b for b in breaches if b.ceiling_ng_day is not None]
+    return min(bounded, key=lambda b: b.ceiling_ng_day or 0) if bounded else None
 
 
 def _lowest_in_window(same: list[Change], old: Change, start_ts: int) -> tuple[int, str]:

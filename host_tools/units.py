@@ -28,11 +28,14 @@ _ALIASES = {"µ": "u", "μ": "u", "mcg": "ug", "%": "percent", "days": "day", "h
 def _registry():
     import pint
 
-    # The definition cache makes the registry load in a few ms after the first time.
+    # The definition cache makes the registry load in a few ms after the first time. Numbers
+    # are exact fractions: pint supports any numeric type here (its documentation names
+    # Fraction and Decimal), though its annotation says float.
+    exact: type = Fraction
     try:
-        return pint.UnitRegistry(non_int_type=Fraction, cache_folder=":auto:")
+        return pint.UnitRegistry(non_int_type=exact, cache_folder=":auto:")
     except OSError:
-        return pint.UnitRegistry(non_int_type=Fraction)
+        return pint.UnitRegistry(non_int_type=exact)
 
 
 def _unit_text(unit: str) -> str:
@@ -81,6 +84,10 @@ def concentration_ng_per_ml(text, key) -> int:
 
 def dose_rate_ng_per_day(text, key) -> int:
     return _single(text, key, "ng/day", 'a dose rate such as "2 mg/day" or "50 mcg/h"')
+
+
+def volume_rate_nl_per_day(text, key) -> int:
+    return _single(text, key, "nL/day", 'a volume rate such as "0.5 mL/day" or "20 uL/h"')
 
 
 def pressure_pa(text, key) -> int:

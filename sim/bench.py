@@ -1,8 +1,12 @@
 """make bench: measure the simulator and the pump, print one table.
 
 Rows:
+  - the calibration loop (CALIBRATION below: 10**7 additions to a global in a plain CPython
+    loop, timed inside a fresh process, best of --repeat), the yardstick of the next rows;
   - a simulated year on each runtime: wall time of the real command (`pumpsim run SCENARIO
     --json`) in a fresh process, best of --repeat, start-up included; µs per simulated stroke;
+    and the same time as a multiple of the calibration loop measured in the same run
+    (interleaved with it, so both see the same load): a figure any machine can compare;
   - accuracy: the IEC 60601-2-24 trumpet curve (sim/accuracy.py) of a reference prescription,
     with an exact mechanism and with a stroke-volume tolerance;
   - occlusion: time to alarm across basal rates, and the bolus released when it clears;
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -29,30 +34,78 @@ ROOT = Path(__file__).resolve().parent.parent
 YEAR = "examples/baclofen_year.toml"
 ACCURACY_RX = "examples/prescriptions/morphine_flex.toml"
 ACCURACY_WINDOWS = (2, 31, 60, 1440)
+# The calibration loop: module-level code (so `total` and `i` are globals, as in a script), run
+# by `python -c` in a fresh process of the same interpreter, timed from its first line to its
+# last (start-up excluded). The simulated year's goal (issue 21) is stated as a multiple of it.
+CALIBRATION = """\
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+total = 0
+for i in range(10_000_000):
+    total += i
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+# The goals, as multiples of the calibration loop (issue 21).
+YEAR_GOALS = {"cpython": 3.0, "micropython": 6.0}
 # Basal rates (mL/day) of the occlusion rows; the last is near the motor's maximum (9 mL/h).
 OCCLUSION_RATES_ML_DAY = ("0.048", "1", "10", "100", "215")
 
 
-def time_run(scenario: str, runtime: str, repeat: int) -> tuple[float, dict]:
-    best, result = float("inf"), {}
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def time_run(scenario: str, runtime: str) -> tuple[float, float, dict]:
+    """One run of `pumpsim run SCENARIO --json --runtime RUNTIME`: (wall s, CPU s of it and
+    its children, such as the MicroPython VM, its JSON)."""
     pumpsim = [sys.executable, "-m", "sim.cli"]
-    for _ in range(repeat):
-        started = time.perf_counter()
-        proc = subprocess.run([*pumpsim, "run", scenario, "--json", "--runtime", runtime],
-                              capture_output=True, text=True, cwd=ROOT)
-        wall = time.perf_counter() - started
-        if proc.returncode not in (0, 1):
-            raise SystemExit(f"bench: {scenario} on {runtime} failed:\n{proc.stderr}")
-        best, result = min(best, wall), json.loads(proc.stdout)
-    return best, result
+    cpu = _children_cpu()
+    started = time.perf_counter()
+    proc = subprocess.run([*pumpsim, "run", scenario, "--json", "--runtime", runtime],
+                          capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"bench: {scenario} on {runtime} failed:\n{proc.stderr}")
+    return wall, _children_cpu() - cpu, json.loads(proc.stdout)
+
+
+def time_calibration() -> tuple[float, float]:
+    """One run of the calibration loop (CALIBRATION): (wall s, CPU s)."""
+    proc = subprocess.run([sys.executable, "-c", CALIBRATION], capture_output=True, text=True,
+                          check=True)
+    wall, cpu = proc.stdout.split()
+    return float(wall), float(cpu)
 
 
 # ---- rows ---------------------------------------------------------------------------------
 
 def rows_year(scenario: str, repeat: int):
-    for runtime in ("cpython", "micropython"):
-        wall, r = time_run(scenario, runtime, repeat)
-        yield (f"simulated year ({runtime})", f"{wall:.2f} s",
+    """The calibration loop and the year on each runtime, interleaved, best of `repeat` each."""
+    runtimes = ("cpython", "micropython")
+    inf = float("inf")
+    calib, calib_cpu = inf, inf
+    best = dict.fromkeys(runtimes, inf)
+    best_cpu = dict.fromkeys(runtimes, inf)
+    result: dict[str, dict] = {}
+    for _ in range(repeat):
+        wall, cpu = time_calibration()
+        calib, calib_cpu = min(calib, wall), min(calib_cpu, cpu)
+        for runtime in runtimes:
+            wall, cpu, result[runtime] = time_run(scenario, runtime)
+            best[runtime] = min(best[runtime], wall)
+            best_cpu[runtime] = min(best_cpu[runtime], cpu)
+    yield ("calibration loop (CPython)", f"{calib:.3f} s",
+           f"10**7 passes of `total += i` over range(), module level, in a fresh process, "
+           f"start-up excluded; {calib_cpu:.3f} s of CPU")
+    for runtime in runtimes:
+        wall, r = best[runtime], result[runtime]
+        ratio = wall / calib
+        goal = YEAR_GOALS[runtime]
+        yield (f"simulated year ({runtime})", f"{wall:.2f} s = {ratio:.1f}x",
+               f"{ratio:.2f}x the calibration loop (goal {goal:g}x: "
+               f"{'met' if ratio <= goal else 'not met'}); by CPU time "
+               f"{best_cpu[runtime]:.2f} s = {best_cpu[runtime] / calib_cpu:.2f}x; "
                f"{wall / max(r['strokes'], 1) * 1e6:.2f} µs/stroke over {r['strokes']} strokes; "
                f"max error {r['max_abs_error_nl']} nL ({Path(scenario).name})")
 
@@ -170,6 +223,34 @@ def measure_pico_update_verify():
     return boardbench.pico_rsa_row()
 
 
+def measure_pico_update():
+    """`make flash` of a version bump on the emulated Pico, and a real Pico's estimate."""
+    from sim import boardbench
+
+    return boardbench.pico_update_row()
+
+
+def measure_pico_boot():
+    """Power-on to the first stroke on the emulated Pico, in its own clock."""
+    from sim import boardbench
+
+    return boardbench.pico_boot_row()
+
+
+def measure_pico_serial():
+    """The emulated Pico's work for each byte of a request, in its own cycles."""
+    from sim import boardbench
+
+    return boardbench.pico_serial_row()
+
+
+def measure_pico_idle():
+    """The emulated Pico's busy time while idle (the control loop's wake-ups)."""
+    from sim import boardbench
+
+    return boardbench.pico_idle_row()
+
+
 _VERIFY_VM = """
 import sys, time
 from firmware import update
@@ -214,6 +295,10 @@ HOOKS = [
     ("control-loop cycle on the emulated Pico", measure_pico_cycle),
     ("update signature check", measure_update_verify),
     ("update signature check, emulated Pico", measure_pico_update_verify),
+    ("update (make flash), emulated Pico", measure_pico_update),
+    ("power-on to first stroke, emulated Pico", measure_pico_boot),
+    ("serial line, emulated Pico", measure_pico_serial),
+    ("idle chip time, emulated Pico", measure_pico_idle),
 ]
 
 
@@ -227,7 +312,8 @@ def rows_hooks():
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0] if __doc__ else None
+    p = argparse.ArgumentParser(prog="python -m sim.bench", description=description)
     p.add_argument("--repeat", type=int, default=3, help="runs per timed figure; the best is kept")
     p.add_argument("--only", choices=("year", "accuracy", "occlusion", "hooks"), action="append",
                    help="only these groups of rows (repeatable); default all")
@@ -239,7 +325,7 @@ def main(argv=None) -> int:
           f"{time.strftime('%Y-%m-%d %H:%M')}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'benchmark':40} {'figure':>16}  note")
-    print(f"{'-' * 40} {'-' * 16}  {'-' * 40}")
+    print(f"{'-' * 40} {'-' * 16}  {'-' * 40}", flush=True)
     makers = {"year": lambda: rows_year(args.scenario, args.repeat),
               "accuracy": lambda: rows_accuracy(ACCURACY_RX),
               "occlusion": rows_occlusion, "hooks": rows_hooks}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import io
 import json
 import os
 import secrets
@@ -54,7 +55,7 @@ def _speed(text: str) -> int:
     return n
 
 
-def _board_parser() -> argparse.ArgumentParser:
+def board_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pumpsim board",
         description="Boot a virtual Pico: the pump firmware on the MicroPython VM (or CPython), "
@@ -78,6 +79,10 @@ def _board_parser() -> argparse.ArgumentParser:
                    "(default $RP2040_BOOTROM, else ../shared/rp2emu/bootrom.mjs)")
     p.add_argument("--dev", action="store_true", help="rp2: a new pump gets a development build "
                    "(make build DEV=1), whose `maintenance` hands back MicroPython's REPL")
+    p.add_argument("--blank", action="store_true", help="rp2: a new flash directory is an erased "
+                   "Pico with only the MicroPython UF2 copied onto it: no pump firmware, no keys, "
+                   "no clock; its first install is `make flash PORT=...` (README.md). An "
+                   "existing flash directory boots what it holds")
     return p
 
 
@@ -119,13 +124,14 @@ class Board:
         self.reg.mkdir(mode=0o700, exist_ok=True)
         self.control = str(self.reg / f"{os.getpid()}.ctl")
         self.lock = threading.Lock()
-        self.child = None
+        self.child: subprocess.Popen | None = None
         self.mode = "firmware"
         self.stopping = False
-        self.ctl_w = self.ctl_r = None
+        self.ctl_w: io.FileIO | None = None     # the harness pipe to the firmware process
+        self.ctl_r: io.FileIO | None = None     # ... and back
 
     # ---- the firmware process -------------------------------------------------------------
-    def _spawn(self):
+    def _spawn(self) -> subprocess.Popen:
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
         clock0 = int((datetime.now() - EPOCH).total_seconds())
@@ -144,14 +150,16 @@ class Board:
         else:
             env["PYTHONPATH"] = str(ROOT)
             cmd = [sys.executable, str(ROOT / "sim" / "vboard_main.py"), json.dumps(cfg)]
-        self.child = subprocess.Popen(cmd, pass_fds=(self.master, p2c_r, c2p_w), env=env,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      cwd=str(self.flash))
+        child = subprocess.Popen(cmd, pass_fds=(self.master, p2c_r, c2p_w), env=env,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 cwd=str(self.flash))
         os.close(p2c_r)
         os.close(c2p_w)
-        self.ctl_w = os.fdopen(p2c_w, "wb", buffering=0)
-        self.ctl_r = os.fdopen(c2p_r, "rb", buffering=0)
+        self.ctl_w = io.FileIO(p2c_w, "wb")
+        self.ctl_r = io.FileIO(c2p_r, "rb")
+        self.child = child
         self.mode = "firmware"
+        return child
 
     def _repl(self):
         """After maintenance: a MicroPython REPL on the line, working in the flash directory."""
@@ -160,23 +168,26 @@ class Board:
         self.mode = "repl"
         env = dict(os.environ, MICROPYPATH=f"{self.flash}:{ROOT}:.frozen")
         os.set_blocking(self.master, True)
-        self.child = subprocess.Popen([micropython_exe()], stdin=self.master, stdout=self.master,
-                                      stderr=self.master, env=env, cwd=str(self.flash))
-        self.child.wait()
+        child = subprocess.Popen([micropython_exe()], stdin=self.master, stdout=self.master,
+                                 stderr=self.master, env=env, cwd=str(self.flash))
+        self.child = child
+        child.wait()
         os.set_blocking(self.master, False)
 
     def request(self, req: dict) -> dict:
         """Send one harness request to the firmware process and wait for its answer."""
         with self.lock:
-            if self.mode != "firmware" or self.child is None or self.child.poll() is not None:
+            child, ctl_w, ctl_r = self.child, self.ctl_w, self.ctl_r
+            if self.mode != "firmware" or child is None or ctl_w is None or ctl_r is None \
+                    or child.poll() is not None:
                 return {"ok": False, "error": f"the board is not running firmware ({self.mode})"}
             try:
-                self.ctl_w.write((json.dumps(req) + "\n").encode())
+                ctl_w.write((json.dumps(req) + "\n").encode())
             except OSError as e:
                 return {"ok": False, "error": f"the firmware process is gone: {e}"}
             line = b""
             while not line.endswith(b"\n"):
-                chunk = self.ctl_r.read(1)
+                chunk = ctl_r.read(1)
                 if not chunk:
                     return {"ok": False, "error": "the firmware process ended"}
                 line += chunk
@@ -223,7 +234,7 @@ class Board:
                             continue
                         if out.get("id") == req["id"]:
                             return out
-            if self.child.poll() is not None:
+            if self.child is None or self.child.poll() is not None:
                 break
         raise SystemExit(f"pumpsim board: the firmware did not answer {req['cmd']!r}")
 
@@ -277,7 +288,7 @@ class Board:
     def run(self) -> int:
         fresh = not self._provisioned()
         self._base_manifest()
-        self._spawn()
+        child = self._spawn()
         if fresh:
             self._provision()
 
@@ -289,9 +300,10 @@ class Board:
             child = self.child
             if child is None or child.poll() is not None:
                 return
-            if self.mode == "firmware":
+            ctl_w = self.ctl_w
+            if self.mode == "firmware" and ctl_w is not None:
                 try:
-                    os.write(self.ctl_w.fileno(), b'{"do": "shutdown"}\n')
+                    os.write(ctl_w.fileno(), b'{"do": "shutdown"}\n')
                 except OSError:
                     pass
             else:
@@ -309,7 +321,7 @@ class Board:
         try:
             while True:
                 started = time.monotonic()
-                code = self.child.wait()
+                code = child.wait()
                 if self.stopping:
                     return 0
                 if code == EXIT_REPL:
@@ -332,7 +344,7 @@ class Board:
                         return 1
                 else:
                     return 0
-                self._spawn()
+                child = self._spawn()
         finally:
             self._unannounce(reg_file)
 
@@ -359,14 +371,21 @@ class Board:
 
 
 def main_board(argv: list[str]) -> int:
-    args = _board_parser().parse_args(argv)
-    try:
-        if args.runtime == "rp2":
-            from sim.rp2board import Rp2Board
+    """`pumpsim board` on the MicroPython VM or CPython; the emulated Pico builds on this module
+    and has its own (sim/rp2board.py main_board), which `pumpsim` chooses for --runtime rp2."""
+    p = board_parser()
+    args = p.parse_args(argv)
+    if args.runtime == "rp2":
+        p.error("the emulated Pico starts from `pumpsim board --runtime rp2` (sim/rp2board.py)")
+    if args.blank or args.dev:
+        p.error(f"--{'blank' if args.blank else 'dev'} is for the emulated Pico (--runtime rp2)")
+    return run_board(Board, args)
 
-            board = Rp2Board(args)
-        else:
-            board = Board(args)
+
+def run_board(kind, args) -> int:
+    """Build a board of class `kind` from parsed arguments and run it to the end."""
+    try:
+        board = kind(args)
     except FlashInUse as e:
         print(f"pumpsim board: {e}", file=sys.stderr)
         return 2
@@ -460,28 +479,41 @@ def _inject_request(action: str, params: list[str]) -> dict:
     return {"do": action, "args": args}
 
 
-def main_inject(argv: list[str]) -> int:
-    from host_tools.errors import InputError
+class HarnessError(Exception):
+    """The board's harness channel could not be reached, or closed without an answer."""
 
-    args = _inject_parser().parse_args(argv)
-    try:
-        req = _inject_request(args.action, args.params)
-    except InputError as e:
-        print(f"pumpsim inject: {e}", file=sys.stderr)
-        return 2
+
+def inject(control: str, action: str, params: list[str], timeout_s: float | None = None) -> dict:
+    """What `pumpsim inject --control CONTROL ACTION PARAMS...` does, from Python: the board's
+    answer (a dict with "ok"). InputError for bad arguments, HarnessError when the board
+    cannot be reached. Tests use it to skip a Python start-up per call."""
+    req = _inject_request(action, params)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(args.control)
+            s.settimeout(timeout_s)
+            s.connect(control)
             f = s.makefile("rwb")
             f.write((json.dumps(req) + "\n").encode())
             f.flush()
             line = f.readline()
     except OSError as e:
-        print(f"pumpsim inject: cannot reach the board at {args.control}: {e}", file=sys.stderr)
-        return 3
+        raise HarnessError(f"cannot reach the board at {control}: {e}") from None
     if not line:
-        print("pumpsim inject: the board closed the channel without answering", file=sys.stderr)
+        raise HarnessError("the board closed the channel without answering")
+    return json.loads(line)
+
+
+def main_inject(argv: list[str]) -> int:
+    from host_tools.errors import InputError
+
+    args = _inject_parser().parse_args(argv)
+    try:
+        out = inject(args.control, args.action, args.params)
+    except InputError as e:
+        print(f"pumpsim inject: {e}", file=sys.stderr)
+        return 2
+    except HarnessError as e:
+        print(f"pumpsim inject: {e}", file=sys.stderr)
         return 3
-    out = json.loads(line)
     print(json.dumps(out))
     return 0 if out.get("ok") else 1

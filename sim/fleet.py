@@ -159,26 +159,24 @@ def _bar(total: int, show: bool):
 def run_local(path: str, pumps: int, workers: int, duration_ms=None, progress=True) -> list:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    results = [None] * pumps
+    results: dict[int, dict] = {}
     with _bar(pumps, progress) as bar:
         if workers <= 1:
             for i in range(pumps):
                 results[i] = run_pump(path, i, duration_ms)
                 bar.update(1)
-            return results
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_pump, path, i, duration_ms): i for i in range(pumps)}
-            for f in as_completed(futures):
-                results[futures[f]] = f.result()
-                bar.update(1)
-    return results
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(run_pump, path, i, duration_ms): i for i in range(pumps)}
+                for f in as_completed(futures):
+                    results[futures[f]] = f.result()
+                    bar.update(1)
+    return [results[i] for i in range(pumps)]
 
 
 def run_dask(path: str, pumps: int, workers: int, duration_ms=None, progress=True,
              scheduler_address: str | None = None) -> list:
     """The same tasks on Dask: its local process scheduler, or a cluster's scheduler."""
-    import dask
-
     if scheduler_address:
         from distributed import Client, as_completed  # only for a cluster
 
@@ -189,10 +187,12 @@ def run_dask(path: str, pumps: int, workers: int, duration_ms=None, progress=Tru
             with _bar(pumps, progress) as bar:
                 for _ in as_completed(futures):
                     bar.update(1)
-            return client.gather(futures)
+            return [f.result() for f in futures]
         finally:
             client.close()
+    from dask.base import compute
     from dask.callbacks import Callback
+    from dask.delayed import delayed
 
     class _Progress(Callback):
         def __init__(self, bar):
@@ -202,9 +202,9 @@ def run_dask(path: str, pumps: int, workers: int, duration_ms=None, progress=Tru
         def _posttask(self, key, result, dsk, state, worker_id):
             self.bar.update(1)
 
-    tasks = [dask.delayed(run_pump, pure=True)(path, i, duration_ms) for i in range(pumps)]
+    tasks = [delayed(run_pump, pure=True)(path, i, duration_ms) for i in range(pumps)]
     with _bar(pumps, progress) as bar, _Progress(bar):
-        return list(dask.compute(*tasks, scheduler="processes", num_workers=workers))
+        return list(compute(*tasks, scheduler="processes", num_workers=workers))
 
 
 # ---- figures ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def main():
     except RxError as e:
         print(json.dumps({"rx_error": [e.key, e.message]}))
         return
-    out = {"summary": summary}
+    out = {"summary": summary}  # type: dict[str, object]
     if plan.get("trace"):
         out["trace"] = engine.trace
     print(json.dumps(out))

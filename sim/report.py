@@ -37,6 +37,7 @@ from host_tools import fmt
 from host_tools.boardlimits import board_limits
 from sim import mass
 from sim.junit import write_junit
+from sim.summary import run_scenario
 
 DAY_MS = 86_400_000
 PLOTS = ("cumulative", "rate", "reservoir", "pressure", "alarms")
@@ -433,10 +434,13 @@ def write_report(out_dir, scn, result: dict, sampled: dict, summary_text: str) -
 def _one(args) -> dict:
     """Run one scenario and write its report (in a worker process)."""
     path, out = args
-    from sim.cli import run_scenario  # the same path through as `pumpsim run --report`
 
-    code, scn, result, text = run_scenario(path, "cpython", report_dir=out)
-    if scn is None:
+    def write(scn, result, sampled, text):
+        write_report(out, scn, result, sampled, text)
+
+    # the same path through as `pumpsim run --report`
+    code, scn, result, text = run_scenario(path, "cpython", sample_ms=sample_ms_for, on_run=write)
+    if scn is None or result is None:
         return {"path": str(path), "dir": None, "code": code, "error": text}
     return {"path": str(path), "dir": str(out), "code": code, "expect_ok": result["expect_ok"],
             "alarms": sorted({a["code"] for a in result["alarms"]}),

@@ -48,7 +48,10 @@ class Bench:
         self.sounding = False
         self.silent_at = -TONE_GAP_MS
         self.boots = 0
-        self.watchdog_resets = 0
+        self.watchdog_resets = 0    # the watchdog's timer ran out
+        self.resets = 0             # the firmware reset the chip (machine.reset())
+        self.boot_t = 0             # when the chip last started (virtual ms)
+        self.boot_to_stroke_ms = None   # from then to its first stroke (the chip's clock)
         self._load()
 
     # ---- persistence: the physical world outlives the board process -------------------------
@@ -86,6 +89,8 @@ class Bench:
     def stroke(self, t: int, pulses: int) -> None:
         """The driver was enabled for `pulses` step pulses, then disabled."""
         self.at(t)
+        if self.boot_to_stroke_ms is None:
+            self.boot_to_stroke_ms = self.t - self.boot_t
         self.pulses += pulses
         self.windows += 1
         p = self.plant
@@ -120,10 +125,17 @@ class Bench:
         return 0
 
     def booted(self, t: int, cause: str) -> None:
+        """The chip started: "power", "watchdog" (its timer ran out: the firmware stopped
+        feeding it) or "reset" (the firmware forced the reset through the watchdog's trigger,
+        as machine.reset() does on the RP2040: an update's switch, maintenance)."""
         self.at(t)
         self.boots += 1
+        self.boot_t = self.t
+        self.boot_to_stroke_ms = None
         if cause == "watchdog":
             self.watchdog_resets += 1
+        elif cause == "reset":
+            self.resets += 1
 
     # ---- harness actions on the plant ----------------------------------------------------------
     def fault(self, action: str, args: dict) -> dict:
@@ -152,7 +164,8 @@ class Bench:
                 "stroke_windows": self.windows, "failed_strokes": self.stalled_windows,
                 "battery_mv": p.battery_mv(self.t), "tones": list(self.tones),
                 "tone_trace": [list(x) for x in self.tone_trace], "boots": self.boots,
-                "watchdog_resets": self.watchdog_resets}
+                "watchdog_resets": self.watchdog_resets, "resets": self.resets,
+                "boot_to_stroke_ms": self.boot_to_stroke_ms}
 
 
 __all__ = ["Bench", "PLANT_FAULTS", "STALL_AT_STEP"]

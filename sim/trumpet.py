@@ -25,9 +25,9 @@ C through map/max/min over prefix sums, so a year at 30 s sampling (~1M samples)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from itertools import accumulate
-from numbers import Rational
 from operator import mul, sub, truediv
 
 DAY_MS = 86_400_000
@@ -56,7 +56,12 @@ def sample_delivered(times_ms, volumes_nl, sample_ms, n_samples):
     return list(accumulate(inc))
 
 
-def _ideal_series(ideal, sample_ms, n_samples):
+# A cumulative volume in nL, and what `ideal` may be (see _ideal_series).
+Volume = int | Fraction | float
+Ideal = int | Fraction | Callable[[int], Volume] | Sequence[Volume]
+
+
+def _ideal_series(ideal: Ideal, sample_ms: int, n_samples: int) -> tuple[list[int], int]:
     """The ideal cumulative volume at each sample time as (integers, denominator): the ideal at
     sample k is values[k] / denominator, exactly.
 
@@ -66,7 +71,7 @@ def _ideal_series(ideal, sample_ms, n_samples):
       - a sequence of the cumulative ideal volume in nL at each sample time (n_samples values).
     Only differences of the ideal matter, so its value at t = 0 need not be 0.
     """
-    if isinstance(ideal, Rational):
+    if isinstance(ideal, (int, Fraction)):
         rate = Fraction(ideal)
         if rate < 0:
             raise ValueError("negative ideal rate")
@@ -81,8 +86,9 @@ def _ideal_series(ideal, sample_ms, n_samples):
         vals = list(ideal)
         if len(vals) != n_samples:
             raise ValueError(f"ideal has {len(vals)} values; the run has {n_samples} samples")
-    if all(type(v) is int for v in vals):
-        return vals, 1
+    ints = [v for v in vals if type(v) is int]
+    if len(ints) == len(vals):
+        return ints, 1
     fracs = [v if isinstance(v, Fraction) else Fraction(v) for v in vals]
     den = math.lcm(*{f.denominator for f in fracs})
     return [f.numerator * (den // f.denominator) for f in fracs], den

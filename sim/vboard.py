@@ -255,6 +255,17 @@ class VirtualHal(_Data):
             return -1
         return b[0]
 
+    def read_into(self, buf):
+        if not self.ser_ready:
+            return 0
+        try:
+            n = self.ser_in.readinto(buf)   # the line is non-blocking: what is there
+        except OSError:
+            n = None
+        if not n or n < len(buf):
+            self.ser_ready = False          # all of it taken: wait() looks again
+        return n or 0
+
     def write(self, data):
         try:
             self.ser_out.write(data)
@@ -262,7 +273,8 @@ class VirtualHal(_Data):
             pass  # nobody reads the line and its buffer is full: drop, as USB CDC does
 
     def wait(self, ms):
-        """Sleep up to ms of virtual time, or until the serial line has a byte."""
+        """Sleep up to ms of virtual time, or until the serial line has a byte or the harness
+        acts (then True: the loop looks at the line and the pump; False: nothing happened)."""
         if self.pending is not None:
             self._fire()
         if self.hung:
@@ -277,11 +289,13 @@ class VirtualHal(_Data):
         t0 = _now_real()
         events = self.poller.poll(real)
         ser = False
+        acted = False
         for ev in events:
             if ev[0] is self.ser_in or ev[0] == self.ser_in.fileno():
                 ser = bool(ev[1] & select.POLLIN)
             else:
                 self._control()
+                acted = True
         self.ser_ready = ser
         if self.target >= 0:
             step = ms if not ser else 0
@@ -297,6 +311,7 @@ class VirtualHal(_Data):
         else:
             spent = _real_diff(_now_real(), t0) * self.speed
             self.vt += ms if not ser and spent >= ms else min(spent, ms)
+        return ser or acted
 
     # ---- the harness channel ----------------------------------------------------------------
     def _reply(self, obj):

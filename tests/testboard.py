@@ -122,6 +122,9 @@ class MemBoard(SelfTestParts, HealthyHal):
     def read_byte(self):
         return -1
 
+    def read_into(self, buf):
+        return 0
+
     def write(self, data):
         self.out += data
 

@@ -47,6 +47,7 @@ const PIO_BURST = 1000;          // PIO instructions per chunk, as rp2040js runs
 const BKPT_ERASE = 0x10;
 const BKPT_PROGRAM = 0x11;
 const WATCHDOG = 0x40058;        // peripheral keys (base address >> 12) in rp2040js
+const WDT_REASON_FORCE = 2;      // WATCHDOG REASON: FORCE (CTRL.TRIGGER), not TIMER (1)
 const RTC = 0x4005c;
 const IO_QSPI = 0x40018;
 const SSI = 0x18000;
@@ -123,6 +124,7 @@ let speed = cfg.speed || 0; // emulated seconds per wall second; 0: as fast as i
 let pace = null;            // { wallNs, vtNs } where pacing was last anchored
 let pendingRead = null;     // a held USB OUT transfer
 let instructions = 0;
+let cycles = 0;             // the core's busy cycles (rp2040js's count for each instruction)
 let programs = 0;           // flash page programs since this process started
 const hostBytes = [];       // serial bytes waiting for room in the CDC FIFO
 const bench = { pulses: 0, pulsesOff: 0, windowPulses: 0, stallAt: -1, tmcWrites: 0, tmcBad: 0,
@@ -564,7 +566,8 @@ function onRequest(req) {
       break;
     case 'stats':
       send({ id: req.id, t: vtMs(), pulses: bench.pulses, pulses_off: bench.pulsesOff,
-        tmc_writes: bench.tmcWrites, tmc_bad: bench.tmcBad, instructions, programs, hung, frozen,
+        tmc_writes: bench.tmcWrites, tmc_bad: bench.tmcBad, instructions, cycles, programs, hung,
+        frozen,
         bootsel_reads: bootsel.reads, bootsel_pressed: bootsel.pressedReads });
       break;
     default:
@@ -623,7 +626,9 @@ function loop() {
     wdtCarry = { scratch: wdt.scratchData.slice(), reason: wdt.reason };
     vtBaseNs = vtNs();
     hung = false;
-    boot('watchdog');
+    // The watchdog's REASON says which: its timer ran out, or the firmware set CTRL.TRIGGER
+    // (pico-sdk's watchdog_reboot, MicroPython's machine.reset()): a reset it asked for.
+    boot(wdt.reason === WDT_REASON_FORCE ? 'reset' : 'watchdog');
   }
   if (frozen) return later(1000); // the parent cuts the power; nothing runs until then
   if (awaiting) return later(50); // the bench answers on the control channel (kick wakes us)
@@ -654,7 +659,9 @@ function loop() {
       clock.tick(next);
       i += 64;
     } else {
-      clock.tick(core.executeInstruction() * CYCLE_NS);
+      const c = core.executeInstruction();
+      clock.tick(c * CYCLE_NS);
+      cycles += c;
       instructions++;
     }
   }
@@ -682,8 +689,14 @@ function allowedVtNs() {
 }
 
 // ---- start ------------------------------------------------------------------------------------
-process.on('SIGTERM', () => process.exit(0));
-process.on('SIGINT', () => process.exit(0));
+function stop() {
+  // what this chip process ran, for chip.log: where a test's time went
+  process.stderr.write(`chip: stopped at ${vtMs()} ms; ${instructions} instructions, ${cycles} ` +
+    `cycles, ${programs} flash programs\n`);
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
 rom = await loadBootrom(cfg.bootrom);
 flash = openFlash(cfg.flash, cfg.uf2);
 boot(cfg.cause || 'power');

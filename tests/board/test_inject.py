@@ -1,6 +1,7 @@
 """`pumpsim inject` on a live virtual Pico: the harness's resets and faults reach the real
 firmware on the VM, and the pump reports them as alarms over its serial line."""
 
+import json
 import subprocess
 
 from tests.board.vboard_fixture import INJECT, LiveBoard
@@ -26,7 +27,10 @@ def test_watchdog_power_loss_and_battery_through_the_harness(tmp_path):
         assert after["virtual_time_s"] >= before["virtual_time_s"] + 2 * 3600
         missed_ideal = 2 * 3600 * 120_000 // 86400   # what two hours would have held at 120 uL/day
         assert after["delivered_nl"] - before["delivered_nl"] < missed_ideal // 2
-        board.inject("battery", "level=5%")
+        # the command itself (the tests use the same request from Python: sim/board.inject)
+        out = subprocess.run([*INJECT, "--control", board.info["control"], "battery",
+                              "level=5%"], capture_output=True, text=True)
+        assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True, out.stderr
         board.inject("advance", "1h")
         assert {"battery_eri", "battery_eos"} <= alarms(board)
         assert board.ask({"cmd": "status"}, sign=True)["delivering"] is False

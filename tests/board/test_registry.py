@@ -64,3 +64,30 @@ def test_the_harness_socket_listens_before_the_first_line_names_it(tmp_path, mon
     finally:
         b._unannounce(reg)
         started[0]["args"][0].close()
+
+
+def test_ports_calls_an_emulated_pico_by_its_name(tmp_path, monkeypatch):
+    """`pumpsim board --runtime rp2` registers as every board does; `pumpctl ports` says what
+    it is (the rp2 port in an emulated RP2040), not "virtual board"."""
+    import json
+    import os
+
+    from host_tools import link
+    from tests.board.test_terminals import run_pumpctl
+
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    for pid, runtime in ((os.getpid(), "rp2"), (os.getppid(), "micropython")):
+        (reg / f"{pid}.json").write_text(json.dumps({
+            "port": f"/dev/pts/{pid}", "control": "c", "flash": f"/f{pid}", "pid": pid,
+            "runtime": runtime, "root": "/elsewhere"}))
+    monkeypatch.setattr(link, "registry_dir", lambda: reg)
+    monkeypatch.setattr(link, "picos", lambda: [])
+    rc, out, _ = run_pumpctl("ports")
+    assert rc == 0
+    assert f"/dev/pts/{os.getpid()}" in out and "emulated Pico (MicroPython rp2 port" in out
+    assert f"virtual  virtual board, pid {os.getppid()}" in out
+    rc, out, _ = run_pumpctl("--json", "ports")
+    kinds = {p["port"]: (p["kind"], p["runtime"]) for p in json.loads(out)["ports"]}
+    assert kinds == {f"/dev/pts/{os.getpid()}": ("emulated", "rp2"),
+                     f"/dev/pts/{os.getppid()}": ("virtual", "micropython")}

@@ -319,9 +319,12 @@ def test_4_maintenance_never_opens_a_repl(board, relay):
 
 
 def test_6_control_characters_from_the_pump_are_shown_escaped(board, relay):
-    """Attack 6: escape sequences in a stored meta field and in a forged error message."""
+    """Attack 6: escape sequences in a stored settings field (the catheter's model: the drug's
+    name must be the fill's, which the pump keeps to letters and digits) and in a forged error
+    message."""
     settings = board.ask({"cmd": "settings"}, sign=True)["settings"]
-    evil = dict(settings, meta=dict(settings["meta"], drug="\x1b[2J\x1b[HFAKE: dose OK\x07"))
+    evil = dict(settings, catheter={"model": "\x1b[2J\x1b[HFAKE: dose OK\x07",
+                                    "length_mm": 600, "nl_per_cm": 2600})
     assert board.ask({"cmd": "program", "args": {"params": evil}}, sign=True)["ok"]
     rc, out, err = pumpctl(relay, board, "status")
     assert rc == 0 and "\x1b" not in out + err and "\x07" not in out + err

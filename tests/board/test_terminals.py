@@ -63,6 +63,16 @@ def test_a_typo_then_a_good_line_each_get_their_own_answer(board):
     assert "not a command here: hlep" in out and "pong" in out and "E_PARSE" not in out
 
 
+def test_a_persons_reply_starts_on_a_line_of_its_own(board):
+    # With tio's local echo (or picocom --echo) the terminal shows what is typed, and Enter's
+    # CR takes the cursor back to the start of that line: a reply that began there was written
+    # over the command. A program's JSON reply is unchanged.
+    for typed, until in ((b"ping\r", b"pong"), (b"help\r", b"settings"), (b"hlep\r", b"type")):
+        out = terminal_says(board, typed, until)
+        assert out.startswith("\r\n") and out[2:3].isalpha(), out
+    assert terminal_says(board, b"7 ping\r", b"}").startswith('{"cmd":"ping"')
+
+
 def test_ctrl_c_gets_one_line_that_says_the_pump_runs_and_how_to_flash(board):
     out = terminal_says(board, b"\x03\x03\x03", b"make flash")
     assert out.count("pump running") == 1 and "make flash" in out

@@ -1,17 +1,21 @@
 """Start and drive a live virtual Pico (`pumpsim board`) from tests, through its serial port."""
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import serial
 
+from sim.board import inject
 from tests.firmware.proto_bench import PARAMS
 from tests.session_client import Session, read_reply
 
+# `pumpsim board` (sim/cli.py picks the virtual board or, for --runtime rp2, the emulated Pico)
 BOARD = [sys.executable, "-c",
-         "import sys; from sim.board import main_board; sys.exit(main_board(sys.argv[1:]))"]
+         "import sys; from sim.cli import main; sys.exit(main(['board', *sys.argv[1:]]))"]
 INJECT = [sys.executable, "-c",
           "import sys; from sim.board import main_inject; sys.exit(main_inject(sys.argv[1:]))"]
 
@@ -26,9 +30,14 @@ class LiveBoard:
         self.info = json.loads(self.proc.stdout.readline())
         self.port = serial.serial_for_url(self.info["port"], timeout=5)
         self.port.reset_input_buffer()
-        key_file = json.loads(open(self.info["clinician_key"]).read())
-        self.key = bytes.fromhex(key_file["key"])
         self.next_id = 100
+        if Path(self.info["clinician_key"]).exists():   # a blank Pico has none yet
+            self.use_key(self.info["clinician_key"])
+
+    def use_key(self, path):
+        """Sign with this clinician key file from now on."""
+        key_file = json.loads(Path(path).read_text())
+        self.key = bytes.fromhex(key_file["key"])
         self.pump_id = key_file["pump_id"]
         self.session = Session(self.port, self.key, "clinician", self.pump_id, self.REPLY_S)
 
@@ -47,11 +56,13 @@ class LiveBoard:
         self.port.write(json.dumps(req, separators=(",", ":")).encode() + b"\n")
         return self.read_reply(self.next_id)
 
-    def inject(self, *args):
-        out = subprocess.run([*INJECT, "--control", self.info["control"], *args],
-                             capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr + out.stdout
-        return json.loads(out.stdout)
+    def inject(self, action: str, *params: str) -> dict:
+        """`pumpsim inject` done in this process (the same request over the same harness
+        channel, without a Python start-up per call: the tests make hundreds; the command
+        itself is tests/board/test_inject.py's)."""
+        out = inject(self.info["control"], action, list(params), timeout_s=600)
+        assert out.get("ok"), out
+        return out
 
     def program(self, params=PARAMS, volume_nl=20_000_000):
         assert self.ask({"cmd": "program", "args": {"params": params}}, sign=True)["ok"]
@@ -65,3 +76,15 @@ class LiveBoard:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+
+@contextlib.contextmanager
+def programmed_board(flash):
+    """A live board with the tests' prescription and a full reservoir, for a module's tests;
+    it must close cleanly."""
+    board = LiveBoard(flash)
+    try:
+        board.program()
+        yield board
+    finally:
+        assert board.close() == 0

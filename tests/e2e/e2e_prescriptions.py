@@ -20,3 +20,13 @@ model = "Prometra 11823"
 length = "77 cm"
 volume_per_cm = "2.6 uL"
 """
+
+# Ziconotide at the strength of the 20 mL vial, for a start.
+ZICONOTIDE = """
+drug = "ziconotide"
+concentration = "25 mcg/mL"
+basal = {{ rate = "{rate}" }}
+[limits]
+max_daily_dose = "6 mcg"
+low_reservoir = "2 mL"
+"""

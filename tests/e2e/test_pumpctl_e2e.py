@@ -2,12 +2,14 @@
 and refused, refills, alarms after an injected fault, stop and resume, maintenance."""
 
 import json
+import tomllib
 
 import pytest
 
 import serial
 
-from e2e_prescriptions import BACLOFEN, MORPHINE
+from e2e_prescriptions import BACLOFEN, MORPHINE, ZICONOTIDE
+from host_tools import units
 
 
 def write(tmp_path, text, name="rx.toml"):
@@ -22,14 +24,34 @@ def status(pumpctl):
     return json.loads(out)
 
 
-def programmed(pumpctl, tmp_path, text=MORPHINE, *extra):
-    if status(pumpctl)["reservoir_nl"] == 0:  # a new pump: fill and record it first
+def fill_for(pumpctl, text):
+    """The reservoir holds the prescription's drug at its concentration: a new pump is filled
+    (the first program names its drug); on a pump that holds another (the shared pump of
+    `make test-hw`) the drug is changed with a refill, which stops delivery until the program.
+    True when delivery was stopped so."""
+    rx = tomllib.loads(text)
+    st = status(pumpctl)
+    if st["reservoir_nl"] == 0:
         assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+        return False
+    conc = units.concentration_ng_per_ml(rx["concentration"], "concentration")
+    if st.get("fill_drug") in (None, rx["drug"]) and st.get("fill_conc_ng_ml") in (0, conc):
+        return False
+    rc, out, err = pumpctl("refill", "--volume", "20 mL", "--drug", rx["drug"],
+                           "--concentration", rx["concentration"], "--yes")
+    assert rc == 0, out + err
+    return True
+
+
+def programmed(pumpctl, tmp_path, text=MORPHINE, *extra):
+    changed = fill_for(pumpctl, text)
     if not extra and text == MORPHINE:
         # 2 mg/day is above an opioid-naive start: this patient comes from another pump
         extra = ("--override-titration", "already on 2.5 mg/day intrathecal morphine")
     rc, out, err = pumpctl("program", write(tmp_path, text), "--yes", *extra)
     assert rc == 0, out + err
+    if changed:
+        assert pumpctl("resume", "--yes")[0] == 0
     return out
 
 
@@ -222,7 +244,10 @@ def test_clock_and_log(board, pumpctl, tmp_path):
     rc, out, _ = pumpctl("--json", "clock", "--set", "now", "--yes")
     assert rc == 0 and isinstance(json.loads(out)["clock_ts"], int)
     rc, out, _ = pumpctl("--json", "clock")
-    assert rc == 0 and abs(json.loads(out)["drift_s"]) <= 5
+    # The emulated Pico's clock runs at the emulator's pace while it works: on a loaded machine
+    # it falls behind the wall clock by what the emulator could not keep up with.
+    slack_s = 30 if board.info.get("runtime") == "rp2" else 5
+    assert rc == 0 and abs(json.loads(out)["drift_s"]) <= slack_s
     rc, out, _ = pumpctl("log", "--since", "1 h")
     assert rc == 0 and "program" in out and "basal 0.1067 mL/day" in out
     rc, out, _ = pumpctl("--json", "log", "--since", "1")
@@ -246,3 +271,79 @@ def test_maintenance_is_refused_and_the_line_never_reaches_a_repl(board, pumpctl
             seen += s.read(4096)
     assert b"42" not in seen and b">>>" not in seen and b"not a command here" in seen
     assert status(pumpctl)["delivering"] is True
+
+
+# ---- guards a slip cannot pass (issue 19, items 4 and 5) ------------------------------------------
+
+@pytest.mark.harness   # a new pump: neither ziconotide nor baclofen may run on it already
+def test_a_unit_slip_and_an_override_past_its_ceiling_are_refused_and_nothing_is_written(
+        board, pumpctl, tmp_path):
+    from host_tools import druglib
+
+    if status(pumpctl)["reservoir_nl"] == 0:
+        assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+    before = status(pumpctl)
+    # Morphine "25 mcg/mL" for 25 mg/mL: refused by check and by program, naming the slip.
+    slip = write(tmp_path, MORPHINE.replace('"25 mg/mL"', '"25 mcg/mL"'), "slip.toml")
+    for argv in (("check", slip), ("program", slip, "--yes")):
+        rc, out, err = pumpctl(*argv)
+        assert rc == 2 and "did you mean 25 mg/mL?" in err, (argv, out, err)
+    # Ziconotide started at 5 mcg/day: past the label's start, whatever the reason.
+    high = write(tmp_path, ZICONOTIDE.format(rate="5 mcg/day"), "high.toml")
+    rc, _, err = pumpctl("program", high, "--yes", "--override-titration",
+                         "already on 5 mcg/day in another pump")
+    assert rc == 2 and "only up to 2.4 mcg/day" in err, err
+    after = status(pumpctl)
+    assert (after["programmed"], after["basal_nl_day"]) == (before["programmed"],
+                                                            before["basal_nl_day"])
+    # At the label's 2.4 mcg/day the override goes through; the reason and the library's
+    # version are stored with the settings.
+    label = write(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"), "label.toml")
+    rc, out, err = pumpctl("program", label, "--yes", "--override-titration",
+                           "the label's own starting dose")
+    assert rc == 0 and "stays within its ceiling, 2.4 mcg/day" in out, out + err
+    _, reply = board.raw("settings")
+    meta = reply["settings"]["meta"]
+    assert meta["titration_override"] == "the label's own starting dose"
+    assert meta["library"] == druglib.version()
+
+
+@pytest.mark.harness   # a new pump (see above)
+def test_a_baclofen_start_follows_the_screening_trial_rule(board, pumpctl, tmp_path):
+    if status(pumpctl)["reservoir_nl"] == 0:
+        assert pumpctl("refill", "--volume", "20 mL", "--yes")[0] == 0
+    rx = write(tmp_path, BACLOFEN.format(rate="100 mcg/day"))
+    # The screening dose worked for 10 h: the rule starts at the screening dose, 50 mcg/day.
+    rc, _, err = pumpctl("program", rx, "--yes", "--trial-dose", "50 mcg", "--trial-effect",
+                         "10 h")
+    assert rc == 2 and "not at the 50 mcg/day the start rule gives" in err, err
+    # It worked for 6 h: twice it, as written.
+    rc, out, err = pumpctl("--json", "program", rx, "--yes", "--trial-dose", "50 mcg",
+                           "--trial-effect", "6 h")
+    assert rc == 0, out + err
+    got = json.loads(out)
+    assert got["start_rule"]["dose_ng_day"] == 100_000 and "Saulino" in got["start_rule"]["rule"]
+    assert status(pumpctl)["basal_nl_day"] == 200_000   # 100 mcg/day at 500 mcg/mL
+
+
+def test_mpremote_stops_at_once_with_the_pumps_reason(board, pumpctl, tmp_path):
+    """The pinned mpremote against the pump (the virtual one, the emulated Pico, or a real
+    one with make test-hw): it asks for the raw REPL and gets the pump's refusal in its own
+    framing (docs/protocol.md), so exec, ls and run exit 1 with the pump's reason instead of
+    waiting for ever; nothing runs, and the pump answers pumpctl after."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from firmware.proto import RAW_REASON
+
+    script = write(tmp_path, "print(6 * 7)\n", "answer.py")
+    for args in (["exec", "print(6 * 7)"], ["ls"], ["run", str(script)]):
+        out = subprocess.run([str(Path(sys.executable).parent / "mpremote"), "connect",
+                              board.port, *args], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        said = out.stdout + out.stderr
+        assert out.returncode == 1 and RAW_REASON.decode().strip() in said, (args, said)
+        assert "42" not in said
+    rc, out, err = pumpctl("--json", "info")
+    assert rc == 0 and json.loads(out)["pump_id"], err

@@ -253,6 +253,7 @@ class Bench:
         self.requested_cb = None  # (dose, dur) of the clinician-bolus call in progress
         self.running = {}        # kind (1 patient, 2 clinician) -> (start v, dose nL, dur ms)
         self.boots = 0
+        self.fill_conc = 0   # the concentration the reservoir holds, as far as the pump knows
 
     # -- time ---------------------------------------------------------------------------
     def tick(self, v=None):
@@ -272,6 +273,8 @@ class Bench:
         self.limit_alarm = False
         self.clear_pending = False
         self.boots += 1
+        if state is None:
+            self.fill_conc = 0   # a new pump: the first program names the fill's
         self.th.boot(self.tick(), self.tod(), params, state)
         if state is None:
             assert self.th.refill(self.tick(), self.hal.RESERVOIR_NL) == 0
@@ -433,16 +436,24 @@ class Bench:
             self._check_behind(self.stretch, self.v)
 
     def program(self, params):
-        """Returns True if accepted. Checks the firmware agrees with the rules."""
+        """Returns True if accepted. Checks the firmware agrees with the rules: among them, a
+        program must be for the concentration in the reservoir (the first program's, since the
+        bench refills without saying)."""
         from firmware.rx import RxError
         plan = compile_rx(params, self.board)
+        if not isinstance(plan, str) and self.fill_conc and params["conc_ng_ml"] != self.fill_conc:
+            plan = "drug_mismatch"
         try:
             self.th.program(self.tick(), params)
         except RxError as e:
             if self.check and not isinstance(plan, str):
                 raise Violation("prescription: the firmware refused one the rules accept: %s; %r"
                                 % (e, params))
+            if self.check and plan == "drug_mismatch" and e.key != "drug_mismatch":
+                raise Violation("fill: a program for another concentration than the fill's was "
+                                "refused, but not as drug_mismatch: %s" % e)
             return False
+        self.fill_conc = params["conc_ng_ml"]
         if self.check and isinstance(plan, str):
             raise Violation("prescription: the firmware accepted one the rules refuse (%s): %r"
                             % (plan, params))

@@ -5,7 +5,7 @@ codes they stand for. And the alarm state's own rules: what each change returns.
 import importlib
 from pathlib import Path
 
-from firmware import alarms, codes, guard, monitor
+from firmware import alarms, codes, guard, monitor, rx
 
 # name of an inlined constant -> the value it stands for
 INLINED = {
@@ -18,6 +18,8 @@ INLINED = {
     "_OCCLUSION_BIT": 1 << codes.AL_OCCLUSION,
     "_REFILL_DUE_BIT": 1 << codes.AL_REFILL_DUE,
     "_EXPIRED_BIT": 1 << codes.AL_DRUG_EXPIRED,
+    "_STOPPED_BIT": 1 << codes.AL_THERAPY_STOPPED,
+    "_REMINDER_S": rx.DEFAULT_REMINDER_S,
     "_R_LATE": codes.R_LATE,
     "_R_UNSAVED": codes.R_UNSAVED,
     "_DONE": codes.DONE,
@@ -58,9 +60,9 @@ def test_the_alarm_state_returns_what_changed():
     bit = 1 << codes.AL_OCCLUSION
     assert a.start(codes.AL_OCCLUSION, 100) == bit and a.tone_at == 100
     assert a.start(codes.AL_OCCLUSION, 200) == 0 and a.tone_at == 100  # already on
-    assert a.critical() and a.ack(codes.AL_OCCLUSION) == bit and a.acked == bit
+    assert a.critical() and a.ack(codes.AL_OCCLUSION, 250) == bit and a.acked == bit
     assert a.tone_due(300) == 0                                         # silenced
     assert a.end(codes.AL_OCCLUSION) == bit and a.end(codes.AL_OCCLUSION) == 0
-    assert a.ack(codes.AL_OCCLUSION) == 0                               # not active
+    assert a.ack(codes.AL_OCCLUSION, 350) == 0                          # not active
     assert a.start(codes.AL_OCCLUSION, 400) == bit and a.acked == 0     # loud again
     assert a.tone_due(400) == codes.TONE_CRITICAL

@@ -35,13 +35,13 @@ def test_the_rolling_cap_holds_when_the_power_fails_right_after_a_stroke_at_the_
     b = FaultBench(seed=1, noise_pa=500, tod0=0, tick0=(1 << 30) - 5000)
     b.start(params, 20_000_000)
     b.advance(86_400_000)
-    b.clinician_bolus(b.pump.guard.room() * 250, 0)
+    b.clinician_bolus(b.pump.guard.room_nl(250), 0)
     b.cut, b.cut_off_ms = "stroke", 1000
     b.advance(3_600_000)
     assert b.cuts == 1
-    room = b.pump.guard.room()
+    room = b.pump.guard.room_nl(250)
     if room > 0:
-        b.clinician_bolus(room * 250, 0)
+        b.clinician_bolus(room, 0)
     b.advance(86_400_000)
     b.check_accounts()
 
@@ -100,16 +100,16 @@ def test_a_fallback_to_a_clean_record_covers_every_stroke_since():
     b = FaultBench(seed=3, noise_pa=0, tod0=0, tick0=0)
     b.start(params, 20_000_000)
     b.advance(86_400_000)
-    b.clinician_bolus(b.pump.guard.room() * 250, 0)
+    b.clinician_bolus(b.pump.guard.room_nl(250), 0)
     b.advance(600_000)
     b.restart("reboot", 0, 0)
     n = len(b.strokes)
     b.advance(540_000)
     assert len(b.strokes) - n == 50
     b.restart("rot", 0, 0)
-    room = b.pump.guard.room()
+    room = b.pump.guard.room_nl(250)
     if room > 0:
-        b.clinician_bolus(room * 250, 0)
+        b.clinician_bolus(room, 0)
     b.advance(86_400_000)
     b.check_accounts()
 

@@ -80,8 +80,10 @@ from boards import virtual
 from firmware import codes
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
+from firmware.guard import UNITS
 from firmware.codes import DONE, NOT_DONE, UNCERTAIN
 from firmware.record import LEGACY_MAGIC, STATE_MAGIC
+from firmware.rx import RxError, catheter_nl
 from firmware.store import RecordStore, pack_ints, unpack_ints
 from firmware.therapy import BOOT_WATCHDOG, Therapy
 from tests.testboard import Board as BoardBase
@@ -162,6 +164,11 @@ class Hal(BoardBase):
             raise Dead("a pump without power wrote flash")
         return self.bench.on_save(buf)
 
+    def save_journal(self, buf):
+        if not self.alive:
+            raise Dead("a pump without power wrote flash")
+        return self.bench.on_journal(buf)
+
 
 class Log:
     def __init__(self, bench):
@@ -182,6 +189,7 @@ class FaultBench:
         self.plant = Plant(self.S, 0, 0, Rng(seed), virtual, noise_pa, seed)
         self.dev = Dev()
         self.store = RecordStore(self.dev, "state")
+        self.jstore = RecordStore(self.dev, "journal")
         self.saves = 0
         self.pump = None
         self.hal = None
@@ -190,6 +198,12 @@ class FaultBench:
         self.stopped = False      # what the pump was told, as far as its record knows
         self.strokes = []         # v of every stroke the plant made (the truth)
         self.caps = []            # the cap in strokes in force at each of them
+        # The drug mass that reached the patient with each stroke (nL x ng/mL, so 10**6 times
+        # ng): what the catheter's tip gave out, from a model of the catheter of its own
+        self.mass_cum = [0]       # ... as running sums, one more than strokes
+        self.res_conc = 0         # the concentration really in the reservoir
+        self.cath_nl = 0          # the real catheter's volume (0: none modelled)
+        self.tip = []             # what it holds, from the tip back: [[nL, ng/mL], ...]
         self.pb_starts = []
         self.tones = []
         self.true_res_nl = 0      # what the reservoir really holds
@@ -201,7 +215,8 @@ class FaultBench:
         self.res_since = 0        # ... and plant strokes since then
         self.crit = 0             # critical alarms active, as the log tells them
         self.stretch = None
-        self.cut = None           # armed power cut: "save" or "stroke"
+        self.cut = None           # armed power cut: "save", "journal" or "stroke"
+        self.cut_in = None        # the command a power cut struck inside (while it boots)
         self.cut_off_ms = 0
         self.cuts = 0
         self.occ_strokes = 0      # strokes into the present full occlusion
@@ -256,6 +271,7 @@ class FaultBench:
             raise Violation("reservoir_floor: the plant's reservoir ran dry at v=%d" % v)
         self.strokes.append(v)
         self.caps.append(self.plan.cap)
+        self._pushed(self.S)
         self.true_res_nl -= self.S
         self.boot_strokes += 1
         self.res_since += 1
@@ -287,6 +303,7 @@ class FaultBench:
         self.plant.stalled = True
         self.strokes.append(v)
         self.caps.append(self.plan.cap)
+        self._pushed(self.S // 2)
         self.true_res_nl -= self.S // 2
         self.res_since += 1
         self.boot_uncertain += 1
@@ -294,22 +311,45 @@ class FaultBench:
         self.plant.push(v)
         return UNCERTAIN
 
+    def _pushed(self, nl):
+        """A stroke pushed nl of the reservoir's solution into the catheter: the same volume
+        leaves its tip, of whatever it held there (nothing, while it is still filling)."""
+        if not self.cath_nl:
+            mass = nl * self.res_conc
+        else:
+            self.tip.append([nl, self.res_conc])
+            mass = 0
+            left = nl
+            while left:
+                seg = self.tip[0]
+                take = min(left, seg[0])
+                mass += take * seg[1]
+                seg[0] -= take
+                left -= take
+                if not seg[0]:
+                    self.tip.pop(0)
+        self.mass_cum.append(self.mass_cum[-1] + mass)
+
     def _check_cap(self, v):
-        """The rolling 24 h of real strokes ending at v, against the cap in force now; after a
-        stated assumption, the strokes before it are replaced by the assumed ones."""
+        """The rolling 24 h of drug mass that reached the patient, ending at v, against the cap
+        in force now (a mass: however the concentration changed, and whatever the catheter
+        held); after a stated assumption, the strokes before it are replaced by the assumed
+        ones."""
         start = v - DAY
+        cum = self.mass_cum
         if self.assumed is not None and self.assumed[0] > start:
-            v0, ghosts = self.assumed
-            n = len(self.strokes) - bisect_right(self.strokes, v0)
-            n += len(ghosts) - bisect_right(ghosts, start)
+            v0, ghosts, ghost_mass = self.assumed
+            mass = cum[-1] - cum[bisect_right(self.strokes, v0)]
+            mass += (len(ghosts) - bisect_right(ghosts, start)) * ghost_mass
             name = "cap_under_the_stated_assumption"
         else:
-            n = len(self.strokes) - bisect_right(self.strokes, start)
+            mass = cum[-1] - cum[bisect_right(self.strokes, start)]
             name = "rolling_24h_cap_holds_across_reboots"
-        if n > self.plan.cap:
-            raise Violation("%s: %d strokes in the 24 h ending at v=%d, the cap is %d (boots so "
-                            "far %d, power cuts %d)" % (name, n, v, self.plan.cap, self.boots,
-                                                        self.cuts))
+        cap = self.params["max_daily_ng"] * 10**6
+        if mass > cap:
+            raise Violation("%s: %.1f ug in the 24 h ending at v=%d, the cap is %.1f ug (boots "
+                            "so far %d, power cuts %d)" % (name, mass / 1e9, v, cap / 1e9,
+                                                           self.boots, self.cuts))
 
     def on_save(self, buf):
         if self.write_fails:
@@ -328,6 +368,13 @@ class FaultBench:
         self.newest_covers = self.unsaved_cmds | {self.cmd}
         self.unsaved_cmds = set()  # everything the pump holds is on flash now
         return ok
+
+    def on_journal(self, buf):
+        """The pump's journal before a stroke (firmware/record.py): a tiny record of its own, on
+        the same flash; a power cut can tear it as it can a save."""
+        if self.cut == "journal":
+            self.dev.tear = True
+        return self.jstore.save(pack_ints(buf))
 
     def on_event(self, code, now, a, b):
         v = self.v
@@ -419,7 +466,11 @@ class FaultBench:
         except PowerCut:
             self._power_off()
             self.v += self.cut_off_ms
+            # A stop or resume cut after its save (by the journal written right after it) took
+            # effect; cut before, it did not: the pump's word is all anyone can know.
+            self.cut_in = self.cmd
             self.boot()
+            self.cut_in = None
             return None
 
     def _power_off(self):
@@ -438,8 +489,10 @@ class FaultBench:
         state = unpack_ints(payload) if payload is not None else None
         self.v_base = self.v
         self.hal = Hal(self)
-        th = Therapy(self.hal, Log(self), self.hal.save_state)
+        th = Therapy(self.hal, Log(self), self.hal.save_state, self.hal.save_journal)
         self.th = th
+        jpayload = self.jstore.load()
+        journal = unpack_ints(jpayload) if jpayload is not None else None
         self.pump = pump = th.pump
         self.crit = 0
         self.boots += 1
@@ -452,7 +505,8 @@ class FaultBench:
         # A stop or resume (or a timed stop's end) the flash never took, or one a damaged
         # newest record held: the pump knows only what it finds.
         lost = lost or set()
-        relax_stop = bool(failed) or bool(lost & {"stop", "resume"}) or self._wiped
+        relax_stop = (bool(failed) or bool(lost & {"stop", "resume"}) or self._wiped
+                      or self.cut_in in ("stop", "resume"))
         if relax_stop:
             self.susp = None
         if "patient_bolus" in lost:
@@ -465,7 +519,8 @@ class FaultBench:
             self.susp[2] += self.v - self.off_at   # time without power inside the stop
             self.susp[3] += 1
         self.boot_uncertain = 0
-        th.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts())
+        th.boot(self.tick(), self.tod(), self.params, state, cause, damaged, self.clock_ts(),
+                journal)
         self.crit |= th.sup.alarms & CRIT
         if relax_stop:
             # ... what the pump found is all anyone can know (after a wipe memory_error holds
@@ -497,6 +552,9 @@ class FaultBench:
 
     def start(self, params, volume_nl):
         self.boot()
+        self.res_conc = params["conc_ng_ml"]
+        self.cath_nl = catheter_nl(params)
+        self.tip = [[self.cath_nl, 0]] if self.cath_nl else []   # a new catheter: empty
         self.params = params
         self.plan = compile_rx(params, BOARD)
         self.th.program(self.tick(), params)
@@ -540,7 +598,10 @@ class FaultBench:
             if rec[0] == STATE_MAGIC:
                 h = rec[3]
                 old = [LEGACY_MAGIC, rec[4] & 1, rec[5], rec[6], rec[7] & 0x1FFF]
-                old += list(rec[h:h + PB_SAVE_LEN + GUARD_SAVE_LEN])
+                old += list(rec[h:h + PB_SAVE_LEN + 2])
+                # the old firmware counted whole strokes (this one 1/UNITS of a stroke)
+                old += [(v + UNITS - 1) // UNITS
+                        for v in rec[h + PB_SAVE_LEN + 2:h + PB_SAVE_LEN + GUARD_SAVE_LEN]]
                 self.dev.tear = False
                 self.store.save(pack_ints(old))
                 # Layout 1 kept no timed stop: the old firmware's stop lasts until resume.
@@ -631,7 +692,17 @@ class FaultBench:
         if self.pump is not pump:
             return
         lost = th.guard.lost
-        self._call(self.th.program, self.tick(), params)
+        fill = th.reservoir.conc_ng_ml
+        mismatch = bool(fill) and params["conc_ng_ml"] != fill
+        try:
+            self._call(self.th.program, self.tick(), params)
+        except RxError as e:
+            if mismatch and e.key == "drug_mismatch":
+                return   # the reservoir holds another concentration: refill first
+            raise
+        if mismatch and self.pump is pump:
+            raise Violation("fill_is_the_programs: a program for %d ng/mL ran on a fill of %d"
+                            % (params["conc_ng_ml"], fill))
         if self.pump is pump:
             self.params = params
             self.plan = compile_rx(params, BOARD)
@@ -655,7 +726,7 @@ class FaultBench:
             ghosts += [self.v - j * MIN] * (upto - done)
             done = upto
         ghosts.sort()
-        self.assumed = (self.v, ghosts)
+        self.assumed = (self.v, ghosts, self.S * self.params["conc_ng_ml"])
 
     def refill(self, volume_nl, residual_nl=-1):
         return self._refill(volume_nl, residual_nl)
@@ -677,6 +748,53 @@ class FaultBench:
             self.true_res_nl = volume_nl
             return self._refill(volume_nl, residual_nl)
         return r
+
+    def refill_concentration(self, volume_nl, new_conc):
+        """A refill with a new concentration of the same drug, the bridge (the settings'
+        catheter) confirmed. The reservoir holds the new solution whatever the pump makes of
+        the request; after a cut the host asks again."""
+        pump = self.pump
+        self._call(pump.service, self.tick())
+        if self.pump is not pump or pump.rx is None:
+            return None   # (a new concentration comes with the program it is for)
+        r = self._call(self.th.refill, self.tick(), volume_nl, new_conc, -1,
+                       catheter_nl(self.params))
+        if self.pump is not pump:
+            # cut inside: the new solution is in the reservoir; the host asks again
+            self.res_conc = new_conc
+            self.true_res_nl = volume_nl
+            self.res_unknown = True   # (whether the pump took the volume before the cut)
+            return self.refill_concentration(volume_nl, new_conc)
+        if r == 0:   # (a refused refill: the clinician puts the old solution back)
+            self.res_conc = new_conc
+            self.true_res_nl = volume_nl
+            self.res_unknown = False
+            self.res_anchor = volume_nl
+            self.res_since = 0
+            self.params = dict(self.params, conc_ng_ml=new_conc)
+            self.plan = compile_rx(self.params, BOARD)
+            self._begin("concentration")
+        return r
+
+    def revise_catheter(self):
+        """The catheter is replaced (an operation: it is empty), then recorded in two steps."""
+        if not self.cath_nl:
+            return
+        self.tip = [[self.cath_nl, 0]]
+        th = self.th
+        pump = self.pump
+        self._call(th.arm_catheter, self.tick())
+        if self.pump is pump:
+            self._call(th.revise_catheter, self.tick(), th.cath_id)
+
+    def prime(self, dose_nl):
+        """A priming bolus in two steps: refused unless the pump takes the catheter as empty
+        with room for it."""
+        th = self.th
+        pump = self.pump
+        r = self._call(th.arm_prime, self.tick(), dose_nl)
+        if self.pump is pump and r == 0:
+            self._call(th.prime, self.tick(), dose_nl, th.prime_id)
 
     def occlusion(self, full):
         plant = self.plant
@@ -732,9 +850,10 @@ RATE_STROKES = st.sampled_from([192, 400, 800, 1440, 2880]) | st.integers(192, 8
 
 
 @st.composite
-def prescriptions(draw):
+def prescriptions(draw, conc=None):
+    """Valid prescriptions; at conc when it is given (a program for the fill in the reservoir)."""
     S = BOARD.STROKE_NL
-    conc = draw(st.sampled_from(CONCS))
+    conc = conc or draw(st.sampled_from(CONCS))
     per_nl = conc // 1_000_000  # ng per nL
     n = draw(st.integers(1, 4))
     starts = [0] + sorted(draw(st.lists(st.integers(1, 23), unique=True, min_size=n - 1,
@@ -754,6 +873,9 @@ def prescriptions(draw):
         cap = basal_strokes * draw(st.integers(11, 30)) // 10 + 1
     params["max_daily_ng"] = cap * S * per_nl
     params["pb"] = None
+    if draw(st.booleans()):
+        # the patient's catheter (60 cm at 2.6 uL/cm: 156 uL), which primes and bridges need
+        params["catheter"] = {"model": "test", "length_mm": 600, "nl_per_cm": 2600}
     if draw(st.integers(0, 3)):
         lock_s = draw(st.sampled_from([600, 900, 3600, 7200]) | st.integers(600, 14400))
         dur_s = draw(st.integers(1, min(lock_s, 1800)))
@@ -828,9 +950,9 @@ class FaultMachine(RuleBasedStateMachine):
 
     def _bolus_the_room(self, dur):
         b = self.bench
-        room = b.pump.guard.room() if b.pump.rx is not None else 0
+        room = b.pump.guard.room_nl(BOARD.STROKE_NL) if b.pump.rx is not None else 0
         if room > 0:
-            b.clinician_bolus(min(room * BOARD.STROKE_NL, b.plan.max_daily_nl), dur)
+            b.clinician_bolus(min(room, b.plan.max_daily_nl), dur)
 
     @rule(strokes=st.integers(2, 60), dur=st.integers(MIN, 2 * HOUR), before=st.integers(0, HOUR),
           pause=st.integers(0, HOUR), patient=st.booleans())
@@ -883,11 +1005,36 @@ class FaultMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def reprogram(self, data):
         b = self.bench
+        # (a program for another concentration than the fill's is refused: drug_mismatch)
+        conc = b.params["conc_ng_ml"] if data.draw(st.integers(0, 4), label="fill") else None
         params = b.params if data.draw(st.booleans(), label="same") else \
-            data.draw(prescriptions(), label="params")
+            data.draw(prescriptions(conc), label="params")
+        # the same patient: the catheter (or none) the pump started with
+        params = {k: v for k, v in params.items() if k != "catheter"}
+        if "catheter" in b.params:
+            params["catheter"] = b.params["catheter"]
         b.program(params)
 
     # -- faults
+    @rule(conc=st.sampled_from([1_000_000, 2_000_000, 5_000_000, 10_000_000, 25_000_000]),
+          volume=st.sampled_from([20_000_000, 5_000_000]))
+    def refill_at_another_concentration(self, conc, volume):
+        """Drug mass, not volume: a stronger or weaker solution of the same drug, its bridge
+        confirmed (a pump without a catheter in its settings refuses it)."""
+        b = self.bench
+        if conc != b.params["conc_ng_ml"]:
+            b.refill_concentration(volume, conc)
+
+    @rule()
+    def revise_catheter(self):
+        self.bench.revise_catheter()
+
+    @rule(eighths=st.integers(1, 8) | st.just(8))
+    def prime(self, eighths):
+        """A prime into the catheter (refused into a full one: it would reach the patient)."""
+        b = self.bench
+        b.prime(max(b.S, catheter_nl(b.params) * eighths // 8))
+
     @rule(full=st.booleans())
     def occlusion(self, full):
         self.bench.occlusion(full)
@@ -983,11 +1130,11 @@ class FaultMachine(RuleBasedStateMachine):
     def restart(self, how, off, tick0):
         self.bench.restart(how, off, tick0)
 
-    @rule(where=st.sampled_from(["save", "stroke"]), off=st.integers(0, 5000)
+    @rule(where=st.sampled_from(["save", "journal", "stroke"]), off=st.integers(0, 5000)
           | st.integers(0, 2 * HOUR))
     def arm_power_cut(self, where, off):
-        """The power fails at the next flash save (tearing it) or right after the next stroke,
-        in whatever rule gets there first."""
+        """The power fails at the next flash save or journal write (tearing it) or right after
+        the next stroke, in whatever rule gets there first."""
         self.bench.cut = where
         self.bench.cut_off_ms = off
 

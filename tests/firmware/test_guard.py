@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware.guard import RESERVE, SAVE_LEN, DoseGuard
+from firmware.guard import RESERVE, SAVE_LEN, UNITS, DoseGuard
 from firmware.rx import Rx, RxError
 from pump_harness import DAY, Bench, Board
 
@@ -20,7 +20,7 @@ def test_no_24h_window_ever_holds_more_than_the_cap(cap, gaps):
     """Ask for a stroke after each gap; the approved ones, judged by exact 24 h windows ending at
     each of them, never exceed the cap. (The guard's window is 24 h plus up to one minute.)"""
     g = DoseGuard()
-    g.set_cap(cap)
+    g.set_cap(cap * UNITS)
     t = 0
     approved = []
     for gap in gaps:
@@ -32,7 +32,7 @@ def test_no_24h_window_ever_holds_more_than_the_cap(cap, gaps):
         if g.approve():
             approved.append(t)
             assert sum(1 for a in approved if a > t - DAY) <= cap
-    assert g.total == sum(g.buckets) and g.total <= cap
+    assert g.total == sum(g.buckets) and g.total <= cap * UNITS
 
 
 def test_the_oldest_minute_stays_counted_for_a_full_day():
@@ -40,7 +40,7 @@ def test_the_oldest_minute_stays_counted_for_a_full_day():
     first second of a minute dropped out of the account at 23 h 59 min 1 s, and a 193rd stroke
     fitted in a 24 h window capped at 192."""
     g = DoseGuard()
-    g.set_cap(1)
+    g.set_cap(UNITS)
     g.advance(1000)
     assert g.approve()
     g.advance(DAY - 1000)          # exactly 24 h after that stroke's minute began
@@ -64,7 +64,7 @@ def test_the_193rd_stroke_regression_through_the_pump():
 
 def test_a_save_reserves_strokes_and_a_clean_save_reserves_none():
     g = DoseGuard()
-    g.set_cap(1000)
+    g.set_cap(1000 * UNITS)
     out = array("i", [0] * SAVE_LEN)
     for _ in range(5):
         assert g.approve()
@@ -72,7 +72,7 @@ def test_a_save_reserves_strokes_and_a_clean_save_reserves_none():
     g.saved()
     restored = DoseGuard()
     restored.load_from(out, 0)
-    assert restored.total == 5 + RESERVE          # power loss: assume the reserve went out
+    assert restored.total == (5 + RESERVE) * UNITS  # power loss: assume the reserve went out
     # it approves no more than RESERVE strokes before it asks for another save
     n = 0
     while g.approve():
@@ -81,7 +81,7 @@ def test_a_save_reserves_strokes_and_a_clean_save_reserves_none():
     g.save_into(out, 0, clean=True)
     g.saved(clean=True)
     restored.load_from(out, 0)
-    assert restored.total == 5 + RESERVE          # exact: every approved stroke, no more
+    assert restored.total == (5 + RESERVE) * UNITS  # exact: every approved stroke, no more
     assert not g.approve()                        # nothing after a clean save
 
 
@@ -89,7 +89,7 @@ def test_a_save_the_flash_did_not_confirm_opens_no_new_reserve():
     """The record is filled but the write fails: the strokes since the last good save stay
     unsaved, so the guard stops at the old reserve (it will not approve past what flash holds)."""
     g = DoseGuard()
-    g.set_cap(1000)
+    g.set_cap(1000 * UNITS)
     out = array("i", [0] * SAVE_LEN)
     g.save_into(out, 0)
     g.saved()
@@ -105,11 +105,11 @@ def test_a_save_the_flash_did_not_confirm_opens_no_new_reserve():
 
 def test_an_assumed_account_is_spread_over_the_last_day_and_leaves_with_it():
     g = DoseGuard()
-    g.set_cap(2000)
+    g.set_cap(2000 * UNITS)
     g.advance(5 * 60_000 + 17_000)
     g.assume(1441 + 3)
-    assert g.total == 1444 == sum(g.buckets)
-    assert g.buckets[g.idx] == 1            # the most recent minute holds its share
+    assert g.total == 1444 * UNITS == sum(g.buckets)
+    assert g.buckets[g.idx] == UNITS        # the most recent minute holds its share
     # After 24 h every assumed stroke has left the window (1441 buckets: one minute more).
     g.advance(DAY + 60_000)
     assert g.total == 0
@@ -143,24 +143,44 @@ def test_a_cap_beyond_what_the_motor_can_pump_is_refused():
 
 
 def test_a_weaker_solution_does_not_open_room_in_the_window():
-    """After a change from 25 to 10 mg/mL, strokes of the old drug count 2.5 times (rounded up)
-    against the cap in new strokes: the mass in any 24 h stays under the prescribed maximum."""
-    from firmware.guard import DoseGuard
-
+    """After a change from 25 to 10 mg/mL, strokes of the old drug count 2.5 times against the
+    cap in the new drug's units: the mass in any 24 h stays under the prescribed maximum."""
     g = DoseGuard()
-    g.set_cap(1000)
+    g.set_cap(1000 * UNITS)
     for minute in range(5):
         for _ in range(3):
             assert g.approve()
         g.unsaved = 0
         g.advance(60_000)
-    assert g.total == 15
+    assert g.total == 15 * UNITS
     g.rescale(25_000_000, 10_000_000)
-    assert g.total == 5 * 8  # ceil(3 * 2.5) per minute
-    g.rescale(10_000_000, 25_000_000)   # and back: never below the true mass
-    assert g.total == 5 * 4  # ceil(8 * 0.4)
+    assert g.total == 5 * 3 * UNITS * 25 // 10  # 37.5 strokes' worth of the new drug, exactly
+    g.rescale(10_000_000, 25_000_000)   # and back: the same mass
+    assert g.total == 15 * UNITS
     g.rescale(1, 10 ** 9)
-    assert g.total == 5      # anything non-zero stays at least one stroke
+    assert g.total == 5      # anything non-zero stays at least one unit a minute
+
+
+def test_a_stronger_solution_does_not_trip_the_cap():
+    """Regression (issue 19, item 1): morphine 10 -> 25 mg/mL, 2.5 mg/day under a 3 mg cap. The
+    account used to count each minute's old strokes as at least one new stroke (rounded up per
+    minute), so a day of about one stroke a minute at 10 mg/mL became a day of them at 25:
+    dose_limit minutes after the refill. In drug mass it holds 2.5 mg, as it should."""
+    stroke = 250
+    old, new = 10_000_000, 25_000_000
+    g = DoseGuard()
+    g.set_cap(3_000_000 * 1_000_000 * UNITS // (old * stroke))   # 3 mg at 10 mg/mL
+    for minute in range(1440):           # 1000 strokes a day: 2.5 mg at 10 mg/mL
+        if minute * 1000 // 1440 != (minute + 1) * 1000 // 1440:
+            assert g.approve()
+            g.unsaved = 0
+        g.advance(60_000)
+    g.rescale(old, new)
+    g.set_cap(3_000_000 * 1_000_000 * UNITS // (new * stroke))   # 3 mg at 25 mg/mL
+    held_ng = g.total * stroke * new // (UNITS * 1_000_000)
+    unit_ng = stroke * new // (UNITS * 1_000_000)
+    assert 2_500_000 <= held_ng <= 2_500_000 + 1000 * unit_ng   # never below; a unit a minute
+    assert g.room() >= 60 * UNITS              # room for the new basal's strokes
 
 
 def test_the_small_int_invariant_names_a_big_value_inside_an_array():

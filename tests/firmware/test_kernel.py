@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from boards import virtual
 from firmware import codes
 from firmware.alarms import AlarmState
-from firmware.guard import RESERVE, SAVE_LEN, DoseGuard
+from firmware.guard import RESERVE, SAVE_LEN, UNITS, DoseGuard
 from firmware.kernel import LATE_MS, Kernel
 from firmware.monitor import Monitor
 from firmware.reservoir import Reservoir
@@ -60,7 +60,7 @@ class KernelMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.alarms = AlarmState()
         self.guard = DoseGuard()
-        self.guard.set_cap(cap)
+        self.guard.set_cap(cap * UNITS)
         self.sensor = Sensor()
         self.mon = Monitor(self.sensor)
         self.account = Reservoir(STROKE, FLOOR)
@@ -131,7 +131,7 @@ class KernelMachine(RuleBasedStateMachine):
         if got:
             assert self.guard.total == total, "every_refusal_has_a_reason: a refusal counted"
         else:
-            assert self.guard.total == total + 1
+            assert self.guard.total == total + UNITS
             self.approved.append(self.v)
             self.unsaved += 1
 
@@ -152,7 +152,7 @@ class KernelMachine(RuleBasedStateMachine):
             return codes.R_OCCLUSION
         if self.unsaved >= RESERVE:
             return codes.R_UNSAVED
-        if self.guard.total + 1 > self.cap:
+        if self.guard.total + UNITS > self.cap * UNITS:
             return codes.R_DAILY_MAX
         return 0
 

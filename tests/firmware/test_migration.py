@@ -7,7 +7,7 @@ from pathlib import Path
 
 from firmware import codes
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
-from firmware.guard import RESERVE
+from firmware.guard import RESERVE, UNITS
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
 from firmware.record import HDR_LEN, LEGACY_MAGIC, STATE_MAGIC, STATE_VERSION
 from firmware.therapy import Therapy
@@ -67,7 +67,7 @@ def test_a_layout_1_record_is_migrated_with_every_limit_kept():
     assert th.pump.stopped                                  # it was stopped: it still is
     assert th.sup.alarms & (1 << codes.AL_RESERVOIR_LOW)
     assert th.reservoir.nl == 19_781_750 - 32 * 250    # the saved account (its reserve off)
-    assert th.guard.total == 873 + 32                  # 873 strokes given + the reserve
+    assert th.guard.total == (873 + 32) * UNITS        # 873 strokes given + the reserve
     assert th.pb_policy.count_since(th.pump.mono_s, 86_400) == 1   # the bolus at 2 h
     assert th.reservoir.fills == 1 and th.reservoir.fill_ts == -1 and th.reservoir.expires_ts() == -1
     # Saved again, the record is layout 2; booting from it migrates nothing.
@@ -76,7 +76,7 @@ def test_a_layout_1_record_is_migrated_with_every_limit_kept():
     again, _, log2 = boot(hal.saved)
     assert not [e for e in log2.events if e[0] == codes.EV_MIGRATED]
     # (an unclean save: the reserve counts as given, in both accounts)
-    assert again.guard.total == th.guard.total + RESERVE and again.pump.stopped
+    assert again.guard.total == th.guard.total + RESERVE * UNITS and again.pump.stopped
     assert again.reservoir.nl == th.reservoir.nl - RESERVE * 250
 
 
@@ -87,18 +87,47 @@ def _record():
     return hal.saved
 
 
+def layout2_record():
+    dev = MemDev()
+    for slot in ("a", "b"):
+        dev.files["state." + slot] = (FIXTURES / f"layout2_state.{slot}").read_bytes()
+    store = RecordStore(dev, "state")
+    payload = store.load()
+    assert payload is not None and not store.corrupt
+    return list(unpack_ints(payload))
+
+
+def test_a_layout_2_record_is_migrated_to_the_account_in_drug_mass():
+    """Layout 2 counted the guard in whole strokes (tests/firmware/fixtures/make_layout2.py made
+    the record with that firmware): each is UNITS units now, the reserve too; the fill's date and
+    stability and the timed stop are kept; the catheter, on a pump that was running, is full."""
+    rec = layout2_record()
+    assert rec[1] == 2
+    params = dict(PARAMS, low_res_nl=2_000_000)
+    th, hal, log = boot(rec, params)
+    assert (codes.EV_MIGRATED, 2, STATE_VERSION) in log.events
+    assert not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR) and not th.guard.lost
+    assert th.guard.total == (873 + RESERVE) * UNITS   # 873 strokes given + the reserve
+    assert th.reservoir.nl == 19_781_750 - RESERVE * 250
+    assert th.reservoir.fill_ts == 90_000_000 and th.reservoir.stable_s == 30 * 86400
+    assert th.reservoir.catheter == 1 and th.reservoir.drug is None
+    assert th.pump.stopped and th.pump.susp_s >= 0      # the timed stop goes on
+    th.save()
+    assert hal.saved[1] == STATE_VERSION                 # and it is saved in today's layout
+
+
 def test_a_later_layouts_record_is_read_by_the_fields_this_firmware_knows():
     """Layout 3 might add a header field and a block after the guard's: this firmware (an
     update that is rolled back, say) reads the rest as it is."""
     rec = _record()
     h = rec[3]
     later = rec[:h] + [777] + rec[h:] + [1, 2, 3]
-    later[1] = 3
+    later[1] = STATE_VERSION + 1
     later[3] = h + 1
     th, _, log = boot(later)
     assert not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
     assert th.reservoir.nl == 20_000_000 - 40 * 250
-    assert (codes.EV_MIGRATED, 3, STATE_VERSION) in log.events
+    assert (codes.EV_MIGRATED, STATE_VERSION + 1, STATE_VERSION) in log.events
 
 
 def test_a_record_no_layout_explains_is_memory_error():

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from firmware import auth, codes
 from firmware.app import App
+from firmware.guard import UNITS
 from firmware.proto import HINT
 from tests.firmware.proto_bench import (CATHETER_NL, CLIN, PARAMS, PAT, MemHal, Signer, ask,
                                         boot, feed, feed_raw, programmed, provisioned, run_for)
@@ -432,7 +433,7 @@ def test_a_reprogram_after_memory_error_states_its_assumption():
     assert too_much["error"] == "E_REFUSED" and too_much["reason"] == "assumption"
     r = ask(app2, c2.line("program", {"params": PARAMS, "assume_24h_ng": 2_500_000}))
     assert r["ok"] and r["assumed_24h_nl"] == 100_000         # 2.5 mg at 25 mg/mL
-    assert app2.therapy.guard.total == 400
+    assert app2.therapy.guard.total == 400 * UNITS
     st = ask(app2, c2.line("status"))
     assert st["dose_account"] == "kept" and not st["alarms"]
     # On an intact account an assumption is refused, and nothing is stored.

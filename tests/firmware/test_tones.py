@@ -11,6 +11,7 @@ from tests.testboard import HealthyHal
 
 MIN = 60_000
 HOUR = 3_600_000
+DAY = 86_400_000
 PARAMS = {"conc_ng_ml": 1_000_000, "steps": [[0, 100_000]], "max_daily_ng": 200_000,
           "low_res_nl": 0, "pb": None}
 
@@ -37,10 +38,10 @@ class Log:
         pass
 
 
-def running():
+def running(params=PARAMS):
     hal = Hal()
     th = Therapy(hal, Log(), hal.save_state)
-    th.boot(0, 0, PARAMS, None)
+    th.boot(0, 0, params, None)
     th.refill(0, 20_000_000)
     return hal, th
 
@@ -118,6 +119,47 @@ def test_acknowledging_the_critical_alarm_leaves_the_warning_sounding_on_its_own
     assert th.sup.alarms & (1 << codes.AL_BATTERY_EOS)
     th.ack(hal.now, codes.AL_BATTERY_EOS)
     t = hal.now
-    run(hal, th, 3 * HOUR)
+    run(hal, th, 50 * MIN)                        # within the hour of silence
     later = tones(hal, t + 1)
     assert later and {p for _, p in later} == {codes.TONE_WARNING}  # ERI is still unacked
+
+
+def test_an_acknowledged_critical_alarm_sounds_again_after_the_silence():
+    """Regression (issue 19, item 7): one acknowledgement silenced an occlusion for as long as
+    it lasted (6.5 hours in the report). A critical alarm sounds again after alarm_silence (an
+    hour by default), and every 10 minutes from then, for as long as it lasts."""
+    hal, th = running()
+    hal.mv = 2700
+    run(hal, th, HOUR)
+    th.ack(hal.now, codes.AL_BATTERY_EOS)
+    th.ack(hal.now, codes.AL_BATTERY_ERI)
+    t = hal.now
+    run(hal, th, 3 * HOUR)
+    crit = [v for v, p in tones(hal, t + 1) if p == codes.TONE_CRITICAL]
+    assert crit and HOUR <= crit[0] - t <= HOUR + 5 * MIN     # at the next check after the hour
+    assert [b - a for a, b in zip(crit, crit[1:])] == [10 * MIN] * (len(crit) - 1)
+
+
+def test_an_acknowledged_warning_sounds_again_after_a_day():
+    hal, th = running()
+    hal.mv = 2800
+    run(hal, th, HOUR)
+    th.ack(hal.now, codes.AL_BATTERY_ERI)
+    t = hal.now
+    run(hal, th, 23 * HOUR)
+    assert tones(hal, t + 1) == []
+    run(hal, th, 2 * HOUR)
+    back = tones(hal, t + 1)
+    assert back and back[0][1] == codes.TONE_WARNING and back[0][0] - t <= DAY + 5 * MIN
+
+
+def test_the_silence_is_the_prescriptions_alarm_silence():
+    hal, th = running(dict(PARAMS, alarm_silence_s=15 * 60))
+    hal.mv = 2700
+    run(hal, th, HOUR)
+    th.ack(hal.now, codes.AL_BATTERY_EOS)
+    th.ack(hal.now, codes.AL_BATTERY_ERI)
+    t = hal.now
+    run(hal, th, HOUR)
+    crit = [v for v, p in tones(hal, t + 1) if p == codes.TONE_CRITICAL]
+    assert crit and 15 * MIN <= crit[0] - t <= 20 * MIN

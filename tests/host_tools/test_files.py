@@ -35,6 +35,8 @@ def test_the_interfaces_example_prescription_gives_these_integers():
         "pb": [200_000, 600, 7200, 4],
         "refill_notice_s": 604_800,
         "catheter": {"model": "Prometra 11823", "length_mm": 600, "nl_per_cm": 2600},
+        "stop_reminder_s": 3600,
+        "alarm_silence_s": 1800,
     }
     # The refill notice goes to the pump as written (the firmware's default applies only
     # when the prescription has none).

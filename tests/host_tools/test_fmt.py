@@ -53,5 +53,7 @@ def test_numbers_never_use_an_exponent_and_keep_at_most_four_digits(n):
 def test_the_legacy_names_in_commands_use_these_rules():
     from host_tools import commands
 
-    assert commands.mass(500_000, "mg") == "0.5 mg" and commands.vol(20_000) == "0.02 mL"
-    assert commands.span(7200) == "2 h" and commands.pump_time(0) == "2024-01-01 00:00:00"
+    assert commands.mass(500_000, "mg") == "0.5 mg" and commands.span(7200) == "2 h"
+    assert commands.pump_time(0) == "2024-01-01 00:00:00"
+    assert (commands.mass, commands.span, commands.pump_time) == (fmt.mass, fmt.span,
+                                                                   fmt.pump_time)

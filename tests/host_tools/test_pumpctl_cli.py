@@ -8,10 +8,8 @@ import io
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from host_tools import commands, link, pumpctl
+from host_tools import commands, context, fmt, link, program, pumpctl, views
 from host_tools.errors import InputError
 
 from serial_peer import body_of
@@ -233,15 +231,149 @@ def test_a_read_back_that_differs_is_1(peer, tmp_path, keyfile, capsys):
 
 def test_the_program_request_carries_the_clinicians_strings_and_the_override(peer, tmp_path,
                                                                              keyfile, capsys):
-    peer.script = pump(settings=settings_of(2400))
-    f = rx_file(tmp_path, ZICONOTIDE.format(rate="7.2 mcg/day"))
-    run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
-        "--override-titration", "trial protocol 7, approved by Dr. A")
+    # A start at the label's 2.4 mcg/day breaks the 1.2 mcg/day start guard, within the
+    # override's ceiling.
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "trial protocol 7, approved by Dr. A") == 1  # no reply
     sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
-    assert sent["steps"] == [[0, 7200]] and sent["conc_ng_ml"] == 25_000
-    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "7.2 mcg/day"
+    assert sent["steps"] == [[0, 2400]] and sent["conc_ng_ml"] == 25_000
+    assert sent["meta"]["drug"] == "ziconotide" and sent["meta"]["basal"] == "2.4 mcg/day"
     assert sent["meta"]["titration_override"] == "trial protocol 7, approved by Dr. A"
-    assert "trial protocol 7" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trial protocol 7" in out
+    assert "the override stays within its ceiling, 2.4 mcg/day" in out and "PRIALT" in out
+
+
+def test_the_program_request_carries_the_drug_librarys_version(peer, tmp_path, keyfile):
+    from host_tools import druglib
+
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"))
+    run("--port", peer.path, "--key", keyfile, "program", f, "--yes")
+    sent = [r for r in peer.requests() if r["cmd"] == "program"][0]["args"]["params"]
+    assert sent["meta"]["library"] == druglib.version()
+    assert sent["meta"]["library"].startswith("2+") and len(sent["meta"]["library"]) == 10
+
+
+# ---- the override's ceiling (issue 19, item 5) ---------------------------------------------------
+
+def test_ziconotide_started_at_5_mcg_a_day_is_refused_whatever_the_reason(peer, tmp_path,
+                                                                          keyfile, capsys):
+    """As reproduced: 5 mcg/day with the reason "x" was accepted; the labels start at no more
+    than 2.4 mcg/day. "x" is not a reason, and no reason lifts the start past the label."""
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="5 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "x") == 2
+    assert "at least 3 different words" in capsys.readouterr().err
+    assert peer.lines == []   # refused before the pump was asked anything
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", "the patient asked for faster relief") == 2
+    err = capsys.readouterr().err
+    assert "lifts the titration guard only up to 2.4 mcg/day" in err, err
+    assert "5 mcg/day is above it" in err and "PRIALT" in err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+def test_without_an_override_the_refusal_says_how_far_one_could_go(peer, tmp_path, keyfile,
+                                                                   capsys):
+    peer.script = pump(settings=None)
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes") == 2
+    err = capsys.readouterr().err
+    assert "--override-titration" in err and "may program at most 2.4 mcg/day" in err, err
+    assert "program" not in [r["cmd"] for r in peer.requests()]
+
+
+@pytest.mark.parametrize("reason", ["x", "ok", "  ", "pain pain pain", "Dr. X 12", "ok ok"])
+def test_an_override_reason_must_say_why_in_words(peer, tmp_path, keyfile, capsys, reason):
+    f = rx_file(tmp_path, ZICONOTIDE.format(rate="2.4 mcg/day"))
+    assert run("--port", peer.path, "--key", keyfile, "program", f, "--yes",
+               "--override-titration", reason) == 2
+    assert "--override-titration" in capsys.readouterr().err
+    assert peer.lines == []
+
+
+def test_a_reason_of_three_words_is_enough():
+    for reason in ("ward round: Dr. B", "bench pump, water", "already on intrathecal morphine"):
+        program.check_override(reason)
+
+
+BACLOFEN = """
+drug = "baclofen"
+concentration = "500 mcg/mL"
+basal = {{ rate = "{rate}" }}
+[limits]
+max_daily_dose = "800 mcg"
+low_reservoir = "2 mL"
+"""
+
+
+def program_baclofen(peer, tmp_path, keyfile, rate, *extra, settings=None):
+    peer.script = pump(settings=settings, program=None)
+    f = rx_file(tmp_path, BACLOFEN.format(rate=rate))
+    return run("--port", peer.path, "--key", keyfile, "program", f, "--yes", *extra)
+
+
+def programmed(peer):
+    return "program" in [r["cmd"] for r in peer.requests()]
+
+
+def test_a_baclofen_start_after_a_trial_follows_the_rule_and_shows_it(peer, tmp_path, keyfile,
+                                                                      capsys):
+    # 50 mcg worked for 6 h (not longer than 8 h): the first daily dose is twice it.
+    program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mcg",
+                     "--trial-effect", "6 h")
+    out = capsys.readouterr().out
+    assert "start rule: baclofen after a screening trial" in out, out
+    assert "worked for 6 h, not longer than 8 h" in out and "twice the screening dose" in out
+    assert "Saulino" in out and "this prescription starts there" in out
+    assert programmed(peer)
+
+
+@pytest.mark.parametrize("effect, rule_mcg", [("9 h", 50), ("8 h", 100), ("6", 100)])
+def test_the_start_rule_depends_on_how_long_the_trial_worked(peer, tmp_path, keyfile, capsys,
+                                                            effect, rule_mcg):
+    """Longer than 8 h: the screening dose itself; 8 h or less (a bare number is hours):
+    twice it. Any other start is an override, at most twice the screening dose."""
+    other = 150 - rule_mcg   # 100 when the rule gives 50, 50 when it gives 100
+    trial = ("--trial-dose", "50 mcg", "--trial-effect", effect)
+    assert program_baclofen(peer, tmp_path, keyfile, f"{other} mcg/day", *trial) == 2
+    err = capsys.readouterr().err
+    assert f"not at the {rule_mcg} mcg/day the start rule gives" in err, err
+    assert "may program at most 100 mcg/day" in err and not programmed(peer)
+    program_baclofen(peer, tmp_path, keyfile, f"{other} mcg/day", *trial,
+                     "--override-titration", "spasms return by the afternoon")
+    assert programmed(peer)
+    capsys.readouterr()
+    assert program_baclofen(peer, tmp_path, keyfile, "150 mcg/day", *trial,
+                            "--override-titration", "spasms return by the afternoon") == 2
+    assert "only up to 100 mcg/day" in capsys.readouterr().err
+
+
+def test_trial_options_are_refused_when_they_cannot_apply(peer, tmp_path, keyfile, capsys):
+    trial = ("--trial-dose", "50 mcg", "--trial-effect", "6 h")
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose",
+                            "50 mcg") == 2
+    assert "--trial-effect" in capsys.readouterr().err and peer.lines == []
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mg",
+                            "--trial-effect", "6 h") == 2   # a slip: 50 mg for 50 mcg
+    assert "at most the library's hard limit" in capsys.readouterr().err and peer.lines == []
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", "--trial-dose", "50 mcg",
+                            "--trial-effect", "3 d") == 2
+    assert "from 1 min to 24 h" in capsys.readouterr().err and peer.lines == []
+    z = rx_file(tmp_path, ZICONOTIDE.format(rate="1.2 mcg/day"), "z.toml")
+    assert run("--port", peer.path, "--key", keyfile, "program", z, "--yes", *trial) == 2
+    assert "no screening trial for ziconotide" in capsys.readouterr().err and peer.lines == []
+    # A pump already running baclofen: nothing is started, a trial cannot apply.
+    running = {"conc_ng_ml": 500_000, "steps": [[0, 100_000]], "max_daily_ng": 800_000,
+               "low_res_nl": 2_000_000, "meta": {"drug": "baclofen", "units": "mcg"}}
+    assert program_baclofen(peer, tmp_path, keyfile, "100 mcg/day", *trial,
+                            settings=running) == 2
+    assert "only when baclofen is started" in capsys.readouterr().err
+    assert not programmed(peer)
 
 
 def test_prime_without_a_terminal_needs_both_confirmations(peer, keyfile, capsys):
@@ -286,33 +418,10 @@ def test_prime_is_two_requests_the_second_repeating_the_pumps_id(peer, keyfile, 
 
 def test_the_side_by_side_view_uses_the_units_the_clinician_wrote():
     old, new = settings_of(2400), settings_of(4800)
-    lines = commands.side_by_side(old, new)
+    lines = views.side_by_side(old, new)
     row = next(x for x in lines if "basal from 00:00" in x)
     assert row.startswith("*") and "2.4 mcg/day" in row and "4.8 mcg/day" in row
     assert next(x for x in lines if "drug" in x).startswith(" ")
-
-
-@given(old=st.integers(1_000, 50_000_000), factor=st.integers(11, 100),
-       basal=st.integers(48_000, 2_000_000))
-def test_a_bridge_bolus_keeps_the_old_drug_at_the_prescribed_dose(old, factor, basal):
-    new = old * factor // 10          # a stronger drug: 1.1 to 10 times
-    catheter = 200_000
-    dose, dur = commands.bridge_plan(catheter, old, new, basal)
-    old_rate = basal * new / old      # the volume rate that gave the prescribed dose before
-    # Basal plus bridge push the catheter out at the old volume rate ...
-    assert basal + dose * 86_400 / dur == pytest.approx(old_rate, rel=0.01, abs=2)
-    # ... for as long as it takes the old rate to empty the catheter (a bolus lasts a day at most).
-    assert 0 < dur <= 86_400
-    if dur < 86_400:
-        assert old_rate * dur / 86_400 == pytest.approx(catheter, abs=old_rate / 86_400 + 1)
-    else:
-        assert old_rate <= catheter + old_rate / 86_400  # a day at the old rate does not flush it
-
-
-def test_no_bridge_bolus_when_the_drug_gets_weaker():
-    assert commands.bridge_plan(200_000, 25_000_000, 10_000_000, 240_000) is None
-    hours, factor = commands.bridge_overdose(200_000, 25_000_000, 10_000_000, 600_000)
-    assert factor == 2.5 and hours == 200_000 * 86_400 // 600_000
 
 
 class Terminal(io.StringIO):
@@ -325,17 +434,17 @@ class Terminal(io.StringIO):
 def ctx_with(answers):
     import argparse
 
-    return commands.Context(argparse.Namespace(json=False), stdout=io.StringIO(),
+    return context.Context(argparse.Namespace(json=False), stdout=io.StringIO(),
                             stderr=io.StringIO(), stdin=Terminal(answers))
 
 
 def test_the_second_confirmation_is_the_volume_typed_again():
-    commands.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="not 0.2 mL"):
+    context.Context.confirm_volume(ctx_with("y\n0.2 mL\n"), "priming bolus", 200_000, 0, None)
+    with pytest.raises(context.UsageError, match="not 0.2 mL"):
         ctx_with("y\n2 mL\n").confirm_volume("priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="not confirmed"):
+    with pytest.raises(context.UsageError, match="not confirmed"):
         ctx_with("n\n").confirm_volume("priming bolus", 200_000, 0, None)
-    with pytest.raises(commands.UsageError, match="end of input"):
+    with pytest.raises(context.UsageError, match="end of input"):
         ctx_with("y\n").confirm_volume("priming bolus", 200_000, 0, None)
 
 
@@ -360,11 +469,11 @@ def test_the_pumps_notes_stay_within_512_bytes_however_long_the_schedule():
     steps = [{"start": f"{h:02d}:00", "rate": f"{100 + h}.123456 mcg/day"} for h in range(13)]
     raw = {"drug": "clonidine", "concentration": "1000 mcg/mL", "basal": {"steps": steps},
            "limits": {"max_daily_dose": "1000 mcg", "low_reservoir": "2 mL"}}
-    params = commands.build_params(raw, parse_prescription(raw), "x" * 200)
-    assert commands.meta_size(params["meta"]) <= 512
+    params = program.build_params(raw, parse_prescription(raw), "x" * 200)
+    assert program.meta_size(params["meta"]) <= 512
     assert params["meta"]["titration_override"] == "x" * 200
     with pytest.raises(InputError, match="--override-titration"):
-        commands.build_params(raw, parse_prescription(raw), "x" * 600)
+        program.build_params(raw, parse_prescription(raw), "x" * 600)
 
 
 def _clock_requests(peer):
@@ -383,7 +492,7 @@ def test_clock_yes_sets_a_lost_clock_and_plain_clock_only_says_so(peer, keyfile,
     assert [r.get("args") for r in _clock_requests(peer)] == [None]
     assert run("--port", peer.path, "--key", keyfile, "clock", "--yes") == 0
     sets = [r["args"]["set_ts"] for r in _clock_requests(peer) if r.get("args")]
-    assert len(sets) == 1 and abs(sets[0] - commands.host_now_ts()) <= 5
+    assert len(sets) == 1 and abs(sets[0] - fmt.host_now_ts()) <= 5
 
 
 def test_status_offers_to_set_a_lost_clock_with_one_confirmation(peer, keyfile):
@@ -493,15 +602,40 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 def test_with_several_boards_pumpctl_takes_the_one_this_checkout_started(monkeypatch, capsys):
     import argparse
 
-    mine = link.Found("/dev/pts/97", "virtual", "virtual board", {"root": str(commands.ROOT),
+    mine = link.Found("/dev/pts/97", "virtual", "virtual board", {"root": str(context.ROOT),
                                                                  "flash": "/tmp/a", "pid": 1})
     theirs = link.Found("/dev/pts/98", "virtual", "virtual board", {"root": "/elsewhere",
                                                                    "flash": "/tmp/b", "pid": 2})
     monkeypatch.setattr(link, "find_pumps", lambda: [theirs, mine])
-    ctx = commands.Context(argparse.Namespace(json=False, port=None), stdout=io.StringIO(),
+    ctx = context.Context(argparse.Namespace(json=False, port=None), stdout=io.StringIO(),
                            stderr=io.StringIO())
     assert ctx._port() == "/dev/pts/97"
     assert "started from this checkout" in ctx.err.getvalue()
     monkeypatch.setattr(link, "find_pumps", lambda: [theirs, theirs])
-    with pytest.raises(commands.UsageError, match="flash /tmp/b"):
+    with pytest.raises(context.UsageError, match="flash /tmp/b"):
         ctx._port()
+
+
+def test_a_worked_out_volume_is_confirmed_as_it_is_shown():
+    """A bridge bolus of 26,666 nL is shown as 0.02667 mL: that is what is typed (or given
+    with --confirm) to confirm it, and anything that reads otherwise is refused."""
+    ctx_with("y\n0.02667 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
+    ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "26.67 uL")
+    with pytest.raises(context.UsageError, match="not 0.02667 mL"):
+        ctx_with("y\n0.0267 mL\n").confirm_volume("bridge bolus", 26_666, 0, None)
+    with pytest.raises(InputError, match="--confirm"):
+        ctx_with("").confirm_volume("bridge bolus", 26_666, 0, "0.027 mL")
+
+
+def test_check_shows_the_reminders_given_or_the_firmwares_defaults(capsys):
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "prescriptions" / "morphine_flex.toml"
+    assert run("check", path) == 0
+    out = capsys.readouterr().out
+    assert "therapy_stopped 1 h into an open-ended stop" in out
+    assert "sounds again after 30 min" in out
+    assert run("check", path, "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["stop_reminder_s"], shown["alarm_silence_s"]) == (3600, 1800)

@@ -139,3 +139,74 @@ def test_the_record_round_trips_per_pump(tmp_path, monkeypatch):
                                               Change(9, "baclofen", 120, True,
                                                      "spasms at night")]
     assert titration.load_history("other") == []
+
+
+# ---- the override's ceilings and the start rule (issue 19, item 5) -------------------------------
+
+def ceiling(*args, **kw):
+    found = titration.override_ceiling(titration.assess(*args, **kw))
+    return None if found is None else found.ceiling_ng_day
+
+
+def test_the_override_ceilings_are_the_labels():
+    assert ZICO.max_start_override_ng_day == 2400
+    assert ZICO.sources["max_start_override"] == "prialt_us"
+    assert ZICO.max_step_override_ng_day == 2400 and ZICO.min_interval_override_s == 24 * H
+    assert BACLOFEN.trial_effect_s == 8 * H
+    assert (BACLOFEN.start_per_screening, BACLOFEN.start_per_screening_long) == (2, 1)
+
+
+@given(new=st.integers(1201, 21_600))
+def test_an_override_may_start_ziconotide_at_most_at_the_labels_2_4_mcg_a_day(new):
+    found = titration.assess(ZICO, "ziconotide", None, new, NOW)
+    assert len(found) == 1 and found[0].ceiling_ng_day == 2400
+    assert "an override with the reason may start it at most at 2.4 mcg/day" in found[0].text
+    assert "PRIALT" in found[0].ceiling_why
+
+
+def test_an_override_never_makes_a_ziconotide_step_larger_than_the_label():
+    assert ceiling(ZICO, "ziconotide", zico(2400), 7200, NOW) == 4800
+    # 20 h after the last increase: under the SmPC's 24 h, no increase at all.
+    assert ceiling(ZICO, "ziconotide", zico(2400), 3600, NOW,
+                   [zico(2400, NOW - 20 * H, True)]) == 2400
+    # 30 h after it: only the recommended 48 h is broken, and an override lifts that.
+    assert ceiling(ZICO, "ziconotide", zico(2400), 3600, NOW,
+                   [zico(2400, NOW - 30 * H, True)]) is None
+
+
+def test_an_opioid_start_override_is_bounded_by_the_hard_limits_only():
+    assert ceiling(MORPHINE, "morphine", None, 10_000_000, NOW) is None
+
+
+@given(screening=st.integers(1_000, 100_000), effect_h=st.integers(1, 24))
+def test_the_baclofen_start_rule_is_twice_the_screening_dose_unless_it_worked_over_8_h(
+        screening, effect_h):
+    rule = titration.start_rule(BACLOFEN, "baclofen", screening, effect_h * H)
+    assert rule is not None
+    assert rule.dose_ng_day == screening * (1 if effect_h > 8 else 2)
+    assert rule.ceiling_ng_day == 2 * screening
+    assert titration.assess(BACLOFEN, "baclofen", None, rule.dose_ng_day, NOW, (), screening,
+                            effect_h * H) == []
+    for other in (rule.dose_ng_day - 1, rule.dose_ng_day + 1, 3 * screening):
+        found = titration.assess(BACLOFEN, "baclofen", None, other, NOW, (), screening,
+                                 effect_h * H)
+        assert len(found) == 1 and found[0].ceiling_ng_day == 2 * screening
+        assert "the start rule gives" in found[0].text
+
+
+def test_the_start_rule_names_its_source_and_the_drugs_without_one_have_none():
+    rule = titration.start_rule(BACLOFEN, "baclofen", 50_000, 6 * H)
+    assert rule is not None and "Saulino" in rule.why and "100 mcg/day" in rule.why
+    assert titration.start_rule(ZICO, "ziconotide", 1000, 6 * H) is None
+    assert titration.start_rule(None, "ketamine", 1000, 6 * H) is None
+
+
+@given(drug=st.sampled_from(sorted(druglib.load())), new=st.integers(1, 10**8))
+def test_no_start_override_ceiling_is_past_a_hard_limit(drug, new):
+    """Every ceiling a start can meet (the label's start, twice a screening dose within one
+    clinician bolus) stays under the drug's hard daily dose."""
+    d = druglib.get(drug)
+    screening = d.clinician_bolus.hard
+    for effect in (None, H, 24 * H):
+        top = ceiling(d.titration, drug, None, new, NOW, (), screening, effect)
+        assert top is None or top <= d.daily.hard

@@ -124,3 +124,17 @@ def test_the_architecture_diagram_is_the_firmwares_import_graph():
     have = drawn(doc)
     assert have == edges, "missing from the diagram: %s; drawn but not imported: %s" % (
         sorted(edges - have), sorted(have - edges))
+
+
+def test_test_modules_outside_packages_have_distinct_names():
+    """pytest imports a test file that is not in a package by its base name: two of them with
+    the same name stop the whole run at collection ("import file mismatch")."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if (path.parent / "__init__.py").exists():
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert clashes == []

@@ -78,6 +78,7 @@ class BenchHal(Hal):
         self.cycles += 1
         if self.cycles == LOCK_AT:
             self.app.therapy.record.port = self.count_save
+            self.app.therapy.record.journal_port = self.count_save  # (the journal too)
             gc.collect()
             self.heap_run = gc.mem_free()
             self.strokes_at_lock = self.app.therapy.pump.strokes
@@ -88,8 +89,9 @@ class BenchHal(Hal):
                 or self.cycles >= CYCLES_MAX):
             self.unlock()
             self.app.quit = True
-        Hal.wait(self, ms)
+        woke = Hal.wait(self, ms)
         self.t_us = time.ticks_us()
+        return woke
 
 
 def main():

@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from sim.board import _inject_request
 from tests.board.test_update import source_bundle
 from tests.board.vboard_fixture import LiveBoard
 from tests.boards.board_data import constants
@@ -37,33 +35,25 @@ class Pico(LiveBoard):
 
     REPLY_S = REPLY_S
 
-    def __init__(self, flash: Path, speed: str = "1", dev: bool = False):
+    def __init__(self, flash: Path, speed: str = "1", dev: bool = False, blank: bool = False):
         # Its own TMPDIR (where boards register themselves) beside its flash directory: tests
         # run two at a time (pytest -n 2), and no tool may find the other worker's board.
         tmp = Path(flash).parent / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, TMPDIR=str(tmp))
-        super().__init__(flash, runtime="rp2", speed=speed, extra=["--dev"] if dev else [],
-                         env=self.env)
-        patient = json.loads(Path(self.info["patient_key"]).read_text())
-        self.patient = Session(self.port, bytes.fromhex(patient["key"]), "patient",
+        super().__init__(flash, runtime="rp2", speed=speed,
+                         extra=["--dev"] if dev else ["--blank"] if blank else [], env=self.env)
+        if not blank:
+            self.use_keys(self.info["clinician_key"], self.info["patient_key"])
+
+    def use_keys(self, clinician: str | Path, patient: str | Path) -> None:
+        """The pump's key files (a blank Pico's come from its first install)."""
+        self.use_key(clinician)
+        self.keys = {"clinician_key": str(clinician), "patient_key": str(patient)}
+        data = json.loads(Path(patient).read_text())
+        self.patient = Session(self.port, bytes.fromhex(data["key"]), "patient",
                                self.pump_id, REPLY_S)
 
-    def inject(self, action: str, *params: str) -> dict:
-        """`pumpsim inject` done in this process (the same request over the same harness
-        channel, without a Python start-up per call: the tests make hundreds)."""
-        req = _inject_request(action, list(params))
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(600)
-            s.connect(self.info["control"])
-            f = s.makefile("rwb")
-            f.write((json.dumps(req) + "\n").encode())
-            f.flush()
-            line = f.readline()
-        assert line, f"the board closed its harness channel on {action}"
-        out = json.loads(line)
-        assert out.get("ok"), out
-        return out
 
     def status(self):
         return self.ask({"cmd": "status"}, sign=True)
@@ -111,7 +101,7 @@ def flash_bundle(pico: Pico, bundle: Path, *extra: str) -> subprocess.CompletedP
     """`make flash`'s tool against a running pump (host_tools/flash.py: a signed update over
     the protocol, with the development update key unless extra names another)."""
     return subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", pico.info["port"],
-                           "--key", pico.info["clinician_key"], "--bundle", str(bundle), *extra],
+                           "--key", pico.keys["clinician_key"], "--bundle", str(bundle), *extra],
                           capture_output=True, text=True, timeout=900, cwd=ROOT, env=pico.env)
 
 

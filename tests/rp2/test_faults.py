@@ -88,7 +88,7 @@ def test_a_hung_loop_is_reset_by_the_watchdog_and_logged(pico):
     pico.inject("advance", "1 min")
     pico.answers()
     truth = pico.inject("truth")
-    assert truth["watchdog_resets"] == 1 and truth["boots"] == 2
+    assert truth["watchdog_resets"] == 1 and truth["resets"] == 0 and truth["boots"] == 2
     st = pico.status()
     assert {"code": "watchdog_reset", "priority": "warning", "acked": False} in st["alarms"]
     # A watchdog reset is a hard reset: the Pico's RTC restarted, and the pump says so.

@@ -13,7 +13,7 @@ def test_a_new_pico_boots_is_provisioned_and_sets_up_its_driver(pico):
     # The four TMC2209 register writes of boards/tmc2209.setup_writes arrived with valid CRCs
     # (the driver counted them), or every stroke would be refused as a stall.
     assert truth["tmc_writes"] == 4
-    assert truth["boots"] == 1 and truth["watchdog_resets"] == 0
+    assert truth["boots"] == 1 and truth["watchdog_resets"] == 0 and truth["resets"] == 0
     st = pico.status()
     assert st["alarms"] == [] and st["programmed"] is False
     # The factory set the clock: no clock_lost on a new pump.

@@ -68,7 +68,7 @@ def send_update(pico, bundle, cut_at_program=None):
 
 def power_ons(pico):
     truth = pico.inject("truth")
-    return truth["boots"] - truth["watchdog_resets"]   # the rest were resets of the chip
+    return truth["boots"] - truth["watchdog_resets"] - truth["resets"]
 
 
 def log_total(pico):

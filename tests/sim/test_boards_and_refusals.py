@@ -73,8 +73,12 @@ def test_each_board_runs_with_its_own_numbers_on_both_runtimes(tmp_path, board, 
 
 
 def test_a_rate_below_the_boards_slowest_is_refused_with_the_limit(tmp_path):
+    # One step under the board's slowest rate, in a day whose volume is plausible (0.11 mL):
+    # the drug library lets it through, the board's own limit refuses it.
     p = scenario(tmp_path)
-    p.write_text(p.read_text().replace('"2 mg/day"', '"0.2 mg/day"'))
+    p.write_text(p.read_text().replace('{ rate = "2 mg/day" }', '{ steps = [{ start = "00:00", '
+                                       'rate = "0.2 mg/day" }, { start = "12:00", rate = '
+                                       '"2 mg/day" }] }'))
     proc = pumpsim("run", p)
     assert proc.returncode == 2 and "48000" in proc.stderr and "prescription" in proc.stderr
 

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from sim.stroke_bench import Board as StrokeBenchHal
     from sim.vboard import VirtualHal
     from tests.boards.bundle_smoke import Hal as BundleSmokeHal
-    from tests.firmware.fixtures.make_layout1 import Hal as Layout1Hal
     from tests.firmware.proto_bench import MemHal
     from tests.firmware.pump_harness import Hal as HarnessHal
     from tests.firmware.test_fault_state_machine import Hal as FaultHal
+    from tests.firmware.test_idle_wake import IdleHal
     from tests.firmware.test_migration import Hal as MigrationHal
     from tests.firmware.test_restart_regressions import Hal as RestartHal
     from tests.firmware.test_tones import Hal as TonesHal
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from tests.vm.continuity_check import Hal as ContinuityHal
     from tests.vm.loop_check import Hal as LoopHal
 
-    WHOLE_BOARDS: "list[type[Hal]]" = [VirtualHal, MemBoard, MemHal, ContinuityHal, LoopHal]
+    WHOLE_BOARDS: "list[type[Hal]]" = [VirtualHal, MemBoard, MemHal, ContinuityHal, LoopHal,
+                                         IdleHal]
     MECHANISMS: "list[type[Mechanism]]" = [
-        EngineHal, HealthyHal, BundleSmokeHal, Layout1Hal, HarnessHal, FaultHal, MigrationHal,
+        EngineHal, HealthyHal, BundleSmokeHal, HarnessHal, FaultHal, MigrationHal,
         RestartHal, TonesHal, AllocHal, StrokeBenchHal]

@@ -64,8 +64,8 @@ def test_the_whole_control_loop_runs_with_the_heap_locked():
 
 def test_the_loop_check_bites_when_the_loop_allocates(tmp_path):
     script = (HERE / "loop_check.py").read_text().replace(
-        "    def read_byte(self):\n        return -1\n",
-        "    def read_byte(self):\n        self.junk = [1]\n        return -1\n")
+        "    def read_into(self, buf):\n        return 0\n",
+        "    def read_into(self, buf):\n        self.junk = [1]\n        return 0\n")
     bad = tmp_path / "loop_bad.py"
     bad.write_text(script)
     out = run_in_vm(bad)
