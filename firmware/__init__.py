@@ -18,7 +18,7 @@ try:
     import sys
 
     _boot = sys.modules.get("loader")
-    if getattr(_boot, "LOADER_V", 0) == 1:
+    if _boot is not None and getattr(_boot, "LOADER_V", 0) == 1:
         sys.modules["firmware.loader"] = _boot
         loader = _boot
     del _boot

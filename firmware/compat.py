@@ -28,10 +28,11 @@ def unload(name):
     if sys.implementation.name != "micropython":
         return
     # A removed key's slot in a MicroPython dict keeps its old value, which the collector (it
-    # scans the whole table) would take for a live reference: overwrite it first.
+    # scans the whole table) would take for a live reference: overwrite it first (with sys,
+    # which lives for ever anyway).
     mods = sys.modules
     if name in mods:
-        mods[name] = None
+        mods[name] = sys
         del mods[name]
     dot = name.rfind(".")
     pkg = mods.get(name[:dot])

@@ -90,7 +90,8 @@ class Mechanism(BoardData, Protocol):
         """Raw 16-bit reading of the chip's own temperature sensor (RP2040: ADC channel 4)."""
     def test_ram(self) -> Cells:
         """The RAM region (MEMTEST_CELLS cells) the board keeps for the memory test; nobody
-        else writes it."""
+        else writes it. The same cells at every call; a simulated board may hand a view of them
+        with a fault in it (the memory test asks again at each pass)."""
 
 class Storage(Protocol):
     def read(self, path: str, /) -> bytes | None: ...

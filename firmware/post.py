@@ -89,6 +89,7 @@ def run(st, now, hal, fs, slot, modulus, store, before_reset):
         _watchdog(st, now, hal, store, code.identity.encode(), before_reset)
     _code(st, code, found)
     mem = st.mem
+    mem.cells = hal.test_ram()
     mem.restart()
     ok = mem.step(1 << 20) == PASSED
     _part(st, P_MEMORY, ok, -1 if ok else mem.bad_cell)

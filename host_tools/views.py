@@ -83,6 +83,12 @@ def self_test_lines(st) -> list[str]:
 
 
 def _outcome(v) -> str:
+    if isinstance(v, dict):   # the firmware's form: {"outcome", "critical", "found"}
+        out = str(v.get("outcome"))
+        if out == "fail":
+            found = v.get("found")
+            return "FAILED" + (f": {found}" if found else "")
+        return out
     return {True: "ok", False: "FAILED"}.get(v, str(v)) if isinstance(v, bool) else str(v)
 
 
@@ -159,10 +165,23 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
                      "boluses in the last 24 h; "
                      + (f"next allowed in {span(left)}" if left else "allowed now"))
     lines += [f"boluses      {', '.join(running) + ' running' if running else 'none running'}",
-              f"battery      {st.get('battery_mv')} mV",
+              f"battery      {st.get('battery_mv')} mV" + battery_days_text(st),
               f"alarms       {alarm_text(st.get('alarms'))}",
               f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
     return lines
+
+
+def battery_days_text(st: dict) -> str:
+    """", about N days to ERI (low to high), M to EOS": the pump's estimate (issue 20; nothing
+    from a pump that does not give it, or before its first battery reading)."""
+    eri, eos = st.get("battery_eri_days"), st.get("battery_eos_days")
+    if not isinstance(eri, int) or not isinstance(eos, int) or eri < 0 or eos < 0:
+        return ""
+    life = st.get("battery_life") or {}
+    band = life.get("eri_days") if isinstance(life, dict) else None
+    rng = (f" ({band[0]} to {band[2]})" if isinstance(band, list) and len(band) == 3
+           and all(isinstance(x, int) for x in band) else "")
+    return f", about {eri} days to ERI{rng}, {eos} to EOS"
 
 
 def status_plan_lines(st: dict, settings: dict | None) -> list[str]:

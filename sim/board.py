@@ -398,7 +398,8 @@ def run_board(kind, args) -> int:
 # patient's button. Clinician commands (boluses, programming) go through pumpctl, signed.
 INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_stall",
               "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
-              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing")
+              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing",
+              "driver", "die_temperature", "memory_fault")
 # The physical act at the pump (a power cycle with the provisioning button held: docs/
 # security.md), and damage to the key record; neither takes arguments.
 HARDWARE = ("button", "corrupt_keys")

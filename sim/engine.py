@@ -140,6 +140,12 @@ class Plant:
     def read_die_temp(self):
         return die_raw(self.board, self.die_c)
 
+    def test_ram(self):
+        """The memory test's cells: the plain array while they are healthy (a march over it
+        costs the simulator little), the faulty view of the same array while a bit sticks."""
+        ram = self.ram
+        return ram if ram.cell >= 0 else ram.cells
+
     # ---- catheter pressure ---------------------------------------------------------------
     # The pressure is kept as it was at p_t and decayed in closed form when it is read: one
     # step of whole 1/16 half-lives, floored, per reading. Readings at other times would round
@@ -411,7 +417,7 @@ class Hal(_Data):
         return self.engine.plant.read_die_temp()
 
     def test_ram(self):
-        return self.engine.plant.ram
+        return self.engine.plant.test_ram()
 
     def tone(self, pattern):
         engine = self.engine

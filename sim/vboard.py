@@ -195,7 +195,7 @@ class VirtualHal(_Data):
         return self.plant.read_die_temp()
 
     def test_ram(self):
-        return self.plant.ram
+        return self.plant.test_ram()
 
     def driver_version(self):
         return self.plant.driver_version()

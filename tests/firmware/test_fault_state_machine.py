@@ -157,7 +157,7 @@ class Hal(BoardBase):
         return self.bench.plant.read_die_temp()
 
     def test_ram(self):
-        return self.bench.plant.ram
+        return self.bench.plant.test_ram()
 
     def save_state(self, buf):
         if not self.alive:
