@@ -115,6 +115,9 @@ class Therapy:
         if lost:
             self.guard.assume_full(self.hal.MAX_STROKES_PER_MIN * 1440)
             self.guard.lost = True
+            # What the catheter holds went with the record: full, as far as a prime goes (a
+            # prime into a full one reaches the patient), until a catheter revision says empty.
+            self.reservoir.catheter = FULL
         if lost or bad_settings:
             self.sup.raise_alarm(codes.AL_MEMORY_ERROR, now)
         elif rx is not None:

@@ -165,3 +165,66 @@ def test_a_flash_that_refuses_writes_keeps_the_fallback_it_forced():
     m.firmware_update_from_layout_1(clean=False, off=0, tick0=0)
     m.accounts_agree_with_the_plant()
     m.teardown()
+
+
+def test_a_prime_after_the_records_were_lost_is_refused_the_catheter_may_be_full():
+    """CI's fault state machine (issue 19): the catheter was filled by a long basal, every record
+    was lost (memory_error), the clinic reprogrammed and refilled, and a prime of an eighth of the
+    catheter was accepted: the pump took a lost catheter state for a new pump's empty one, so the
+    prime's drug left the full catheter's tip and the patient's 24 h went past the cap (53.2 ug of
+    53 ug). A lost record now leaves the catheter counted as full: a prime needs a catheter
+    revision first."""
+    from test_fault_state_machine import FaultMachine
+
+    m = FaultMachine()
+    m.start(params={"conc_ng_ml": 1_000_000, "steps": [[0, 48_000], [60, 48_000]],
+                    "low_res_nl": 0, "max_daily_ng": 53_000, "pb": None,
+                    "catheter": {"model": "test", "length_mm": 600, "nl_per_cm": 2600}},
+            volume=20_000_000, seed=0, noise=500, tod0=1, tick0=(1 << 30) - 1, clock=False)
+    m.advance(dt=1)
+    m.clear_occlusion()
+    m.stop_during_a_bolus(before=0, dur=60_000, patient=False, pause=0, strokes=2)
+    m.reprogram_after_memory_error(off=0, tick0=0)
+    m.bolus_to_the_cap_then_restart(after=0, dur=0, how="cut", off=0, tick0=0)
+    m.reprogram_after_memory_error(off=0, tick0=0)
+    m.bolus_to_the_cap_then_restart(after=0, dur=0, how="cut", off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.prime(eighths=1)
+    m.accounts_agree_with_the_plant()
+    m.advance(dt=3101)
+    m.accounts_agree_with_the_plant()
+    m.teardown()
+
+
+def test_the_cap_holds_under_an_assumption_across_a_weaker_refill_and_lost_records():
+    """CI's fault state machine (issue 19), shrunk: records lost three times and reprogrammed
+    with the assumption each time, a refill to a weaker solution of the same drug (2 -> 1 mg/mL)
+    with its bridge, and records lost again: under the stated assumption the last 24 h reached
+    102.2 ug at the tip against a cap of 102 ug."""
+    from test_fault_state_machine import FaultMachine
+
+    m = FaultMachine()
+    m.start(params={"conc_ng_ml": 2_000_000, "steps": [[0, 96_000], [60, 96_000]],
+                    "low_res_nl": 0, "max_daily_ng": 102_000, "pb": None,
+                    "catheter": {"model": "test", "length_mm": 600, "nl_per_cm": 2600}},
+            volume=20_000_000, noise=0, seed=724, clock=True, tod0=176_314, tick0=384)
+    m.advance(dt=1)
+    m.advance(dt=1)
+    m.occlusion(full=False)
+    m.stop_for_a_while_with_a_restart(before=15_176, for_ms=7_200_000, how="reboot", off=1515,
+                                      tick0=1468)
+    m.flash_failing(on=False)
+    m.advance(dt=1)
+    m.clear_occlusion()
+    m.reprogram_after_memory_error(off=0, tick0=130)
+    m.advance(dt=960)
+    m.reprogram_after_memory_error(off=1029, tick0=201_608)
+    m.reprogram_after_memory_error(off=358, tick0=25)
+    m.occlusion(full=True)
+    m.clear_occlusion()
+    m.refill_at_another_concentration(conc=1_000_000, volume=20_000_000)
+    m.clear_occlusion()
+    m.accounts_agree_with_the_plant()
+    m.reprogram_after_memory_error(off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.teardown()

@@ -1065,14 +1065,26 @@ class FaultMachine(RuleBasedStateMachine):
         assert b.th.guard.lost and b.th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
         b.advance(HOUR)
         self._put_right()
-        b.program(b.params)
-        b.refill(20_000_000, b.true_res_nl)
+        old = max([c for n, c in b.tip if n and c] or [0])
+        if old > b.res_conc:
+            # The catheter still holds the stronger solution of a recent change, which only the
+            # lost record knew: the clinic states it (docs/architecture.md, "The catheter"):
+            # the program for the solution in the catheter, then the refill's change.
+            b.program(dict(b.params, conc_ng_ml=old))
+            b.refill_concentration(20_000_000, b.res_conc)
+        else:
+            b.program(b.params)
+            b.refill(20_000_000, b.true_res_nl)
         b.resume()
         assert not b.th.guard.lost
         n = len(b.strokes)
         b.advance(DAY)
         got = len(b.strokes) - n
         basal = b.plan.basal_x // (DAY * BOARD.STROKE_NL)
+        if old > b.res_conc:
+            # the pump counts the catheter's stronger solution (twice its volume) at that
+            # strength: the basal's drug mass then takes fewer strokes
+            basal = basal * b.res_conc // old
         if got < basal * 9 // 10:
             raise Violation("no_day_without_therapy_after_a_reprogram: %d strokes in the day "
                             "after the reprogram, the basal is %d" % (got, basal))

@@ -6,6 +6,7 @@ delivered and ideal volumes, the largest error, the rolling 24 h, alarm times, t
 
     python tests/sim/golden.py check [--quick]   # compare with tests/sim/golden.json
     python tests/sim/golden.py record            # write it anew (say why in the commit)
+    python tests/sim/golden.py record --new      # add only scenarios it lacks, keep the rest
 
 `check` runs everything (about a minute on a quiet machine); `--quick` only CPython, which is
 what tests/sim/test_golden.py runs in `make test` (the runtimes' agreement is the business of
@@ -132,6 +133,16 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("check", "record"):
         print(__doc__)
         return 2
+    if argv[0] == "record" and "--new" in argv:
+        # only the scenarios the record lacks: every recorded figure stays as it was
+        want = load()
+        new = [p for p in scenarios() if p not in want["runs"]]
+        for path in new:
+            want["runs"][path] = {rt: run_figures(path, rt) for rt in RUNTIMES}
+            want["sampled"][path] = {rt: sampled_figures(path, rt) for rt in RUNTIMES}
+        GOLDEN.write_text(json.dumps(want, sort_keys=True, indent=1) + "\n")
+        print(f"recorded {len(new)} new: " + (", ".join(new) or "none"))
+        return 0
     if argv[0] == "record":
         GOLDEN.write_text(json.dumps(collect(), sort_keys=True, indent=1) + "\n")
         print(f"wrote {GOLDEN.relative_to(ROOT)}")
