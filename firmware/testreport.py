@@ -37,6 +37,8 @@ def _found(st, p, d):
     if name == "memory":
         return "all cells" if d < 0 else "cell %d read back wrong" % d
     if name == "driver":
+        if st.outcome[p] != FAIL:
+            return "TMC2209 answered, configured, DRV_STATUS %03x" % d
         return ("no answer" if d < 0 else "configuration did not take" if d == 0 else
                 "version %02x" % (d - 0x1000) if d > 0xFFF else "DRV_STATUS %03x" % d)
     if name == "pressure":

@@ -271,6 +271,7 @@ def test_the_report_says_when_what_passed_and_each_parts_outcome():
     assert rep["parts"]["battery"]["outcome"] == "fail"
     assert rep["parts"]["battery"]["critical"] is False
     assert rep["parts"]["memory"] == {"outcome": "pass", "critical": True, "found": "all cells"}
+    assert rep["parts"]["driver"]["found"] == "TMC2209 answered, configured, DRV_STATUS 000"
     assert rep["when_ts"] >= 0 and rep["ms"] >= 0
 
 
