@@ -168,7 +168,7 @@ def test_the_periodic_memory_pass_runs_hourly():
 # ---- the power-on self-test ------------------------------------------------------------------
 
 class PostHal(FaultHal):
-    NAME = "virtual"
+    NAME: str = "virtual"
 
     def __init__(self):
         FaultHal.__init__(self)
