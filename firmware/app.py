@@ -121,6 +121,11 @@ class App:
         self.st_state = RecordStore(dev, "state")
         self.st_settings = RecordStore(dev, "settings")
         self.st_log = RecordStore(dev, "log")
+        # The settings carry the number of the program they hold and the pump clock when it was
+        # programmed (their key "history": [number, ts]), so a boot finds a program the history
+        # lacks (a power cut between the settings and its entry) and adds it (histpages
+        # recover()). The key is the shell's: `settings` and the program reply never show it.
+        self.program_tag = None
         self.st_journal = RecordStore(dev, "journal")
         self.keys = Keys(RecordStore(dev, "auth"))
         self.upkey = updatekey.UpdateKey(RecordStore(dev, "upkey"))
@@ -133,7 +138,9 @@ class App:
         self.log_damaged = events is None and self.st_log.corrupt
         self.events = events if events is not None else EventLog(LOG_CAPACITY)
         self.log_dirty = False
-        self.therapy = Therapy(hal, LogSink(self), self.save_state, self.save_journal)
+        # (the app is the history's port: its files, self.dev, and its clock, clock_ts)
+        self.therapy = Therapy(hal, LogSink(self), self.save_state, self.save_journal,
+                               self)
         self.proto = Proto(self, Handlers(self))
         self.quit = False
         self.reset_after = False  # a committed update: reset once its reply is on the line
@@ -191,10 +198,22 @@ class App:
             params = json.loads(data)
         except ValueError:
             return None
-        return params if type(params) is dict else None
+        if type(params) is not dict:
+            return None
+        tag = params.pop("history", None)
+        self.program_tag = tag if type(tag) is list and len(tag) == 2 else None
+        return params
 
-    def save_settings(self, params):
-        return _save(self.st_settings, json.dumps(params).encode())
+    def save_settings(self, params, tag=None):
+        """Store the settings, with the program's tag (given, else the one they had)."""
+        tag = tag or self.program_tag
+        if tag:
+            params = dict(params)
+            params["history"] = tag
+        ok = _save(self.st_settings, json.dumps(params).encode())
+        if ok:
+            self.program_tag = tag
+        return ok
 
     def save_state(self, buf):
         """Called by the pump whenever its state must survive a restart. Returns whether the
@@ -250,10 +269,14 @@ class App:
         # A clock that was lost cannot tell how long the pump was off (-1): a timed stop then
         # counts on from the boot and a fill's age does not grow by the time off.
         th = self.therapy
+        th.hist.run("load", now)   # (its pages; again before the next write if this fails)
         raw = self.st_journal.load()
         journal = unpack_ints(raw) if raw is not None else None
         th.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
                 self.st_state.corrupt, -1 if lost is not None else self.base_ts, journal)
+        if self.program_tag and params is not None and th.pump.rx is not None:
+            th.hist.run("recover", now, self.program_tag, params, th.pump.rx)
+        th.hist.roll(now)
         fallback = state is not None and self.st_state.corrupt
         raw = state = None   # the pump holds its own copy: two record-sized buffers freed
         if settings_bad:
@@ -444,6 +467,7 @@ class App:
             if diff(now, self.base_ticks) >= ANCHOR_MS:
                 self._anchor(now)
                 proto.expire(now)
+                self.therapy.hist.roll(now)   # the day's summary; entries waiting retried
                 if self.log_dirty:
                     self.save_log()
             if self.reset_after:

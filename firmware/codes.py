@@ -212,6 +212,14 @@ REASON_TEXT[R_CATHETER_FULL] = ("the catheter is already full: a prime would pus
 REASON_TEXT[R_CB_RUNNING] = ("a clinician bolus is running: a patient bolus is not given on top "
                              "of it; ask again when it has ended")
 
+# The therapy history's events (firmware/history.py, firmware/histpages.py; issue 19).
+EV_HISTORY_FAILED = const(52)  # a history entry could not be written: a = entries waiting in
+#                                RAM (retried), b = entries lost because too many waited
+EV_HISTORY_LOST = const(53)    # the history's open page was damaged: a = the page begun anew,
+#                                b = entries it held (-1: not known)
+EVENT_NAMES[EV_HISTORY_FAILED] = "history_failed"
+EVENT_NAMES[EV_HISTORY_LOST] = "history_lost"
+
 # ---- Issue 20: the pump checks itself (firmware/selftest.py) ---------------------------------
 # Alarm codes 25..29 (18..24 are left for other work; an alarm's bit must stay a small int, so
 # 29 is the last code there is). self_test_failed has two priorities, as sensor_fault has: a

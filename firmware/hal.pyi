@@ -145,3 +145,10 @@ class Log(Protocol):
 
 # The shell's port that puts the state record on flash: True when the flash holds it.
 SavePort = Callable[[array], bool]
+
+class HistoryPort(Protocol):
+    """The shell's side of the therapy history (firmware/history.py; the app is it): the files
+    its pages live in, and the pump clock its entries are stamped with."""
+    dev: Storage
+    def clock_ts(self, now: int, /) -> int:
+        """The pump clock (s since 2024-01-01) at ticks `now`."""

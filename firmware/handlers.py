@@ -37,6 +37,7 @@ COMMANDS = {
     "refill": (auth.CLINICIAN, "record a refill"),
     "ack": (auth.CLINICIAN, "silence an alarm"),
     "log": (auth.CLINICIAN, "read the event log"),
+    "history": (auth.CLINICIAN, "read the therapy history (at least 400 days)"),
     "stop": (auth.CLINICIAN, "suspend delivery"),
     "resume": (auth.CLINICIAN, "resume delivery"),
     "clock": (auth.CLINICIAN, "read or set the pump clock"),
@@ -180,7 +181,10 @@ class Handlers:
             th.check_fill(rx)
         except RxError as e:
             raise Refusal("E_REFUSED", "refused: " + e.message, "drug_mismatch")
-        if not app.save_settings(params):
+        # The settings carry the program's number: a boot adds its history entry if a power
+        # cut came before the history had it (firmware/history.py recover()).
+        number = th.hist.run("next_program", now) or 0
+        if not app.save_settings(params, [number, app.clock_ts(now)]):
             raise Refusal("E_INTERNAL", "could not store the settings")
         th.program(now, params, assume, stable)
         out["settings"] = app.load_settings()
@@ -319,6 +323,14 @@ class Handlers:
         out["next"] = first + i
         out["total"] = total
         out["chain_ok"] = ev.verify()
+
+    def do_history(self, args, now, out):
+        """The therapy history (firmware/histpages.py reply: its args and keys)."""
+        r = self.th.hist.run("reply", now, args)
+        if r is None or "error" in r:
+            raise Refusal("E_ARGS" if r else "E_INTERNAL",
+                          r["error"] if r else "the history could not be read now")
+        out.update(r)
 
     def do_clock(self, args, now, out):
         app = self.app

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from firmware.hal import Log, Mechanism
+    from firmware.history import History
     from firmware.monitor import Monitor
     from firmware.reservoir import Reservoir
 
@@ -63,6 +64,7 @@ class Pump:
         self.sup = sup          # firmware.supervisor.Supervisor (acts on refusals and alarms)
         self.al = sup.al        # its alarm state, read on the stroke path
         self.save: "Callable[..., bool] | None" = None  # handed in: the record's save()
+        self.hist: "History | None" = None  # handed in: the therapy history (history.py)
         self.stroke_nl = hal.STROKE_NL
         self.stall_retries = hal.STALL_RETRIES
         self.check_ms = hal.CHECK_MS
@@ -267,6 +269,7 @@ class Pump:
             self.stop_since_s = self.mono_s
         self.save(False, now)
         self.log.add(EV_STOP, now, for_ms // 1000, 0)
+        self.hist.note("stop", now, for_ms // 1000)
 
     def go(self, now, auto):
         """Delivery goes on (auto: a timed stop ended by itself)."""
@@ -280,6 +283,7 @@ class Pump:
             self.retime(now)
         self.save(False, now)
         self.log.add(EV_RESUME, now, 1 if auto else 0, 0)
+        self.hist.note("resume", now, 1 if auto else 0)
 
     def start_patient_bolus(self, now):
         rx = self.rx

@@ -3,7 +3,8 @@
 #
 #   [STATE_MAGIC, layout version, oldest layout that can read it, header length H,
 #    header fields (_FLAGS .. _STOP_S, below), then at H the patient-bolus block
-#    (firmware/bolus.py, PB_SAVE_LEN) and the dose guard's block (firmware/guard.py)]
+#    (firmware/bolus.py, PB_SAVE_LEN), the dose guard's block (firmware/guard.py) and, from
+#    layout 4, the therapy history's block (firmware/history.py: the day's patient boluses)]
 #
 # The header holds the timing core's stop (flags, phase, what is left of a timed stop, how long
 # it has lasted), the pump clock, the supervisor's alarms, the reservoir room's account, fill
@@ -37,11 +38,13 @@ from firmware.codes import (AL_FLASH_FAILING, AL_MEMORY_ERROR, EV_MIGRATED, EV_S
 from firmware.compat import TYPE_CHECKING, const
 from firmware.guard import RESERVE, UNITS
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
+from firmware.history import SAVE_LEN as HIST_SAVE_LEN
 
 if TYPE_CHECKING:
     from firmware.bolus import PatientBolusPolicy
     from firmware.guard import DoseGuard
     from firmware.hal import Log, SavePort
+    from firmware.history import History
     from firmware.pump import Pump
     from firmware.reservoir import Reservoir
     from firmware.supervisor import Supervisor
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
 LEGACY_MAGIC = const(0x5057)   # layout 1: [magic, flags, stop_left_ms, reservoir_nl, alarms,
                                # patient-bolus block, guard block]
 STATE_MAGIC = const(0x5058)    # layouts 2 and later
-STATE_VERSION = const(3)
+STATE_VERSION = const(4)       # 4: layout 3 and the history's block after the guard's
 _READER = const(3)             # the oldest layout whose firmware can read what this one writes
 _FLAGS = const(4)              # _F_* below
 _PHASE = const(5)              # ms to the next stroke when delivery stopped (the phase kept)
@@ -65,7 +68,8 @@ _G_LEFT = const(23)            # ... for this many more strokes
 _CATH = const(24)              # the reservoir's catheter block (CATH_LEN ints)
 _STOP_S = const(36)            # how long delivery had been stopped at the save, s (-1: running)
 HDR_LEN = const(37)
-STATE_LEN = HDR_LEN + PB_SAVE_LEN + GUARD_SAVE_LEN
+_HIST_AT = HDR_LEN + PB_SAVE_LEN + GUARD_SAVE_LEN
+STATE_LEN = _HIST_AT + HIST_SAVE_LEN
 JOURNAL_LEN = const(2)         # [save number, strokes since it]
 _LEGACY_LEN = 5 + PB_SAVE_LEN + GUARD_SAVE_LEN
 _F_STOPPED = const(1)
@@ -116,7 +120,7 @@ def fields(src):
 class Record:
     def __init__(self, port: "SavePort", log: "Log", pump: "Pump", sup: "Supervisor",
                  reservoir: "Reservoir", pb_policy: "PatientBolusPolicy",
-                 guard: "DoseGuard") -> None:
+                 guard: "DoseGuard", hist: "History") -> None:
         self.port = port        # save_state(buf) -> True when the flash holds it (the shell's)
         self.log = log
         self.pump = pump
@@ -124,6 +128,7 @@ class Record:
         self.res = reservoir
         self.pb_policy = pb_policy
         self.guard = guard
+        self.hist = hist        # the therapy history (its block: the day's patient boluses)
         self.state = array("i", [0] * STATE_LEN)
         self.save_fails = 0     # state saves that failed in a row
         self._saving = False
@@ -176,6 +181,7 @@ class Record:
         self.res.save_cath(st, _CATH)
         self.pb_policy.save_into(st, HDR_LEN, mono_s)
         self.guard.save_into(st, HDR_LEN + PB_SAVE_LEN, clean)
+        self.hist.save_into(st, _HIST_AT)
         self._saving = True
         try:
             ok = self.port(st) is True
@@ -253,6 +259,9 @@ class Record:
                 w = src[_G_W] if src[_G_W] > UNITS else UNITS
                 guard.forget(spare * w)
                 res.nl += spare * pump.stroke_nl
+        hist_at = at + PB_SAVE_LEN + GUARD_SAVE_LEN
+        if layout >= 4 and len(src) >= hist_at + HIST_SAVE_LEN:
+            self.hist.load_from(src, hist_at)
         if not pump.stopped or susp < 0:
             return 0
         # A timed stop: what is left of it counts from this boot. The time since the save is

@@ -20,6 +20,7 @@
 #
 # Runs unchanged on MicroPython and CPython.
 
+import gc
 import os
 import struct
 import sys
@@ -62,8 +63,9 @@ def encode(seq, payload, tail=b""):
     return buf  # a bytearray: no copy (a record-sized buffer less on the Pico's heap)
 
 
-def decode(data):
-    """(seq, payload) of a valid record, or None for anything else (short, torn, corrupt)."""
+def check(data):
+    """The sequence number of a valid record, or None for anything else (short, torn,
+    corrupt); nothing is copied."""
     if data is None or len(data) < HEAD_LEN + CHECK_LEN:
         return None
     if data[0:4] != MAGIC:
@@ -74,7 +76,15 @@ def decode(data):
     end = HEAD_LEN + n
     if sha256(memoryview(data)[:end]).digest()[:CHECK_LEN] != data[end:]:
         return None
-    return seq, bytes(data[HEAD_LEN:end])
+    return seq
+
+
+def decode(data):
+    """(seq, payload) of a valid record, or None for anything else (short, torn, corrupt)."""
+    seq = check(data)
+    if seq is None or data is None:
+        return None
+    return seq, bytes(data[HEAD_LEN:len(data) - CHECK_LEN])
 
 
 class RecordStore:
@@ -97,7 +107,12 @@ class RecordStore:
         self.loaded = False
 
     def load(self):
-        """Payload of the newest valid record, or None when neither slot holds one."""
+        """Payload of the newest valid record, or None when neither slot holds one.
+
+        The slots are checked one at a time and the newest is read again for its payload: no
+        more than one record and its payload are in RAM at once (on the Pico's heap a third
+        record-sized buffer can be one too many at boot: a reset loop after every power cut on
+        the emulated Pico)."""
         best = None
         best_slot = None
         corrupt = False
@@ -105,21 +120,29 @@ class RecordStore:
             raw = self.dev.read(self.paths[i])
             if raw is None:
                 continue
-            rec = decode(raw)
-            if rec is None:
+            seq = check(raw)
+            raw = None
+            if seq is None:
                 corrupt = True
-            elif best is None or newer(rec[0], best[0]):
-                best = rec
+            elif best is None or newer(seq, best):
+                best = seq
                 best_slot = i
+        rec = None
+        if best_slot is not None:
+            gc.collect()    # what the checks left, freed before the one buffer kept
+            rec = decode(self.dev.read(self.paths[best_slot]))
+        if rec is None or rec[0] != best:
+            rec = None
+            corrupt = corrupt or best_slot is not None   # (it changed under us: damaged)
         self.corrupt = corrupt
         self.loaded = True
-        if best is None:
+        if rec is None:
             self.seq = None
             self.slot = None
             return None
-        self.seq = best[0]
+        self.seq = rec[0]
         self.slot = best_slot
-        return best[1]
+        return rec[1]
 
     def save(self, payload, tail=b""):
         """Write payload (then tail, one record with both: no buffer to join them) as the next
@@ -213,7 +236,13 @@ class FileDev(Fs):
         except OSError:
             return None
         try:
-            return f.read(size)
+            try:
+                return f.read(size)
+            except MemoryError:
+                # a fragmented heap: collected, one more try (the caller sees the record or,
+                # on a second failure, the MemoryError)
+                gc.collect()
+                return f.read(size)
         finally:
             f.close()
 

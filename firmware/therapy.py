@@ -8,6 +8,7 @@
 #   Therapy --- pump (firmware/pump.py: time, rate, the stroke) --- kernel, stroke clock
 #           --- sup (firmware/supervisor.py: alarms, the periodic check)
 #           --- record (firmware/record.py: the state record, through the shell's save port)
+#           --- hist (firmware/history.py: the therapy history, through the shell's port)
 #           --- reservoir (firmware/reservoir.py), guard (firmware/guard.py),
 #               pb_policy (firmware/bolus.py), mon (firmware/monitor.py)
 #
@@ -16,6 +17,7 @@ from firmware import codes
 from firmware.bolus import PatientBolusPolicy
 from firmware.compat import TYPE_CHECKING, const
 from firmware.guard import RESERVE, UNITS, DoseGuard
+from firmware.history import History
 from firmware.monitor import Monitor
 from firmware.pump import Pump
 from firmware.record import Record
@@ -25,7 +27,7 @@ from firmware.selftest import SelfTest
 from firmware.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from firmware.hal import Log, Mechanism, SavePort
+    from firmware.hal import HistoryPort, Log, Mechanism, SavePort
 
 BOOT_WATCHDOG = const(1)       # boot(cause=...): the watchdog reset the board
 PRIME_CONFIRM_S = const(120)   # a priming bolus's (or a catheter revision's) second step must
@@ -39,11 +41,13 @@ _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 class Therapy:
     def __init__(self, hal: "Mechanism", log: "Log", save_state: "SavePort",
-                 save_journal: "SavePort | None" = None) -> None:
+                 save_journal: "SavePort | None" = None,
+                 hist_port: "HistoryPort | None" = None) -> None:
         """hal: the board (firmware/hal.pyi); log: add(code, now, a, b); save_state(buf): the
         shell's port that puts the state record on flash, True when it is there; save_journal
         the same for the journal (firmware/record.py; None: no journal, a restart then costs
-        the whole reserve)."""
+        the whole reserve); hist_port: the shell's pages of the therapy history (None: no
+        history is kept)."""
         self.hal = hal
         self.log = log
         self.stroke_nl = hal.STROKE_NL
@@ -53,8 +57,10 @@ class Therapy:
         self.mon = Monitor(hal)
         self.sup = Supervisor(hal, log, self.mon, self.reservoir)
         self.pump = Pump(hal, log, self.reservoir, self.guard, self.mon, self.sup)
+        self.hist = History(hist_port, log)
         self.record = Record(save_state, log, self.pump, self.sup, self.reservoir,
-                             self.pb_policy, self.guard)
+                             self.pb_policy, self.guard, self.hist)
+        self.pump.hist = self.hist
         self.sup.pump = self.pump
         self.sup.save = self.record.save
         self.pump.save = self.record.save
@@ -152,6 +158,7 @@ class Therapy:
             self.guard.lost = False
             self.log.add(codes.EV_ASSUMED, now, strokes * self.stroke_nl, 0)
         self.log.add(codes.EV_PROGRAM, now, rx.basal_nl_day, rx.max_daily_nl)
+        self.hist.note("program", now, params, rx)
         self.log.add(codes.EV_PROGRAM_BOLUS, now, rx.pb_dose_nl, rx.pb_dur_ms // 1000)
         if rx.pb_dose_nl:
             self.log.add(codes.EV_PROGRAM_BOLUS_LIMITS, now, rx.pb_lockout_s, rx.pb_max)
@@ -242,6 +249,7 @@ class Therapy:
             reason = codes.R_DAILY_MAX
         if reason:
             self.log.add(codes.EV_PB_DENIED, now, reason, 0)
+            self.hist.patient_bolus(now, reason, 0, 0)
             return reason
         old = self.pb_policy.record(pump.mono_s + (1 if pump.mono_ms else 0))
         if not self.save(False, now):
@@ -249,16 +257,19 @@ class Therapy:
             # forget the lockout: no save, no bolus.
             self.pb_policy.undo(old)
             self.log.add(codes.EV_PB_DENIED, now, codes.R_UNSAVED, 0)
+            self.hist.patient_bolus(now, codes.R_UNSAVED, 0, 0)
             return codes.R_UNSAVED
         self.reservoir.bolus_started(rx.pb_dose_nl)
         pump.start_patient_bolus(now)
         self.log.add(codes.EV_PB_START, now, rx.pb_dose_nl, 0)
+        self.hist.patient_bolus(now, 0, rx.pb_dose_nl, rx.conc_ng_ml)
         return 0
 
-    def clinician_bolus(self, now, dose_nl, dur_ms, prime=False):
+    def clinician_bolus(self, now, dose_nl, dur_ms, prime=False, kind="clinician_bolus"):
         """Dose (nL) over dur_ms (0: as fast as the motor allows). 0 or a refusal reason. A
         prime (prime=True, from prime()) fills an empty catheter: it does not count against the
-        patient's cap (its strokes weigh nothing in the dose guard)."""
+        patient's cap (its strokes weigh nothing in the dose guard). kind: the therapy
+        history's name for it (clinician_bolus, prime, bridge)."""
         pump = self.pump
         pump.service(now)
         rx = pump.rx
@@ -293,6 +304,7 @@ class Therapy:
         pump.start_clinician_bolus(now, rate, dur_ms, lead)
         self.reservoir.bolus_started(dose_nl)
         self.log.add(codes.EV_CB_START, now, dose_nl, dur_ms)
+        self.hist.note(kind, now, dose_nl, dur_ms, rx.conc_ng_ml)
         return 0
 
     def bridge(self, now, dose_nl, dur_ms):
@@ -301,7 +313,7 @@ class Therapy:
         if dose_nl > self.catheter_nl():
             self.log.add(codes.EV_CB_DENIED, now, codes.R_CATHETER, 0)
             return codes.R_CATHETER
-        return self.clinician_bolus(now, dose_nl, dur_ms)
+        return self.clinician_bolus(now, dose_nl, dur_ms, False, "bridge")
 
     def arm_prime(self, now, dose_nl):
         """First step of a priming bolus: check it (at most the patient's catheter volume,
@@ -341,7 +353,7 @@ class Therapy:
         if self.reservoir.room_nl(self.catheter_nl()) < dose_nl:   # (filled since the first step)
             self.log.add(codes.EV_CB_DENIED, now, codes.R_CATHETER_FULL, 0)
             return codes.R_CATHETER_FULL
-        return self.clinician_bolus(now, dose_nl, dur_ms, True)
+        return self.clinician_bolus(now, dose_nl, dur_ms, True, "prime")
 
     # ---- the catheter ----------------------------------------------------------------------------
     def arm_catheter(self, now):
@@ -365,6 +377,7 @@ class Therapy:
         self.cath_s = -1
         self.reservoir.emptied()
         self.log.add(codes.EV_CATHETER, now, 1, self.catheter_nl())
+        self.hist.note("catheter", now, self.catheter_nl(), None)
         self.save(False, now)
         return 0
 
@@ -450,17 +463,28 @@ class Therapy:
                 rx = Rx(params, hal)
             except RxError:
                 return self._refuse_refill(now, codes.R_BAD_VALUE)
+        off = 0                   # 1: the residual measured is off what the pump expected
         if residual_nl >= 0:
             expected = res.nl
             tol = hal.REFILL_TOLERANCE_NL + expected * hal.REFILL_TOLERANCE_PCT // 100
             self.log.add(codes.EV_REFILL_CHECK, now, expected // 1000, residual_nl // 1000)
             if residual_nl - expected > tol or expected - residual_nl > tol:
                 sup.raise_alarm(codes.AL_REFILL_DISCREPANCY, now)
+                off = 1
         if rx is not None:
             self._new_concentration(old.conc_ng_ml, conc_ng_ml, old.catheter_nl)
             self.params = params
             self._install(now, rx)
             self.log.add(codes.EV_CONCENTRATION, now, conc_ng_ml // 1000, bridge_nl)
+        notes = meta
+        if drug is not None:      # the history keeps the fill's drug with the host's words
+            notes = {"drug": drug}
+            if type(meta) is dict:
+                for k in meta:
+                    if k != "drug":
+                        notes[k] = meta[k]
+        self.hist.note("refill", now, volume_nl, conc_ng_ml, residual_nl, res.nl, stable_s, off,
+                       notes)
         res.fill(volume_nl, pump.ts(), stable_s)
         if other:
             # Another drug: the program no longer fits the reservoir. Delivery stops (an

@@ -15,8 +15,8 @@ from host_tools import boardlimits, link, program, therapy, units
 from host_tools.context import Context, UsageError, body, carry_out, is_ours, show_and_ask
 from host_tools.errors import InputError
 from host_tools.fmt import host_now_ts, mass, pump_time, span
-from host_tools.views import (alarm_codes, info_lines, log_line, status_lines,
-                              status_view)
+from host_tools.views import (alarm_codes, history_lines as history_text, info_lines, log_line,
+                              status_lines, status_view)
 
 
 # ---- ports, info, status, alarms ---------------------------------------------------------------
@@ -229,6 +229,58 @@ def do_log(ctx: Context, args) -> int:
     return 0
 
 
+HISTORY_ROWS = 20      # the page's newest entries (pumpctl ui)
+
+
+def read_history(lk: link.Link, last: int | None = None) -> tuple[list, dict]:
+    """The pump's therapy history, a reply at a time (each from one page of it): every entry
+    held, oldest first, or only the `last` few; and the last reply (total, first, unsaved,
+    dropped, today)."""
+    entries: list = []
+    args: dict = {"last": last} if last else {}
+    while True:
+        r = lk.call("history", {**args, "max": 20}, changes=False)
+        rows = r.get("entries") or []
+        entries += rows
+        nxt = r.get("next", 0)
+        if last or not rows or nxt >= r.get("total", 0) or nxt == args.get("since"):
+            return entries, r
+        args = {"since": nxt}
+
+
+def history_warnings(r: dict, entries: list) -> list[str]:
+    out = []
+    if r.get("unsaved"):
+        out.append(f"{r['unsaved']} entries are only in the pump's RAM: its flash refused them "
+                   "(history_failed in the log); the pump writes them when the flash takes them")
+    if r.get("dropped"):
+        out.append(f"{r['dropped']} entries were lost: too many waited for a failing flash")
+    if r.get("first") and entries and isinstance(entries[0].get("ts"), int):
+        out.append(f"entries before #{r['first']} made room for newer ones: the history holds "
+                   f"from {pump_time(entries[0]['ts'])[:10]}")
+    return out
+
+
+def do_history(ctx: Context, args) -> int:
+    entries, r = read_history(ctx.link())
+    lines = history_text(entries, r.get("today")) or ["no entries"]
+    warnings = history_warnings(r, entries)
+    out = {"entries": [{**e, "text": t} for e, t in zip(entries, history_text(entries))],
+           "total": r.get("total", 0), "first": r.get("first", 0),
+           "unsaved": r.get("unsaved", 0), "dropped": r.get("dropped", 0),
+           "today": r.get("today"), "warnings": warnings}
+    ctx.result(out, lines + [f"WARNING: {w}" for w in warnings])
+    for w in warnings:
+        ctx.warn(w)
+    return 0
+
+
+def history_lines(lk: link.Link) -> list[str]:
+    """The newest entries of the therapy history, newest first (the page's panel)."""
+    entries, r = read_history(lk, HISTORY_ROWS)
+    return list(reversed(history_text(entries, r.get("today")))) or ["no entries"]
+
+
 def do_clock(ctx: Context, args) -> int:
     lk = ctx.link()
     if args.set is None:
@@ -282,7 +334,6 @@ COMMANDS = {
     "ports": do_ports, "info": do_info, "status": do_status, "program": do_program,
     "bolus": do_bolus, "patient-bolus": do_patient_bolus, "prime": do_prime,
     "bridge": do_bridge, "refill": do_refill, "catheter": do_catheter, "alarms": do_alarms,
-    "ack": do_ack,
-    "log": do_log, "stop": do_stop, "resume": do_resume, "clock": do_clock,
-    "maintenance": do_maintenance,
+    "ack": do_ack, "log": do_log, "history": do_history, "stop": do_stop, "resume": do_resume,
+    "clock": do_clock, "maintenance": do_maintenance,
 }

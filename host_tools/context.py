@@ -66,11 +66,16 @@ def reads_as(typed_nl: int, volume_nl: int) -> bool:
     return vol(typed_nl) == vol(volume_nl)
 
 
+def volume_words(what: str) -> str:
+    """What is typed again, in words: "priming bolus volume", "catheter's volume"."""
+    return what if what.endswith("volume") else f"{what} volume"
+
+
 def check_typed_volume(what: str, volume_nl: int, typed: str | None) -> None:
     """The second step of a bolus that empties into the patient: the volume typed again must
     be the one shown (pumpctl asks for it; the page has a field for it)."""
     if typed is None:
-        raise UsageError(f"type the {what} volume again to confirm ({vol(volume_nl)})")
+        raise UsageError(f"type the {volume_words(what)} again to confirm ({vol(volume_nl)})")
     if not reads_as(units.volume_nl(typed, "typed volume"), volume_nl):
         raise UsageError(f"the typed volume {typed!r} is not {vol(volume_nl)}: nothing was "
                          "given")
@@ -211,7 +216,8 @@ class Context:
             return
         self.confirm(f"Give the {what} of {vol(volume_nl)}?", yes)
         check_typed_volume(what, volume_nl,
-                           self.ask(f"Type the {what} volume again to confirm ({vol(volume_nl)}): "))
+                           self.ask(f"Type the {volume_words(what)} again to confirm "
+                                    f"({vol(volume_nl)}): "))
 
     # -- the pump ------------------------------------------------------------------------------
     def link(self, role: str = "clinician") -> Link:

@@ -39,6 +39,12 @@ from pathlib import Path
 import serial
 from serial.tools import list_ports
 
+try:
+    import termios
+    _TTY_ERRORS: tuple[type[Exception], ...] = (termios.error,)   # tcdrain on a pty whose
+except ImportError:                                                 # far end has gone
+    _TTY_ERRORS = ()                                                # (no termios: Windows)
+
 # The protocol's limits are the firmware's own: the pump discards a line longer than MAX_LINE
 # (E_TOO_LONG) and takes ids and counters up to ID_MAX and CTR_MAX.
 from firmware.auth import CTR_MAX
@@ -350,7 +356,7 @@ class Link:
         try:
             self.port.write(data)
             self.port.flush()
-        except (serial.SerialException, OSError) as e:
+        except (serial.SerialException, OSError, *_TTY_ERRORS) as e:
             raise LinkError(f"cannot write to the pump: {e}") from None
 
     def _read_line(self, deadline: float) -> bytes | None:

@@ -299,6 +299,14 @@ def parser() -> argparse.ArgumentParser:
     c = cmd("log", "show the pump's event log")
     c.add_argument("--since", metavar="T", help='a duration ("2 h": entries of the last two '
                    'hours of pump time) or a sequence number ("120")')
+    cmd("history", "the therapy history: programs, refills, boluses, stops, a day's patient "
+        "boluses (400 days)",
+        "Show the pump's therapy history as a clinician reads it: when, what changed (old -> "
+        "new basal in mass and volume a day), by which role, and why (the titration override's "
+        "reason, the drug library's version): programs, refills, catheter revisions, primes, "
+        "bridges, clinician boluses, stops and resumes, and the patient boluses of each day "
+        "(given, denied, volume). The pump keeps at least 400 days of it, apart from the "
+        "event log (docs/formats.md). Needs the clinician key.")
     c = cmd("stop", "suspend delivery (optionally for a while)")
     c.add_argument("--for", dest="for_", metavar="T", help='resume by itself after this long, '
                    'e.g. "30 min" (at most 7 d; default: until `pumpctl resume`)')

@@ -341,6 +341,9 @@ def plan_refill(lk: Link, volume: int, volume_text: str, new_conc: int, conc_tex
         lines = [f"refill recorded: the reservoir holds {vol(reply.get('reservoir_nl', volume))}"]
         if reply.get("expiry_ts", -1) >= 0:
             lines.append(f"drug_expired after {pump_time(reply['expiry_ts'])[:16]} (pump clock)")
+        if other_drug and new_drug is not None:
+            lines.append(f"delivery is stopped: program a prescription of {new_drug.name}, "
+                         "then resume")
         if residual >= 0:
             lines.append(f"residual {vol(residual)} against {vol(reply.get('expected_nl', 0))} "
                          "expected" + (": DISCREPANCY, the pump raised an alarm"

@@ -1,11 +1,13 @@
-"""The pump's replies in words: what `info`, `status`, `alarms`, `log` and a prescription look
-like to a person. pumpctl prints these lines and the page (host_tools/ui) shows the same ones,
+"""The pump's replies in words: what `info`, `status`, `alarms`, `log`, `history` and a
+prescription look like to a person. pumpctl prints these lines and the page (host_tools/ui) shows the same ones,
 so a figure reads the same on both (the rules for each quantity are host_tools/fmt.py).
 
 Functions of reply data only: no link, no I/O.
 """
 
 from __future__ import annotations
+
+import json
 
 from firmware import codes
 from firmware.rx import catheter_nl
@@ -68,28 +70,51 @@ def info_lines(info: dict, lim: boardlimits.BoardLimits) -> list[str]:
 
 
 def self_test_lines(st) -> list[str]:
-    """`info.self_test` (when the firmware reports it: when, passed, each part's outcome)."""
+    """`info.self_test`, when the firmware reports it, as one line: when it ran, whether it
+    passed, each part's outcome (and what a part that did not pass found). Parts come as
+    {name: {"outcome", "found", ...}}, {name: outcome} or [{"part", "outcome"}]; an outcome
+    is "pass", "fail", "skipped", "not_run" or a bool. Nothing when the pump does not say."""
     if not isinstance(st, dict):
         return []
     when = st.get("when_ts", st.get("when"))
-    head = "passed" if st.get("passed") else "FAILED"
-    if isinstance(when, int):
+    passed = st.get("passed")
+    head = ("not run yet" if passed is None or (isinstance(when, int) and when < 0)
+            else "passed" if passed else "FAILED")
+    if isinstance(when, int) and when >= 0:
         head += f" at {pump_time(when)}"
-    parts = st.get("parts") or {}
-    items = parts.items() if isinstance(parts, dict) else (
-        (p.get("part"), p.get("outcome", p.get("passed"))) for p in parts if isinstance(p, dict))
-    detail = ", ".join(f"{k} {_outcome(v)}" for k, v in items)
+    detail = ", ".join(f"{name} {_outcome(got)}" for name, got in _parts(st.get("parts")))
     return [f"self-test    {head}" + (f" ({detail})" if detail else "")]
 
 
+def _parts(parts) -> list[tuple[str, object]]:
+    if isinstance(parts, dict):
+        return [(str(k), v) for k, v in parts.items()]
+    if isinstance(parts, list):
+        return [(str(p.get("part", p.get("name", "?"))), p) for p in parts if isinstance(p, dict)]
+    return []
+
+
 def _outcome(v) -> str:
-    if isinstance(v, dict):   # the firmware's form: {"outcome", "critical", "found"}
-        out = str(v.get("outcome"))
-        if out == "fail":
-            found = v.get("found")
-            return "FAILED" + (f": {found}" if found else "")
-        return out
-    return {True: "ok", False: "FAILED"}.get(v, str(v)) if isinstance(v, bool) else str(v)
+    """One part's outcome in words: ok, FAILED (and what it found), skipped, not run."""
+    found = ""
+    if isinstance(v, dict):
+        found = str(v.get("found") or "")
+        v = v.get("outcome", v.get("passed"))
+    word = {True: "ok", False: "FAILED", "pass": "ok", "fail": "FAILED", "not_run": "not run",
+            None: "?"}.get(v, str(v)) if isinstance(v, (bool, str, type(None))) else str(v)
+    return f"{word}: {found}" if found and word != "ok" else word
+
+
+def battery_text(st: dict) -> str:
+    """The battery as `status` reports it: its voltage, and the days to ERI (elective
+    replacement) and to EOS (end of service) when the firmware estimates them (-1: not yet
+    known; absent: a firmware that does not estimate them)."""
+    text = f"{st.get('battery_mv')} mV"
+    days = [(name, st.get(key)) for name, key in (("ERI", "battery_eri_days"),
+                                                  ("EOS", "battery_eos_days"))]
+    known = [f"about {d} d to {name}" if d >= 0 else f"{name} not yet known"
+             for name, d in days if isinstance(d, int) and not isinstance(d, bool)]
+    return text + (", " + ", ".join(known) if known else "")
 
 
 # ---- status ------------------------------------------------------------------------------------
@@ -101,6 +126,9 @@ def status_view(st: dict, settings: dict | None) -> dict:
     u = settings_unit(settings)
     if not st.get("programmed"):
         therapy = "not programmed"
+    elif st.get("stopped") and fill_differs(st, settings):
+        therapy = (f"STOPPED: the reservoir holds {st.get('fill_drug') or 'another solution'}, "
+                   "not the program's; delivery waits for a program of it, then a resume")
     elif st.get("stopped"):
         left = st.get("stop_left_s", 0)
         therapy = "STOPPED" + (f", resumes by itself in {span(left)}" if left else
@@ -126,6 +154,25 @@ def status_view(st: dict, settings: dict | None) -> dict:
     return view
 
 
+def fill_differs(st: dict, settings: dict | None) -> bool:
+    """The reservoir holds another drug or concentration than the program names (after a
+    refill with --drug or --concentration and before the program that follows it)."""
+    if not settings or not st.get("fills"):
+        return False
+    fill, fill_conc = st.get("fill_drug"), st.get("fill_conc_ng_ml", 0)
+    drug = (settings.get("meta") or {}).get("drug")
+    return bool((fill is not None and drug is not None and fill != drug)
+                or (fill_conc and fill_conc != settings.get("conc_ng_ml")))
+
+
+def fill_unit(st: dict, settings: dict | None) -> str | None:
+    """The mass unit of the fill's drug (the library's), else the program's."""
+    try:
+        return druglib.get(st.get("fill_drug")).unit
+    except InputError:
+        return settings_unit(settings)
+
+
 def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     """`pumpctl status` as lines (view: status_view of the same reply)."""
     text = view["text"]
@@ -135,13 +182,11 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     fill = st.get("fill_drug")
     fill_conc = st.get("fill_conc_ng_ml", 0)
     if st.get("fills") and (fill is not None or fill_conc):
-        differs = (fill is not None and fill != view["drug"]) or (
-            fill_conc and fill_conc != view["concentration_ng_per_ml"])
         lines.append(f"reservoir of {fill or '(drug not named)'}"
-                     + (f" at {fmt.conc(fill_conc, view['mass_unit'] or settings_unit(settings))}"
+                     + (f" at {fmt.conc(fill_conc, fill_unit(st, settings))}"
                         if fill_conc else "")
-                     + (": NOT the program's: delivery waits for a program of it" if differs
-                        and settings else ""))
+                     + (": NOT the program's: delivery waits for a program of it"
+                        if fill_differs(st, settings) else ""))
     if st.get("programmed"):
         step = st.get("step", 0)
         start = ""
@@ -160,28 +205,20 @@ def status_lines(st: dict, settings: dict | None, view: dict) -> list[str]:
     running = [k for k in ("patient", "clinician") if b.get(k)]
     pb = st.get("patient_bolus")
     if pb:
-        left = pb.get("lockout_left_s", 0)
-        lines.append(f"patient      {pb.get('count_24h', 0)} of {pb.get('max_per_day', 0)} "
-                     "boluses in the last 24 h; "
-                     + (f"next allowed in {span(left)}" if left else "allowed now"))
+        count, lockout = patient_bolus_text(pb)
+        lines.append(f"patient      {count}; {lockout}")
     lines += [f"boluses      {', '.join(running) + ' running' if running else 'none running'}",
-              f"battery      {st.get('battery_mv')} mV" + battery_days_text(st),
+              f"battery      {battery_text(st)}",
               f"alarms       {alarm_text(st.get('alarms'))}",
               f"pump clock   {pump_time(st.get('clock_ts', 0))}"]
     return lines
 
 
-def battery_days_text(st: dict) -> str:
-    """", about N days to ERI (low to high), M to EOS": the pump's estimate (issue 20; nothing
-    from a pump that does not give it, or before its first battery reading)."""
-    eri, eos = st.get("battery_eri_days"), st.get("battery_eos_days")
-    if not isinstance(eri, int) or not isinstance(eos, int) or eri < 0 or eos < 0:
-        return ""
-    life = st.get("battery_life") or {}
-    band = life.get("eri_days") if isinstance(life, dict) else None
-    rng = (f" ({band[0]} to {band[2]})" if isinstance(band, list) and len(band) == 3
-           and all(isinstance(x, int) for x in band) else "")
-    return f", about {eri} days to ERI{rng}, {eos} to EOS"
+def patient_bolus_text(pb: dict) -> tuple[str, str]:
+    """`status.patient_bolus` in words: (today's count against the most a day, the lockout)."""
+    left = pb.get("lockout_left_s", 0)
+    return (f"{pb.get('count_24h', 0)} of {pb.get('max_per_day', 0)} boluses in the last 24 h",
+            f"next allowed in {span(left)}" if left else "allowed now")
 
 
 def status_plan_lines(st: dict, settings: dict | None) -> list[str]:
@@ -325,6 +362,10 @@ def explain(event: str, a, b) -> str:
         "record_fallback": lambda: "newest state record damaged; the one before it was used "
                                    "(a refill, stop or bolus start just before may be missing)",
         "log_lost": lambda: "the stored event log was damaged and has been restarted",
+        "history_failed": lambda: (f"a therapy history entry could not be written: {a} waiting "
+                                   "in RAM (retried)" + (f", {b} lost" if b else "")),
+        "history_lost": lambda: (f"the therapy history's open page was damaged: page {a} begun "
+                                 "anew" + (f", {b} entries lost" if b and b > 0 else "")),
         "clock_set": lambda: f"the clock moved {'+' if a >= 0 else '-'}{span(abs(a))}",
         "clock_lost": lambda: f"the board's clock had restarted ({span(a)} behind); the pump "
                               "carried on from its last saved time",
@@ -340,8 +381,133 @@ def explain(event: str, a, b) -> str:
         "crash": lambda: "an uncaught exception reset the pump" + (" (new firmware on trial)"
                                                                   if b else ""),
         "key_fallback": lambda: "newest key record damaged; the older one was used",
+        "catheter_revised": lambda: f"a new or revised catheter, taken as empty ({vol(b)})",
+        "fill_drug_changed": lambda: "the fill is of another drug: delivery stopped until a "
+                                     "program of it",
     }.get(event, lambda: "" if not a and not b else f"{a} {b}")()
 
 
 def log_line(e) -> str:
     return f"{e[0]:6} {pump_time(e[1])}  {e[2]:22} {explain(e[2], e[3], e[4])}"
+
+
+# ---- the therapy history -----------------------------------------------------------------------
+
+_KIND_TEXT = {"program": "program", "refill": "refill", "catheter": "catheter revised",
+              "prime": "prime", "bridge": "bridge bolus", "clinician_bolus": "clinician bolus",
+              "stop": "stop", "resume": "resume", "patient_boluses": "patient boluses",
+              "lost": "entries lost"}
+
+
+def _unit_of(notes: dict | None, unit: str | None) -> str | None:
+    """The mass unit a program's notes name (its drug's in drugs.toml, else its `units`)."""
+    notes = notes or {}
+    try:
+        return druglib.get(notes.get("drug")).unit
+    except InputError:
+        u = notes.get("units")
+        return u if u in fmt.MASS_UNITS else unit
+
+
+def _per_day(ng, nl, unit: str | None) -> str:
+    return f"{fmt.mass_rate(ng, unit)} ({fmt.vol_rate(nl)})"
+
+
+def _program_text(e: dict, unit: str | None) -> str:
+    notes = e.get("notes") or {}
+    new = _per_day(e.get("basal_ng_day", 0), e.get("basal_nl_day", 0), unit)
+    old_ng = e.get("old_basal_ng_day", -1)
+    basal = (f"basal {_per_day(old_ng, e.get('old_basal_nl_day', 0), unit)} -> {new}"
+             if old_ng is not None and old_ng >= 0 else f"basal {new} (the first program)")
+    cap, old_cap = e.get("max_daily_ng", 0), e.get("old_max_daily_ng", -1)
+    parts = [basal, f"max a day {mass(old_cap, unit)} -> {mass(cap, unit)}"
+             if old_cap is not None and 0 <= old_cap != cap else f"max a day {mass(cap, unit)}"]
+    drug = notes.get("drug")
+    parts.append(f"{drug or 'drug not recorded'} at {fmt.conc(e.get('conc_ng_ml', 0), unit)}")
+    why = notes.get("titration_override")
+    parts.append(f"why: {why}" if why else "no override")
+    parts.append(f"drug library {notes.get('library') or 'not recorded'}")
+    if e.get("recovered"):
+        parts.append("recorded at the boot after a power cut (it had taken effect)")
+    return "; ".join(parts)
+
+
+def _dose_text(e: dict, unit: str | None) -> str:
+    dur = e.get("duration_ms", 0)
+    return (fmt.dose(e.get("dose_nl", 0), e.get("conc_ng_ml"), unit)
+            + (f" over {fmt.span_ms(dur)}" if dur else ", as fast as the motor allows"))
+
+
+def _refill_text(e: dict, unit: str | None, conc: int | None, drug: str | None) -> str:
+    notes = e.get("notes") or {}
+    new_conc = e.get("conc_ng_ml") or 0
+    what = f"reservoir {vol(e.get('volume_nl', 0))}"
+    drug = notes.get("drug") or drug
+    if new_conc:
+        what += (f" of {drug or 'the drug'} at {fmt.conc(new_conc, unit)}"
+                 + (f" (was {fmt.conc(conc, unit)})" if conc and conc != new_conc else ""))
+    elif drug:
+        what += f" of {drug}"
+    res, exp = e.get("residual_nl", -1), e.get("expected_nl", 0)
+    if res is not None and res >= 0:
+        d = res - exp
+        what += (f"; residual {vol(res)} measured, {vol(exp)} expected "
+                 f"({'+' if d >= 0 else '-'}{vol(abs(d))}"
+                 + (": a discrepancy, refill_discrepancy raised)" if e.get("discrepancy")
+                    else ")"))
+    stable = e.get("stable_s", 0)
+    if stable:
+        what += f"; usable for {span(stable)}"
+    return what
+
+
+def history_lines(entries: list[dict], today: dict | None = None) -> list[str]:
+    """The therapy history as a clinician reads it, oldest first: when, what, by whom, what
+    changed (old -> new in mass and volume a day) and why. A mass is shown in the unit of the
+    program in force (the entry's own concentration where it has one)."""
+    lines, unit, conc, drug = [], None, None, None
+    for e in entries:
+        kind = e.get("kind", "?")
+        when = pump_time(e["ts"])[:16] if isinstance(e.get("ts"), int) else ""
+        if kind == "program":
+            unit = _unit_of(e.get("notes"), unit)
+            text = _program_text(e, unit)
+            conc = e.get("conc_ng_ml") or conc
+            drug = (e.get("notes") or {}).get("drug") or drug
+            label = f"program {e.get('program')}"
+        elif kind == "refill":
+            unit = _unit_of(e.get("notes"), unit) if e.get("notes") else unit
+            text = _refill_text(e, unit, conc, drug)
+            conc = e.get("conc_ng_ml") or conc
+            label = "refill"
+        elif kind in ("prime", "bridge", "clinician_bolus"):
+            text, label = _dose_text(e, unit), _KIND_TEXT[kind]
+        elif kind == "stop":
+            text, label = (f"for {span(e['for_s'])}" if e.get("for_s") else
+                           "until resumed"), "stop"
+        elif kind == "resume":
+            text, label = ("the timed stop ended" if e.get("auto") else "resumed"), "resume"
+        elif kind == "patient_boluses":
+            when = when[:10]
+            text = (f"{e.get('given', 0)} given ({mass(e.get('mass_ng', 0), unit)}, "
+                    f"{vol(e.get('volume_nl', 0))}), {e.get('denied', 0)} denied")
+            label = "patient boluses"
+        elif kind == "catheter":
+            nl = e.get("catheter_nl", 0)
+            text, label = ("new or revised, empty" + (f": {vol(nl)}" if nl else "")), \
+                "catheter revised"
+        elif kind == "lost":
+            n = e.get("entries", -1)
+            text = (f"{n} entries could not be read (a damaged page)" if n and n > 0 else
+                    "the page in progress was damaged: its entries are lost")
+            label = "entries lost"
+        else:
+            text, label = json.dumps({k: v for k, v in e.items() if k not in ("seq", "ts")}), kind
+        flag = "  (NOT YET ON FLASH)" if e.get("unsaved") else ""
+        lines.append(f"{when:16}  {label:16} {e.get('by', ''):9}  {text}{flag}")
+    if today and (today.get("given") or today.get("denied")):
+        lines.append(f"{pump_time(today['day_ts'])[:10]:16}  {'patient boluses':16} "
+                     f"{'patient':9}  {today['given']} given "
+                     f"({mass(today.get('mass_ng', 0), unit)}, {vol(today.get('volume_nl', 0))}),"
+                     f" {today['denied']} denied so far today")
+    return lines

@@ -66,8 +66,10 @@ def schedule(now_steps: Sequence[Sequence[int]] | None, unit: str | None,
     if now_minute is not None:
         body.append(f'<line x1="{x(now_minute):.1f}" y1="{TOP}" x2="{x(now_minute):.1f}" '
                     f'y2="{TOP + plot_h}" class="present"/>')
-        body.append(_text(x(now_minute) + 4, TOP + 12, "now " + fmt.hhmm(now_minute),
-                          "present-label"))
+        late = x(now_minute) > W - RIGHT - 70      # the label goes left of the line there
+        body.append(_text(x(now_minute) + (-4 if late else 4), TOP + 12,
+                          "now " + fmt.hhmm(now_minute), "present-label",
+                          "end" if late else "start"))
     what = "The basal schedule over the day (a day's rate)" + (
         ": now on the pump solid, new dashed" if new_steps else "")
     return _svg(what, body)

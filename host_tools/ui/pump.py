@@ -65,8 +65,10 @@ class PumpView:
         self.pending: dict[str, Pending] = {}
         # Each signed request moves the role's counter, and the pump writes its key record every
         # 64 counters (docs/security.md): the page reads no more than it shows. `info` (uptime,
-        # counters) is read once a minute, the log from where it ended last time.
+        # counters) and the therapy history's newest entries once a minute, the log from where
+        # it ended last time.
         self._info: tuple[float, dict] | None = None
+        self._history: tuple[float, list[str]] | None = None
         self._log_total = 0
 
     @property
@@ -134,6 +136,9 @@ class PumpView:
             out["info_lines"] = views.info_lines(info, boardlimits.pump_limits(lk))
             return out
         st = context.body(lk.call("status", changes=False))
+        if "clock_ts" in info and "clock_ts" in st:
+            # `info` is read once a minute, `status` every time: one pump clock on the page
+            info = out["info"] = {**info, "clock_ts": st["clock_ts"]}
         settings = pumpdata.settings_or_none(lk)
         view = views.status_view(st, settings)
         out.update(status=st, settings=settings, view=view,
@@ -148,9 +153,25 @@ class PumpView:
             self._log_total = total
             out["log"] = [views.log_line(e) for e in reversed(entries[-LOG_ROWS:])]
             out["log_chain_ok"] = chain_ok
-            history = getattr(commands, "history_lines", None)   # issue: therapy history
-            out["history"] = history(lk) if callable(history) else None
+            # The therapy history changes with a change of therapy, not by the minute: its
+            # newest entries are read once a minute (and after a change the page confirmed).
+            if self._history is None or self.clock() - self._history[0] >= INFO_S:
+                self._history = (self.clock(), commands.history_lines(lk))
+            out["history"] = self._history[1]
         return out
+
+    def read_now(self) -> tuple[dict, dict | None] | None:
+        """The pump's status and settings read now (the read-back after a change; the patient
+        key reads status only); None when it does not answer."""
+        try:
+            with self.link() as lk:
+                st = context.body(lk.call("status", changes=False))
+                settings = pumpdata.settings_or_none(lk) if self.role == "clinician" else None
+                return st, settings
+        except Exception as e:
+            if isinstance(e, OSError) or context.failure_of(e) is not None:
+                return None
+            raise
 
     # -- changes -------------------------------------------------------------------------------
     def held(self, lk: Link) -> str:
@@ -209,6 +230,7 @@ class PumpView:
                                 "shown: nothing was sent; look at the pump again and start "
                                 "over.")
                 rep = plan.report(plan.send(lk))
+                self._history = None     # what was just done is read at the next refresh
                 follow = None
                 if p.then is not None:
                     follow = secrets.token_urlsafe(24)

@@ -27,8 +27,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from host_tools import clinical, fmt, program, therapy, units, views
-from host_tools.context import Failure, Plan, Report
+from host_tools import clinical, druglib, fmt, program, therapy, units, views
+from host_tools.context import Failure, Plan, Report, UsageError, volume_words
 from host_tools.errors import InputError
 from host_tools.prescription import parse_prescription
 from host_tools.ui import charts
@@ -49,6 +49,7 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+CARRIED = ("assume_24h", "trial_dose", "trial_effect")   # kept when a program is checked again
 STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
 
@@ -136,7 +137,8 @@ class App:
 
     def render(self, name: str, status: int = 200, **values) -> Response:
         values.setdefault("page", self.pump.new_page())
-        values.update(url=self.url, role=self.pump.role, refresh_ms=int(self.refresh_s * 1000))
+        values.update(url=self.url, role=self.pump.role, refresh_ms=int(self.refresh_s * 1000),
+                      volume_words=volume_words, vol=fmt.vol)
         html = self.env.get_template(name).render(**values)
         return Response(html, status, content_type="text/html; charset=utf-8")
 
@@ -162,27 +164,35 @@ class App:
         out["patient"] = self.patient_values(st)
         return out
 
+    def read_back(self) -> list[tuple[str, str]] | None:
+        """The pump read again after a change (its status lines, as pumpctl status prints
+        them; for the patient, the lockout and today's count); None when it did not answer."""
+        got = self.pump.read_now()
+        if got is None:
+            return None
+        st, settings = got
+        if self.pump.role == "patient":
+            pb = self.patient_values(st)
+            return [(k, v) for k, v in (("lockout", pb.get("lockout")),
+                                        ("today", pb.get("count"))) if v]
+        return rows(views.status_lines(st, settings, views.status_view(st, settings)))
+
     @staticmethod
     def patient_values(st: dict) -> dict[str, str]:
-        """The patient bolus's lockout left and today's count, when the firmware reports them
-        in `status` (`patient_bolus`: lockout_left_s, count_24h, max_per_day)."""
+        """The patient bolus's lockout left and today's count, in `pumpctl status`'s words,
+        when the firmware reports them (`status.patient_bolus`)."""
         pb = st.get("patient_bolus")
         if not isinstance(pb, dict):
             return {}
-        out = {}
-        if isinstance(pb.get("lockout_left_s"), int):
-            left = pb["lockout_left_s"]
-            out["lockout"] = f"{fmt.span(left)} left" if left > 0 else "over: a bolus may start"
-        if isinstance(pb.get("count_24h"), int):
-            most = pb.get("max_per_day")
-            out["count"] = f"{pb['count_24h']}" + (f" of at most {most}" if most else "")
-        return out
+        count, lockout = views.patient_bolus_text(pb)
+        return {"lockout": lockout, "count": count}
 
     # -- pages ---------------------------------------------------------------------------------
     def on_page(self, request: Request) -> Response:
         snap = self.pump.snapshot()
         page = self.pump.new_page()
-        return self.render("page.html", page=page, **self.live_values(snap))
+        return self.render("page.html", page=page, drugs=sorted(druglib.load()),
+                           **self.live_values(snap))
 
     def on_live(self, request: Request) -> Response:
         page = request.args.get("page", "")
@@ -209,6 +219,7 @@ class App:
             return self.failed(e, page, what)
         return self.render("preview.html", page=page, plan=plan, action=action, what=what,
                            upload=upload, override=form.get("override", ""),
+                           carried={k: form.get(k, "") for k in CARRIED if form.get(k)},
                            chart=self.plan_chart(plan))
 
     def on_confirm(self, request: Request) -> Response:
@@ -220,7 +231,7 @@ class App:
             return self.failed(e, page, "confirm")
         then = self.pump.pending.get(follow) if follow else None
         return self.render("result.html", page=page, report=rep, follow=follow,
-                           then=then.plan if then else None)
+                           then=then.plan if then else None, now=self.read_back())
 
     def on_ack(self, request: Request) -> Response:
         page = request.form.get("page", "")
@@ -232,12 +243,15 @@ class App:
         except Exception as e:
             return self.failed(e, page, "ack")
         return self.render("result.html", page=page, follow=None, then=None,
-                           report=Report(reply, [f"{code} acknowledged"]))
+                           report=Report(reply, [f"{code} acknowledged"]),
+                           now=self.read_back())
 
     def failed(self, e: Exception, page: str, what: str) -> Response:
         f: Failure = failure_text(e)
+        # refused by the pump, or its answer lost: show what it holds now
+        now = self.read_back() if f.status in (1, 3) else None
         return self.render("result.html", status=200, page=page, failure=f, what=what,
-                           report=None, follow=None, then=None)
+                           report=None, follow=None, then=None, now=now)
 
     def upload(self, request: Request) -> tuple[str, dict]:
         """The prescription file sent with the form (or the one sent before it, kept under its
@@ -276,9 +290,10 @@ class App:
             rx = parse_prescription(raw, path=up["name"])
             override = text(form, "override")
             program.check_override(override)
+            trial = program.parse_trial(rx, text(form, "trial_dose"), text(form, "trial_effect"))
             params = program.build_params(raw, rx, override)
             return program.plan_program(lk, rx, params, up["name"], override,
-                                        text(form, "assume_24h"))
+                                        text(form, "assume_24h"), trial)
 
         def refill(lk, form, _):
             vol_text = text(form, "volume") or ""
@@ -288,7 +303,7 @@ class App:
                 therapy.parse_concentration(conc_text, "--concentration") if conc_text else 0,
                 conc_text, units.volume_nl(text(form, "residual"), "--residual")
                 if text(form, "residual") else -1,
-                therapy.parse_stable_for(text(form, "stable_for")))
+                therapy.parse_stable_for(text(form, "stable_for")), text(form, "drug"))
             return r.plan, r.bridge
 
         def bolus(lk, form, _):
@@ -304,8 +319,14 @@ class App:
             return therapy.plan_bridge(lk, therapy.parse_concentration(c, "--old-concentration"),
                                        c)
 
+        def catheter(lk, form, _):
+            if form.get("revised") != "yes":     # pumpctl's --revised, said in the form
+                raise UsageError("catheter: tick that the catheter is new or revised (the "
+                                 "pump then takes it as empty)")
+            return therapy.plan_catheter(lk)
+
         return {"program": prog, "refill": refill, "bolus": bolus, "prime": prime,
-                "bridge": bridge,
+                "bridge": bridge, "catheter": catheter,
                 "stop": lambda lk, form, _: therapy.plan_stop(
                     lk, therapy.parse_stop_for(text(form, "for"))),
                 "resume": lambda lk, form, _: therapy.plan_resume(),

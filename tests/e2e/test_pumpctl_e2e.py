@@ -231,6 +231,40 @@ def test_prime_is_bounded_by_the_settings_catheter_and_confirmed_in_two_steps(bo
     assert status(pumpctl)["strokes"] - before >= 800      # 0.2 mL as fast as the motor goes
 
 
+def history(pumpctl):
+    rc, out, err = pumpctl("--json", "history")
+    assert rc == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.harness
+def test_the_history_keeps_each_change_with_its_reason_through_a_power_loss(board, pumpctl,
+                                                                          tmp_path):
+    """Issue 19, item 6: programs with their reason and the drug library's version, the
+    refill, a timed stop that ends while the power is off: all in the therapy history after
+    the restart, read by pumpctl history as a clinician reads it."""
+    from host_tools import druglib
+
+    programmed(pumpctl, tmp_path)
+    programmed(pumpctl, tmp_path, MORPHINE.replace('"3 mg/day"', '"3.2 mg/day"'),
+               "--override-titration", "breakthrough pain at 07:00")
+    assert pumpctl("stop", "--for", "5 min", "--yes")[0] == 0
+    board.inject("power_loss", "for=10 min")
+    got = history(pumpctl)
+    kinds = [(e["kind"], e["by"]) for e in got["entries"]]
+    assert kinds == [("refill", "clinician"), ("program", "clinician"),
+                     ("program", "clinician"), ("stop", "clinician"), ("resume", "pump")]
+    new = got["entries"][2]
+    assert new["notes"]["titration_override"] == "breakthrough pain at 07:00"
+    assert new["notes"]["library"] == druglib.version() and new["program"] == 2
+    assert new["old_basal_ng_day"] == got["entries"][1]["basal_ng_day"] < new["basal_ng_day"]
+    assert got["unsaved"] == 0 and got["first"] == 0
+    rc, out, _ = pumpctl("history")
+    line = next(x for x in out.splitlines() if "program 2" in x)
+    assert ("basal 2.667 mg/day (0.1067 mL/day) -> 2.792 mg/day (0.1117 mL/day)" in line
+            and "why: breakthrough pain at 07:00" in line and druglib.version() in line)
+
+
 def test_stray_control_bytes_do_not_disturb_the_pump(board, pumpctl, tmp_path):
     programmed(pumpctl, tmp_path)
     with serial.serial_for_url(board.port, timeout=0.2) as s:

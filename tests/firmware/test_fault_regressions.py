@@ -228,3 +228,45 @@ def test_the_cap_holds_under_an_assumption_across_a_weaker_refill_and_lost_recor
     m.reprogram_after_memory_error(off=0, tick0=0)
     m.accounts_agree_with_the_plant()
     m.teardown()
+
+
+def test_lost_records_after_a_weaker_refill_and_a_new_program_restate_the_catheter():
+    """The fault state machine (a random run, shrunk): 10 mg/mL, a refill at 1 mg/mL, then a
+    program for the weaker solution whose rate is below what the board runs at 10 mg/mL, and
+    every record lost. The clinic's restatement of the catheter's 10 mg/mL (docs/architecture.md)
+    must use the prescription that ran on it, not the new one at that strength (which no pump
+    accepts)."""
+    from test_fault_state_machine import FaultMachine
+
+    m = FaultMachine()
+    cath = {"model": "test", "length_mm": 600, "nl_per_cm": 2600}
+    m.start(params={"conc_ng_ml": 10_000_000, "steps": [[0, 480_000], [60, 480_000],
+                                                        [120, 480_000]],
+                    "low_res_nl": 0, "max_daily_ng": 1_152_500, "pb": [47_500, 193, 600, 1],
+                    "catheter": cath},
+            noise=0, clock=False, tod0=579, volume=20_000_000, seed=107, tick0=300)
+    m.arm_power_cut(off=4999, where="save")
+    m.stop_during_a_bolus(before=92_339, dur=62_201, patient=False, pause=287_388, strokes=2)
+    m.prime(eighths=8)
+    m.clinic_visit(ack=False)
+    m.arm_power_cut(off=32, where="save")
+    m.patient_presses_again_and_again(eighths=2, n=6, slack=188)
+    b = m.bench
+    b.program(dict(b.params))
+    m.refill_at_another_concentration(conc=1_000_000, volume=20_000_000)
+    m.late_wakeup(lag=1)
+    m.refill(residual="none", volume=20_000_000)
+    m.patient_bolus()
+    b.program({"conc_ng_ml": 1_000_000, "steps": [[0, 305_500], [540, 888_001], [780, 48_000],
+                                                  [1200, 360_001]],
+               "low_res_nl": 2_000_000, "max_daily_ng": 338_750, "pb": [2500, 467, 790, 5],
+               "catheter": cath})
+    b.program(dict(b.params))
+    m.patient_presses_again_and_again(eighths=8, n=6, slack=52)
+    m.motor_stall(on=2)
+    m.prime(eighths=7)
+    m.prime(eighths=8)
+    m.accounts_agree_with_the_plant()
+    m.reprogram_after_memory_error(off=26_101, tick0=536_870_212)
+    m.accounts_agree_with_the_plant()
+    m.teardown()

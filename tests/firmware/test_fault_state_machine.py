@@ -232,6 +232,7 @@ class FaultBench:
         self.susp = None          # a timed stop: [v asked, ms asked, ms off since, restarts]
         self.assumed = None       # (v, [times of the assumed strokes]) of the last assumption
         self.boot_uncertain = 0   # strokes that stalled partway since this boot
+        self.prev_params = None   # the prescription before the last change of concentration
 
     # ---- time ---------------------------------------------------------------------------
     def tick(self):
@@ -771,6 +772,7 @@ class FaultBench:
             self.res_unknown = False
             self.res_anchor = volume_nl
             self.res_since = 0
+            self.prev_params = self.params   # what ran on the solution now in the catheter
             self.params = dict(self.params, conc_ng_ml=new_conc)
             self.plan = compile_rx(self.params, BOARD)
             self._begin("concentration")
@@ -1070,8 +1072,10 @@ class FaultMachine(RuleBasedStateMachine):
             # The catheter still holds the stronger solution of a recent change, which only the
             # lost record knew: the clinic states it (docs/architecture.md, "The catheter"):
             # the program for the solution in the catheter, then the refill's change.
-            b.program(dict(b.params, conc_ng_ml=old))
+            cur = b.params
+            b.program(self._restatement(old))
             b.refill_concentration(20_000_000, b.res_conc)
+            b.program(cur)
         else:
             b.program(b.params)
             b.refill(20_000_000, b.true_res_nl)
@@ -1108,6 +1112,24 @@ class FaultMachine(RuleBasedStateMachine):
           | st.integers(0, 1_000_000))
     def battery(self, level):
         self.bench.battery(level)
+
+    def _restatement(self, conc):
+        """A prescription for the solution the catheter holds (conc), to restate it after lost
+        records: the one that ran on it, else the present one at that strength, else the
+        least basal the board runs at it (only until the present one is programmed again)."""
+        b = self.bench
+        rate = -(-BOARD.MIN_RATE_NL_DAY * conc // 10**6)
+        for params in (b.prev_params, dict(b.params, conc_ng_ml=conc),
+                       dict(b.params, conc_ng_ml=conc, steps=[[0, rate]], pb=None,
+                            max_daily_ng=max(b.params["max_daily_ng"], 2 * rate))):
+            if params is None or params["conc_ng_ml"] != conc:
+                continue
+            try:
+                compile_rx(params, BOARD)
+            except RxError:
+                continue
+            return params
+        raise AssertionError("no prescription restates %d ng/mL" % conc)
 
     def _put_right(self):
         b = self.bench

@@ -9,6 +9,7 @@ from firmware import codes
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
 from firmware.guard import RESERVE, UNITS
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
+from firmware.history import SAVE_LEN as HIST_SAVE_LEN
 from firmware.record import HDR_LEN, LEGACY_MAGIC, STATE_MAGIC, STATE_VERSION
 from firmware.therapy import Therapy
 from firmware.store import MemDev, RecordStore, unpack_ints
@@ -117,8 +118,8 @@ def test_a_layout_2_record_is_migrated_to_the_account_in_drug_mass():
 
 
 def test_a_later_layouts_record_is_read_by_the_fields_this_firmware_knows():
-    """Layout 3 might add a header field and a block after the guard's: this firmware (an
-    update that is rolled back, say) reads the rest as it is."""
+    """A later layout might add a header field and a block after the last one: this firmware
+    (an update that is rolled back, say) reads the rest as it is."""
     rec = _record()
     h = rec[3]
     later = rec[:h] + [777] + rec[h:] + [1, 2, 3]
@@ -128,6 +129,29 @@ def test_a_later_layouts_record_is_read_by_the_fields_this_firmware_knows():
     assert not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
     assert th.reservoir.nl == 20_000_000 - 40 * 250
     assert (codes.EV_MIGRATED, STATE_VERSION + 1, STATE_VERSION) in log.events
+
+
+def test_a_layout_3_record_is_read_without_the_historys_block():
+    """Layout 4 added the therapy history's block (the day's patient boluses) after the
+    guard's and nothing else: a layout-3 record has none, and the day's counts start at
+    nothing; a layout-3 firmware (a rollback) reads a layout-4 record (its oldest reader)."""
+    rec = _record()
+    assert rec[1] == STATE_VERSION == 4 and rec[2] == 3
+    old = rec[:-HIST_SAVE_LEN]
+    old[1] = 3
+    th, _, log = boot(old)
+    assert not th.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
+    assert th.reservoir.nl == 20_000_000 - 40 * 250
+    assert (codes.EV_MIGRATED, 3, STATE_VERSION) in log.events
+    assert th.hist.pb[1:] == [0, 0, 0, 0]
+
+
+def test_the_days_patient_boluses_survive_a_restart_in_the_record():
+    rec = list(_record())
+    rec[-HIST_SAVE_LEN:] = [812, 2, 1, 20_000, 500_000]
+    th, _, log = boot(rec)
+    assert th.hist.pb == [812, 2, 1, 20_000, 500_000]
+    assert not [e for e in log.events if e[0] == codes.EV_MIGRATED]
 
 
 def test_a_record_no_layout_explains_is_memory_error():

@@ -151,6 +151,31 @@ def test_a_read_without_reply_is_not_uncertain():
         assert not e.value.uncertain
 
 
+def test_a_port_whose_far_end_went_away_is_a_link_error():
+    """pyserial's flush() is tcdrain(), which raises termios.error (not an OSError) on a pty
+    whose pump has gone: that is a lost connection (exit 3; the page says the pump is not
+    answering), never a crash."""
+    import termios
+
+    class Gone:
+        in_waiting = 0
+
+        def write(self, data):
+            return len(data)
+
+        def flush(self):
+            raise termios.error(5, "Input/output error")
+
+        def reset_input_buffer(self):
+            pass
+
+        def close(self):
+            pass
+
+    with pytest.raises(LinkError, match="Input/output error"):
+        Link(Gone(), timeout_s=0.1, attempts=1)
+
+
 def test_counters_start_from_the_sessions_and_rise_by_one(peer):
     peer.script = answering(info=lambda p, line: info_reply(p, line))
     peer.ctr = 41

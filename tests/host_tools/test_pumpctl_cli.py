@@ -642,16 +642,13 @@ def test_check_shows_the_reminders_given_or_the_firmwares_defaults(capsys):
 
 
 def test_status_shows_the_battery_days_and_info_the_self_test():
+    """The firmware's own keys (issue 20) through pumpctl's formatters."""
     st = {"battery_mv": 3050, "battery_eri_days": 732, "battery_eos_days": 1223,
           "battery_life": {"eri_days": [707, 732, 756], "eos_days": [1198, 1223, 1248]}}
-    assert views.battery_days_text(st) == ", about 732 days to ERI (707 to 756), 1223 to EOS"
-    # before the first reading, or from a pump that does not give it: the millivolts only
-    assert views.battery_days_text({"battery_mv": 3050, "battery_eri_days": -1,
-                                    "battery_eos_days": -1}) == ""
-    assert views.battery_days_text({"battery_mv": 3050}) == ""
+    assert views.battery_text(st) == "3050 mV, about 732 d to ERI, about 1223 d to EOS"
     (line,) = views.self_test_lines({
         "when_ts": 0, "passed": False,
-        "parts": {"code": {"outcome": "pass"},
-                  "battery": {"outcome": "fail", "found": "4100 mV"}}})
+        "parts": {"code": {"outcome": "pass", "critical": True, "found": "manifest signed"},
+                  "battery": {"outcome": "fail", "critical": False, "found": "4100 mV"}}})
     assert line.startswith("self-test    FAILED at ")
-    assert line.endswith("(code pass, battery FAILED: 4100 mV)")
+    assert line.endswith("(code ok, battery FAILED: 4100 mV)")

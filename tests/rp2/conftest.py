@@ -4,9 +4,10 @@ import pytest
 
 from tests.rp2.pico import Pico
 
-# The tests that send a whole firmware bundle (minutes each on the emulator) start first, so
-# that two workers (pytest -n 2) finish together instead of one waiting on a late long test.
-LONG_FIRST = ("test_update.py", "test_flash.py", "test_device.py")
+# The tests that send a whole firmware bundle (minutes each on the emulator), and the page's
+# refill visit (about two minutes), start first, so that two workers (pytest -n 2) finish
+# together instead of one waiting on a late long test.
+LONG_FIRST = ("test_update.py", "test_flash.py", "test_device.py", "test_ui.py")
 
 
 @pytest.fixture

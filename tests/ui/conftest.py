@@ -4,8 +4,11 @@ start() the command uses), and one headless Chromium (Debian's, through Playwrig
 every test of tests/ui. Screenshots go to build/test-screens/ui-*.png.
 
 With pytest --rp2 the board is the emulated Pico instead (the MicroPython rp2 UF2 in an
-emulated RP2040; docs/ui.md). The tests run in file order against the one board: test_page.py's refill visit changes the
-pump, the later tests only read it or undo what they do.
+emulated RP2040; docs/ui.md). The tests run in file order against the one board:
+test_figures.py needs none; test_page.py's refill visit changes the pump; test_security.py
+only reads it or undoes what it does; test_therapy.py, last, revises the catheter, primes it,
+stops and resumes, and leaves the pump refilled with baclofen and programmed for it.
+tests/rp2/test_ui.py (make test-rp2) starts its own emulated Pico with running_board().
 """
 
 import contextlib
@@ -59,8 +62,12 @@ def pumpctl(*argv) -> tuple[int, str, str]:
 
 
 class Board:
-    def __init__(self, info: dict, proc: subprocess.Popen):
+    def __init__(self, info: dict, proc: subprocess.Popen, slow: bool = False):
         self.info, self.proc = info, proc
+        # the emulated Pico's replies take seconds on a loaded machine: pumpctl waits longer
+        # for each (as tests/e2e gives it), and the page's view of it too (board_view)
+        self.slow = slow
+        self.timeout = ["--timeout", "30"] if slow else []
         self.port = info["port"]
         self.found = link.Found(self.port, "virtual", "virtual board", info)
         self.lock = threading.RLock()   # the page's, once it runs: one of them on the port
@@ -69,7 +76,7 @@ class Board:
         """pumpctl on this board, never while the page in this process reads it (pumpctl
         refuses a port in use; a person would run it again)."""
         with self.lock:
-            return pumpctl("--port", self.port, "--key", self.info[key], *argv)
+            return pumpctl("--port", self.port, "--key", self.info[key], *self.timeout, *argv)
 
     def key_pump_id(self) -> str:
         return json.loads(Path(self.info["clinician_key"]).read_text())["pump_id"]
@@ -79,12 +86,20 @@ class Board:
         assert rc == 0, err
         return json.loads(out)
 
+    def inject(self, action: str, *params: str) -> dict:
+        """`pumpsim inject` on the board's harness channel (virtual time, faults)."""
+        from sim.board import inject
 
-@pytest.fixture(scope="package")
-def board(tmp_path_factory, request):
-    tmp = tmp_path_factory.mktemp("ui-board")
-    # pytest --rp2: the emulated Pico (`pumpsim board --runtime rp2`), as tests/e2e does
-    runtime = ["--runtime", "rp2"] if request.config.getoption("--rp2") else []
+        out = inject(self.info["control"], action, list(params), timeout_s=600)
+        assert out.get("ok"), out
+        return out
+
+
+@contextlib.contextmanager
+def running_board(tmp: Path, rp2: bool):
+    """A factory-fresh `pumpsim board` in tmp (its flash directory, and its TMPDIR where it
+    registers itself), refilled with 20 mL and programmed with START_RX through pumpctl, as a
+    clinic would find it; stopped (SIGTERM: it saves) at the end."""
     state = tmp / "state"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PUMPCTL_STATE_DIR", str(state))   # this run's titration record only
@@ -94,13 +109,14 @@ def board(tmp_path_factory, request):
         # board registered: its own TMPDIR
         mp.setattr(tempfile, "tempdir", str(tmp))
         env = dict(os.environ, TMPDIR=str(tmp))
+        runtime = ["--runtime", "rp2"] if rp2 else []
         proc = subprocess.Popen([PUMPSIM, "board", *runtime, "--flash", str(tmp / "flash")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                                 env=env)
         try:
             first = proc.stdout.readline()
             assert first, proc.stderr.read().decode()
-            b = Board(json.loads(first), proc)
+            b = Board(json.loads(first), proc, slow=rp2)
             rx = tmp / "start.toml"
             rx.write_text(START_RX)
             assert b.ctl("refill", "--volume", "20 mL", "--yes")[0] == 0
@@ -115,6 +131,14 @@ def board(tmp_path_factory, request):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
+
+
+@pytest.fixture(scope="package")
+def board(tmp_path_factory, request):
+    # pytest --rp2: the emulated Pico (`pumpsim board --runtime rp2`), as tests/e2e does
+    with running_board(tmp_path_factory.mktemp("ui-board"),
+                       request.config.getoption("--rp2")) as b:
+        yield b
 
 
 class Served:
@@ -149,7 +173,7 @@ def served(pump: PumpView, refresh_s: float = 0.5):
 def board_view(board: Board, key: str, rp2: bool) -> PumpView:
     """The page's view of the board with one of its key files, sharing the board's lock."""
     pump = PumpView(board.port, link.load_key(board.info[key]), board.found,
-                    timeout_s=10.0 if rp2 else 3.0)   # the emulated Pico answers slowly
+                    timeout_s=30.0 if rp2 else 3.0)   # the emulated Pico answers slowly
     pump.lock = board.lock
     return pump
 
@@ -160,8 +184,9 @@ def ui(board, request):
         yield s
 
 
-@pytest.fixture(scope="package")
-def browser():
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium, headless, through Playwright."""
     from playwright.sync_api import sync_playwright
 
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -172,6 +197,12 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture(scope="package")
+def browser():
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -196,3 +227,11 @@ def shot(pg, name: str) -> Path:
     path = SCREENS / f"ui-{name}.png"
     pg.screenshot(path=str(path), full_page=True)
     return path
+
+
+def facts(pg, selector: str) -> dict[str, str]:
+    """A table of the page (its rows' th and td) as {label: value}: the pump, the status, the
+    read-back after a change."""
+    pg.wait_for_selector(selector)
+    return {r.locator("th").inner_text(): r.locator("td").inner_text()
+            for r in pg.locator(f"{selector} tr").all()}

@@ -7,7 +7,7 @@ import re
 
 from host_tools import fmt
 from host_tools.ui.server import rows
-from tests.ui.conftest import rx_text, shot
+from tests.ui.conftest import facts, rx_text, shot
 
 LOWER_RX = rx_text("25 mg/mL", {"00:00": "1.5 mg/day", "08:00": "2.5 mg/day"})
 
@@ -65,6 +65,10 @@ def test_a_refill_visit_in_the_page_alone(ui, board, page, tmp_path):
     page.click("#confirm-form button.confirm")
     assert "refill recorded: the reservoir holds 20 mL" in report(page)
     assert board.status()["concentration_ng_per_ml"] == 25_000_000
+    # read back in pumpctl status's words (the catheter is empty: no old solution at its tip)
+    back = facts(page, "#read-back")
+    assert back["reservoir of"] == "morphine at 25 mg/mL" and "at the tip" not in back
+    assert back["catheter"].endswith(", empty (a prime may fill it)")
     # the bridge bolus: its volume typed again, as pumpctl asks for it
     question = page.locator("#follow-up p").first.inner_text()
     volume = re.search(r"bridge bolus of ([\d.]+ mL)", question).group(1)

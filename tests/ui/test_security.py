@@ -214,6 +214,17 @@ def fake_pump(peer):
         if cmd == "log":
             return p.reply(line, ok=True, cmd="log", total=1, next=1, chain_ok=True,
                            entries=[[0, 900, EVIL, EVIL, 0]])
+        if cmd == "history":
+            return p.reply(line, ok=True, cmd="history", total=2, next=2, first=0, unsaved=0,
+                           dropped=0, today=None, entries=[
+                               {"seq": 0, "ts": 900, "kind": "program", "by": "clinician",
+                                "program": 1, "conc_ng_ml": 25_000, "basal_ng_day": 2400,
+                                "basal_nl_day": 96_000, "max_daily_ng": 19_200,
+                                "old_basal_ng_day": -1, "old_basal_nl_day": -1,
+                                "old_max_daily_ng": -1,
+                                "notes": {"drug": EVIL, "titration_override": EVIL,
+                                          "library": EVIL}},
+                               {"seq": 1, "ts": 950, "kind": EVIL, "by": EVIL}])
         return p.reply(line, ok=True, cmd=cmd)
     peer.script = script
     return PumpView(peer.path, link.Key("clinician", SECRET, "pump-1"), timeout_s=1)
@@ -230,7 +241,7 @@ def test_every_string_from_the_pump_is_escaped(page):
             page.wait_for_timeout(1500)                 # the live part refreshed twice since
             assert page.evaluate("window.pwned") is None
             assert EVIL in page.inner_text("#pump") and EVIL in page.inner_text("#alarms")
-            assert EVIL in page.inner_text("#log")
+            assert EVIL in page.inner_text("#log") and EVIL in page.inner_text("#history")
             assert f"self-test    FAILED at 2024-01-01 00:15:00 (code ok, {EVIL} FAILED)" \
                 not in html and "FAILED at 2024-01-01 00:15:00" in page.inner_text("#pump")
             shot(page, "escaped")
@@ -262,6 +273,7 @@ def test_the_patient_key_shows_only_the_patient_bolus(board, page, request):
                        "#pump"):
             assert page.locator(hidden).count() == 0, hidden
         assert page.locator("#lockout").is_visible() and page.locator("#today-count").is_visible()
+        assert page.inner_text("#today-count").endswith("boluses in the last 24 h")
         shot(page, "patient")
         status, html = post(s, "/preview/program", page_token(s))
         assert status == 404                           # no other change, not even by hand
@@ -270,21 +282,27 @@ def test_the_patient_key_shows_only_the_patient_bolus(board, page, request):
         page.wait_for_selector("#report, #failure-message")
         text = page.inner_text("#result")
         assert "patient bolus started" in text or "E_REFUSED" in text
+        if "patient bolus started" in text:           # read back: the lockout has begun
+            assert page.inner_text("#read-back").count("next allowed in") == 1
         shot(page, "patient-bolus")
 
 
-def test_the_therapy_history_plugs_in_when_its_command_function_exists(monkeypatch):
-    """The history panel shows host_tools.commands.history_lines(link) once that exists (the
-    therapy history is another issue's); until then there is no panel."""
-    from host_tools import commands
-
+def test_the_therapy_history_panel_shows_the_pumps_history_escaped_and_read_once_a_minute():
+    """The history panel shows host_tools.commands.history_lines(link), pumpctl history's own
+    lines; the pump's words in it are escaped; it is read once a minute, not at every
+    refresh (each signed read moves the key's counter)."""
     peer = Peer()
     try:
-        with served(fake_pump(peer)) as s:
-            assert 'id="history"' not in request(s, "GET", s.app.url("/"))[2]
-            monkeypatch.setattr(commands, "history_lines", lambda lk: ["refill " + EVIL],
-                                raising=False)
+        view = fake_pump(peer)
+        with served(view) as s:
             html = request(s, "GET", s.app.url("/"))[2]
-            assert 'id="history"' in html and "refill &lt;script&gt;" in html
+            assert 'id="history"' in html and "<script>window" not in html
+            assert "why: &lt;script&gt;window.pwned=1&lt;/script&gt;" in html
+            def asked():
+                return [r.get("cmd") for r in peer.requests()].count("history")
+
+            assert asked() == 1
+            request(s, "GET", s.app.url("/"))
+            assert asked() == 1
     finally:
         peer.close()
