@@ -77,6 +77,27 @@ CHECK_MS = 300000
 WDT_TIMEOUT_MS = 8000
 CLOCK_KEPT = True            # its RTC runs from the cell: a reset never loses the time
 
+# ---- self-test ------------------------------------------------------------------------------
+MEMTEST_CELLS = 128
+# The temperature sensor against the 3.000 V reference: 0.706 V at 27 degC, -1.721 mV/degC.
+DIE_RAW_27C = 15422
+DIE_RAW_PER_100C = 3760
+# In the body the die sits near 37 degC; above 45 something in the can is heating (the can's
+# surface must stay within 2 degC of the tissue around it).
+DIE_MIN_C = 20
+DIE_MAX_C = 45
+
+# ---- battery life ---------------------------------------------------------------------------
+# Li/CFx-SVO: a long plateau, then a knee. On the plateau a few mV are many months of charge,
+# which is why the estimate's band (docs/alarms.md) is widest in mid-life.
+B_CURVE_MV = (3200, 3050, 2990, 2960, 2930, 2890, 2820, 2720, 2600, 2450, 2200)
+B_CURVE_ERR_MV = 10
+B_CAPACITY_UAH = 2000000     # 2 Ah
+B_REST_NA = 9000             # sleeping RP2040, sensors off, RTC
+B_STROKE_UAS = 6800          # 114 ms at about 60 mA through the boost converter
+B_TONE_UAS = 4000            # one pattern on the piezo, averaged over the two kinds
+B_WAKE_UAS = 30              # a wake-up of the control loop (about 1.5 ms at 20 mA)
+
 
 class Hal(Rp2Hal):
     """The implant board (see boards/__init__.py for what each method promises)."""

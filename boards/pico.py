@@ -80,6 +80,27 @@ WDT_TIMEOUT_MS = 8000        # RP2040 watchdog: at most about 8.3 s
 # the pump carries on from its last saved clock and raises clock_lost until the clock is set.
 CLOCK_KEPT = False
 
+# ---- self-test ------------------------------------------------------------------------------
+MEMTEST_CELLS = 128          # 256 bytes of RAM kept for the memory test (a march, hourly)
+# The RP2040's temperature sensor (ADC channel 4) against the 3.3 V reference: 0.706 V at
+# 27 degC, -1.721 mV per degC (RP2040 datasheet, 4.9.5).
+DIE_RAW_27C = 14020
+DIE_RAW_PER_100C = 3418
+DIE_MIN_C = 5
+DIE_MAX_C = 70               # the bench: well below the RP2040's 85 degC rating
+
+# ---- battery life ---------------------------------------------------------------------------
+# The bench's "battery" stands in for the cell the simulator models (sim/engine.py's Plant, as
+# boards/virtual.py describes it): its curve, capacity and draws are that cell's, not the
+# Pico's own draw from USB.
+B_CURVE_MV = (3200, 3150, 3100, 3050, 3000, 2950, 2900, 2850, 2800, 2750, 2700)
+B_CURVE_ERR_MV = 10
+B_CAPACITY_UAH = 1000000
+B_REST_NA = 16292
+B_STROKE_UAS = 72
+B_TONE_UAS = 0
+B_WAKE_UAS = 0
+
 
 class Hal(Rp2Hal):
     """The Pico dev board (see boards/__init__.py for what each method promises)."""

@@ -23,6 +23,14 @@
 #   clock across the deliberate reset, which MicroPython otherwise restarts at 2021-01-01.
 # - The pump head only ever turns forward: DIR is set once, here, and never changed. Turning
 #   back would pull fluid (spinal fluid, through the catheter) into the pump.
+# - The driver latches a short or an open coil in DRV_STATUS only while it is enabled: stroke()
+#   reads it over the UART before it disables the driver, and driver_status() hands on what
+#   the strokes saw with a fresh reading. A 32-bit register value would be a big integer (heap)
+#   on this port: only its low 16 bits are ever built, from the reply's bytes in place.
+# - The self-test's watchdog test marks the scratch register with its own value, so the reset
+#   it causes is told apart from a hang (reset_cause() 2, not 1); the clock rides along as for
+#   a deliberate reset. Scratch 3 holds the address of the memory test's region, for a
+#   debugger (and the emulated bench's RAM fault).
 import binascii
 import os
 import select
@@ -32,12 +40,15 @@ import time
 import machine
 import micropython
 import rp2
+import uctypes
 
-from boards import stepgen, tmc2209
+from boards import tmc2209
+from array import array
+
 from firmware.codes import DONE, NOT_DONE, TONE_PATTERNS, UNCERTAIN
 from firmware.store import FileDev
 
-from firmware.compat import TYPE_CHECKING
+from firmware.compat import TYPE_CHECKING, unload
 
 if TYPE_CHECKING:
     from rp2.asm_pio import *  # noqa: F403  the PIO assembler's names, for the type checker
@@ -52,7 +63,10 @@ _WDT_MAX_MS = 8300
 # Watchdog scratch registers 0 and 1 (pico-sdk's watchdog_reboot uses 4 to 7, the bootrom too).
 _SCRATCH_MARK = 0x4005800C
 _SCRATCH_CLOCK = 0x40058010
+_SCRATCH_MEMTEST = 0x40058018
 _DELIBERATE = 0x2BADC0DE     # below 2**30: a small int when read back
+_WDT_TEST = 0x2BAD7E57       # the self-test's own watchdog reset
+_DRV_WAIT_US = 3000          # a DRV_STATUS reply takes about 1.1 ms at 115200 baud
 
 
 # One stroke: Python puts (steps - 1) into the TX FIFO; the machine sends that many + 1 pulses
@@ -84,6 +98,7 @@ class Rp2Hal(_Data):
             if name.isupper():
                 setattr(self, name, cfg[name])
         micropython.kbd_intr(-1)
+        from boards import stepgen  # the board's step arithmetic, needed here only: let go after
         self._steps_m1 = cfg["STEPS_PER_STROKE"] - 1
         self._stroke_limit_ms = 2 * stepgen.stroke_ms(cfg["STEPS_PER_STROKE"], cfg["STEP_HZ"]) + 20
         self._wait_cap_ms = _WDT_MAX_MS // 2
@@ -95,17 +110,29 @@ class Rp2Hal(_Data):
         self._diag = machine.Pin(cfg["PIN_DIAG"], machine.Pin.IN, machine.Pin.PULL_DOWN)
         self._sm_id = cfg["STEP_SM"]
         self._sm_hz = stepgen.sm_freq_hz(cfg["STEP_HZ"])
+        unload("boards.stepgen")
         self._step_pin = machine.Pin(cfg["PIN_STEP"], machine.Pin.OUT, value=0)
         self._sm = rp2.StateMachine(self._sm_id)
         self._start_sm()
+        self._uart = None
+        self._drv_addr = cfg["DRIVER_ADDR"]
+        self._drv_req = tmc2209.read_request(self._drv_addr, tmc2209.DRV_STATUS)
+        self._drv_buf = bytearray(16)
+        self._drv_seen = 0      # DRV_STATUS flags the strokes saw since driver_status()
+        self._ticks_us = time.ticks_us
         self._driver_ok = self._setup_driver(cfg)
         # Sensors.
         if cfg["PIN_SMPS_PWM"] is not None:
             _pin_out(cfg["PIN_SMPS_PWM"], 1)  # quieter 3.3 V rail: less ADC noise
         self._adc_p = machine.ADC(machine.Pin(cfg["PIN_PRESSURE_ADC"]))
         self._adc_b = machine.ADC(machine.Pin(cfg["PIN_BATTERY_ADC"]))
+        self._adc_t = machine.ADC(4)   # the die's temperature sensor
         self._read_p = self._adc_p.read_u16
         self._read_b = self._adc_b.read_u16
+        self._read_t = self._adc_t.read_u16
+        # The memory test's region: kept for it alone, for as long as the HAL lives.
+        self._ram = array("H", bytes(2 * cfg["MEMTEST_CELLS"]))
+        machine.mem32[_SCRATCH_MEMTEST] = uctypes.addressof(self._ram)
         # Buzzer and LED.
         self._pwm = machine.PWM(machine.Pin(cfg["PIN_BUZZER"]))
         self._pwm.duty_u16(0)
@@ -143,6 +170,7 @@ class Rp2Hal(_Data):
         every write. Without it a stall would go unseen, so stroke() then refuses to run."""
         uart = machine.UART(cfg["DRIVER_UART"], baudrate=115200, tx=machine.Pin(cfg["PIN_UART_TX"]),
                             rx=machine.Pin(cfg["PIN_UART_RX"]), timeout=20)
+        self._uart = uart
         addr = cfg["DRIVER_ADDR"]
         before = self._driver_read(uart, addr, tmc2209.IFCNT)
         if before is None:
@@ -195,8 +223,48 @@ class Rp2Hal(_Data):
         if diag.value():
             ok = False
         sm.get()
+        s = self._drv_read()    # latched shorts and open coils show only while enabled
+        if s > 0:
+            self._drv_seen |= s
         en.value(self._en_off)
         return DONE if ok else UNCERTAIN   # a stall seen while the pulses ran: partway
+
+    def _drv_read(self):
+        """DRV_STATUS bits 0..15 now, or -1 without a valid reply. Allocates nothing."""
+        uart = self._uart
+        if uart is None:
+            return -1
+        buf = self._drv_buf
+        n = uart.any()
+        while n:                        # what is left on the line from before
+            uart.readinto(buf, n if n < 16 else 16)
+            n = uart.any()
+        uart.write(self._drv_req)
+        t0 = self._ticks_us()
+        while uart.any() < 12 and self._ticks_diff(self._ticks_us(), t0) < _DRV_WAIT_US:
+            pass
+        n = uart.any()
+        # a count: never more than is there, so the UART's read never waits for its timeout
+        n = uart.readinto(buf, n if n < 16 else 16) if n else 0
+        return tmc2209.status_flags(buf, n or 0, tmc2209.DRV_STATUS)
+
+    def driver_status(self):
+        s = self._drv_read()
+        seen = self._drv_seen
+        self._drv_seen = 0
+        return s if s < 0 else s | seen
+
+    def driver_version(self):
+        uart = self._uart
+        if uart is None:
+            return -1
+        ioin = self._driver_read(uart, self._drv_addr, tmc2209.IOIN)
+        if ioin is None:
+            return -1
+        gconf = self._driver_read(uart, self._drv_addr, tmc2209.GCONF)
+        if not self._driver_ok or gconf is None or gconf & 0x3FF != tmc2209.GCONF_VALUE:
+            return 0
+        return ioin >> 24
 
     # ---- sensors --------------------------------------------------------------------------
     def read_pressure(self):
@@ -204,6 +272,12 @@ class Rp2Hal(_Data):
 
     def read_battery(self):
         return self._read_b()
+
+    def read_die_temp(self):
+        return self._read_t()
+
+    def test_ram(self):
+        return self._ram
 
     # ---- buzzer and LED -------------------------------------------------------------------
     def tone(self, pattern):
@@ -229,6 +303,17 @@ class Rp2Hal(_Data):
         self._timer.init(mode=machine.Timer.ONE_SHOT, period=ms, callback=self._tone_cb,
                          hard=False)
 
+    def buzzer_check(self):
+        """The buzzer's PWM slice takes a frequency and a zero duty (silent) and reads them
+        back from its registers. Says nothing of the piezo itself."""
+        pwm = self._pwm
+        try:
+            pwm.freq(1000)
+            pwm.duty_u16(0)
+            return abs(pwm.freq() - 1000) <= 20 and pwm.duty_u16() == 0
+        except (ValueError, OSError):
+            return False
+
     def led(self, on):
         if self._led is not None:
             self._led.value(1 if on else 0)
@@ -250,13 +335,14 @@ class Rp2Hal(_Data):
         back: the clock then, plus the time since the chip started)."""
         if machine.reset_cause() != machine.WDT_RESET:
             return 0
-        if machine.mem32[_SCRATCH_MARK] != _DELIBERATE:
+        mark = machine.mem32[_SCRATCH_MARK]
+        if mark != _DELIBERATE and mark != _WDT_TEST:
             return 1
         ts = machine.mem32[_SCRATCH_CLOCK]
         if ts >= 0x80000000:
             ts -= 0x100000000
         self.set_clock_ts(ts + time.ticks_diff(time.ticks_ms(), 0) // 1000)  # + the uptime
-        return 0
+        return 2 if mark == _WDT_TEST else 0
 
     def reset_cause(self):
         return self._cause
@@ -275,6 +361,15 @@ class Rp2Hal(_Data):
         machine.mem32[_SCRATCH_CLOCK] = self.clock_ts() & 0xFFFFFFFF
         machine.mem32[_SCRATCH_MARK] = _DELIBERATE
         machine.reset()
+
+    def watchdog_test(self, timeout_ms):
+        machine.mem32[_SCRATCH_CLOCK] = self.clock_ts() & 0xFFFFFFFF
+        machine.mem32[_SCRATCH_MARK] = _WDT_TEST
+        machine.WDT(timeout=timeout_ms)
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < 3 * timeout_ms:
+            pass
+        machine.mem32[_SCRATCH_MARK] = 0   # it did not bite: whatever resets next is not it
 
     def button_held(self):
         """True while the provisioning button is pressed. BOOTSEL is read through the QSPI

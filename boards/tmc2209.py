@@ -18,6 +18,10 @@ SYNC = 0x05
 REPLY_ADDR = 0xFF
 GCONF = 0x00
 IFCNT = 0x02        # counts successful writes (mod 256): how the board knows they arrived
+IOIN = 0x06         # input pins, and the chip's VERSION in bits 24..31 (0x21 for a TMC2209)
+DRV_STATUS = 0x6F   # the driver's health: bits 0..11 otpw, ot, s2ga, s2gb, s2vsa, s2vsb, ola,
+                    # olb, t120, t143, t150, t157 (then the current and standstill, not read)
+VERSION = 0x21
 IHOLD_IRUN = 0x10
 TCOOLTHRS = 0x14
 SGTHRS = 0x40
@@ -29,10 +33,10 @@ GCONF_VALUE = 0x141
 TCOOLTHRS_ALL = 0xFFFFF  # StallGuard (and so DIAG on stall) at every speed the pump runs
 
 
-def crc8(data, n):
-    """The TMC UART CRC of the first n bytes of data."""
+def crc8(data, n, o=0):
+    """The TMC UART CRC of n bytes of data from index o."""
     crc = 0
-    for i in range(n):
+    for i in range(o, o + n):
         byte = data[i]
         for _ in range(8):
             if ((crc >> 7) ^ (byte & 1)) & 1:
@@ -94,3 +98,17 @@ def setup_writes(addr, sgthrs, ihold, irun):
         (TCOOLTHRS, TCOOLTHRS_ALL),
         (SGTHRS, sgthrs),
     )
+
+
+def status_flags(data, n, reg):
+    """Bits 0..15 of the register in a reply that ends data[:n] (the echo of the request may
+    come first), or -1 when there is no valid reply for reg there. Reads the bytes in place:
+    no slice, no big integer, so the stroke path may call it with the heap locked."""
+    if n < 8:
+        return -1
+    o = n - 8
+    if data[o] != SYNC or data[o + 1] != REPLY_ADDR or data[o + 2] != reg:
+        return -1
+    if crc8(data, 7, o) != data[o + 7]:
+        return -1
+    return (data[o + 5] << 8) | data[o + 6]

@@ -42,3 +42,25 @@ WDT_TIMEOUT_MS = 8000         # RP2040 watchdog (at most about 8.3 s)
 # Whether the clock survives resets and power cuts. The virtual Pico's clock is the host's, kept
 # across both, unlike a Pico's (boards/pico.py; docs/hardware.md says why).
 CLOCK_KEPT = True
+# ---- the self-test (firmware/selftest.py, docs/alarms.md) -------------------------------------
+# The memory test marches over this many 16-bit cells every hour; the simulator runs years of
+# virtual time, so its region is small (the Pico's holds 256).
+MEMTEST_CELLS = 16
+# The RP2040's temperature sensor on ADC channel 4: 0.706 V at 27 degC, falling 1.721 mV per
+# degC, read against 3.3 V (RP2040 datasheet, 4.9.5): raw = 14020 at 27 degC, 3418 less per 100.
+DIE_RAW_27C = 14020
+DIE_RAW_PER_100C = 3418
+DIE_MIN_C = 5                 # die_temperature (a warning) outside this band
+DIE_MAX_C = 70
+# ---- the battery's life in days (firmware/lifetime.py) --------------------------------------
+# The simulator's cell (sim/engine.py's Plant): its rest voltage falls in a straight line from
+# 3200 mV full to 2700 mV empty, over 1 Ah; it draws 391 000 charge units (of 10**9) a day at
+# rest, about 16.3 uA, and 20 units (72 uA s) a stroke; a tone or a wake-up costs it nothing
+# beyond the rest draw.
+B_CURVE_MV = (3200, 3150, 3100, 3050, 3000, 2950, 2900, 2850, 2800, 2750, 2700)
+B_CURVE_ERR_MV = 5            # the ADC's step and the averaging
+B_CAPACITY_UAH = 1000000
+B_REST_NA = 16292
+B_STROKE_UAS = 72
+B_TONE_UAS = 0
+B_WAKE_UAS = 0

@@ -13,7 +13,7 @@ from firmware import codes
 from firmware.compat import const
 from firmware.ticks import add, diff
 
-_CRITICAL = const(858)       # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
+_CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 _EVENTS = const(5120)        # codes.EVENT_ALARMS_MASK (idem)
 _CRIT_EVERY_MS = const(600000)   # codes.TONE_EVERY_MS[TONE_CRITICAL]
 _WARN_EVERY_MS = const(3600000)  # codes.TONE_EVERY_MS[TONE_WARNING]

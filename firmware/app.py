@@ -14,9 +14,9 @@ import gc
 import json
 import struct
 
-from firmware import buildinfo, codes, loader, update
+from firmware import buildinfo, codecheck, codes, loader, updatekey
 from firmware.auth import Keys
-from firmware.compat import TYPE_CHECKING
+from firmware.compat import TYPE_CHECKING, unload
 from firmware.eventlog import EventLog
 from firmware.handlers import Handlers
 from firmware.proto import Proto
@@ -63,6 +63,13 @@ PROVISION_MS = 600000
 # A new firmware on trial confirms itself after running this long (or when the host confirms).
 CONFIRM_MS = 60000
 _SLOT_NO = {"base": 0, "a": 1, "b": 2}
+
+
+def _scrub():
+    """Words on the stack below here that still point at the self-test's module (the collector
+    takes any word that looks like a pointer for one) are overwritten by this frame's."""
+    a = b = c = d = e = f = g = h = i = j = k = m = n = o = p = q = 0
+    return a + b + c + d + e + f + g + h + i + j + k + m + n + o + p + q
 
 
 def _save_once(store, payload, tail):
@@ -121,9 +128,9 @@ class App:
         self.program_tag = None
         self.st_journal = RecordStore(dev, "journal")
         self.keys = Keys(RecordStore(dev, "auth"))
-        self.upkey = update.UpdateKey(RecordStore(dev, "upkey"))
-        self.fs = update.fs_for(dev)
-        self.updater = None if self.fs is None else update.Updater(self.fs, self.upkey, hal.NAME)
+        self.upkey = updatekey.UpdateKey(RecordStore(dev, "upkey"))
+        self.fs = updatekey.fs_for(dev)
+        self.updater = None     # firmware/update.py's Updater, once an update begins
         self.uid = hal.uid()
         self.base_ts = hal.clock_ts()   # pump clock (s since 2024-01-01) at base_ticks
         self.base_ticks = hal.ticks_ms()
@@ -287,10 +294,13 @@ class App:
             th.sup.raise_alarm(codes.AL_CLOCK_LOST, now)
         self._boot_keys(now)
         self._boot_firmware(now)
+        self._self_test(now)
         if self.button is not None:
             self.btn_until = add(now, BUTTON_LOOK_MS)
         th.save()
         self.save_log()
+        if hasattr(gc, "threshold"):
+            gc.threshold(-1)   # the modules are loaded (firmware/__init__.py): collect on need
 
     def _boot_keys(self, now):
         """Keys fail closed: a record that exists and does not verify raises key_damaged (the
@@ -331,6 +341,32 @@ class App:
         if trial:
             self.confirm_at = add(now, CONFIRM_MS)
 
+    def _self_test(self, now):
+        """The power-on self-test (firmware/selftest.py), before the first stroke. The running
+        firmware's files against its signed manifest: if they do not match, the board goes
+        back to the firmware before it (as the boot loader does for a damaged slot) and
+        resets into it; the base has none before it and stays, with self_test_failed raised
+        (critical). The watchdog is made to reset the chip once per install."""
+        failed = self._post(now)
+        _scrub()
+        if failed & 1 and codecheck.fall_back(self.fs, self.slot):
+            self.shutdown(now)
+            self.hal.reset()
+
+    def _post(self, now):
+        from firmware import post   # needed once a boot: its code goes back to the heap after
+        try:
+            return post.run(self.therapy.checks, now, self.hal, self.fs, self.slot,
+                            self.upkey.modulus, RecordStore(self.dev, "wdt"), self._before_test)
+        finally:
+            post = None
+            unload("firmware.post")
+
+    def _before_test(self):
+        """The watchdog's test is about to reset the board: everything saved first."""
+        self.therapy.save(True)
+        self.save_log()
+
     # ---- keys, provisioning, updates ---------------------------------------------------------
     def button_open(self, now):
         return self.prov_until is not None and diff(now, self.prov_until) < 0
@@ -359,10 +395,18 @@ class App:
     def confirm_update(self, now):
         """The running firmware works: end its trial. True when it was on one."""
         self.confirm_at = None
-        if self.fs is None or not update.confirm(self.fs):
+        if self.fs is None or not updatekey.confirm(self.fs):
             return False
         self.events_add(codes.EV_UPDATE, now, 2, _SLOT_NO.get(self.slot, 0))
         return True
+
+    def get_updater(self):
+        """The transfer of a signed update (firmware/update.py), loaded when the first one
+        begins; None for storage that is not a filesystem."""
+        if self.updater is None and self.fs is not None:
+            from firmware import update
+            self.updater = update.Updater(self.fs, self.upkey, self.hal.NAME)
+        return self.updater
 
     def update_info(self):
         st = loader.load(self.fs) if self.fs is not None else None
@@ -392,6 +436,7 @@ class App:
         pump = self.therapy.pump
         proto = self.proto
         nap_max = hal.WDT_TIMEOUT_MS // 2
+        checks = self.therapy.checks   # counts the wake-ups (the battery's life)
         rx = bytearray(BYTES_PER_CYCLE)   # what one cycle takes off the serial line, at most
         hal.start_watchdog(hal.WDT_TIMEOUT_MS)
         # A wake-up costs only what it was for. The pump is serviced at the deadline it gave
@@ -439,6 +484,7 @@ class App:
                 break
             if wait > nap_max:
                 wait = nap_max
+            checks.wakes += 1
             woke = hal.wait(wait)
 
     # ---- commands the protocol forwards -------------------------------------------------------

@@ -219,3 +219,38 @@ EV_HISTORY_LOST = const(53)    # the history's open page was damaged: a = the pa
 #                                b = entries it held (-1: not known)
 EVENT_NAMES[EV_HISTORY_FAILED] = "history_failed"
 EVENT_NAMES[EV_HISTORY_LOST] = "history_lost"
+
+# ---- Issue 20: the pump checks itself (firmware/selftest.py) ---------------------------------
+# Alarm codes 25..29 (18..24 are left for other work; an alarm's bit must stay a small int, so
+# 29 is the last code there is). self_test_failed has two priorities, as sensor_fault has: a
+# part the pump needs to deliver safely (code, memory, motor driver, pressure sensor) is
+# critical, any other (battery sensor, buzzer, watchdog) a warning.
+AL_SELF_TEST = const(25)         # a self-test part needed to deliver safely failed
+AL_SELF_TEST_WARN = const(26)    # reported as self_test_failed, a warning: another part failed
+AL_DRIVER_HOT = const(27)        # the motor driver's over-temperature pre-warning (DRV_STATUS otpw)
+AL_DRIVER_FAULT = const(28)      # the driver shut down (ot), a short, an open coil, or silent
+AL_DIE_TEMP = const(29)          # the RP2040's die temperature is outside its band (a warning)
+ALARM_NAMES[AL_SELF_TEST] = "self_test_failed"
+ALARM_NAMES[AL_SELF_TEST_WARN] = "self_test_failed"
+ALARM_NAMES[AL_DRIVER_HOT] = "driver_hot"
+ALARM_NAMES[AL_DRIVER_FAULT] = "driver_fault"
+ALARM_NAMES[AL_DIE_TEMP] = "die_temperature"
+CRITICAL += (AL_SELF_TEST, AL_DRIVER_FAULT)
+CRITICAL_MASK |= (1 << AL_SELF_TEST) | (1 << AL_DRIVER_FAULT)
+
+# Events 60..69: the self-test and the periodic checks.
+EV_SELF_TEST = const(60)         # the power-on self-test ran: a = parts passed, b = parts failed
+#                                  (bit masks, firmware/selftest.py PARTS)
+EV_SELF_TEST_FAIL = const(61)    # a part failed: a = part, b = what was found (per part)
+EV_CHECK_FAIL = const(62)        # a periodic check failed: a = part, b = what was found
+EV_CHECK_PASS = const(63)        # a periodic check passed again after a failure: a = part
+EV_DRIVER = const(64)            # DRV_STATUS showed a = its flag bits (-1: no answer)
+EV_DIE_TEMP = const(65)          # the die left its band: a = temperature in 0.1 degC
+EV_WATCHDOG_PROVED = const(66)   # the watchdog reset the chip as the self-test asked
+EVENT_NAMES[EV_SELF_TEST] = "self_test"
+EVENT_NAMES[EV_SELF_TEST_FAIL] = "self_test_failed"
+EVENT_NAMES[EV_CHECK_FAIL] = "check_failed"
+EVENT_NAMES[EV_CHECK_PASS] = "check_passed"
+EVENT_NAMES[EV_DRIVER] = "driver_status"
+EVENT_NAMES[EV_DIE_TEMP] = "die_temperature"
+EVENT_NAMES[EV_WATCHDOG_PROVED] = "watchdog_proved"

@@ -48,6 +48,26 @@ class BoardData(Protocol):
     CHECK_MS: int = ...               # the periodic check's interval
     WDT_TIMEOUT_MS: int = ...
     CLOCK_KEPT: bool = ...            # the clock survives resets and power cuts
+    # the self-test (firmware/selftest.py)
+    MEMTEST_CELLS: int = ...          # 16-bit cells in the RAM region kept for the memory test
+    DIE_RAW_27C: int = ...            # the die's temperature sensor (ADC channel 4): raw at 27 C ...
+    DIE_RAW_PER_100C: int = ...       # ... and how far the reading falls per 100 C
+    DIE_MIN_C: int = ...              # a die outside DIE_MIN_C..DIE_MAX_C raises die_temperature
+    DIE_MAX_C: int = ...
+    # the battery's life (firmware/lifetime.py)
+    B_CURVE_MV: tuple[int, ...] = ... # rest voltage at 100 %, 90 %, ... 0 % of the cell's charge
+    B_CURVE_ERR_MV: int = ...         # how far the cell may sit off that curve (the estimate's band)
+    B_CAPACITY_UAH: int = ...         # the cell's charge from 100 % to 0 %
+    B_REST_NA: int = ...              # average draw between the events below
+    B_STROKE_UAS: int = ...           # charge one stroke takes (uA s)
+    B_TONE_UAS: int = ...             # one buzzer pattern
+    B_WAKE_UAS: int = ...             # one wake-up of the control loop
+
+class Cells(Protocol):
+    """16-bit cells of RAM (an array("H") on a board; a model with faults in the simulator)."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int, /) -> int: ...
+    def __setitem__(self, i: int, v: int, /) -> None: ...
 
 class Mechanism(BoardData, Protocol):
     def stroke(self) -> int:
@@ -61,6 +81,17 @@ class Mechanism(BoardData, Protocol):
         """Raw 16-bit reading of the battery divider."""
     def tone(self, pattern: int, /) -> None:
         """Start buzzer pattern firmware.codes.TONE_CRITICAL or TONE_WARNING; return at once."""
+    def driver_status(self) -> int:
+        """The motor driver's DRV_STATUS flags (bits 0..11: otpw, ot, s2ga, s2gb, s2vsa, s2vsb,
+        ola, olb, t120, t143, t150, t157) read now, together with those it showed at the end of
+        each stroke since the last call, while it was still enabled (a short or an open coil
+        shows only then); -1 when it does not answer now. Allocates nothing."""
+    def read_die_temp(self) -> int:
+        """Raw 16-bit reading of the chip's own temperature sensor (RP2040: ADC channel 4)."""
+    def test_ram(self) -> Cells:
+        """The RAM region (MEMTEST_CELLS cells) the board keeps for the memory test; nobody
+        else writes it. The same cells at every call; a simulated board may hand a view of them
+        with a fault in it (the memory test asks again at each pass)."""
 
 class Storage(Protocol):
     def read(self, path: str, /) -> bytes | None: ...
@@ -74,7 +105,8 @@ class Hal(Mechanism, Protocol):
     def set_clock_ts(self, ts: int, /) -> None: ...
     def reset_cause(self) -> int:
         """1 if the last reset was the watchdog's, else 0 (a reset() the firmware asked for is
-        not the watchdog's, even where the chip makes it one)."""
+        not the watchdog's, even where the chip makes it one); 2 when it was the watchdog's
+        reset that watchdog_test() asked for."""
     def led(self, on: bool, /) -> None: ...
     def start_watchdog(self, timeout_ms: int, /) -> None: ...
     def feed(self) -> None:
@@ -95,6 +127,18 @@ class Hal(Mechanism, Protocol):
         """The files the records live in (firmware.store.FileDev on littlefs)."""
     def reset(self) -> None:
         """A deliberate reset; the clock carries over where the board can keep it."""
+    # the power-on self-test's (firmware/selftest.py)
+    def driver_version(self) -> int:
+        """The motor driver's VERSION (IOIN bits 24..31; 0x21 for a TMC2209) when it answers
+        with valid replies and took its configuration (every setup write counted, GCONF reads
+        back as written); 0 when it answers but the configuration did not take; -1 when it
+        does not answer."""
+    def buzzer_check(self) -> bool:
+        """The buzzer's PWM takes a frequency and a zero duty and reads them back (silent)."""
+    def watchdog_test(self, timeout_ms: int, /) -> None:
+        """Mark the test (a watchdog scratch register on the RP2040), start the watchdog with
+        timeout_ms and never feed it: the chip resets, and reset_cause() says 2 at the next
+        boot. Returns only when the watchdog did not bite within three timeouts."""
 
 class Log(Protocol):
     def add(self, code: int, now: int, a: int, b: int, /) -> None: ...

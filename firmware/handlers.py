@@ -6,8 +6,8 @@
 # raised as Refusal and becomes the reply's error.
 from firmware import wirejson as json
 
-from firmware import auth, buildinfo, codes, status, update
-from firmware.compat import const
+from firmware import auth, buildinfo, codes, status
+from firmware.compat import const, unload
 from firmware.reservoir import DRUG_MAX, MAX_STABLE_S, valid_name
 from firmware.rx import Rx, RxError
 from firmware.therapy import PRIME_CONFIRM_S
@@ -58,6 +58,12 @@ def board_limits(hal):
             "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
             "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
             "catheter_nl": hal.CATHETER_NL}
+
+
+def _update():
+    """firmware/update.py, loaded when an update comes (app.get_updater() keeps it then)."""
+    from firmware import update
+    return update
 
 
 class Refusal(Exception):
@@ -124,6 +130,9 @@ class Handlers:
         out["build"] = buildinfo.KIND
         out["keys"] = "damaged" if keys.damaged else "ok" if keys.provisioned() else "none"
         out["provisioned"] = keys.usable()
+        from firmware import testreport   # loaded for the request only (a small heap)
+        out["self_test"] = testreport.report(self.th.checks)
+        unload("firmware.testreport")
         if self.role == auth.NONE:
             return
         out["clock_ts"] = app.clock_ts(now)
@@ -138,6 +147,9 @@ class Handlers:
     # ---- therapy -------------------------------------------------------------------------------
     def do_status(self, args, now, out):
         out.update(self._snapshot(now))
+        from firmware import lifetime   # the battery's estimate: loaded for the request only
+        out.update(lifetime.status(self.th))
+        unload("firmware.lifetime")
 
     def do_alarms(self, args, now, out):
         self.th.pump.service(now)
@@ -334,12 +346,13 @@ class Handlers:
         out["maintenance"] = True
 
     def _updater(self):
-        up = self.app.updater
+        up = self.app.get_updater()
         if up is None:
             raise Refusal("E_UPDATE", "this board's storage cannot take updates")
         return up
 
     def do_update_begin(self, args, now, out):
+        update = _update()
         mlen = arg(args, "manifest_len", 1, update.MANIFEST_MAX)
         slen = arg(args, "sig_len", 1, update.KEY_MAX)
         try:
@@ -353,6 +366,7 @@ class Handlers:
             out["running"] = self._updater().running_files()
 
     def do_update_chunk(self, args, now, out):
+        update = _update()
         off = arg(args, "off", 0, ID_MAX)
         up = self._updater()
         if "copy" in args:
@@ -376,6 +390,7 @@ class Handlers:
         out["total"] = up.total() if up.manifest is not None else 0
 
     def do_update_commit(self, args, now, out):
+        update = _update()
         try:
             slot, version = self._updater().commit()
         except update.UpdateError as e:

@@ -26,7 +26,7 @@ from firmware.compat import const
 LATE_MS = const(2000)          # a stroke this late is dropped rather than delivered late
 _HALF = const(1 << 29)
 _MASK = const((1 << 30) - 1)
-_CRITICAL = const(858)           # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
+_CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 _BAD = const(-(1 << 29))         # monitor.BAD (idem)
 
 

@@ -26,6 +26,12 @@ import os
 import sys
 from hashlib import sha256
 
+# This file's version. main.py imports the copy a first install put at the root of the flash
+# (loader.mpy) before any firmware runs; when that copy is this very version, the firmware
+# package uses it as firmware.loader instead of loading its own (firmware/__init__.py): one
+# copy of the code on the Pico's small heap. Change this file, change the version: a test
+# (tests/repo/test_loader_version.py) holds each version to its text.
+LOADER_V = 1
 BASE = "base"
 SLOTS = ("a", "b")
 TRIES = 3                      # boots a new firmware gets to come up and confirm

@@ -20,7 +20,7 @@ from hashlib import sha256
 
 from firmware import wirejson as json
 
-from firmware import auth, buildinfo, codes, update
+from firmware import auth, buildinfo, codes, updatekey
 from firmware.compat import const
 from firmware.handlers import COMMANDS, ID_MAX, TERMINAL, Refusal
 from firmware.ticks import diff
@@ -39,6 +39,8 @@ _BRACE = const(123)
 RAW_IDLE_MS = const(5000)  # a raw-REPL request with no byte for this long is over
 _HEX_LEN = const(64)
 SESSION_IDLE_MS = const(300000)  # a session ends after 5 minutes without an accepted request
+CHALLENGE_MS = const(60000)      # a hello's challenge must be answered within a minute
+_CHALLENGE_LEN = const(16)
 _REPLY = b"reply "
 
 # What a REPL-seeking byte (Ctrl-C) gets, once per line: a running pump has no REPL.
@@ -99,6 +101,8 @@ class Proto:
         self.sn = [None, None, None]  # type: list  # by role: the current session's id
         self.sn_ms = [0, 0, 0]        # ticks of the session's last accepted request
         self.sessions = 0             # sessions opened since boot (salt for the next id)
+        self.challenge = [None, None, None]  # type: list  # by role: the open hello challenge
+        self.ch_ms = [0, 0, 0]        # ticks at which it was given
         self.role = auth.NONE         # role of the request being handled
 
     # ---- bytes to lines --------------------------------------------------------------------
@@ -362,6 +366,7 @@ class Proto:
     def end_sessions(self):
         for r in (auth.PATIENT, auth.CLINICIAN):
             self.sn[r] = None
+            self.challenge[r] = None
             self.last_tag[r] = None
             self.last_reply[r] = None
 
@@ -457,8 +462,16 @@ class Proto:
     # ---- commands ----------------------------------------------------------------------------
     # ---- the session commands (every other is firmware/handlers.py's) ------------------
     def do_hello(self, args, now, out):
-        """A new session for the signing role: a fresh id, and the counter to go on from. It
-        replaces the role's previous session, whose requests are refused from now on."""
+        """A new session for the signing role, in two steps, so that no recorded hello can
+        end the role's current session (docs/security.md):
+
+          hello {hn}        the pump answers a fresh challenge `pn`, and changes nothing else;
+          hello {hn, pn}    signed over the challenge the pump holds (given within
+                            CHALLENGE_MS): a fresh session id and the counter to go on from.
+
+        The new session replaces the role's previous one, whose requests are refused from then
+        on. A second step naming a challenge the pump does not hold (a replayed or stale hello)
+        is refused and touches nothing; a newer first step replaces the challenge."""
         hn = args.get("hn")
         if type(hn) is not str or not 16 <= len(hn) <= 64 or auth.unhex(hn) is None:
             raise Refusal("E_ARGS", "hn must be 16 to 64 lower-case hex digits (the host's nonce)")
@@ -466,6 +479,22 @@ class Proto:
         keys = self.app.keys
         self.sessions += 1
         salt = "%s %d %d %d %s" % (self.app.uid, keys.reserved[role], self.sessions, now, hn)
+        pn = args.get("pn")
+        if pn is None:
+            ch = _random(_CHALLENGE_LEN, ("challenge " + salt).encode())
+            self.challenge[role] = ch
+            self.ch_ms[role] = now
+            out["pn"] = auth.tohex(ch)
+            out["pn_s"] = CHALLENGE_MS // 1000
+            return
+        ch = self.challenge[role]
+        got = auth.unhex(pn) if type(pn) is str else None
+        age = diff(now, self.ch_ms[role])
+        if ch is None or got is None or not auth.same(got, ch) or age < 0 or age > CHALLENGE_MS:
+            raise Refusal("E_REPLAY", "this hello answers no challenge the pump holds (a replayed "
+                          "or stale hello, or one more than %d s late): ask for a new one, "
+                          "hello without pn" % (CHALLENGE_MS // 1000))
+        self.challenge[role] = None
         sn = auth.tohex(_random(8, salt.encode()))
         self.sn[role] = sn
         self.sn_ms[role] = now
@@ -499,7 +528,7 @@ class Proto:
             raise Refusal("E_ARGS", "the two keys must differ")
         uk = None
         if "update_key" in args:
-            uk = _hex_arg(args, "update_key", update.KEY_MIN, update.KEY_MAX)
+            uk = _hex_arg(args, "update_key", updatekey.KEY_MIN, updatekey.KEY_MAX)
             have = app.upkey.modulus
             if have is not None and have != uk:
                 raise Refusal("E_LOCKED", "the update key was set at the factory and never "

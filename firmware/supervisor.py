@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from firmware.monitor import Monitor
     from firmware.pump import Pump
     from firmware.reservoir import Reservoir
+    from firmware.selftest import SelfTest
 
-_CRITICAL = const(858)           # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
+_CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 _FLASH_BIT = const(1 << 17)      # 1 << codes.AL_FLASH_FAILING
 _MEMORY_BIT = const(1 << 8)      # 1 << codes.AL_MEMORY_ERROR
@@ -68,6 +69,7 @@ class Supervisor:
         self.pump: "Pump | None" = None  # handed in: the timing core
         self.save: "Callable[..., bool] | None" = None  # handed in: the record's save()
         self.mem_flash = False  # memory_error came from failing saves (a good save ends it)
+        self.checks: "SelfTest | None" = None  # handed in: the self-test's periodic checks
 
     @property
     def alarms(self):
@@ -157,6 +159,9 @@ class Supervisor:
         tone = self.al.tone_due(now)
         if tone:
             hal.tone(tone)
+        checks = self.checks
+        if checks is not None:
+            checks.check(now, tone)  # the driver, the die, slices of the memory and the code
 
     def _stop_reminder(self, now):
         """therapy_stopped: a stop without an end that has lasted the prescription's

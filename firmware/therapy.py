@@ -23,6 +23,7 @@ from firmware.pump import Pump
 from firmware.record import Record
 from firmware.reservoir import FULL, MAX_STABLE_S, Reservoir, valid_name
 from firmware.rx import DAY_MS, Rx, RxError, bolus_rate, ng_to_nl
+from firmware.selftest import SelfTest
 from firmware.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ PRIME_CONFIRM_S = const(120)   # a priming bolus's (or a catheter revision's) se
 FLUSH = const(2)               # after a change to a weaker solution, the catheter's volume times
                                # this counts at the stronger one (a catheter up to twice as long
                                # as the settings say is still covered)
-_CRITICAL = const(858)           # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
+_CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
 _DOSE_LIMIT_BIT = const(1 << 7)  # 1 << codes.AL_DOSE_LIMIT
 
 
@@ -63,6 +64,8 @@ class Therapy:
         self.sup.pump = self.pump
         self.sup.save = self.record.save
         self.pump.save = self.record.save
+        self.checks = SelfTest(hal, log, self.sup, self.pump)
+        self.sup.checks = self.checks
         if save_journal is not None:
             self.record.journal_port = save_journal
             self.pump.journal = self.record.journal
@@ -396,10 +399,12 @@ class Therapy:
         rx = pump.rx
         if rx is not None and not self.reservoir.fill_is(rx.drug, rx.conc_ng_ml):
             return codes.R_DRUG_MISMATCH
-        for code in (codes.AL_MOTOR_STALL, codes.AL_SENSOR_FAULT, codes.AL_BATTERY_SENSOR):
+        for code in (codes.AL_MOTOR_STALL, codes.AL_SENSOR_FAULT, codes.AL_BATTERY_SENSOR,
+                     codes.AL_DRIVER_FAULT):
             self.sup.clear_alarm(code, now)
         self.mon.bad_rises = 0
         self.mon.reset_battery()
+        self.checks.opens = 0
         if pump.stopped:
             pump.go(now, False)
         self.sup.clear_alarm(codes.AL_THERAPY_STOPPED, now)

@@ -162,6 +162,34 @@ def manifest(bundle: Path, board: str, build: str = "production",
     return json.dumps(man, separators=(",", ":")).encode(), [d for _, d in files]
 
 
+# Where an install keeps the signed manifest of the base (the first install); an update's is
+# in its slot (fw/a/manifest.json). The pump's self-test checks the running files against it
+# (firmware/codecheck.py).
+BASE_MANIFEST = "fw/base/manifest.json"
+
+
+def signed_record(key, man: bytes) -> bytes:
+    """A manifest as an install keeps it beside its files: its exact text and the update key's
+    signature over it (the form firmware/update.py writes into a slot)."""
+    return json.dumps({"manifest": man.decode(), "sig": sign(key, man).hex()}).encode()
+
+
+def base_record(tree: Path, board: str, key=None, build: str = "production") -> bytes:
+    """The signed manifest of the base install made of `tree`'s firmware/ and boards/ (a
+    built bundle, or on a virtual board the repository's tree), under the update key (default:
+    the development key)."""
+    man, _ = manifest(tree, board, build)
+    return signed_record(key or load_update_key(), man)
+
+
+def write_base_manifest(bundle: Path, board: str, build: str = "production", key=None) -> Path:
+    """Write the bundle's signed base manifest beside it (a first install copies it to
+    BASE_MANIFEST on the pump). Returns its path."""
+    path = bundle / "base-manifest.json"
+    path.write_bytes(base_record(bundle, board, key, build))
+    return path
+
+
 def _slow_call(lk, timeout_s: float, cmd: str, args: dict) -> dict:
     """lk.call with a longer wait for the reply (links without a timeout are called as is)."""
     old = getattr(lk, "timeout_s", None)

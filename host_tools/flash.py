@@ -126,8 +126,11 @@ def install_files(bundle: Path) -> list[tuple[str, bytes]]:
     boot loader (main.py, loader.mpy)."""
     files = [(f"{top}/{f.name}", f.read_bytes()) for top in ("firmware", "boards")
              for f in sorted((bundle / top).glob("*")) if f.is_file()]
-    return files + [(name, (bundle / name).read_bytes()) for name in ("main.py", "loader.mpy")
-                    if (bundle / name).is_file()]
+    files += [(name, (bundle / name).read_bytes()) for name in ("main.py", "loader.mpy")
+              if (bundle / name).is_file()]
+    if (bundle / "base-manifest.json").is_file():   # the base's signed manifest (the self-test)
+        files.append((bundlemod.BASE_MANIFEST, (bundle / "base-manifest.json").read_bytes()))
+    return files
 
 
 def copy_bundle(t, bundle: Path, show=None) -> None:
@@ -136,7 +139,7 @@ def copy_bundle(t, bundle: Path, show=None) -> None:
     import base64
 
     t.exec("import os\nfrom binascii import a2b_base64 as d\n"
-           "for n in ('firmware', 'boards'):\n try:\n  os.mkdir(n)\n except OSError:\n  pass")
+           "for n in ('firmware', 'boards', 'fw', 'fw/base'):\n try:\n  os.mkdir(n)\n except OSError:\n  pass")
     for path, data in install_files(bundle):
         t.exec(f"f=open({path!r},'wb')\nw=f.write")
         for i in range(0, len(data), COPY_PIECE):
@@ -274,9 +277,13 @@ def _legacy_maintenance(port: str, key_path: str, info: dict) -> None:
 FIRST_INSTALL_STAGES = 6
 
 
-def first_install(port: str, bundle: Path, board: str, stages: progress.Stages) -> None:
+def first_install(port: str, bundle: Path, board: str, stages: progress.Stages,
+                  update_key=None, build: str = "production") -> None:
     """For a Pico that shows only MicroPython's REPL: the bundle, then main.py and the loader at
-    the root, through mpremote's transport; then a soft reset starts the pump."""
+    the root, through mpremote's transport; then a soft reset starts the pump. The base gets its
+    manifest, signed with the update key the pump will be provisioned with: the self-test
+    checks the files against it at every boot (docs/security.md)."""
+    bundlemod.write_base_manifest(bundle, board, build, update_key)
     files = install_files(bundle)
     stages(f"copying the bundle ({len(files)} files, {sum(len(d) for _, d in files)} bytes) "
            f"to the {board} board's REPL with mpremote's transport")
@@ -406,8 +413,8 @@ def main(argv=None) -> int:
             print("maintenance (old firmware): waiting for the REPL for a one-time install")
             if not _wait_repl(port):
                 return _fail(3, f"no MicroPython REPL on {port}")
-            first_install(port, built(board), board,
-                          progress.Stages("install", 1))
+            first_install(port, built(board), board, progress.Stages("install", 1),
+                          update_key, "development" if args.dev else "production")
             print("installed; from now on `make flash` updates this pump over its protocol")
             return 0
         build = "development" if args.dev else "production"
@@ -432,7 +439,8 @@ def install(port: str, args, update_key, built) -> int:
     stages.note(f"MicroPython's REPL on {port}: board {board}")
     stages(f"building the bundle for board {board}"
            + (f" (given: {args.bundle})" if args.bundle else " (make build)"))
-    first_install(port, built(board), board, stages)
+    first_install(port, built(board), board, stages, update_key,
+                  "development" if args.dev else "production")
     stages("restarting into the pump firmware; waiting for it to answer (up to 60 s)")
     info = None
     end = time.monotonic() + 60

@@ -85,10 +85,12 @@ class PumpError(Exception):
     """The pump answered and refused: a stable code, a sentence, and for E_REFUSED a reason."""
 
     def __init__(self, code: str, message: str, reason: str | None = None, reply=None):
-        self.code = code
-        self.message = message
-        self.reason = reason
-        self.reply = reply
+        # Whatever the pump (or a forger on the line) put in these is shown escaped, wherever
+        # the error is printed: an unsigned refusal is built from the raw reply.
+        self.code = printable(str(code))
+        self.message = printable(str(message))
+        self.reason = None if reason is None else printable(str(reason))
+        self.reply = clean(reply)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -481,8 +483,8 @@ class Link:
             if cmd == "hello" and reply.get("ok") is not True:
                 # Opening a session changes nothing, so a refusal of it is shown as it is,
                 # marked as unverified (a pump refusing the key cannot sign with it).
-                raise PumpError(str(claim), printable(str(reply.get("message"))) +
-                                " (an unsigned refusal)", None, clean_dict(reply))
+                raise PumpError(str(claim), f"{reply.get('message')} (an unsigned refusal)",
+                                reply.get("reason"), reply)
             raise ReplyUnverified(cmd, f"it is not signed; it claims {printable(str(claim))}",
                                   changes)
         if not hmac.compare_digest(theirs, reply_tag(key.secret, mine, rbody)):
@@ -491,12 +493,28 @@ class Link:
 
     def hello(self) -> dict:
         """Open a session: a fresh session id and the counter, in a reply signed for our
-        nonce (so an old session's reply cannot be passed off as this one's)."""
+        nonce (so an old session's reply cannot be passed off as this one's). Two steps: the
+        pump first answers a challenge (`pn`) and opens the session only for a hello signed
+        over it, so that a recorded hello replayed later is refused (docs/protocol.md). A pump
+        whose firmware predates challenges opens the session at the first step."""
         key = self._need_key("hello")
         self._session = None
-        nonce = self._rng.getrandbits(128).to_bytes(16, "big").hex()
-        reply = self._signed_call(key, "hello", {"hn": nonce}, changes=False, session=False)
-        reply = self._result("hello", reply)
+        reply: dict = {}
+        for last in (False, True):
+            nonce = self._rng.getrandbits(128).to_bytes(16, "big").hex()
+            reply = self._signed_call(key, "hello", {"hn": nonce}, changes=False, session=False)
+            reply = self._result("hello", reply)
+            pn = reply.get("pn")
+            if not isinstance(pn, str) or "sn" in reply:
+                break
+            reply = self._signed_call(key, "hello", {"hn": nonce, "pn": pn}, changes=False,
+                                      session=False)
+            if reply.get("error") == "E_REPLAY" and not last:
+                # Our challenge was replaced (another hello, or a line replayed in between) or
+                # the answer to it was lost and sent again: ask for a new one, once.
+                continue
+            reply = self._result("hello", reply)
+            break
         if reply.get("pump_id") not in (None, self.pump_id()):
             raise ReplyUnverified("hello", "it names another pump", False)
         ctr, sn = reply.get("ctr"), reply.get("sn")

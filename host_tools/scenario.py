@@ -32,6 +32,30 @@ def _choice(options):
     return parse
 
 
+def _celsius(value, key):
+    """A temperature in whole degrees Celsius: 80, "80" or "80 degC" (-40 to 150)."""
+    text = str(value).strip()
+    for unit in ("degC", "°C", "C"):
+        if text.endswith(unit):
+            text = text[:-len(unit)].strip()
+            break
+    try:
+        c = int(text)
+    except ValueError:
+        raise InputError(key, value, "whole degrees Celsius, such as \"80 degC\"") from None
+    if not -40 <= c <= 150:
+        raise InputError(key, value, "a temperature from -40 to 150 degC")
+    return c
+
+
+def _small_int(hi):
+    def parse(value, key):
+        if isinstance(value, bool) or not str(value).isdigit() or int(value) > hi:
+            raise InputError(key, value, f"a whole number from 0 to {hi}")
+        return int(value)
+    return parse
+
+
 def _flag(value, key):
     if isinstance(value, bool):
         return value
@@ -74,6 +98,15 @@ ACTIONS = {
     "stop": {"for": ("for_ms", _positive_duration, False)},  # for: resumes by itself after it
     "resume": {},
     "hang": {},
+    # the chip's own parts, for the self-test and its periodic checks (docs/alarms.md): the
+    # motor driver's DRV_STATUS (otpw: the pre-warning; ot: shutdown; short; open: an open
+    # coil; silent: no answer on its UART; ok: healthy again), the RP2040's die temperature,
+    # a stuck bit in the RAM region kept for the memory test (on = false repairs it)
+    "driver": {"fault": ("fault", _choice(("ok", "otpw", "ot", "short", "open", "silent")),
+                         True)},
+    "die_temperature": {"celsius": ("celsius", _celsius, True)},
+    "memory_fault": {"on": ("on", _flag, False), "cell": ("cell", _small_int(65535), False),
+                     "bit": ("bit", _small_int(15), False)},
     "corrupt_flash": {},         # every stored state record is damaged: seen at the next boot
     "flash_failing": {"on": ("on", _flag, False)},  # state saves fail (on = false: they work)
     # a new prescription mid-run (parsed by _program, not by a parser here); assume_24h states

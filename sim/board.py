@@ -274,8 +274,20 @@ class Board:
                 pass
 
     # ---- life cycle --------------------------------------------------------------------------
+    def _base_manifest(self) -> None:
+        """The virtual board's base install is the repository's tree (until `make flash`
+        copies a bundle into the flash directory): as a factory would, sign its manifest with
+        the development update key the board is provisioned with, for the self-test."""
+        from host_tools import bundle
+
+        if not (self.flash / "firmware").is_dir():
+            path = self.flash / bundle.BASE_MANIFEST
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bundle.base_record(ROOT, "virtual"))
+
     def run(self) -> int:
         fresh = not self._provisioned()
+        self._base_manifest()
         child = self._spawn()
         if fresh:
             self._provision()
@@ -386,7 +398,8 @@ def run_board(kind, args) -> int:
 # patient's button. Clinician commands (boluses, programming) go through pumpctl, signed.
 INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_stall",
               "clear_motor_stall", "sensor_fault", "battery", "power_loss", "reboot",
-              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing")
+              "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing",
+              "driver", "die_temperature", "memory_fault")
 # The physical act at the pump (a power cycle with the provisioning button held: docs/
 # security.md), and damage to the key record; neither takes arguments.
 HARDWARE = ("button", "corrupt_keys")

@@ -15,6 +15,7 @@ from firmware.rx import RxError, catheter_nl
 from firmware.store import MemDev, RecordStore, pack_ints, unpack_ints
 from firmware.therapy import Therapy
 from firmware.ticks import MASK
+from sim.faults import DIE_C, DRIVER_FAULTS, DRIVER_STOPS, TMC2209_VERSION, RamCells, die_raw
 
 
 class micropython:
@@ -125,12 +126,32 @@ class Plant:
         self.charge_t = 0
         self.last_stroke_t = -1
         self.occluded_strokes = 0  # strokes pushed since the catheter was last occluded
+        # the chip's own parts, for its self-test (sim/faults.py)
+        self.ram = RamCells(board.MEMTEST_CELLS)
+        self.driver = "ok"         # a sim/faults.py DRIVER_FAULTS name
+        self.die_c = DIE_C
         self.t = 0                 # virtual time (ms) the sensors read at: sense_pressure()
         self.p_zero = board.P_RAW_ZERO
         self.peaks = []            # the pressure right after each stroke (SampledPlant only)
         self.p_per_kpa = board.P_RAW_PER_KPA
         self.b_mv_num = board.B_MV_NUM
         self.b_mv_den = board.B_MV_DEN
+
+    # ---- the chip's own parts (the self-test's: firmware/selftest.py) ---------------------
+    def driver_status(self):
+        return DRIVER_FAULTS[self.driver]
+
+    def driver_version(self):
+        return -1 if self.driver == "silent" else TMC2209_VERSION
+
+    def read_die_temp(self):
+        return die_raw(self.board, self.die_c)
+
+    def test_ram(self):
+        """The memory test's cells: the plain array while they are healthy (a march over it
+        costs the simulator little), the faulty view of the same array while a bit sticks."""
+        ram = self.ram
+        return ram if ram.cell >= 0 else ram.cells
 
     # ---- catheter pressure ---------------------------------------------------------------
     # The pressure is kept as it was at p_t and decayed in closed form when it is read: one
@@ -278,7 +299,7 @@ class SampledPlant(Plant):
 CLINICIAN_ACTIONS = ("program", "clinician_bolus", "refill", "stop", "resume", "ack")
 
 PLANT_FAULTS = ("occlusion", "clear_occlusion", "motor_stall", "clear_motor_stall",
-                "sensor_fault", "battery")
+                "sensor_fault", "battery", "driver", "die_temperature", "memory_fault")
 
 
 def plant_fault(plant, t, action, args):
@@ -307,6 +328,22 @@ def plant_fault(plant, t, action, args):
             plant.b_mode = mode
     elif action == "battery":
         plant.set_battery(t, args["level_ppm"])
+    elif action == "driver":
+        # A driver that shut down, shorted or lost a coil moves nothing (DIAG: a stall); when it
+        # recovers, a stall it caused ends with it.
+        fault = args["fault"]
+        if fault in DRIVER_STOPS:
+            plant.stalled = True
+        elif plant.driver in DRIVER_STOPS:
+            plant.stalled = False
+        plant.driver = fault
+    elif action == "die_temperature":
+        plant.die_c = args["celsius"]
+    elif action == "memory_fault":
+        if args.get("on", True):
+            plant.ram.stick(args.get("cell", 5), args.get("bit", 3), 1)
+        else:
+            plant.ram.unstick()
     return released
 
 
@@ -432,6 +469,15 @@ class Hal(_Data):
             engine._break()
             return _UNCERTAIN
         return _NOT_DONE
+
+    def driver_status(self):
+        return self.engine.plant.driver_status()
+
+    def read_die_temp(self):
+        return self.engine.plant.read_die_temp()
+
+    def test_ram(self):
+        return self.engine.plant.test_ram()
 
     def tone(self, pattern):
         engine = self.engine

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from firmware import codes
 from sim.engine import BAT_DAY_DRAIN, DAY_MS, PLANT_FAULTS, Plant, Rng, plant_fault
+from sim.faults import DRIVER_FAULTS, DRIVER_STOPS
 
 STALL_AT_STEP = 5   # StallGuard needs a few steps of a jammed rotor before DIAG rises
 TONE_GAP_MS = 20    # silence shorter than this is a change of note inside one pattern
@@ -81,6 +82,8 @@ class Bench:
         self.at(t)
         if what == "pressure":
             return self.plant.read_pressure(self.t)
+        if what == "die":
+            return self.plant.read_die_temp()
         return self.plant.read_battery(self.t)
 
     def stroke(self, t: int, pulses: int) -> None:
@@ -138,6 +141,17 @@ class Bench:
     def fault(self, action: str, args: dict) -> dict:
         released = plant_fault(self.plant, self.t, action, args)
         return {"ok": True, "released_nl": released}
+
+    def chip_faults(self) -> list[dict]:
+        """The chip's requests that put the plant's driver and RAM faults on its pins and in
+        its RAM (sent again to each new chip: a broken part outlives a power cut)."""
+        p = self.plant
+        flags = DRIVER_FAULTS[p.driver]
+        ram = p.ram
+        return [{"op": "driver", "flags": max(flags, 0), "silent": flags < 0,
+                 "diag": p.driver in DRIVER_STOPS},
+                {"op": "ram", "on": ram.cell >= 0, "cell": ram.cell,
+                 "bit": (0xFFFF & ~ram.keep).bit_length() - 1}]
 
     def refill(self, volume_nl: int) -> None:
         self.plant.reservoir_nl = volume_nl

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import termios
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +44,7 @@ from host_tools.boardlimits import board_data
 from host_tools.progress import Stages
 from sim import rp2flash
 from sim.board import EPOCH, ROOT, Board, board_parser, run_board
+from host_tools.bundle import write_base_manifest
 from sim.rp2bench import PLANT_FAULTS, STALL_AT_STEP, Bench
 
 CHIP = ROOT / "sim" / "rp2" / "chip.mjs"
@@ -250,6 +252,8 @@ class Rp2Board(Board):
         self.child = child
         if self.bench.plant.stalled:
             self._send({"op": "stall", "at_step": self.bench.stall_at_step})
+        for op in self.bench.chip_faults():
+            self._send(op)
         return child
 
     def _kill(self) -> None:
@@ -415,6 +419,9 @@ class Rp2Board(Board):
                 self._send({"op": "stall", "at_step": bench.stall_at_step})
             elif do == "clear_motor_stall":
                 self._send({"op": "stall", "at_step": -1})
+            elif do in ("driver", "memory_fault"):
+                for op in bench.chip_faults():
+                    self._send(op)
             return out
         if do == "refill":
             bench.refill(args["volume_nl"])
@@ -507,8 +514,22 @@ class Rp2Board(Board):
             raise SystemExit("pumpsim board --runtime rp2: the emulated Pico did not come up "
                              f"on USB (see {self.flash / 'chip.log'})")
 
+    def _wait_answering(self) -> None:
+        """Until the pump answers `info`: a new install's first boot proves its watchdog (the
+        self-test lets it reset the chip once), and what was sent before that reset is lost."""
+        end = time.monotonic() + BOOT_TIMEOUT_S
+        while True:
+            try:
+                super()._ask({"id": 0, "cmd": "info"}, 10.0)
+                return
+            except SystemExit:
+                if time.monotonic() > end:
+                    raise
+
     def _install(self, bundle: Path) -> None:
-        """A first install, as `make flash` does one (host_tools/flash.py)."""
+        """A first install, as `make flash` does one (host_tools/flash.py), with the base's
+        signed manifest, which the self-test checks the files against."""
+        write_base_manifest(bundle, BOARD, "development" if self.args.dev else "production")
         try:
             with flash.repl(self.port) as t:
                 flash.copy_bundle(t, bundle)
@@ -537,6 +558,7 @@ class Rp2Board(Board):
             shutil.copyfile(factory_image, new)
         self._spawn(speed=0, image=new)
         self._wait_booted()
+        self._wait_answering()
         if template is None:
             print("pumpsim board: provisioning the new pump (keys, the development update key) "
                   "and setting its clock", file=sys.stderr, flush=True)
@@ -556,6 +578,7 @@ class Rp2Board(Board):
         self._spawn(speed=0)
         try:
             self._wait_booted()
+            self._wait_answering()
             self._provision()
         finally:
             self._kill()

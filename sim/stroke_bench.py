@@ -10,6 +10,7 @@
 # make bench runs it on both (sim/bench.py); docs/benchmarks.md has the figures.
 import sys
 import time
+from array import array
 
 from boards import virtual
 from firmware.codes import DONE
@@ -36,6 +37,7 @@ class Board(_Data):
         self.RESERVOIR_NL: int = 1 << 29
         self.B_SAG_MIN_MV: int = 0
         self.pa = 0
+        self.ram = array("H", [0] * virtual.MEMTEST_CELLS)
 
     def stroke(self):
         self.pa = self.STROKE_RISE_PA
@@ -51,6 +53,15 @@ class Board(_Data):
 
     def tone(self, pattern):
         pass
+
+    def driver_status(self):
+        return 0
+
+    def read_die_temp(self):
+        return self.DIE_RAW_27C
+
+    def test_ram(self):
+        return self.ram
 
 
 class Log:

@@ -188,6 +188,26 @@ class VirtualHal(_Data):
     def read_battery(self):
         return self.plant.read_battery(self.vt)
 
+    def driver_status(self):
+        return self.plant.driver_status()
+
+    def read_die_temp(self):
+        return self.plant.read_die_temp()
+
+    def test_ram(self):
+        return self.plant.test_ram()
+
+    def driver_version(self):
+        return self.plant.driver_version()
+
+    def buzzer_check(self):
+        return True
+
+    def watchdog_test(self, timeout_ms):
+        # The board's watchdog is the check in wait(); the test's reset is one it asked for.
+        self.vt += timeout_ms
+        raise Reset(2)
+
     def tone(self, pattern):
         self.tones[pattern - 1] += 1
         n = self.tone_n

@@ -62,6 +62,7 @@ class Session:
         self.id = int.from_bytes(os.urandom(3), "big")
         self.last_line = None     # the last signed request line sent (for replays in tests)
         self.last_reply = None    # and the raw reply it got
+        self.hello_lines = ()     # the two lines of the last hello
 
     def next_id(self):
         self.id += 1
@@ -71,12 +72,26 @@ class Session:
         self.port.write(line + b"\n")
         return read_reply(self.port, rid, self.timeout_s)
 
-    def hello(self):
+    def hello_line(self, pn=None):
+        """A signed hello: without pn the first step (the pump answers a challenge), with the
+        challenge the second (the pump opens the session)."""
         rid = self.next_id()
-        line = sign(self.key, {"id": rid, "cmd": "hello", "role": self.role, "pump": self.pump,
-                               "args": {"hn": os.urandom(16).hex()}})
+        args = {"hn": os.urandom(16).hex()}
+        if pn is not None:
+            args["pn"] = pn
+        return sign(self.key, {"id": rid, "cmd": "hello", "role": self.role, "pump": self.pump,
+                               "args": args}), rid
+
+    def hello(self):
+        """Both steps of hello; self.hello_lines keeps the two lines sent (for replays)."""
+        line, rid = self.hello_line()
         reply, raw = self.send(line, rid)
         assert reply["ok"] and reply_ok(self.key, line, raw), reply
+        first = line
+        line, rid = self.hello_line(reply["pn"])
+        reply, raw = self.send(line, rid)
+        assert reply["ok"] and reply_ok(self.key, line, raw), reply
+        self.hello_lines = (first, line)
         self.sn, self.ctr = reply["sn"], reply["ctr"]
         return reply
 

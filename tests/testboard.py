@@ -4,6 +4,8 @@
 # next reading, and a steady 3.1 V cell; MemBoard, a whole board in memory for firmware/app.py.
 # Test boards add what they need (time, storage, serial, faults) by subclassing. save_state is
 # the fake flash a test hands the pump as its save port (Therapy(hal, log, hal.save_state)).
+from array import array
+
 from boards import virtual
 from firmware.codes import DONE
 from firmware.compat import TYPE_CHECKING
@@ -30,6 +32,7 @@ class HealthyHal(Board):
         self.saves = 0
         self.tones = 0
         self.pa = 0
+        self.ram = array("H", [0] * self.MEMTEST_CELLS)
 
     def stroke(self):
         self.strokes += 1
@@ -47,12 +50,36 @@ class HealthyHal(Board):
     def tone(self, pattern):
         self.tones += 1
 
+    def driver_status(self):
+        return 0
+
+    def read_die_temp(self):
+        return self.DIE_RAW_27C - 10 * self.DIE_RAW_PER_100C // 100   # 37 degC
+
+    def test_ram(self):
+        return self.ram
+
     def save_state(self, buf):
         self.saves += 1
         return True
 
 
-class MemBoard(HealthyHal):
+class SelfTestParts:
+    """What a whole board adds for the power-on self-test: a TMC2209 that took its
+    configuration, a buzzer whose PWM works; a watchdog test is never asked of a board without
+    files (no install to prove it for)."""
+
+    def driver_version(self):
+        return 0x21
+
+    def buzzer_check(self):
+        return True
+
+    def watchdog_test(self, timeout_ms):
+        raise RuntimeError("watchdog test on a board without an install")
+
+
+class MemBoard(SelfTestParts, HealthyHal):
     """A whole board in memory for firmware/app.py: a clock that moves only when the test moves
     `t` (or the loop waits), records in a dict of files, a serial line that collects what is
     written. CPython and the MicroPython VM alike."""

@@ -127,7 +127,8 @@ let instructions = 0;
 let cycles = 0;             // the core's busy cycles (rp2040js's count for each instruction)
 let programs = 0;           // flash page programs since this process started
 const hostBytes = [];       // serial bytes waiting for room in the CDC FIFO
-const bench = { pulses: 0, pulsesOff: 0, windowPulses: 0, stallAt: -1, tmcWrites: 0, tmcBad: 0 };
+const bench = { pulses: 0, pulsesOff: 0, windowPulses: 0, stallAt: -1, tmcWrites: 0, tmcBad: 0,
+  drvFlags: 0, drvSilent: false, drvDiag: false, ram: null };
 const uid = Buffer.from(cfg.uid || '0000000000000000', 'hex');
 // BOOTSEL: a person presses it when the firmware first looks after being asked to (cfg or the
 // `button` request), and lets go holdMs of emulated time later.
@@ -161,6 +162,7 @@ function boot(cause) {
   attachQspi();
   for (const pio of mcu.pio) pio.run = () => {};
   attachBench();
+  stickRam();
   attachUsb();
   if (cfg.rtc_shift_s) shiftRtc(cfg.rtc_shift_s);
   mcu.core.PC = FLASH_BASE;
@@ -362,6 +364,7 @@ function attachDriverUart(p) {
   let gram = [];
   uart.onByte = (b) => {
     uart.feedByte(b);
+    if (bench.drvSilent) return; // a dead driver (or wire): the line only hears itself
     if (!gram.length && b !== 0x05) return;
     gram.push(b);
     const write = gram.length >= 3 && gram[2] & 0x80;
@@ -380,7 +383,10 @@ function attachDriverUart(p) {
       bench.tmcWrites++;
       return;
     }
-    const v = reg === 0x02 ? bench.ifcnt || 0 : regs.get(reg) ?? 0;
+    // IFCNT counts the writes; IOIN carries the chip's VERSION (0x21); DRV_STATUS the health
+    // flags the bench was given, with the standstill bit (31) set as a resting driver has it.
+    const v = reg === 0x02 ? bench.ifcnt || 0 : reg === 0x06 ? 0x21000040
+      : reg === 0x6f ? (bench.drvFlags | 0x80000000) >>> 0 : regs.get(reg) ?? 0;
     const reply = [0x05, 0xff, reg, (v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff, 0];
     reply[7] = tmcCrc(reply, 7);
     for (const x of reply) uart.feedByte(x);
@@ -397,7 +403,8 @@ function attachMotor(p) {
     const on = enabled();
     if (on && !wasOn) {
       bench.windowPulses = 0;
-      if (bench.stallAt === 0) diag.setInputValue(true);
+      // DIAG also says the driver's bridges are off: a shutdown, a short, an open coil
+      if (bench.stallAt === 0 || bench.drvDiag) diag.setInputValue(true);
     } else if (!on && wasOn) {
       diag.setInputValue(false);
       if (bench.windowPulses) send({ ev: 'stroke', t: vtMs(), pulses: bench.windowPulses, stalled: bench.stallAt >= 0 });
@@ -421,7 +428,7 @@ function attachSensors(p) {
   // The pressure and battery ADCs read the plant, which lives in the parent: the conversion
   // waits (the chip does not run) until the parent answers with the value at this instant.
   const adc = mcu.adc;
-  const asks = new Map([[p.pressure_adc, 'pressure'], [p.battery_adc, 'battery']]);
+  const asks = new Map([[p.pressure_adc, 'pressure'], [p.battery_adc, 'battery'], [4, 'die']]);
   const start = adc.onADCRead;
   adc.onADCRead = (ch) => {
     const what = asks.get(ch);
@@ -461,6 +468,29 @@ function attachBench() {
   attachMotor(p);
   attachSensors(p);
   attachBuzzer(p);
+}
+
+// ---- the memory test's region with a stuck bit (sim/faults.py) --------------------------------
+// The firmware keeps its memory test's region in RAM and notes its address in watchdog scratch
+// register 3 (boards/rp2_common.py). A stuck-at-1 bit there: after every write to RAM the bit
+// is forced on again, so the march reads back a 1 where it wrote a 0.
+function stickRam() {
+  const f = bench.ram;
+  for (const name of ['writeUint8', 'writeUint16', 'writeUint32']) delete mcu[name];
+  if (!f) return;
+  const proto = Object.getPrototypeOf(mcu);
+  const wdt = mcu.peripherals[WATCHDOG];
+  const stick = () => {
+    const at = wdt.scratchData[3] + 2 * f.cell + (f.bit >> 3) - 0x20000000;
+    if (at >= 0 && at < mcu.sram.length) mcu.sram[at] |= 1 << (f.bit & 7);
+  };
+  for (const name of ['writeUint8', 'writeUint16', 'writeUint32']) {
+    const write = proto[name];
+    mcu[name] = function (address, value) {
+      write.call(mcu, address, value);
+      stick();
+    };
+  }
 }
 
 function attachUsb() {
@@ -508,6 +538,15 @@ function onRequest(req) {
       break;
     case 'stall':
       bench.stallAt = req.at_step;
+      break;
+    case 'driver':
+      bench.drvFlags = req.flags >>> 0;
+      bench.drvSilent = !!req.silent;
+      bench.drvDiag = !!req.diag;
+      break;
+    case 'ram':
+      bench.ram = req.on ? { cell: req.cell, bit: req.bit } : null;
+      stickRam();
       break;
     case 'hang':
       hung = true;

@@ -257,6 +257,44 @@ def test_2_forged_counters_neither_run_the_host_ahead_nor_exhaust_the_pump(board
     assert pumpctl(relay, board, "status")[0] == 0
 
 
+def test_7_a_replayed_or_stale_hello_never_ends_the_honest_session(board, relay):
+    """Attack 7: hello lines recorded from the cable (both steps) are replayed while an honest
+    session runs, and a hello the relay held back is fired late. Each is refused (or answered
+    with a challenge only), and the honest session goes on without a new hello."""
+    relay.requests.clear()
+    assert pumpctl(relay, board, "status")[0] == 0
+    recorded = [x for x in relay.requests if cmd_of(x) == "hello"]
+    assert len(recorded) == 2     # the challenge, then the answer to it
+    held = []
+
+    def hold_second_step(line):
+        if cmd_of(line) == "hello" and b'"pn"' in line:
+            held.append(line)
+            return None
+        return line
+    relay.to_pump = hold_second_step
+    rc, out, err = pumpctl(relay, board, "status")
+    relay.to_pump = lambda line: line
+    assert rc == 3 and held, out + err
+    assert board.ask({"cmd": "status"}, sign=True)["ok"] is True     # the honest session
+    sn = board.session.sn
+    for line in recorded + held[:1]:
+        rid = json.loads(split(line)[0])["id"]
+        relay.replies.clear()     # the first time round, this id got its honest answer
+        relay.send_to_pump(line)
+        deadline = time.monotonic() + 10
+        while not [x for x in relay.replies if x.startswith(b"{")
+                   and json.loads(split(x)[0]).get("id") == rid]:
+            assert time.monotonic() < deadline, "no reply to the replayed hello"
+            time.sleep(0.05)
+        reply = next(json.loads(split(x)[0]) for x in relay.replies if x.startswith(b"{")
+                     and json.loads(split(x)[0]).get("id") == rid)
+        assert "sn" not in reply, reply
+        assert reply["ok"] is True or reply["error"] == "E_REPLAY", reply
+        r = board.ask({"cmd": "status"}, sign=True)
+        assert r["ok"] is True and board.session.sn == sn, (line, r)
+
+
 def test_alterations_either_way_are_caught(board, relay):
     """A changed byte in a request is refused by the pump (unsigned, so pumpctl cannot take
     even the refusal as proof); a changed byte in a reply is refused by pumpctl."""
@@ -300,6 +338,29 @@ def test_6_control_characters_from_the_pump_are_shown_escaped(board, relay):
     assert "\\x1b[2J\\x0dFAKE" in err
     relay.to_host = lambda line: line
     assert board.ask({"cmd": "program", "args": {"params": settings}}, sign=True)["ok"]
+
+
+def test_6_error_codes_and_reasons_of_forged_refusals_are_shown_escaped(board, relay):
+    """Attack 6, the code and the reason too: a forged, unsigned refusal of `hello` (which
+    pumpctl shows, marked unsigned, since opening a session changes nothing) carries terminal
+    escapes in its error code, message and reason. Nothing of it may reach the terminal raw, in
+    the text or the JSON form."""
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    relay.to_host = lambda line: (unsigned(line, ok=False, error="E_" + evil, message=evil,
+                                           reason=evil)
+                                  if cmd_of(line) == "hello" else line)
+    try:
+        for argv in (("status",), ("--json", "status"), ("alarms",)):
+            rc, out, err = pumpctl(relay, board, *argv, key=board.info["patient_key"])
+            seen = out + err
+            assert rc == 1 and "unsigned" in seen, (argv, out, err)
+            assert not any(c in seen for c in "\x1b\x07\x9b"), (argv, seen)
+            assert ("\\x1b]0;owned" in seen or "\\u001b]0;owned" in seen), (argv, seen)
+        rc, out, err = pumpctl(relay, board, "--json", "status", key=board.info["patient_key"])
+        reply = json.loads(out)
+        assert reply["error"].startswith("E_\\x1b]0;owned") and "\x1b" not in reply["error"]
+    finally:
+        relay.to_host = lambda line: line
 
 
 def test_5_a_session_recorded_on_one_pump_does_not_replay_on_another_with_the_same_key(

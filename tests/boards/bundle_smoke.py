@@ -2,6 +2,7 @@
 # the compiled firmware boots a pump on the virtual board's constants and delivers.
 import json
 import sys
+from array import array
 
 from boards import stepgen, tmc2209
 from firmware.codes import DONE
@@ -22,6 +23,7 @@ class Hal(_Data):
         self.B_SAG_MIN_MV: int = 0
         self.strokes = 0
         self.pa = 0
+        self.ram = array("H", [0] * self.MEMTEST_CELLS)
 
     def stroke(self):
         self.strokes += 1
@@ -38,6 +40,15 @@ class Hal(_Data):
 
     def tone(self, pattern):
         pass
+
+    def driver_status(self):
+        return 0
+
+    def read_die_temp(self):
+        return self.DIE_RAW_27C
+
+    def test_ram(self):
+        return self.ram
 
     def save_state(self, buf):
         return True

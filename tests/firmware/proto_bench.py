@@ -96,17 +96,36 @@ class Signer:
         body = json.dumps(req, separators=(",", ":"))
         return body + " " + hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()
 
-    def hello_line(self, hn="00112233445566778899aabbccddeeff"):
+    def hello_line(self, hn="00112233445566778899aabbccddeeff", pn=None):
+        """A hello: without pn its first step (the pump answers a challenge), with the
+        challenge its second (the pump opens the session)."""
         self.id += 1
+        args = {"hn": hn}
+        if pn is not None:
+            args["pn"] = pn
         return self.sign({"id": self.id, "cmd": "hello", "role": self.role, "pump": self.pump,
-                          "args": {"hn": hn}})
+                          "args": args})
+
+    def challenge(self, app):
+        """The first step of hello: the challenge the pump answered (the line: first_hello)."""
+        line = self.hello_line()
+        r = ask(app, line)
+        assert r["ok"] and "sn" not in r, r
+        assert r["_tag"] == reply_tag(self.key, line, app.hal.lines[-1])
+        self.first_hello = line
+        return r["pn"]
 
     def hello(self, app):
-        line = self.hello_line()
+        return self.hello_with(app, self.challenge(app))
+
+    def hello_with(self, app, pn):
+        """The second step of hello, answering challenge pn (the line: last_hello)."""
+        line = self.hello_line(pn=pn)
         r = ask(app, line)
         assert r["ok"], r
         assert r["_tag"] == reply_tag(self.key, line, app.hal.lines[-1])
         self.sn, self.ctr = r["sn"], r["ctr"]
+        self.last_hello = line
         return r
 
     def line(self, cmd, args=None, ctr=None, sn=None, pump=None):

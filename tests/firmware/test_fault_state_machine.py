@@ -150,6 +150,15 @@ class Hal(BoardBase):
     def tone(self, pattern):
         self.bench.tones.append((self.bench.v, pattern))
 
+    def driver_status(self):
+        return self.bench.plant.driver_status()
+
+    def read_die_temp(self):
+        return self.bench.plant.read_die_temp()
+
+    def test_ram(self):
+        return self.bench.plant.test_ram()
+
     def save_state(self, buf):
         if not self.alive:
             raise Dead("a pump without power wrote flash")

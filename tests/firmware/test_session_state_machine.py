@@ -9,7 +9,9 @@ Invariants:
   made for is the pump's current one for that role (no reboot, no newer hello, not idle for
   more than 5 minutes since);
 - the counter the pump keeps only goes up, across reboots too;
-- an honest session (hello, then requests one after another) always succeeds.
+- an honest session (hello, then requests one after another) always succeeds;
+- a hello opens a session only by answering the challenge the pump gave last for its role,
+  within CHALLENGE_MS: a replayed or stale hello (either step) never ends the current session.
 """
 
 from hypothesis import settings
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from firmware import auth
-from firmware.proto import SESSION_IDLE_MS
+from firmware.proto import CHALLENGE_MS, SESSION_IDLE_MS
 from tests.firmware.proto_bench import PAT, Signer, ask, boot, provisioned
 
 ROLES = ("clinician", "patient")
@@ -43,6 +45,10 @@ class Sessions(RuleBasedStateMachine):
         self.held = []          # lines made and kept back by someone on the line
         self.ever = set()       # lines the pump accepted
         self.last_ctr = {r: 0 for r in ROLES}
+        self.hellos = []        # (line, role) of both steps of every hello that was sent
+        self.held_hellos = []   # (second-step line, role, its challenge) kept back
+        self.challenge = {r: None for r in ROLES}   # the pump's last challenge, per role
+        self.challenge_at = {r: 0 for r in ROLES}
 
     def _send(self, line, role, sn):
         reply = ask(self.app, line)
@@ -59,10 +65,17 @@ class Sessions(RuleBasedStateMachine):
             if self.app.hal.t - self.active_at[r] > SESSION_IDLE_MS:
                 self.current[r] = None
 
+    def _hello(self, host, role):
+        """Both steps of an honest hello, recorded for replays."""
+        r = host.hello(self.app)
+        self.hellos += [(host.first_hello, role), (host.last_hello, role)]
+        self.challenge[role] = None
+        return r
+
     @rule(role=st.sampled_from(ROLES), n=st.integers(1, 3))
     def honest_session(self, role, n):
         host = self.hosts[role]
-        r = host.hello(self.app)
+        r = self._hello(host, role)
         self.current[role] = r["sn"]
         self.active_at[role] = self.app.hal.t
         for _ in range(n):
@@ -72,8 +85,57 @@ class Sessions(RuleBasedStateMachine):
     @rule(role=st.sampled_from(ROLES))
     def another_host_opens_a_session(self, role):
         other = Signer(key=self.hosts[role].key, role=role)
-        self.current[role] = other.hello(self.app)["sn"]
+        self.current[role] = self._hello(other, role)["sn"]
         self.active_at[role] = self.app.hal.t
+
+    def _check_current(self, role):
+        """The role's current session, if it is still open, takes an honest request."""
+        host = self.hosts[role]
+        self._expire()
+        if host.sn is not None and host.sn == self.current[role]:
+            reply = self._send(host.line("status"), role, host.sn)
+            assert reply["ok"] is True and not reply.get("repeat"), reply
+
+    @precondition(lambda self: self.hellos)
+    @rule(i=st.integers(0, 1000))
+    def replay_a_hello(self, i):
+        """Someone on the line replays a recorded hello, either step: it may get a challenge
+        (which replaces the pump's last one), never a session."""
+        line, role = self.hellos[i % len(self.hellos)]
+        reply = ask(self.app, line)
+        assert "sn" not in reply, ("a replayed hello opened a session", reply)
+        if reply["ok"]:
+            self.challenge[role] = reply["pn"]
+            self.challenge_at[role] = self.app.hal.t
+        else:
+            assert reply["error"] == "E_REPLAY", reply
+        self._check_current(role)
+
+    @precondition(lambda self: len(self.held_hellos) < 4)
+    @rule(role=st.sampled_from(ROLES))
+    def hold_a_hello(self, role):
+        """The second step of someone's hello is kept back by the line."""
+        host = Signer(key=self.hosts[role].key, role=role)
+        pn = host.challenge(self.app)
+        self.challenge[role] = pn
+        self.challenge_at[role] = self.app.hal.t
+        self.held_hellos.append((host.hello_line(pn=pn), role, pn))
+
+    @precondition(lambda self: self.held_hellos)
+    @rule(i=st.integers(0, 3))
+    def release_a_held_hello(self, i):
+        line, role, pn = self.held_hellos.pop(i % len(self.held_hellos))
+        reply = ask(self.app, line)
+        fresh = (pn == self.challenge[role]
+                 and self.app.hal.t - self.challenge_at[role] <= CHALLENGE_MS)
+        if reply["ok"]:
+            assert fresh and "sn" in reply, ("a stale hello opened a session", reply)
+            self.current[role] = reply["sn"]
+            self.active_at[role] = self.app.hal.t
+            self.challenge[role] = None
+        else:
+            assert not fresh and reply["error"] == "E_REPLAY", reply
+            self._check_current(role)
 
     @precondition(lambda self: len(self.held) < 6)
     @rule(role=st.sampled_from(ROLES))
@@ -106,6 +168,7 @@ class Sessions(RuleBasedStateMachine):
     def reboot(self):
         self.app = boot(self.app.hal.dev)
         self.current = {r: None for r in ROLES}
+        self.challenge = {r: None for r in ROLES}
 
     @invariant()
     def counters_only_go_up(self):

@@ -98,7 +98,7 @@ def test_info_without_a_key_says_only_what_picks_a_key():
     app, clin = programmed()
     public = ask(app, json.dumps({"id": 1, "cmd": "info"}))
     assert set(public) == {"id", "ok", "cmd", "pump_id", "firmware", "board", "build", "keys",
-                           "provisioned"}
+                           "provisioned", "self_test"}
     keyed = ask(app, clin.line("info"))
     for k in ("ctr", "clock_ts", "stroke_nl", "catheter_nl", "reservoir_max_nl", "update"):
         assert k in keyed

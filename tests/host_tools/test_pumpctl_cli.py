@@ -639,3 +639,16 @@ def test_check_shows_the_reminders_given_or_the_firmwares_defaults(capsys):
     assert run("check", path, "--json") == 0
     shown = json.loads(capsys.readouterr().out)
     assert (shown["stop_reminder_s"], shown["alarm_silence_s"]) == (3600, 1800)
+
+
+def test_status_shows_the_battery_days_and_info_the_self_test():
+    """The firmware's own keys (issue 20) through pumpctl's formatters."""
+    st = {"battery_mv": 3050, "battery_eri_days": 732, "battery_eos_days": 1223,
+          "battery_life": {"eri_days": [707, 732, 756], "eos_days": [1198, 1223, 1248]}}
+    assert views.battery_text(st) == "3050 mV, about 732 d to ERI, about 1223 d to EOS"
+    (line,) = views.self_test_lines({
+        "when_ts": 0, "passed": False,
+        "parts": {"code": {"outcome": "pass", "critical": True, "found": "manifest signed"},
+                  "battery": {"outcome": "fail", "critical": False, "found": "4100 mV"}}})
+    assert line.startswith("self-test    FAILED at ")
+    assert line.endswith("(code ok, battery FAILED: 4100 mV)")

@@ -75,10 +75,9 @@ def test_a_request_recorded_on_one_emulated_pico_is_refused_by_another(tmp_path)
         assert pump_a == (tmp_path / "a" / "flash" / "unique_id").read_text().strip()
         assert pump_a != "0" * 16 and pump_a == a.pump_id
         a.program()
-        recorded = [hello_line(a.key, pump_a, 911)]
-        a.send(recorded[0] + b"\n")
-        hello = read_reply(a.port, 911, REPLY_S)[0]
-        assert hello["ok"] is True
+        recorder = Session(a.port, a.key, "clinician", pump_a, REPLY_S)
+        hello = recorder.hello()      # both steps: the challenge, and the answer to it
+        recorded = list(recorder.hello_lines)
         stop = sign(a.key, {"id": 912, "cmd": "stop", "role": "clinician", "pump": pump_a,
                             "sn": hello["sn"], "ctr": hello["ctr"] + 1})
         a.send(stop + b"\n")
@@ -93,9 +92,9 @@ def test_a_request_recorded_on_one_emulated_pico_is_refused_by_another(tmp_path)
     b = Pico(tmp_path / "b" / "flash")
     try:
         assert b.ask({"cmd": "info"})["pump_id"] == "7717717717717717"
-        for rid, line in zip((911, 912), recorded):
+        for line in recorded:
             b.send(line + b"\n")
-            reply = read_reply(b.port, rid, REPLY_S)[0]
+            reply = read_reply(b.port, json.loads(line.rsplit(b" ", 1)[0])["id"], REPLY_S)[0]
             assert reply["ok"] is False and reply["error"] in ("E_AUTH", "E_SESSION"), reply
         # The same key, naming this pump, is accepted: only the pump id told them apart.
         b.session = Session(b.port, b.key, "clinician", "7717717717717717", REPLY_S)

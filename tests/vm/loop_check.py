@@ -10,13 +10,13 @@ import micropython
 
 from firmware.app import App
 from firmware.store import MemDev
-from tests.testboard import HealthyHal
+from tests.testboard import HealthyHal, SelfTestParts
 
 LOCK_AT = 200
 CYCLES = 6000
 
 
-class Hal(HealthyHal):
+class Hal(SelfTestParts, HealthyHal):
     def __init__(self):
         HealthyHal.__init__(self)
         self.t = 1000
