@@ -270,3 +270,24 @@ def test_lost_records_after_a_weaker_refill_and_a_new_program_restate_the_cathet
     m.reprogram_after_memory_error(off=26_101, tick0=536_870_212)
     m.accounts_agree_with_the_plant()
     m.teardown()
+
+
+def test_a_layout_1_update_after_lost_records_and_a_fallback_keeps_the_reservoir_account():
+    """The fault state machine (a random run, shrunk): every record lost and the pump
+    reprogrammed and refilled, a restart that found the newest state record damaged, then a
+    firmware update from the layout-1 firmware (its older record, damaged newest): the pump's
+    reservoir account came out a stroke above what the reservoir held."""
+    from test_fault_state_machine import FaultMachine
+
+    m = FaultMachine()
+    m.start(params={"conc_ng_ml": 1_000_000, "steps": [[0, 48_000], [60, 48_000],
+                                                       [120, 48_000], [1260, 451_250]],
+                    "low_res_nl": 0, "max_daily_ng": 108_500, "pb": None},
+            seed=0, tick0=0, noise=0, volume=20_000_000, tod0=0, clock=False)
+    m.reprogram_after_memory_error(off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.restart(how="rot", off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.firmware_update_from_layout_1(clean=False, off=0, tick0=0)
+    m.accounts_agree_with_the_plant()
+    m.teardown()

@@ -593,8 +593,11 @@ class FaultBench:
         # A flash that refuses writes took none from the old firmware either: the new one then
         # boots from what is there. (Rewriting it would also turn a fallback record, older than
         # the pump's last confirmed save because the save after the fallback failed, into an
-        # undamaged newest one: a record no firmware wrote.)
-        if payload is not None and not self.write_fails:
+        # undamaged newest one: a record no firmware wrote.) Nor is a record rewritten while
+        # the newest slot is damaged: the old firmware would have booted from the older one
+        # and counted its reserve before writing anything, which a copy of the older record
+        # leaves out (the new firmware boots from the fallback instead, as the old one did).
+        if payload is not None and not self.write_fails and not self.store.corrupt:
             rec = unpack_ints(payload)
             if rec[0] == STATE_MAGIC:
                 h = rec[3]
