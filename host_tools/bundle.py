@@ -25,6 +25,12 @@ SLOW_REPLY_S = 30.0        # the wait for a reply that does flash work (listing,
 CHUNK = 512                # raw bytes a request carries (684 in base64: the line stays < 1 KB)
 
 
+def _same_digest(listed, digest: str) -> bool:
+    """A running file's digest as update_begin lists it (the whole SHA-256 hex, or since the
+    Pico's smaller replies its first 16 or more digits) matches the manifest's."""
+    return isinstance(listed, str) and len(listed) >= 16 and digest.startswith(listed)
+
+
 def load_update_key(path=None):
     """The private update key (default: the repository's development key)."""
     from cryptography.hazmat.primitives import serialization
@@ -251,7 +257,9 @@ def push(lk, man: bytes, sig: bytes, contents: list[bytes], progress=None,
 
     send(man + sig)
     for (name, size, digest), data in zip(entries, contents):
-        if reuse and copy_max > 0 and have.get(name) == (size, digest):
+        got = have.get(name)
+        if reuse and copy_max > 0 and got is not None and got[0] == size and \
+                _same_digest(got[1], digest):
             for i in range(0, size, copy_max):
                 n = min(copy_max, size - i)
                 step({"copy": n}, n)

@@ -206,13 +206,14 @@ def copies(root, work, fails):
     listed = {}
     for name, size, hexd in up.running_files():
         listed[name] = (size, hexd)
-    if listed.get("firmware/app.py") != (8, digest(b"old = 1\n")) or "firmware/__init__.py" in \
+    if listed.get("firmware/app.py") != (8, digest(b"old = 1\n")[:update.RUNNING_HEX]) or \
+            "firmware/__init__.py" in \
             listed or len(listed) != len(files) - 1:
         fails.append("running_files listed %s" % sorted(listed))
     off = up.chunk(0, man + sig)
     copied = 0
     for name, size, hexd in files:
-        if listed.get(name) == (size, hexd):
+        if listed.get(name) == (size, hexd[:update.RUNNING_HEX]):
             if size > 1:
                 try:
                     up.copy(off, size + 1)
