@@ -200,7 +200,13 @@ def _build(board: str, dev: bool) -> Path | None:
     return ROOT / "build" if subprocess.run(cmd, text=True).returncode == 0 else None
 
 
-def _wait_back(port: str, key, version: str, slot: str, timeout_s: float = 60.0):
+# How long a pump may take to come back after an update's switch or a first install: its
+# self-test, and once after each install the watchdog's proof (a second reset). A Pico needs a
+# few seconds; the emulated one on a busy machine much longer. The wait ends when it answers.
+BACK_S = 180.0
+
+
+def _wait_back(port: str, key, version: str, slot: str, timeout_s: float = BACK_S):
     """The new firmware's signed info once it answers a session (None at the timeout)."""
     end = time.monotonic() + timeout_s
     last = None
@@ -247,7 +253,7 @@ def update(port: str, key_path: str, update_key, bundle: Path, board: str,
               f"signed manifest like the rest); {stats['sent']} bytes sent")
     slot = str(r.get("slot"))
     stages(f"checked and switched to slot {slot}; waiting for the pump to restart into it "
-           "(up to 60 s)")
+           f"(up to {BACK_S:.0f} s)")
     info = _wait_back(port, key, version, slot)
     if info is None:
         return _fail(3, "the pump did not come back after the update; check it with "
@@ -441,9 +447,9 @@ def install(port: str, args, update_key, built) -> int:
            + (f" (given: {args.bundle})" if args.bundle else " (make build)"))
     first_install(port, built(board), board, stages, update_key,
                   "development" if args.dev else "production")
-    stages("restarting into the pump firmware; waiting for it to answer (up to 60 s)")
+    stages(f"restarting into the pump firmware; waiting for it to answer (up to {BACK_S:.0f} s)")
     info = None
-    end = time.monotonic() + 60
+    end = time.monotonic() + BACK_S
     while info is None and time.monotonic() < end:
         info = _info(port, timeout_s=1.0)
         if info is None:
