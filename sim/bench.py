@@ -237,6 +237,20 @@ def measure_pico_boot():
     return boardbench.pico_boot_row()
 
 
+def measure_pico_self_test():
+    """The power-on self-test's time on the emulated Pico, in its own clock."""
+    from sim import boardbench
+
+    return boardbench.pico_self_test_row()
+
+
+def measure_pico_checks():
+    """The periodic checks' cost on the emulated Pico, in its own clock."""
+    from sim import boardbench
+
+    return boardbench.pico_check_row()
+
+
 def measure_pico_serial():
     """The emulated Pico's work for each byte of a request, in its own cycles."""
     from sim import boardbench
@@ -297,6 +311,8 @@ HOOKS = [
     ("update signature check, emulated Pico", measure_pico_update_verify),
     ("update (make flash), emulated Pico", measure_pico_update),
     ("power-on to first stroke, emulated Pico", measure_pico_boot),
+    ("power-on self-test, emulated Pico", measure_pico_self_test),
+    ("periodic checks, emulated Pico", measure_pico_checks),
     ("serial line, emulated Pico", measure_pico_serial),
     ("idle chip time, emulated Pico", measure_pico_idle),
 ]

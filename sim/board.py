@@ -401,8 +401,9 @@ INJECTABLE = ("patient_bolus", "refill", "occlusion", "clear_occlusion", "motor_
               "set_clock", "ack", "stop", "resume", "hang", "corrupt_flash", "flash_failing",
               "driver", "die_temperature", "memory_fault")
 # The physical act at the pump (a power cycle with the provisioning button held: docs/
-# security.md), and damage to the key record; neither takes arguments.
-HARDWARE = ("button", "corrupt_keys")
+# security.md), damage to the key record, and to a file of the running firmware while the power
+# is off; none takes arguments.
+HARDWARE = ("button", "corrupt_keys", "corrupt_code")
 
 # Keys beyond a scenario's that only the emulated Pico's bench can act on (sim/rp2board.py);
 # the virtual board refuses them.
@@ -434,7 +435,9 @@ def _inject_parser() -> argparse.ArgumentParser:
                     "Actions: " + ", ".join(["advance", "truth", *INJECTABLE, *HARDWARE]) + ". "
                     "`button` power-cycles the board with its button held (opens provisioning "
                     "for a pump whose keys are damaged or lost); `corrupt_keys` damages both "
-                    "copies of the key record and resets.")
+                    "copies of the key record and resets; `corrupt_code` changes a file of "
+                    "the running firmware (firmware/march) while the power is off, for the "
+                    "self-test to find at the boot after.")
     p.add_argument("--control", required=True, metavar="PATH",
                    help="the board's harness socket (`control` in pumpsim board's first line)")
     p.add_argument("action")

@@ -319,6 +319,11 @@ def update_figures() -> dict | str:
                 fig["BOOT_TO_STROKE_MS"] = truth["boot_to_stroke_ms"]
                 break
             pico.inject("advance", "1s")
+        with Link.open(port, key=load_key(key), timeout_s=30.0) as lk:
+            st = lk.call("info", signed=False)["self_test"]
+            if not st["passed"]:
+                raise RuntimeError(f"the self-test failed on the emulated Pico: {st}")
+            fig["SELF_TEST_MS"] = st["ms"]
         bundle = _version_bump(Path(tmp) / "bundle")
         c0 = pico.inject("truth")["cycles"]
         t0 = time.perf_counter()
@@ -408,3 +413,21 @@ def pico_idle_row():
         f"{fig['IDLE_HOUR_CYCLES'] / CHIP_HZ * 1000 / 3600:.2f} ms/s",
         f"the emulated Pico's busy time in an idle hour (no therapy: the watchdog's wake-ups "
         f"and the checks), {fig['IDLE_HOUR_CYCLES'] / 1e6:.0f} M cycles an hour"))
+
+
+def pico_self_test_row():
+    return _pico_row("update", lambda fig: (
+        f"{fig['SELF_TEST_MS']} ms",
+        "the power-on self-test on a production emulated Pico after a power cut (`info`'s "
+        "self_test.ms, the chip's own clock: the code's signature and hashes, the memory march, "
+        "the driver, the sensors, the buzzer; the watchdog's proof, once an install, adds its "
+        "reset to the boot after an install)"))
+
+
+def pico_check_row():
+    return _pico_row("loop", lambda fig: (
+        f"{fig['CHECK_MAX_US'] / 1000:.2f} ms",
+        f"the slowest periodic check (every 5 min: DRV_STATUS, the die's temperature, a slice "
+        f"of the memory march and of the code's hashes) on the emulated Pico, in its own clock, "
+        f"of 24 in a row from tests/rp2/device_loop.py; mean {fig['CHECK_MEAN_US'] / 1000:.2f} "
+        f"ms, so about {fig['CHECK_MEAN_US'] * 12 * 24 / 1e6:.1f} s of the chip's time a day"))

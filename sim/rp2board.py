@@ -374,11 +374,14 @@ class Rp2Board(Board):
     def _power_cycle(self, off_ms: int, button: bool = False, damage=()) -> None:
         """The power is off for off_ms of virtual time, then on: the chip starts from its flash
         image (RAM, registers and the RTC are lost), the plant carries on. damage: records whose
-        two copies get a byte flipped while the power is off; button: BOOTSEL held after."""
+        two copies get a byte flipped while the power is off ("code": a file of the running
+        firmware changed, sim/rp2flash.py damage_code); button: BOOTSEL held after."""
         with self.power_lock:
             self._kill()
             self.bench.save()
-            if damage:
+            if damage == "code":
+                rp2flash.damage_code(self.image)
+            elif damage:
                 rp2flash.damage(self.image, damage)
             if not self.stopping:
                 self._spawn(self.bench.t + off_ms, button=button)
@@ -440,6 +443,8 @@ class Rp2Board(Board):
             return self._cut_now(0, button=True)
         if do in DAMAGE:
             return self._cut_now(0, damage=DAMAGE[do])
+        if do == "corrupt_code":
+            return self._cut_now(0, damage="code")
         if do == "power_loss":
             if "at_program" in args:
                 self.cut_off_ms = args["for_ms"]

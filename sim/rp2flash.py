@@ -21,7 +21,8 @@ PROG_BYTES = 256
 READ_BYTES = 32
 LOOKAHEAD_BYTES = 32
 UID_FILE = "unique_id"
-LEGACY_UID = "0" * 16       # what every emulated flash read before the id was modelled
+LEGACY_UID = "0" * 16
+CODE_VICTIM = "firmware/march.mpy"   # the file `corrupt_code` changes (damage_code)       # what every emulated flash read before the id was modelled
 
 
 def unique_id(flash_dir: Path, existing_image: bool) -> str:
@@ -90,6 +91,39 @@ def _edit(image_path: Path, names, change) -> list[str]:
     tmp.write_bytes(whole)
     os.replace(tmp, image_path)
     return done
+
+
+def damage_code(image_path: Path) -> list[str]:
+    """Change one file of the firmware the loader runs (fw/boot's "active" slot, else the base
+    at the root): firmware/march.mpy gets one byte more at its end, which MicroPython's .mpy
+    loader never reads (so the module still imports and runs) but its size and SHA-256 no
+    longer match its manifest: what the self-test's code check is for. Only while the chip is
+    off. Returns the path changed (empty when the image holds no firmware)."""
+    import json
+
+    image_path = Path(image_path)
+    whole = bytearray(image_path.read_bytes())
+    fs = _mount(whole[FS_OFFSET:FLASH_BYTES])
+    root = ""
+    try:
+        with fs.open("/fw/boot", "r") as f:
+            active = json.loads(f.read()).get("active", "base")
+        if active != "base":
+            root = f"fw/{active}/"
+    except (FileNotFoundError, ValueError):
+        pass
+    path = root + CODE_VICTIM
+    try:
+        with fs.open("/" + path, "ab") as f:
+            f.write(b"\n")
+    except FileNotFoundError:
+        return []
+    fs.unmount()
+    whole[FS_OFFSET:FLASH_BYTES] = fs.context.buffer
+    tmp = image_path.with_suffix(".tmp")
+    tmp.write_bytes(whole)
+    os.replace(tmp, image_path)
+    return [path]
 
 
 def damage(image_path: Path, names) -> list[str]:

@@ -375,8 +375,12 @@ class VirtualHal(_Data):
             self._reply({"ok": True})
         elif do in ("patient_bolus", "stop", "resume", "ack"):
             self._harness_pump(do, args)
+        elif do == "corrupt_code" and self._code_victim() is None:
+            self._reply({"ok": False, "error": "corrupt_code: no firmware in this board's flash "
+                         "directory (it runs the repository's tree, which is never changed): "
+                         "`make flash` one first"})
         elif do in ("reboot", "power_loss", "hang", "corrupt_flash", "shutdown", "button",
-                    "corrupt_keys"):
+                    "corrupt_keys", "corrupt_code"):
             self.pending = req
             self._reply({"ok": True})
         else:
@@ -421,10 +425,42 @@ class VirtualHal(_Data):
         if do == "corrupt_flash":
             self._corrupt(("state.a", "state.b", "settings.a", "settings.b"))
             raise Reset(0)
+        if do == "corrupt_code":
+            self._corrupt_code()
+            raise Reset(0)
         if do == "power_loss":
             self.vt += req.get("args", {}).get("for_ms", 0)
             raise Reset(0)
 
+
+    def _code_victim(self):
+        """The file corrupt_code changes: firmware/march of the firmware the loader runs from
+        the flash directory (fw/boot's "active" slot, else the base at its root); None when
+        that firmware is not in the flash directory."""
+        root = self.flash_dir + "/"
+        try:
+            with open(root + "fw/boot") as f:
+                active = json.loads(f.read()).get("active", "base")
+            if active != "base":
+                root += "fw/" + active + "/"
+        except (OSError, ValueError):
+            pass
+        for name in ("firmware/march.mpy", "firmware/march.py"):
+            try:
+                with open(root + name, "rb"):
+                    return root + name
+            except OSError:
+                pass
+        return None
+
+    def _corrupt_code(self):
+        """A file of the running firmware changes while the board is off (as sim/rp2flash.py's
+        damage_code on the emulated Pico): a newline more at its end, which it still runs with,
+        but which its manifest's size and SHA-256 no longer match."""
+        path = self._code_victim()
+        if path is not None:
+            with open(path, "ab") as f:
+                f.write(b"\n")
 
     def _corrupt(self, names):
         for name in names:

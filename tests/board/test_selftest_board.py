@@ -8,6 +8,7 @@ self-test")."""
 import shutil
 
 from host_tools import bundle
+from sim.board import inject
 from sim.runner import ROOT
 from tests.board.vboard_fixture import LiveBoard
 
@@ -81,13 +82,7 @@ def test_a_new_board_passes_its_self_test_and_its_checks_find_the_injected_fault
 
 
 def test_a_code_file_damaged_while_the_board_was_off_is_found_at_the_next_boot(tmp_path):
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    # an installed base in the flash directory (as `make flash` leaves one), with its manifest
-    for top in ("firmware", "boards"):
-        shutil.copytree(ROOT / top, flash / top, ignore=shutil.ignore_patterns("__pycache__"))
-    (flash / "fw" / "base").mkdir(parents=True)
-    (flash / bundle.BASE_MANIFEST).write_bytes(bundle.base_record(flash, "virtual"))
+    flash = _installed(tmp_path / "flash")
     board = LiveBoard(flash)
     try:
         assert self_test(board)["passed"] is True
@@ -104,5 +99,56 @@ def test_a_code_file_damaged_while_the_board_was_off_is_found_at_the_next_boot(t
         assert "self_test_failed" in alarms(board)
         assert {a["priority"] for a in board.ask({"cmd": "alarms"}, sign=True)["alarms"]
                 if a["code"] == "self_test_failed"} == {"critical"}
+    finally:
+        assert board.close() == 0
+
+
+def _installed(flash):
+    """A flash directory with an installed base (as `make flash` leaves one), with its
+    manifest."""
+    flash.mkdir()
+    for top in ("firmware", "boards"):
+        shutil.copytree(ROOT / top, flash / top, ignore=shutil.ignore_patterns("__pycache__"))
+    (flash / "fw" / "base").mkdir(parents=True)
+    (flash / bundle.BASE_MANIFEST).write_bytes(bundle.base_record(flash, "virtual"))
+    return flash
+
+
+def test_a_silent_driver_a_sensor_out_of_range_at_boot_and_corrupt_code(tmp_path):
+    """The faults of tests/rp2/test_selftest.py's second test, the same way on this board."""
+    board = LiveBoard(tmp_path / "repo-tree")
+    try:                 # a board running the repository's tree: corrupt_code refuses
+        got = inject(board.info["control"], "corrupt_code", [], timeout_s=60)
+        assert got["ok"] is False and "no firmware in this board's flash" in got["error"]
+    finally:
+        assert board.close() == 0
+    board = LiveBoard(_installed(tmp_path / "flash"))
+    try:
+        board.program()
+        board.inject("driver", "fault=silent")
+        board.inject("advance", "11 min")
+        assert "driver_fault" not in alarms(board)       # two checks: not yet
+        board.inject("advance", "5 min")
+        assert "driver_fault" in alarms(board)
+        assert board.ask({"cmd": "status"}, sign=True)["delivering"] is False
+        board.inject("driver", "fault=ok")
+
+        board.inject("sensor_fault", "sensor=pressure", "mode=out_of_range")
+        board.inject("reboot")
+        board.inject("advance", "1 min")
+        st = self_test(board)
+        assert st["passed"] is False and st["failing"] == ["pressure"], st
+        prio = {a["code"]: a["priority"]
+                for a in board.ask({"cmd": "alarms"}, sign=True)["alarms"]}
+        assert prio.get("self_test_failed") == "critical", prio
+
+        board.inject("sensor_fault", "sensor=pressure", "mode=ok")
+        assert board.inject("corrupt_code")["ok"]
+        board.inject("advance", "1 min")
+        st = self_test(board)
+        assert st["parts"]["pressure"]["outcome"] == "pass", st
+        assert st["failing"] == ["code"], st
+        assert st["parts"]["code"]["found"].startswith("firmware/march.")
+        assert st["parts"]["code"]["found"].endswith(" does not match"), st
     finally:
         assert board.close() == 0

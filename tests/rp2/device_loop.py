@@ -13,6 +13,10 @@
 #   CYCLE_MAX_US <us>        the slowest cycle once locked, in the chip's own microseconds
 #   STROKES <n>              strokes the loop made
 #   STROKES_LOCKED <n>       of which with the heap locked
+#   CHECK_MAX_US <us>        the slowest of CHECKS periodic checks (firmware/selftest.py check:
+#                            DRV_STATUS, the die, a slice of the memory march and of the code's
+#                            hashes), run one after another once the loop ended
+#   CHECK_MEAN_US <us>       their mean
 #   DONE
 # The watchdog is not started: it could not be stopped when the script ends.
 import gc
@@ -31,6 +35,7 @@ LOCK_AT = 40
 CYCLES = 400
 CYCLES_MAX = 4000
 LOCKED_STROKES = 60
+CHECKS = 24          # more than a whole memory pass (at most 10 checks) and many code slices
 # 1 mg/mL at 60 mg/day: 60 mL/day, about 2.8 strokes a second.
 PARAMS = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
           "low_res_nl": 2000000}
@@ -107,6 +112,17 @@ def main():
     heap_boot = gc.mem_free()
     try:
         app.run()
+        checks = app.therapy.checks
+        checks.mem_due_s = 0            # a memory pass starts at the first of these checks
+        worst = 0
+        total = 0
+        for _ in range(CHECKS):
+            t0 = time.ticks_us()
+            checks.check(hal.ticks_ms(), 0)
+            d = time.ticks_diff(time.ticks_us(), t0)
+            total += d
+            if d > worst:
+                worst = d
     finally:
         hal.unlock()
         micropython.kbd_intr(3)   # the REPL is mpremote's again
@@ -117,6 +133,8 @@ def main():
     print("CYCLE_MAX_US", hal.cycle_max_us)
     print("STROKES", app.therapy.pump.strokes)
     print("STROKES_LOCKED", app.therapy.pump.strokes - hal.strokes_at_lock)
+    print("CHECK_MAX_US", worst)
+    print("CHECK_MEAN_US", total // CHECKS)
     print("DONE")
 
 

@@ -16,6 +16,8 @@ def test_the_control_loop_allocates_nothing_on_the_rp2_port(tmp_path):
         assert fig["STROKES_LOCKED"] >= 60
         assert pico.inject("truth")["strokes"] - before == fig["STROKES"]
         assert 0 < fig["HEAP_FREE_RUN"] <= fig["HEAP_FREE_BOOT"] + 4096
+        # the periodic checks ran on the board after the loop (make bench's row)
+        assert 0 < fig["CHECK_MEAN_US"] <= fig["CHECK_MAX_US"]
         # A real signature verifies and the same signature over a changed manifest does not.
         assert fig["RSA_OK"] == 1 and fig["RSA_VERIFY_US"] > 0
         pico.answers()
