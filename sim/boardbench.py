@@ -429,5 +429,6 @@ def pico_check_row():
         f"{fig['CHECK_MAX_US'] / 1000:.2f} ms",
         f"the slowest periodic check (every 5 min: DRV_STATUS, the die's temperature, a slice "
         f"of the memory march and of the code's hashes) on the emulated Pico, in its own clock, "
-        f"of 24 in a row from tests/rp2/device_loop.py; mean {fig['CHECK_MEAN_US'] / 1000:.2f} "
+        f"of 24 in a row from tests/rp2/device_loop.py"
+        f"{'' if fig.get('CHECK_CODE') else ' (without the code part: no manifest found)'}; mean {fig['CHECK_MEAN_US'] / 1000:.2f} "
         f"ms, so about {fig['CHECK_MEAN_US'] * 12 * 24 / 1e6:.1f} s of the chip's time a day"))

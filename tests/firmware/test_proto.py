@@ -52,6 +52,8 @@ def test_unhex_round_trips_lower_case_only(data):
         assert auth.unhex(data.hex().upper()) is None
     assert auth.unhex(data.hex() + "g0") is None
     assert auth.unhex(data.hex() + "0") is None
+    assert auth.unhex(data.hex() + " 0") is None and auth.unhex(data.hex() + "0\n") is None
+    assert auth.unhex(data.hex() + "\u00e90") is None
 
 
 def test_an_upper_case_tag_is_refused():

@@ -17,9 +17,12 @@
 #                            DRV_STATUS, the die, a slice of the memory march and of the code's
 #                            hashes), run one after another once the loop ended
 #   CHECK_MEAN_US <us>       their mean
+#   CHECK_CODE <0|1>         1 when the checks included the code's slices (the running
+#                            firmware has a manifest)
 #   DONE
 # The watchdog is not started: it could not be stopped when the script ends.
 import gc
+import json
 import os
 import time
 
@@ -27,7 +30,9 @@ import micropython
 
 from boards.pico import Hal
 from firmware.app import App
+from firmware import post
 from firmware.compat import TYPE_CHECKING
+from firmware.loader import Fs
 from firmware.store import FileDev
 
 micropython.alloc_emergency_exception_buf(256)   # a traceback even with the heap locked
@@ -99,6 +104,15 @@ class BenchHal(Hal):
         return woke
 
 
+def _active():
+    """The slot the boot loader runs (fw/boot's "active"), else the base."""
+    try:
+        with open("/fw/boot") as f:
+            return json.loads(f.read()).get("active", "base")
+    except (OSError, ValueError):
+        return "base"
+
+
 def main():
     hal = BenchHal()
     app = App(hal)
@@ -113,6 +127,10 @@ def main():
     try:
         app.run()
         checks = app.therapy.checks
+        # The bench's records are not the pump's filesystem, so the boot above had no code to
+        # check: the running firmware's files, as the pump's own self-test loads them.
+        code, found = post.load(Fs(""), _active(), None, hal.NAME)
+        post._code(checks, code, found)
         checks.mem_due_s = 0            # a memory pass starts at the first of these checks
         worst = 0
         total = 0
@@ -135,6 +153,7 @@ def main():
     print("STROKES_LOCKED", app.therapy.pump.strokes - hal.strokes_at_lock)
     print("CHECK_MAX_US", worst)
     print("CHECK_MEAN_US", total // CHECKS)
+    print("CHECK_CODE", 1 if code is not None else 0)
     print("DONE")
 
 
