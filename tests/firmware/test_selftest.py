@@ -118,6 +118,34 @@ def test_a_driver_shutdown_or_short_is_critical_and_latched_until_resume():
         assert hal.strokes > strokes
 
 
+class StoppedDriverHal(FaultHal):
+    """A driver that shut down or shorted moves nothing: DIAG says so (a stroke NOT_DONE)."""
+
+    def stroke(self):
+        if self.drv & 0x3E:
+            return codes.NOT_DONE
+        return FaultHal.stroke(self)
+
+
+def test_a_stroke_that_fails_names_the_drivers_fault_at_once():
+    """The stroke's motor_stall runs the periodic check at once (it sounds the alarm), and the
+    check reads DRV_STATUS: the driver's fault is named with the stall, not at the next
+    5-minute check."""
+    for fault in ("ot", "short"):
+        hal, th = faulty()
+        hal.__class__ = StoppedDriverHal
+        run(hal, th, HOUR)
+        run(hal, th, th.pump.check_at - hal.now + 1)     # just past a check
+        next_check = th.pump.check_at
+        strokes = hal.strokes
+        hal.drv = DRIVER_FAULTS[fault]
+        while "motor_stall" not in active(th):
+            run(hal, th, 1000)
+        assert hal.now < next_check, "no stroke failed before the next check"
+        assert "driver_fault" in active(th), fault    # named with the stall, not 5 min later
+        assert hal.strokes == strokes
+
+
 def test_a_silent_driver_or_an_open_coil_counts_after_three_checks_running():
     for flags in (-1, DRIVER_FAULTS["open"]):
         hal, th = faulty()
