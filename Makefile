@@ -100,14 +100,15 @@ BOARD ?= pico
 BUILD ?= build
 BOARD_SHARED = $(if $(filter virtual,$(BOARD)),,boards/rp2_common.py boards/stepgen.py boards/tmc2209.py)
 
+# -O3: no source line numbers in the bytecode (tracebacks name the file and the function, not
+# the line). The Pico loads every module's bytecode into its heap: the line tables cost 4.3 KB
+# of it (docs/benchmarks.md). Every .mpy that goes onto a board is compiled with MPY_FLAGS.
+MPY_FLAGS = -march=armv6m -O3
+
 # DEV=1 builds a development bundle (firmware/buildinfo.py says "development"): it keeps the
 # REPL for `pumpctl maintenance` and stops at an uncaught exception; the default, production,
 # never hands out the REPL. main.py and loader.mpy at the top are the boot loader: only a
 # first install copies them; a signed update (make flash) carries firmware/ and boards/.
-# -O3: no source line numbers in the bytecode (tracebacks name the file and the function, not
-# the line). The Pico loads every module's bytecode into its heap: the line tables cost 6 KB of
-# it (docs/benchmarks.md). Every .mpy that goes onto a board is compiled with MPY_FLAGS.
-MPY_FLAGS = -march=armv6m -O3
 build: $(STAMP)
 	@test -f boards/$(BOARD).py || { echo "no board boards/$(BOARD).py"; exit 2; }
 	rm -rf $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy $(BUILD)/.buildinfo

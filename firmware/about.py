@@ -1,8 +1,8 @@
 # The replies that describe the pump rather than act on it: `help` (what each command does, as
 # JSON for a program and as lines for a person at a terminal) and `info` (who the pump is, its
 # keys, clock and limits). Loaded for the request and let go after it (firmware/handlers.py
-# about()): held for good, the commands' descriptions and this code took 3 KB of the Pico's
-# heap (docs/benchmarks.md). Which role each command needs is firmware/handlers.py's
+# about()): held for good, the commands' descriptions and this code took 3.9 KB of the
+# Pico's heap (docs/benchmarks.md). Which role each command needs is firmware/handlers.py's
 # COMMANDS.
 from firmware import auth, buildinfo, status
 from firmware.compat import unload

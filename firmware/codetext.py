@@ -1,7 +1,7 @@
 # The words for people that only some replies need: each event's name (the log's rows) and
 # each refusal's sentence (an E_REFUSED reply). On the Pico this module is loaded for such a
 # reply and let go after it (firmware/handlers.py, compat.unload): held for good, its strings
-# and tables took 4 KB of the heap (docs/benchmarks.md). The codes and the names that status
+# and tables took about 4 KB of the heap (docs/benchmarks.md). The codes and the names that status
 # replies use every time (alarms, refusal reasons) are in firmware/codes.py.
 from firmware import codes as c
 
