@@ -71,9 +71,12 @@ def arg(args, key, lo, hi, default=None):
 
 def refused(reason):
     name = codes.REASON_NAMES.get(reason, str(reason))
-    from firmware import codetext   # the sentence: loaded for this reply, let go after it
+    text = name
     try:
+        from firmware import codetext   # the sentence: loaded for this reply, let go after it
         text = codetext.REASON_TEXT.get(reason, name)
+    except MemoryError:
+        pass    # no room for the sentence: the reply is still the refusal, with its reason
     finally:
         codetext = None
         unload("firmware.codetext")
