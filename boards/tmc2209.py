@@ -13,9 +13,10 @@
 # The address (0..3) is set by the MS1/MS2 pins, which also pick the microstep resolution.
 # The CRC is CRC-8 with polynomial x^8 + x^2 + x + 1 over the bytes, each shifted in least
 # significant bit first, starting from 0.
+from firmware.compat import const
 
-SYNC = 0x05
-REPLY_ADDR = 0xFF
+_SYNC = const(0x05)
+_REPLY_ADDR = const(0xFF)
 GCONF = 0x00
 IFCNT = 0x02        # counts successful writes (mod 256): how the board knows they arrived
 IOIN = 0x06         # input pins, and the chip's VERSION in bits 24..31 (0x21 for a TMC2209)
@@ -30,7 +31,7 @@ SGTHRS = 0x40
 # UART, not power-down), multistep_filt (bit 8). mstep_reg_select (bit 7) stays 0: microsteps
 # come from the MS1/MS2 pins, so the wiring alone fixes STEPS_PER_REV.
 GCONF_VALUE = 0x141
-TCOOLTHRS_ALL = 0xFFFFF  # StallGuard (and so DIAG on stall) at every speed the pump runs
+_TCOOLTHRS_ALL = const(0xFFFFF)  # StallGuard (and so DIAG on stall) at every speed the pump runs
 
 
 def crc8(data, n, o=0):
@@ -50,7 +51,7 @@ def crc8(data, n, o=0):
 def write_datagram(addr, reg, value):
     """The 8 bytes that set register reg of the driver at addr to value."""
     buf = bytearray(8)
-    buf[0] = SYNC
+    buf[0] = _SYNC
     buf[1] = addr
     buf[2] = reg | 0x80
     for i in range(4):
@@ -62,7 +63,7 @@ def write_datagram(addr, reg, value):
 def read_request(addr, reg):
     """The 4 bytes that ask the driver at addr for register reg."""
     buf = bytearray(4)
-    buf[0] = SYNC
+    buf[0] = _SYNC
     buf[1] = addr
     buf[2] = reg & 0x7F
     buf[3] = crc8(buf, 3)
@@ -76,7 +77,7 @@ def parse_reply(data, reg):
     if data is None or len(data) < 8:
         return None
     r = data[len(data) - 8:]
-    if r[0] != SYNC or r[1] != REPLY_ADDR or r[2] != reg or crc8(r, 7) != r[7]:
+    if r[0] != _SYNC or r[1] != _REPLY_ADDR or r[2] != reg or crc8(r, 7) != r[7]:
         return None
     return (r[3] << 24) | (r[4] << 16) | (r[5] << 8) | r[6]
 
@@ -95,7 +96,7 @@ def setup_writes(addr, sgthrs, ihold, irun):
     return (
         (GCONF, GCONF_VALUE),
         (IHOLD_IRUN, ihold_irun(ihold, irun)),
-        (TCOOLTHRS, TCOOLTHRS_ALL),
+        (TCOOLTHRS, _TCOOLTHRS_ALL),
         (SGTHRS, sgthrs),
     )
 
@@ -107,7 +108,7 @@ def status_flags(data, n, reg):
     if n < 8:
         return -1
     o = n - 8
-    if data[o] != SYNC or data[o + 1] != REPLY_ADDR or data[o + 2] != reg:
+    if data[o] != _SYNC or data[o + 1] != _REPLY_ADDR or data[o + 2] != reg:
         return -1
     if crc8(data, 7, o) != data[o + 7]:
         return -1

@@ -12,64 +12,35 @@
 # whole cycle: a loop stuck anywhere resets the board.
 import gc
 import json
-import struct
 
-from firmware import buildinfo, codecheck, codes, loader, updatekey
+from firmware import buildinfo, codes, loader, updatekey
 from firmware.auth import Keys
-from firmware.compat import TYPE_CHECKING, unload
+from firmware.compat import TYPE_CHECKING, const, scrub, unload
 from firmware.eventlog import EventLog
 from firmware.handlers import Handlers
 from firmware.proto import Proto
-from firmware.store import RecordStore, pack_ints, unpack_ints
-from firmware.therapy import BOOT_WATCHDOG, Therapy
+from firmware.store import RecordStore, clock_trailer, pack_ints
+from firmware.store import split_clock  # noqa: F401  (tests import it from here)
+from firmware.therapy import Therapy
 from firmware.ticks import add, diff
 
 if TYPE_CHECKING:
     from firmware.hal import Hal
 
-LOG_CAPACITY = 200
-BYTES_PER_CYCLE = 256     # serial bytes taken in one cycle (about 10 ms of a Pico's time)
-ANCHOR_MS = 3600000       # re-anchor the clock hourly: one tick difference stays valid
+_LOG_CAPACITY = const(200)
+_BYTES_PER_CYCLE = const(256)     # serial bytes taken in one cycle (about 10 ms of a Pico's time)
+_ANCHOR_MS = const(3600000)       # re-anchor the clock hourly: one tick difference stays valid
 MAINT_FLAG = "maint"
-# The pump clock at the moment of each state save rides behind the pump's state record, so a
-# board that loses its clock (a Pico: no battery-backed RTC) carries on from it. Older records
-# have no trailer; the state record itself (firmware/record.py) is not changed by it.
-CLOCK_TAG = b"CLK1"
-CLOCK_TRAILER_LEN = 8
 SHIFT_MAX = (1 << 29) - 1
-
-
-def clock_trailer(ts):
-    return CLOCK_TAG + struct.pack("<i", ts)
-
-
-def split_clock(payload):
-    """(the state record's bytes, the clock saved with them or None)."""
-    n = len(payload) - CLOCK_TRAILER_LEN
-    if n >= 0 and payload[n:n + 4] == CLOCK_TAG:
-        # a view, not a copy: on the Pico a record-sized buffer counts
-        return memoryview(payload)[:n], struct.unpack_from("<i", payload, n + 4)[0]
-    return payload, None
 
 
 def _clamp(s):
     return SHIFT_MAX if s > SHIFT_MAX else -SHIFT_MAX if s < -SHIFT_MAX else s
 # The physical act that opens provisioning (docs/security.md): the button held for
-# BUTTON_HOLD_MS within BUTTON_LOOK_MS of a boot opens it for PROVISION_MS.
-BUTTON_LOOK_MS = 60000
+# BUTTON_HOLD_MS within BUTTON_LOOK_MS (firmware/start.py) of a boot opens it for PROVISION_MS.
 BUTTON_HOLD_MS = 2000
-BUTTON_POLL_MS = 100
+_BUTTON_POLL_MS = const(100)
 PROVISION_MS = 600000
-# A new firmware on trial confirms itself after running this long (or when the host confirms).
-CONFIRM_MS = 60000
-_SLOT_NO = {"base": 0, "a": 1, "b": 2}
-
-
-def _scrub():
-    """Words on the stack below here that still point at the self-test's module (the collector
-    takes any word that looks like a pointer for one) are overwritten by this frame's."""
-    a = b = c = d = e = f = g = h = i = j = k = m = n = o = p = q = 0
-    return a + b + c + d + e + f + g + h + i + j + k + m + n + o + p + q
 
 
 def _save_once(store, payload, tail):
@@ -134,9 +105,9 @@ class App:
         self.uid = hal.uid()
         self.base_ts = hal.clock_ts()   # pump clock (s since 2024-01-01) at base_ticks
         self.base_ticks = hal.ticks_ms()
-        events = EventLog.load(self.st_log, LOG_CAPACITY)
+        events = EventLog.load(self.st_log, _LOG_CAPACITY)
         self.log_damaged = events is None and self.st_log.corrupt
-        self.events = events if events is not None else EventLog(LOG_CAPACITY)
+        self.events = events if events is not None else EventLog(_LOG_CAPACITY)
         self.log_dirty = False
         # (the app is the history's port: its files, self.dev, and its clock, clock_ts)
         self.therapy = Therapy(hal, LogSink(self), self.save_state, self.save_journal,
@@ -158,7 +129,7 @@ class App:
 
     def _anchor(self, now):
         d = diff(now, self.base_ticks)
-        if d >= ANCHOR_MS:
+        if d >= _ANCHOR_MS:
             s = d // 1000
             self.base_ts += s
             self.base_ticks = add(self.base_ticks, s * 1000)
@@ -246,121 +217,17 @@ class App:
 
     # ---- life cycle --------------------------------------------------------------------------
     def boot(self):
-        """Start the pump from the stored records (a factory-fresh pump has none)."""
-        hal = self.hal
-        now = hal.ticks_ms()
-        self.base_ts = hal.clock_ts()
-        self.base_ticks = now
-        cause = BOOT_WATCHDOG if hal.reset_cause() == 1 else 0
-        raw = self.st_state.load()
-        saved_ts = None
-        if raw is not None:
-            raw, saved_ts = split_clock(raw)
-        state = unpack_ints(raw) if raw is not None else None
-        lost = self._lost_clock(saved_ts)
-        params = self.load_settings()
-        # Settings are never guessed: a damaged settings record (even with an older one intact
-        # in the other slot) or one that does not parse means memory_error, and no delivery
-        # until the pump is reprogrammed.
-        settings_bad = self.st_settings.corrupt or (params is None
-                                                    and self.st_settings.seq is not None)
-        if settings_bad:
-            params = None
-        # A clock that was lost cannot tell how long the pump was off (-1): a timed stop then
-        # counts on from the boot and a fill's age does not grow by the time off.
-        th = self.therapy
-        th.hist.run("load", now)   # (its pages; again before the next write if this fails)
-        raw = self.st_journal.load()
-        journal = unpack_ints(raw) if raw is not None else None
-        th.boot(now, (self.base_ts % 86400) * 1000, params, state, cause,
-                self.st_state.corrupt, -1 if lost is not None else self.base_ts, journal)
-        if self.program_tag and params is not None and th.pump.rx is not None:
-            th.hist.run("recover", now, self.program_tag, params, th.pump.rx)
-        th.hist.roll(now)
-        fallback = state is not None and self.st_state.corrupt
-        raw = state = None   # the pump holds its own copy: two record-sized buffers freed
-        if settings_bad:
-            th.sup.raise_alarm(codes.AL_MEMORY_ERROR, now)
-        elif fallback:
-            # The older record was used: limits stay safe (one reserve taken), but what only the
-            # newest held (a refill, a stop, a bolus start) is gone. Say so in the log.
-            self.events.add(codes.EV_RECORD_FALLBACK, self.base_ts, 1, 0)
-        if self.log_damaged:
-            # The log is a record, not a dose limit: a damaged one is restarted and says so,
-            # and therapy goes on.
-            self.events.add(codes.EV_LOG_LOST, self.base_ts, 0, 0)
-        if lost is not None:
-            self.events.add(codes.EV_CLOCK_LOST, self.base_ts, lost, 0)
-            th.sup.raise_alarm(codes.AL_CLOCK_LOST, now)
-        self._boot_keys(now)
-        self._boot_firmware(now)
-        self._self_test(now)
-        if self.button is not None:
-            self.btn_until = add(now, BUTTON_LOOK_MS)
-        th.save()
-        self.save_log()
+        """Start the pump from the stored records (a factory-fresh pump has none). The code is
+        firmware/start.py's, needed once a boot: it goes back to the heap after."""
+        from firmware import start
+        try:
+            start.boot(self)
+        finally:
+            start = None
+            unload("firmware.start")
+        scrub()
         if hasattr(gc, "threshold"):
             gc.threshold(-1)   # the modules are loaded (firmware/__init__.py): collect on need
-
-    def _boot_keys(self, now):
-        """Keys fail closed: a record that exists and does not verify raises key_damaged (the
-        protocol then refuses every keyed request); therapy goes on as programmed."""
-        keys = self.keys
-        sup = self.therapy.sup
-        if keys.damaged:
-            sup.raise_alarm(codes.AL_KEY_DAMAGED, now)
-        else:
-            sup.clear_alarm(codes.AL_KEY_DAMAGED, now)
-        if keys.fallback:
-            self.events.add(codes.EV_KEY_FALLBACK, self.base_ts, 0, 0)
-
-    def _boot_firmware(self, now):
-        """What the loader did before this firmware started: log it, and start the trial's
-        clock when this firmware has not confirmed yet."""
-        fs = self.fs
-        if fs is None:
-            return
-        crash = fs.read(loader.CRASH)
-        st = loader.load(fs)
-        self.slot = st["active"] if st is not None else loader.BASE
-        trial = st is not None and st.get("tries") is not None
-        if crash is not None:
-            try:
-                self.last_crash = crash.decode()
-            except UnicodeError:
-                self.last_crash = "(not UTF-8)"
-            self.events.add(codes.EV_CRASH, self.base_ts, _SLOT_NO.get(self.slot, 0),
-                            1 if trial else 0)
-            fs.remove(loader.CRASH)
-        if st is not None and st.get("back"):
-            back = st["back"]
-            self.events.add(codes.EV_ROLLBACK, self.base_ts, _SLOT_NO.get(back[0], 0),
-                            1 if back[1] == "trial" else 2)
-            del st["back"]
-            loader.save(fs, st)
-        if trial:
-            self.confirm_at = add(now, CONFIRM_MS)
-
-    def _self_test(self, now):
-        """The power-on self-test (firmware/selftest.py), before the first stroke. The running
-        firmware's files against its signed manifest: if they do not match, the board goes
-        back to the firmware before it (as the boot loader does for a damaged slot) and
-        resets into it; the base has none before it and stays, with self_test_failed raised
-        (critical). The watchdog is made to reset the chip once per install."""
-        failed = self._post(now)
-        _scrub()
-        if failed & 1 and codecheck.fall_back(self.fs, self.slot):
-            self.shutdown(now)
-            self.hal.reset()
-
-    def _post(self, now):
-        from firmware import post   # needed once a boot: its code goes back to the heap after
-        try:
-            return post.run(self.therapy.checks, now, self.hal, self.fs, self.slot,
-                            self.upkey.modulus, RecordStore(self.dev, "wdt"), self._before_test)
-        finally:
-            post = None
-            unload("firmware.post")
 
     def _before_test(self):
         """The watchdog's test is about to reset the board: everything saved first."""
@@ -397,7 +264,7 @@ class App:
         self.confirm_at = None
         if self.fs is None or not updatekey.confirm(self.fs):
             return False
-        self.events_add(codes.EV_UPDATE, now, 2, _SLOT_NO.get(self.slot, 0))
+        self.events_add(codes.EV_UPDATE, now, 2, updatekey.SLOT_NO.get(self.slot, 0))
         return True
 
     def get_updater(self):
@@ -437,7 +304,7 @@ class App:
         proto = self.proto
         nap_max = hal.WDT_TIMEOUT_MS // 2
         checks = self.therapy.checks   # counts the wake-ups (the battery's life)
-        rx = bytearray(BYTES_PER_CYCLE)   # what one cycle takes off the serial line, at most
+        rx = bytearray(_BYTES_PER_CYCLE)   # what one cycle takes off the serial line, at most
         hal.start_watchdog(hal.WDT_TIMEOUT_MS)
         # A wake-up costs only what it was for. The pump is serviced at the deadline it gave
         # (`due`), after a request was handled, and when something other than bytes woke the
@@ -462,9 +329,9 @@ class App:
                     lines = proto.lines
                     due = now   # a request may have changed what is due: service it next
                     wait = 0
-                elif k == BYTES_PER_CYCLE:
+                elif k == _BYTES_PER_CYCLE:
                     wait = 0
-            if diff(now, self.base_ticks) >= ANCHOR_MS:
+            if diff(now, self.base_ticks) >= _ANCHOR_MS:
                 self._anchor(now)
                 proto.expire(now)
                 self.therapy.hist.roll(now)   # the day's summary; entries waiting retried
@@ -475,8 +342,8 @@ class App:
                 self._update_reset(now)
             if self.btn_until is not None:
                 self._look_at_button(now)
-                if wait > BUTTON_POLL_MS:
-                    wait = BUTTON_POLL_MS
+                if wait > _BUTTON_POLL_MS:
+                    wait = _BUTTON_POLL_MS
             if self.confirm_at is not None and diff(now, self.confirm_at) >= 0:
                 self.confirm_update(now)
             hal.feed()

@@ -22,7 +22,7 @@ CLINICIAN = const(2)
 ROLES = {"patient": PATIENT, "clinician": CLINICIAN}
 ROLE_NAMES = ("none", "patient", "clinician")
 KEY_LEN = const(32)
-TAG_LEN = const(32)
+_TAG_LEN = const(32)
 _BLOCK = const(64)             # HMAC block size of SHA-256
 CTR_MAX = const((1 << 30) - 1)
 WINDOW = const(8)              # a counter may run at most this far above the last accepted
@@ -30,8 +30,8 @@ BLOCK = const(64)              # counters reserved by one save of the record
 # Ordinary commands stop this far below CTR_MAX; only `rekey` may use the rest. A request moves
 # the counter by at most WINDOW and a restart by at most BLOCK + WINDOW, so a pump refusing
 # ordinary commands keeps room for thousands of restarts before a clinician re-keys it.
-REKEY_MARGIN = const(1 << 20)
-CTR_LIMIT = const(CTR_MAX - REKEY_MARGIN)
+_REKEY_MARGIN = const(1 << 20)
+CTR_LIMIT = const(CTR_MAX - _REKEY_MARGIN)
 _MAGIC_V1 = b"KEY1"            # before sessions: the counters themselves, saved per request
 _MAGIC = b"KEY2"               # keys and the reserved counter bounds
 _REC_LEN = const(4 + 2 * KEY_LEN + 8)

@@ -10,13 +10,13 @@ from firmware.compat import const
 
 DAY_S = const(86400)
 SLOTS = const(24)          # >= the largest max_per_day a prescription may set
-NEVER = const(-(1 << 29))  # a start time older than any window
+_NEVER = const(-(1 << 29))  # a start time older than any window
 SAVE_LEN = const(25)       # [head, age_0 .. age_23]
 
 
 class PatientBolusPolicy:
     def __init__(self):
-        self.starts_s = array("i", [NEVER] * SLOTS)  # ring of recent start times
+        self.starts_s = array("i", [_NEVER] * SLOTS)  # ring of recent start times
         self.head = 0
 
     def reason_to_deny(self, now_s, lockout_s, max_per_day):
@@ -59,10 +59,10 @@ class PatientBolusPolicy:
             s = self.starts_s[i]
             # A start is rounded up, so a bolus saved in the second it began has age -1: keep
             # it (it only lengthens the lockout). DAY_S or more means "no bolus in the window".
-            out[at + 1 + i] = now_s - s if s != NEVER else DAY_S
+            out[at + 1 + i] = now_s - s if s != _NEVER else DAY_S
 
     def load_from(self, src, at, now_s):
         self.head = src[at] % SLOTS
         for i in range(SLOTS):
             age = src[at + 1 + i]
-            self.starts_s[i] = now_s - age if age < DAY_S else NEVER
+            self.starts_s[i] = now_s - age if age < DAY_S else _NEVER

@@ -49,21 +49,6 @@ EV_FILL = const(37)           # a = stability of this fill in hours (0: not give
 EV_SUSPEND_RESTORED = const(38)  # a timed stop went on after a restart: a = s left, b = 1 if the
                                  # clock counted the time the pump was off
 
-EVENT_NAMES = {
-    EV_BOOT: "boot", EV_PROGRAM: "program", EV_PB_START: "patient_bolus",
-    EV_PB_DENIED: "patient_bolus_denied", EV_CB_START: "clinician_bolus",
-    EV_CB_DENIED: "clinician_bolus_denied", EV_BOLUS_END: "bolus_end", EV_ALARM: "alarm",
-    EV_ALARM_CLEAR: "alarm_clear", EV_STROKE_REFUSED: "stroke_refused", EV_STOP: "stop",
-    EV_RESUME: "resume", EV_REFILL: "refill", EV_MISSED: "missed_strokes", EV_STEP: "step",
-    EV_ACK: "ack", EV_MOTOR_RETRY: "motor_retry", EV_REFILL_CHECK: "refill_check",
-    EV_CONCENTRATION: "concentration_change", EV_LOG_LOST: "log_lost",
-    EV_RECORD_FALLBACK: "record_fallback", EV_CLOCK_SET: "clock_set",
-    EV_CLOCK_LOST: "clock_lost", EV_KEYS: "keys", EV_BUTTON: "button",
-    EV_UPDATE: "update", EV_ROLLBACK: "rollback", EV_CRASH: "crash",
-    EV_KEY_FALLBACK: "key_fallback", EV_STROKE_UNCERTAIN: "stroke_uncertain",
-    EV_SAVE_FAILED: "save_failed", EV_ASSUMED: "account_assumed", EV_MIGRATED: "record_migrated",
-    EV_PRIME_ARMED: "prime_armed", EV_FILL: "fill", EV_SUSPEND_RESTORED: "suspend_restored",
-}
 
 # Alarm codes (INTERFACES.md) and their priorities.
 AL_OCCLUSION = const(1)
@@ -146,30 +131,6 @@ REASON_NAMES = {
     R_CATHETER: "catheter", R_PRIME_UNCONFIRMED: "prime_unconfirmed",
     R_ASSUMPTION: "assumption",
 }
-REASON_TEXT = {
-    R_LOCKOUT: "the lockout since the last patient bolus has not passed",
-    R_MAX_PER_DAY: "the maximum number of patient boluses in 24 hours has been reached",
-    R_ALARM: "an alarm is active",
-    R_DAILY_MAX: "the dose would exceed the maximum daily dose",
-    R_NOT_PROGRAMMED: "the pump has no prescription",
-    R_STOPPED: "delivery is stopped",
-    R_NO_PATIENT_BOLUS: "the prescription has no patient bolus",
-    R_BOLUS_ACTIVE: "a bolus of this kind is already running",
-    R_MOTOR_RATE: "the motor cannot deliver that fast",
-    R_BAD_VALUE: "a value is out of range",
-    R_BRIDGE_UNCONFIRMED: "a concentration change needs the bridge volume confirmed",
-    R_PRODUCTION: "a production build never hands out the REPL: update it with make flash",
-    R_LATE: "the stroke came too late to be given on time (dropped, never made up)",
-    R_RESERVOIR: "the reservoir is at its minimum",
-    R_SENSOR: "the pressure sensor cannot be trusted",
-    R_OCCLUSION: "the outlet pressure shows an occlusion",
-    R_UNSAVED: "the dose account could not be saved to flash",
-    R_CATHETER: "the settings hold no catheter, or the volume is more than the catheter holds",
-    R_PRIME_UNCONFIRMED: "a priming bolus needs its second, confirming step (same volume, the "
-                         "id the first step gave, within 2 minutes)",
-    R_ASSUMPTION: "an assumption about the last 24 hours applies only after memory_error, and "
-                  "must be within the daily maximum",
-}
 
 # Buzzer patterns (played by the board: hal.tone(pattern)). Critical alarms sound two
 # alternating tones every 10 minutes until acknowledged; warnings a single tone once an hour.
@@ -186,15 +147,11 @@ TONE_PATTERNS = {
 # EV_PROGRAM so the log shows the whole prescription's limits.
 EV_PROGRAM_BOLUS = const(40)         # a = patient bolus dose nL (0: none), b = duration s
 EV_PROGRAM_BOLUS_LIMITS = const(41)  # a = lockout s, b = at most this many in 24 h
-EVENT_NAMES[EV_PROGRAM_BOLUS] = "program_bolus"
-EVENT_NAMES[EV_PROGRAM_BOLUS_LIMITS] = "program_bolus_limits"
 
 # Issue 19 (what a dose means): the fill's drug, the catheter, a stop that is not forgotten.
 EV_CATHETER = const(50)        # a new or revised catheter was recorded: it is empty
 EV_FILL_DRUG = const(51)       # the fill is of another drug than the program's: a = 1 (delivery
 #                                stops until a program of that drug)
-EVENT_NAMES[EV_CATHETER] = "catheter_revised"
-EVENT_NAMES[EV_FILL_DRUG] = "fill_drug_changed"
 AL_THERAPY_STOPPED = const(24)  # a stop without an end has lasted the prescription's stop_reminder
 ALARM_NAMES[AL_THERAPY_STOPPED] = "therapy_stopped"
 R_DRUG_MISMATCH = const(30)
@@ -203,22 +160,12 @@ R_CB_RUNNING = const(32)
 REASON_NAMES[R_DRUG_MISMATCH] = "drug_mismatch"
 REASON_NAMES[R_CATHETER_FULL] = "catheter_full"
 REASON_NAMES[R_CB_RUNNING] = "clinician_bolus_running"
-REASON_TEXT[R_DRUG_MISMATCH] = ("the program's drug or concentration is not the one in the "
-                                "reservoir: refill with it first (a change of drug or "
-                                "concentration comes with a refill)")
-REASON_TEXT[R_CATHETER_FULL] = ("the catheter is already full: a prime would push a catheter's "
-                                "volume of drug into the patient; record a new or revised "
-                                "catheter first (pumpctl catheter --revised)")
-REASON_TEXT[R_CB_RUNNING] = ("a clinician bolus is running: a patient bolus is not given on top "
-                             "of it; ask again when it has ended")
 
 # The therapy history's events (firmware/history.py, firmware/histpages.py; issue 19).
 EV_HISTORY_FAILED = const(52)  # a history entry could not be written: a = entries waiting in
 #                                RAM (retried), b = entries lost because too many waited
 EV_HISTORY_LOST = const(53)    # the history's open page was damaged: a = the page begun anew,
 #                                b = entries it held (-1: not known)
-EVENT_NAMES[EV_HISTORY_FAILED] = "history_failed"
-EVENT_NAMES[EV_HISTORY_LOST] = "history_lost"
 
 # ---- Issue 20: the pump checks itself (firmware/selftest.py) ---------------------------------
 # Alarm codes 25..29 (18..24 are left for other work; an alarm's bit must stay a small int, so
@@ -247,10 +194,3 @@ EV_CHECK_PASS = const(63)        # a periodic check passed again after a failure
 EV_DRIVER = const(64)            # DRV_STATUS showed a = its flag bits (-1: no answer)
 EV_DIE_TEMP = const(65)          # the die left its band: a = temperature in 0.1 degC
 EV_WATCHDOG_PROVED = const(66)   # the watchdog reset the chip as the self-test asked
-EVENT_NAMES[EV_SELF_TEST] = "self_test"
-EVENT_NAMES[EV_SELF_TEST_FAIL] = "self_test_failed"
-EVENT_NAMES[EV_CHECK_FAIL] = "check_failed"
-EVENT_NAMES[EV_CHECK_PASS] = "check_passed"
-EVENT_NAMES[EV_DRIVER] = "driver_status"
-EVENT_NAMES[EV_DIE_TEMP] = "die_temperature"
-EVENT_NAMES[EV_WATCHDOG_PROVED] = "watchdog_proved"

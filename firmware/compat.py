@@ -18,6 +18,13 @@ except ImportError:
 TYPE_CHECKING = False
 
 
+def scrub():
+    """Words on the stack below here that still point at an unloaded module (the collector
+    takes any word that looks like a pointer for one) are overwritten by this frame's."""
+    a = b = c = d = e = f = g = h = i = j = k = m = n = o = p = q = 0
+    return a + b + c + d + e + f + g + h + i + j + k + m + n + o + p + q
+
+
 def unload(name):
     """Let module `name` (as "firmware.post") go: on MicroPython the heap gets its code back, for
     a module needed once a boot or now and then (the self-test, the update's transfer, the

@@ -16,6 +16,8 @@
 # Runs unchanged on MicroPython and CPython; add() only allocates the hash object and digest.
 
 import struct
+
+from firmware.compat import const
 from array import array
 
 from hashlib import sha256
@@ -25,10 +27,10 @@ HEAD_FMT = "<iiiii"          # after the magic: capacity, n, total, anchor, head
 HEAD_LEN = 4 + 20
 ENTRY_FMT = "<iiiii"         # time, code, a, b, chain
 ENTRY_LEN = 20
-MASK30 = 0x3FFFFFFF
+_MASK30 = const(0x3FFFFFFF)
 INT_MAX = 0x7FFFFFFF
 INT_MIN = -0x7FFFFFFF - 1
-SEED = 0x1EC0106             # chain value before the first entry ever logged
+_SEED = const(0x1EC0106)             # chain value before the first entry ever logged
 
 
 def _clamp(v):
@@ -63,8 +65,8 @@ class EventLog:
         self.start = 0        # ring index of the oldest entry
         self.n = 0            # entries held
         self.total = 0        # entries ever added, mod 2**30
-        self.anchor = SEED    # chain value just before the oldest entry held
-        self.head = SEED      # chain value of the newest entry (anchor when empty)
+        self.anchor = _SEED    # chain value just before the oldest entry held
+        self.head = _SEED      # chain value of the newest entry (anchor when empty)
 
     def __len__(self):
         return self.n
@@ -92,7 +94,7 @@ class EventLog:
         h = _link(self._buf, self.head, now, code, a, b)
         self.chain[i] = h
         self.head = h
-        self.total = (self.total + 1) & MASK30
+        self.total = (self.total + 1) & _MASK30
 
     def _index(self, k):
         i = self.start + k
@@ -167,7 +169,7 @@ class EventLog:
             log.b[j] = b
             log.chain[j] = h
         log.n = n - skip
-        log.total = total & MASK30
+        log.total = total & _MASK30
         log.anchor = anchor
         log.head = head
         return log

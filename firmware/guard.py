@@ -31,8 +31,8 @@ from firmware.codes import R_DAILY_MAX, R_UNSAVED
 from firmware.compat import const
 
 UNITS = const(128)        # account units in one stroke of the running drug
-BUCKETS = const(1441)
-BUCKET_MS = const(60000)
+_BUCKETS = const(1441)
+_BUCKET_MS = const(60000)
 RESERVE = const(40)
 SAVE_AT = const(32)       # the pump saves once this many strokes are unsaved: the last 8 of the
                           # reserve are the margin in which a failed save is retried
@@ -44,7 +44,7 @@ _BUCKET_MAX = const(1 << 19)
 
 class DoseGuard:
     def __init__(self):
-        self.buckets = array("i", [0] * BUCKETS)  # units given in each past minute
+        self.buckets = array("i", [0] * _BUCKETS)  # units given in each past minute
         self.idx = 0          # the bucket of the minute in progress
         self.in_bucket_ms = 0
         self.total = 0        # sum of all buckets
@@ -56,7 +56,7 @@ class DoseGuard:
         self.lost = False     # the account was lost (memory_error): a reprogram states what
                               # to assume (assume())
         self.saved_idx = 0    # bucket in progress at the last save
-        self.rotated = BUCKETS  # buckets moved since then (BUCKETS: rewrite them all)
+        self.rotated = _BUCKETS  # buckets moved since then (_BUCKETS: rewrite them all)
 
     def set_cap(self, units):
         self.cap = units
@@ -72,7 +72,7 @@ class DoseGuard:
         any cap allows, as delivered this minute. Delivery can start again a day from now."""
         self.buckets[self.idx] += strokes * UNITS
         self.total += strokes * UNITS
-        self.rotated = BUCKETS
+        self.rotated = _BUCKETS
 
     def assume(self, strokes, weight=None):
         """Replace a lost account with a stated one: `strokes` delivered over the last 24
@@ -82,7 +82,7 @@ class DoseGuard:
         under the assumption. Not on the stroke path (big products allowed; the weights are
         asked for twice rather than held in a 1440-entry list)."""
         b = self.buckets
-        for i in range(BUCKETS):
+        for i in range(_BUCKETS):
             b[i] = 0
         total = 0
         for j in range(1440):
@@ -95,9 +95,9 @@ class DoseGuard:
             upto = strokes * cum // total
             b[i] = (upto - done) * UNITS
             done = upto
-            i = i - 1 if i else BUCKETS - 1
+            i = i - 1 if i else _BUCKETS - 1
         self.total = strokes * UNITS
-        self.rotated = BUCKETS
+        self.rotated = _BUCKETS
 
     def rescale(self, num, den):
         """The concentration changed from num to den (ng/mL): express what the window holds in
@@ -107,7 +107,7 @@ class DoseGuard:
         of strokes weighed otherwise keeps its weight in drug. Not on the stroke path."""
         b = self.buckets
         total = 0
-        for i in range(BUCKETS):
+        for i in range(_BUCKETS):
             v = b[i]
             if v:
                 v = (v * num + den - 1) // den
@@ -118,24 +118,24 @@ class DoseGuard:
         self.total = total
         if self.left:
             self.w = (self.w * num + den - 1) // den
-        self.rotated = BUCKETS
+        self.rotated = _BUCKETS
 
     def advance(self, dt_ms):
         """Let dt_ms pass: whole minutes drop out of the far end of the window."""
         t = self.in_bucket_ms + dt_ms
-        if t < BUCKET_MS:
+        if t < _BUCKET_MS:
             self.in_bucket_ms = t
             return
-        steps = t // BUCKET_MS
-        self.in_bucket_ms = t - steps * BUCKET_MS
-        if steps > BUCKETS:
-            steps = BUCKETS
+        steps = t // _BUCKET_MS
+        self.in_bucket_ms = t - steps * _BUCKET_MS
+        if steps > _BUCKETS:
+            steps = _BUCKETS
         self.rotated += steps
         b = self.buckets
         i = self.idx
         while steps:
             i += 1
-            if i == BUCKETS:
+            if i == _BUCKETS:
                 i = 0
             self.total -= b[i]
             b[i] = 0
@@ -201,13 +201,13 @@ class DoseGuard:
         out[at + 1] = self.in_bucket_ms
         b = self.buckets
         n = self.rotated + 1
-        if n > BUCKETS:
-            n = BUCKETS
-        i = self.saved_idx if n < BUCKETS else 0
+        if n > _BUCKETS:
+            n = _BUCKETS
+        i = self.saved_idx if n < _BUCKETS else 0
         while n:
             out[at + 2 + i] = b[i]
             i += 1
-            if i == BUCKETS:
+            if i == _BUCKETS:
                 i = 0
             n -= 1
         self.saved_idx = self.idx
@@ -229,7 +229,7 @@ class DoseGuard:
         """The buckets just loaded were whole strokes (a record from before the account was
         kept in drug mass): each is UNITS units."""
         b = self.buckets
-        for i in range(BUCKETS):
+        for i in range(_BUCKETS):
             b[i] *= UNITS
         self.total *= UNITS
 
@@ -241,14 +241,14 @@ class DoseGuard:
             units = v
         self.buckets[self.idx] = v - units
         self.total -= units
-        self.rotated = BUCKETS
+        self.rotated = _BUCKETS
 
     def load_from(self, src, at):
         self.idx = src[at]
         self.in_bucket_ms = src[at + 1]
         b = self.buckets
         total = 0
-        for i in range(BUCKETS):
+        for i in range(_BUCKETS):
             b[i] = src[at + 2 + i]
             total += b[i]
         self.total = total
@@ -257,4 +257,4 @@ class DoseGuard:
         # forget up to RESERVE strokes, and a record lost to damage twice that).
         self.unsaved = RESERVE
         self.saved_idx = self.idx
-        self.rotated = BUCKETS
+        self.rotated = _BUCKETS

@@ -11,53 +11,38 @@ from firmware.compat import const, unload
 from firmware.reservoir import DRUG_MAX, MAX_STABLE_S, valid_name
 from firmware.rx import Rx, RxError
 from firmware.therapy import PRIME_CONFIRM_S
-from firmware.version import VERSION
 
 ID_MAX = const((1 << 30) - 1)
 META_MAX = const(512)
-LOG_MAX = const(50)
+_LOG_MAX = const(50)
 BOLUS_KINDS = ("clinician", "prime", "bridge")
 _RX_KEYS = ("conc_ng_ml", "steps", "max_daily_ng", "low_res_nl", "pb", "meta", "catheter",
             "refill_notice_s", "stop_reminder_s", "alarm_silence_s")
 
-# name -> (role needed, description)
+# name -> the role it needs (what each does, for help: firmware/about.py)
 COMMANDS = {
-    "help": (auth.NONE, "list the commands"),
-    "ping": (auth.NONE, "check the pump answers"),
-    "info": (auth.NONE, "who the pump is; with a key: clock, counters, limits"),
-    "provision": (auth.NONE, "set the two role keys (a new pump, or after the button)"),
-    "hello": (auth.PATIENT, "open a session (its id and counter)"),
-    "status": (auth.PATIENT, "therapy, reservoir, alarms, battery, last 24 h"),
-    "alarms": (auth.PATIENT, "active alarms"),
-    "patient_bolus": (auth.PATIENT, "ask for the prescribed patient bolus"),
-    "settings": (auth.CLINICIAN, "the stored prescription"),
-    "program": (auth.CLINICIAN, "install a prescription"),
-    "bolus": (auth.CLINICIAN, "clinician, priming or bridge bolus"),
-    "catheter": (auth.CLINICIAN, "record a new or revised catheter (empty)"),
-    "refill": (auth.CLINICIAN, "record a refill"),
-    "ack": (auth.CLINICIAN, "silence an alarm"),
-    "log": (auth.CLINICIAN, "read the event log"),
-    "history": (auth.CLINICIAN, "read the therapy history (at least 400 days)"),
-    "stop": (auth.CLINICIAN, "suspend delivery"),
-    "resume": (auth.CLINICIAN, "resume delivery"),
-    "clock": (auth.CLINICIAN, "read or set the pump clock"),
-    "rekey": (auth.CLINICIAN, "replace both role keys (counters start again)"),
-    "update_begin": (auth.CLINICIAN, "start a signed firmware update"),
-    "update_chunk": (auth.CLINICIAN, "the next piece of the update"),
-    "update_commit": (auth.CLINICIAN, "check the update and switch to it"),
-    "update_confirm": (auth.CLINICIAN, "end the new firmware's trial"),
-    "maintenance": (auth.CLINICIAN, "dev builds: stop, hand back the REPL"),
+    "help": auth.NONE, "ping": auth.NONE, "info": auth.NONE, "provision": auth.NONE,
+    "hello": auth.PATIENT, "status": auth.PATIENT, "alarms": auth.PATIENT,
+    "patient_bolus": auth.PATIENT, "settings": auth.CLINICIAN, "program": auth.CLINICIAN,
+    "bolus": auth.CLINICIAN, "catheter": auth.CLINICIAN, "refill": auth.CLINICIAN,
+    "ack": auth.CLINICIAN, "log": auth.CLINICIAN, "history": auth.CLINICIAN,
+    "stop": auth.CLINICIAN, "resume": auth.CLINICIAN, "clock": auth.CLINICIAN,
+    "rekey": auth.CLINICIAN, "update_begin": auth.CLINICIAN, "update_chunk": auth.CLINICIAN,
+    "update_commit": auth.CLINICIAN, "update_confirm": auth.CLINICIAN,
+    "maintenance": auth.CLINICIAN,
 }
 TERMINAL = ("help", "ping", "info")
 
 
-def board_limits(hal):
-    """What the host validates against: this board's own numbers (info -> limits)."""
-    return {"stroke_nl": hal.STROKE_NL, "reservoir_nl": hal.RESERVOIR_NL,
-            "reservoir_min_nl": hal.RESERVOIR_MIN_NL, "min_rate_nl_day": hal.MIN_RATE_NL_DAY,
-            "max_strokes_per_min": hal.MAX_STROKES_PER_MIN,
-            "max_rate_nl_day": hal.MAX_STROKES_PER_MIN * hal.STROKE_NL * 1440,
-            "catheter_nl": hal.CATHETER_NL}
+def about(what, *args):
+    """firmware/about.py's `what` (the replies that describe the pump: help, info), loaded for
+    the request and let go after it."""
+    from firmware import about
+    try:
+        return getattr(about, what)(*args)
+    finally:
+        about = None
+        unload("firmware.about")
 
 
 def _update():
@@ -86,7 +71,16 @@ def arg(args, key, lo, hi, default=None):
 
 def refused(reason):
     name = codes.REASON_NAMES.get(reason, str(reason))
-    raise Refusal("E_REFUSED", "refused: " + codes.REASON_TEXT.get(reason, name), name)
+    text = name
+    try:
+        from firmware import codetext   # the sentence: loaded for this reply, let go after it
+        text = codetext.REASON_TEXT.get(reason, name)
+    except MemoryError:
+        pass    # no room for the sentence: the reply is still the refusal, with its reason
+    finally:
+        codetext = None
+        unload("firmware.codetext")
+    raise Refusal("E_REFUSED", "refused: " + text, name)
 
 
 def _meta(args):
@@ -107,42 +101,13 @@ class Handlers:
 
     # ---- who the pump is ---------------------------------------------------------------------
     def do_help(self, args, now, out):  # the JSON form's; a person gets proto's text
-        cmds = {}
-        for name in COMMANDS:
-            role, text = COMMANDS[name]
-            cmds[name] = text + ("" if role == auth.NONE else
-                                 " [key: %s]" % ("patient" if role == auth.PATIENT
-                                                 else "clinician"))
-        out["commands"] = cmds
+        about("help", COMMANDS, out)
 
     def do_ping(self, args, now, out):
         out["pong"] = True
 
     def do_info(self, args, now, out):
-        """Without a key: what a person needs to pick the key (pump id, firmware, board,
-        build, whether it has keys). In a session (signed): everything else."""
-        app = self.app
-        hal = app.hal
-        keys = app.keys
-        out["pump_id"] = app.uid
-        out["firmware"] = VERSION
-        out["board"] = hal.NAME
-        out["build"] = buildinfo.KIND
-        out["keys"] = "damaged" if keys.damaged else "ok" if keys.provisioned() else "none"
-        out["provisioned"] = keys.usable()
-        from firmware import testreport   # loaded for the request only (a small heap)
-        out["self_test"] = testreport.report(self.th.checks)
-        unload("firmware.testreport")
-        if self.role == auth.NONE:
-            return
-        out["clock_ts"] = app.clock_ts(now)
-        out["uptime_s"] = status.uptime_s(self.th, now)
-        out["ctr"] = {"clinician": keys.last[auth.CLINICIAN], "patient": keys.last[auth.PATIENT]}
-        out["stroke_nl"] = hal.STROKE_NL
-        out["catheter_nl"] = self.th.catheter_nl()  # the patient's, from the settings
-        out["reservoir_max_nl"] = hal.RESERVOIR_NL
-        out["limits"] = board_limits(hal)
-        out["update"] = app.update_info()
+        about("info", self, now, out)
 
     # ---- therapy -------------------------------------------------------------------------------
     def do_status(self, args, now, out):
@@ -309,16 +274,22 @@ class Handlers:
         n = len(ev)
         first = total - n
         since = arg(args, "since", 0, ID_MAX, first)
-        most = arg(args, "max", 1, LOG_MAX, LOG_MAX)
+        most = arg(args, "max", 1, _LOG_MAX, _LOG_MAX)
         if since < first:
             since = first
         rows = []
         i = since - first
         entries = ev.entries()
-        while i < n and len(rows) < most:
-            t, code, a, b = entries[i][0], entries[i][1], entries[i][2], entries[i][3]
-            rows.append([first + i, t, codes.EVENT_NAMES.get(code, str(code)), a, b])
-            i += 1
+        from firmware import codetext   # the events' names: loaded for this reply only
+        names = codetext.EVENT_NAMES
+        try:
+            while i < n and len(rows) < most:
+                t, code, a, b = entries[i][0], entries[i][1], entries[i][2], entries[i][3]
+                rows.append([first + i, t, names.get(code, str(code)), a, b])
+                i += 1
+        finally:
+            codetext = names = None
+            unload("firmware.codetext")
         out["entries"] = rows
         out["next"] = first + i
         out["total"] = total

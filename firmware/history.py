@@ -13,7 +13,7 @@
 # delivering. Nothing here runs on the stroke path; roll(), which the shell calls hourly,
 # allocates nothing unless it writes.
 #
-# Never lost, never in therapy's way: an entry waits in RAM (PENDING_MAX at most) until the
+# Never lost, never in therapy's way: an entry waits in RAM (_PENDING_MAX at most) until the
 # flash has it, is retried with the next entry and hourly, logged (history_failed) and shown by
 # `history` (unsaved) meanwhile; nothing here raises into a command or waits for the flash.
 #
@@ -34,7 +34,7 @@ from firmware.codes import EV_HISTORY_FAILED
 from firmware.compat import const
 
 SAVE_LEN = const(5)        # the state record's block: [day, given, denied, volume nL, mass ng]
-PENDING_MAX = const(16)    # entries kept in RAM while the flash refuses them
+_PENDING_MAX = const(16)    # entries kept in RAM while the flash refuses them
 _DAY_S = const(86400)
 _SAT = const(0x3FFFFFFF)   # a day's sums saturate here (small ints on a 32-bit VM)
 
@@ -84,7 +84,7 @@ class History:
             self.run("flush", now)
 
     def add(self, kind, ts, args, now):
-        if len(self.pending) < PENDING_MAX:
+        if len(self.pending) < _PENDING_MAX:
             self.pending.append((kind, ts, args))
             self.run("flush", now)
         else:

@@ -19,7 +19,7 @@
 # magic b"HPG1", page number, seq of its first entry, then the carry, what its entries leave
 # behind: the last program's number, its basal in ng/day and nL/day, its daily maximum in ng,
 # the last day summarised (pump-clock day); then the entries, each ENTRY_FMT = kind (the index
-# of its name in KINDS), by (BY_* | RECOVERED), the count of its ints, 0, the notes' length,
+# of its name in KINDS), by (_BY_* | _RECOVERED), the count of its ints, 0, the notes' length,
 # the pump clock (s); its ints (FIELDS names them), the notes (compact JSON, UTF-8). Sizes, and
 # the rate of entries 400 days hold: docs/formats.md, "The therapy history".
 import struct
@@ -30,9 +30,9 @@ from firmware.compat import const
 from firmware.store import RecordStore, _holds, decode, encode
 
 PAGES = const(22)          # closed pages in the ring: with the open page, ~90 KB of entries
-PAGE_MAX = const(4080)     # bytes of a page: with the store's 16, one 4 KB littlefs block
-READ_BUDGET = const(2400)  # bytes of entries and notes one `history` reply carries at most
-READ_MAX = const(20)       # entries one `history` reply carries at most
+_PAGE_MAX = const(4080)     # bytes of a page: with the store's 16, one 4 KB littlefs block
+_READ_BUDGET = const(2400)  # bytes of entries and notes one `history` reply carries at most
+_READ_MAX = const(20)       # entries one `history` reply carries at most
 HEAD_FMT = "<4s7i"
 HEAD_LEN = const(32)
 ENTRY_FMT = "<BBBBHi"
@@ -40,10 +40,10 @@ ENTRY_LEN = const(10)      # without its ints and notes
 MAGIC = b"HPG1"
 OPEN = "hist"              # the open page's record (A/B)
 BY = ("pump", "patient", "clinician")
-BY_PUMP = const(0)
-BY_PATIENT = const(1)
-BY_CLINICIAN = const(2)
-RECOVERED = const(0x80)    # a program found in the settings at boot, not written as it began
+_BY_PUMP = const(0)
+_BY_PATIENT = const(1)
+_BY_CLINICIAN = const(2)
+_RECOVERED = const(0x80)    # a program found in the settings at boot, not written as it began
 KINDS = (None, "program", "refill", "catheter", "prime", "bridge", "clinician_bolus", "stop",
          "resume", "patient_boluses", "lost")
 _DOSE = ("dose_nl", "duration_ms", "conc_ng_ml")
@@ -193,7 +193,7 @@ def recover(h, now, tag, params, rx):
         return
     if number > last + 1:
         h.add("lost", ts, (number - last - 1,), now)
-    h.add("program", ts, (params, rx, RECOVERED, number), now)
+    h.add("program", ts, (params, rx, _RECOVERED, number), now)
 
 
 def next_program(h, now):
@@ -238,7 +238,7 @@ def _entry(h, st, note):
     day's summary the flash has already: a restart from a state record saved before it)."""
     kind, ts, args = note
     k = KINDS.index(kind)
-    by = BY_CLINICIAN
+    by = _BY_CLINICIAN
     text = b""
     if k == _H_PROGRAM:
         params, rx = args[0], args[1]
@@ -258,9 +258,9 @@ def _entry(h, st, note):
         if k == _H_PB_DAY:
             if ts // 86400 == st[_CARRY][4]:
                 return b""
-            by = BY_PATIENT
+            by = _BY_PATIENT
         elif kind == "lost" or kind == "resume" and ints[0]:
-            by = BY_PUMP
+            by = _BY_PUMP
     n = len(ints)
     e = bytearray(ENTRY_LEN + 4 * n + len(text))
     struct.pack_into(ENTRY_FMT, e, 0, k, by, n, 0, len(text), ts)
@@ -281,7 +281,7 @@ def _write(h, st, e, now):
     else:
         page, first, offs = p
         n = len(offs)
-        if len(data) + len(e) > PAGE_MAX:
+        if len(data) + len(e) > _PAGE_MAX:
             if not _save(h, rs, page % PAGES, data, b""):
                 return False
             if st[_SLOTS] is not None:
@@ -358,9 +358,9 @@ def reply(h, now, args):
     first = oldest(h, now)
     end = total(h, now)
     try:
-        most = _arg(args, "max", 1, READ_MAX, READ_MAX)
+        most = _arg(args, "max", 1, _READ_MAX, _READ_MAX)
         if "last" in args:
-            since = end - _arg(args, "last", 1, READ_MAX, 0)
+            since = end - _arg(args, "last", 1, _READ_MAX, 0)
         else:
             since = _arg(args, "since", 0, _ID_MAX, first)
     except ValueError as e:
@@ -414,7 +414,7 @@ def read(h, since, most, now=0):
     offs = p[2]
     k = since - first
     spent = 0
-    while k < len(offs) and len(rows) < most and spent < READ_BUDGET:
+    while k < len(offs) and len(rows) < most and spent < _READ_BUDGET:
         rows.append(_row(first + k, data, offs[k], False))
         spent += _size(data, offs[k])
         k += 1
@@ -429,7 +429,7 @@ def _row(seq, data, off, unsaved):
     for i in range(nv):
         v = struct.unpack_from("<i", data, off + ENTRY_LEN + 4 * i)[0]
         row[names[i] if i < len(names) else "v%d" % i] = v
-    if by & RECOVERED:
+    if by & _RECOVERED:
         row["recovered"] = True
     if unsaved:
         row["unsaved"] = True

@@ -18,9 +18,9 @@ from firmware.compat import TYPE_CHECKING, const
 if TYPE_CHECKING:
     from firmware.hal import Mechanism
 
-BAD_RISES = const(3)      # consecutive implausible rises before the pressure sensor is faulted
-FLAT_SAGS = const(3)      # consecutive loaded readings without a sag before the battery is
-AVG_N = const(8)
+_BAD_RISES = const(3)      # consecutive implausible rises before the pressure sensor is faulted
+_FLAT_SAGS = const(3)      # consecutive loaded readings without a sag before the battery is
+_AVG_N = const(8)
 
 BAD = const(-(1 << 29))   # pressure_pa / check_battery: the reading cannot be trusted
 
@@ -35,8 +35,8 @@ class Monitor:
         self.rise = hal.STROKE_RISE_PA
         self.occlusion_pa = hal.OCCLUSION_PA
         self.bad_rises = 0
-        self.mv = array("i", [0] * AVG_N)
-        self.mv_n = 0           # readings in the ring (up to AVG_N)
+        self.mv = array("i", [0] * _AVG_N)
+        self.mv_n = 0           # readings in the ring (up to _AVG_N)
         self.mv_i = 0
         self.mv_avg = 0
         self.flat_sags = 0
@@ -51,11 +51,11 @@ class Monitor:
         return (raw - self.p_zero) * 1000 // self.p_per_kpa
 
     def rise_ok(self, before, after):
-        """Judge one stroke's pressure rise; False once BAD_RISES in a row were implausible."""
+        """Judge one stroke's pressure rise; False once _BAD_RISES in a row were implausible."""
         d = after - before
         if d < self.rise // 4 or d > self.rise * 3:
             self.bad_rises += 1
-            return self.bad_rises < BAD_RISES
+            return self.bad_rises < _BAD_RISES
         self.bad_rises = 0
         return True
 
@@ -73,13 +73,13 @@ class Monitor:
             return BAD
         ring = self.mv
         ring[self.mv_i] = mv
-        self.mv_i = (self.mv_i + 1) % AVG_N
-        if self.mv_n < AVG_N:
+        self.mv_i = (self.mv_i + 1) % _AVG_N
+        if self.mv_n < _AVG_N:
             self.mv_n += 1
         # Noise is the back-and-forth: the path the readings travel, oldest to newest, beyond
         # the net change between the ends (a real step of the voltage travels no more than it).
         n = self.mv_n
-        i = (self.mv_i - n) % AVG_N
+        i = (self.mv_i - n) % _AVG_N
         first = prev = ring[i]
         total = 0
         path = 0
@@ -88,7 +88,7 @@ class Monitor:
             total += v
             path += v - prev if v >= prev else prev - v
             prev = v
-            i = (i + 1) % AVG_N
+            i = (i + 1) % _AVG_N
         net = prev - first if prev >= first else first - prev
         if path - net > hal.B_NOISE_MV:
             return BAD
@@ -97,11 +97,11 @@ class Monitor:
         return self.mv_avg
 
     def probe_under_load(self):
-        """Right after a stroke: False once FLAT_SAGS loaded readings in a row did not sag."""
+        """Right after a stroke: False once _FLAT_SAGS loaded readings in a row did not sag."""
         self.probe = False
         if self.mv_avg - self._mv() < self.hal.B_SAG_MIN_MV:
             self.flat_sags += 1
-            return self.flat_sags < FLAT_SAGS
+            return self.flat_sags < _FLAT_SAGS
         self.flat_sags = 0
         return True
 

@@ -3,10 +3,11 @@
 #
 # feed(byte) collects a line in a preallocated buffer; a complete line is parsed, checked
 # (authentication, pump, session, role, counter) and handed to one do_* method: the session
-# commands (hello, provision, rekey) here, every other one in firmware/handlers.py, which calls
-# the therapy room's verbs. Any exception a command raises is caught and answered with
-# E_INTERNAL: the control loop never stops for a bad request. Handling a request allocates
-# (JSON); the loop without requests does not.
+# commands (hello, provision, rekey) here (the keys' two in firmware/keying.py, loaded for the
+# request), every other one in firmware/handlers.py, which calls the therapy room's verbs. Any
+# exception a command raises is caught and answered with E_INTERNAL: the control loop never
+# stops for a bad request. Handling a request allocates (JSON); the loop without requests does
+# not.
 #
 # Trust runs both ways (docs/security.md). A request whose tag verifies gets a signed reply,
 # refusals included: the tag is HMAC(key, "reply " + request tag + reply JSON) under the same
@@ -20,9 +21,9 @@ from hashlib import sha256
 
 from firmware import wirejson as json
 
-from firmware import auth, buildinfo, codes, updatekey
-from firmware.compat import const
-from firmware.handlers import COMMANDS, ID_MAX, TERMINAL, Refusal
+from firmware import auth, buildinfo
+from firmware.compat import const, unload
+from firmware.handlers import COMMANDS, ID_MAX, TERMINAL, Refusal, about
 from firmware.ticks import diff
 from firmware.version import VERSION
 
@@ -36,7 +37,7 @@ _CTRL_C = const(3)
 _CTRL_D = const(4)
 _CTRL_E = const(5)
 _BRACE = const(123)
-RAW_IDLE_MS = const(5000)  # a raw-REPL request with no byte for this long is over
+_RAW_IDLE_MS = const(5000)  # a raw-REPL request with no byte for this long is over
 _HEX_LEN = const(64)
 SESSION_IDLE_MS = const(300000)  # a session ends after 5 minutes without an accepted request
 CHALLENGE_MS = const(60000)      # a hello's challenge must be answered within a minute
@@ -53,7 +54,7 @@ HINT = b"pump running, no REPL: Ctrl-C is ignored. Type help; to flash: make fla
 # line ending "soft reboot" and the banner again; to the raw-paste request (Ctrl-E A Ctrl-A)
 # "not supported"; to any code (ended by Ctrl-D) "OK", no output, and RAW_REASON as the error
 # output, which mpremote prints and exits 1 with. Nothing sent is ever run. Ctrl-B, a JSON
-# request at the start of a line (pumpctl's) or RAW_IDLE_MS without a byte ends it.
+# request at the start of a line (pumpctl's) or _RAW_IDLE_MS without a byte ends it.
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 RAW_ENTER = (b"\r\npump running, no REPL: the raw REPL below runs nothing and refuses all code "
              b"(docs/protocol.md)\r\n" + RAW_BANNER)
@@ -64,14 +65,6 @@ RAW_REFUSED = b"OK\x04" + RAW_REASON + b"\x04>"
 RAW_NO_PASTE = b"R\x00"
 
 
-def _hex_arg(args, key, lo, hi):
-    v = args.get(key)
-    raw = auth.unhex(v) if type(v) is str else None
-    if raw is None or not lo <= len(raw) <= hi:
-        raise Refusal("E_ARGS", "%s must be %d to %d bytes as lower-case hex" % (key, lo, hi))
-    return raw
-
-
 def _random(n, salt):
     """n unpredictable bytes: the port's random source, hashed with what varies anyway."""
     try:
@@ -79,6 +72,17 @@ def _random(n, salt):
     except (AttributeError, NotImplementedError, OSError):
         seed = b""
     return sha256(seed + salt).digest()[:n]
+
+
+def _keying(what, proto, args, now, out):
+    """firmware/keying.py's `what` (provision, rekey: a pump's keys, set now and then), loaded
+    for the request and let go after it."""
+    from firmware import keying
+    try:
+        getattr(keying, what)(proto, args, now, out)
+    finally:
+        keying = None
+        unload("firmware.keying")
 
 
 class Proto:
@@ -108,7 +112,7 @@ class Proto:
     # ---- bytes to lines --------------------------------------------------------------------
     def feed(self, b, now):
         if self.raw:
-            if diff(now, self.raw_ms) <= RAW_IDLE_MS and self._raw(b, now):
+            if diff(now, self.raw_ms) <= _RAW_IDLE_MS and self._raw(b, now):
                 return
             self._raw_end()     # over: this byte starts the pump's protocol again
         after_cr = self.after_cr
@@ -277,7 +281,7 @@ class Proto:
                 raise Refusal("E_PARSE", "cmd must be a string")
             if cmd not in COMMANDS:
                 raise Refusal("E_UNKNOWN_CMD", "unknown command %s; try help" % json.dumps(cmd))
-            need = COMMANDS[cmd][0]
+            need = COMMANDS[cmd]
             keys = self.app.keys
             if need != auth.NONE or tag is not None:
                 if keys.damaged:
@@ -427,37 +431,11 @@ class Proto:
                     "Enter; programs send JSON requests (docs/protocol.md)").encode()
         out = {}
         self._do(words[0], auth.NONE)({}, now, out)
-        return getattr(self, "_text_" + words[0])(out).encode()
-
-    def _text_ping(self, out):
-        return "pong: the pump is running"
-
-    def _text_help(self, out):
-        app = self.app
-        lines = ["Intrathecal pump %s, firmware %s, board %s" % (app.uid, VERSION, app.hal.NAME),
-                 "Type one of these and press Enter:"]
-        for name in TERMINAL:
-            lines.append("  %-14s %s" % (name, COMMANDS[name][1]))
-        lines.append("Everything else is for programs (pumpctl does it for you): one JSON")
-        lines.append("request a line, signed with a key (docs/protocol.md):")
-        for name in sorted(COMMANDS):
-            role, what = COMMANDS[name]
-            if name in TERMINAL:
-                continue
-            key = ("" if role == auth.NONE else
-                   "  [%s key]" % ("patient" if role == auth.PATIENT else "clinician"))
-            lines.append("  %-14s %s%s" % (name, what, key))
-        return "\r\n".join(lines)
-
-    def _text_info(self, out):
-        keys = {"ok": "yes", "none": "none yet (provision it)",
-                "damaged": "DAMAGED: nothing that changes therapy is accepted until the pump "
-                           "is provisioned again after its button is held at boot"}
-        rows = (("pump id", out["pump_id"]), ("firmware", out["firmware"]),
-                ("build", out["build"]), ("board", out["board"]),
-                ("keys", keys.get(out["keys"], out["keys"])),
-                ("more", "clock, counters and the board's limits: pumpctl info (with a key)"))
-        return "\r\n".join(["%-12s %s" % (k, v) for k, v in rows])
+        if words[0] == "ping":
+            return b"pong: the pump is running"
+        if words[0] == "help":
+            return about("text_help", self.app, COMMANDS, TERMINAL).encode()
+        return about("text_info", out).encode()
 
     # ---- commands ----------------------------------------------------------------------------
     # ---- the session commands (every other is firmware/handlers.py's) ------------------
@@ -512,44 +490,7 @@ class Proto:
         out["build"] = buildinfo.KIND
 
     def do_provision(self, args, now, out):
-        """Keys on a pump that never had any, or after the button was held at the pump."""
-        app = self.app
-        keys = app.keys
-        button = app.button_open(now)
-        if not keys.never and not button:
-            if keys.damaged:
-                raise Refusal("E_LOCKED", "the key record is damaged: hold the button at the "
-                              "pump while it boots, then provision it")
-            raise Refusal("E_LOCKED", "the pump is already provisioned (to replace lost keys, "
-                          "hold the button at the pump while it boots)")
-        ck = _hex_arg(args, "clinician_key", auth.KEY_LEN, auth.KEY_LEN)
-        pk = _hex_arg(args, "patient_key", auth.KEY_LEN, auth.KEY_LEN)
-        if ck == pk:
-            raise Refusal("E_ARGS", "the two keys must differ")
-        uk = None
-        if "update_key" in args:
-            uk = _hex_arg(args, "update_key", updatekey.KEY_MIN, updatekey.KEY_MAX)
-            have = app.upkey.modulus
-            if have is not None and have != uk:
-                raise Refusal("E_LOCKED", "the update key was set at the factory and never "
-                              "changes over the line")
-        if uk is not None and app.upkey.modulus is None and not app.upkey.set(uk):
-            raise Refusal("E_INTERNAL", "could not store the update key")
-        if not keys.provision(ck, pk):
-            raise Refusal("E_INTERNAL", "could not store the keys")
-        self.end_sessions()
-        app.provisioned(now, 3 if button else 1)
-        out["provisioned"] = True
-        out["update_key"] = app.upkey.modulus is not None
+        _keying("provision", self, args, now, out)
 
     def do_rekey(self, args, now, out):
-        """New keys for both roles, derived on both sides from the clinician key and this
-        nonce; both counters start again. Every session ends (the reply is signed with the old
-        key, which the host still holds)."""
-        nonce = _hex_arg(args, "nonce", 16, 64)
-        if not self.app.keys.rekey(nonce):
-            raise Refusal("E_INTERNAL", "could not store the new keys")
-        self.end_sessions()
-        self.app.events_add(codes.EV_KEYS, now, 2, 0)
-        out["rekeyed"] = True
-        out["ctr"] = 0
+        _keying("rekey", self, args, now, out)

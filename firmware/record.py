@@ -70,7 +70,7 @@ _STOP_S = const(36)            # how long delivery had been stopped at the save,
 HDR_LEN = const(37)
 _HIST_AT = HDR_LEN + PB_SAVE_LEN + GUARD_SAVE_LEN
 STATE_LEN = _HIST_AT + HIST_SAVE_LEN
-JOURNAL_LEN = const(2)         # [save number, strokes since it]
+_JOURNAL_LEN = const(2)         # [save number, strokes since it]
 _LEGACY_LEN = 5 + PB_SAVE_LEN + GUARD_SAVE_LEN
 _F_STOPPED = const(1)
 _F_LOST = const(2)             # the dose account was lost: a reprogram states an assumption
@@ -135,7 +135,7 @@ class Record:
         self.save_id = 0        # the number of the last save the flash confirmed
         # save_journal(buf) -> True when on flash (None: no journal)
         self.journal_port: "SavePort | None" = None
-        self.jbuf = array("i", [0] * JOURNAL_LEN)
+        self.jbuf = array("i", [0] * _JOURNAL_LEN)
 
     def save(self, clean=False, now=-1):
         """Write the state that must survive a restart (limits, lockouts, stop, alarms, the

@@ -15,23 +15,23 @@
 #
 # Its blocks of the state record (firmware/record.py places them): the account, one int; the
 # fill block of FILL_LEN ints, [fill_ts, stable_s, fills, age of the bolus day, the bolus
-# volume of each of the last BOLUS_DAYS days, newest first]; and the catheter block of CATH_LEN
+# volume of each of the last _BOLUS_DAYS days, newest first]; and the catheter block of CATH_LEN
 # ints, [catheter state, fill concentration, old concentration, mark_nl (the account at which
 # an empty catheter is full, or the new solution reaches the tip), the drug's name in
-# DRUG_INTS ints of 3 characters]. Small ints only, no allocation after construction on the
+# _DRUG_INTS ints of 3 characters]. Small ints only, no allocation after construction on the
 # paths the stroke and the periodic check take.
 from array import array
 
 from firmware.compat import const
 from firmware.rx import refill_level_nl
 
-BOLUS_DAYS = const(7)          # refill planning counts the boluses of the last 7 days
+_BOLUS_DAYS = const(7)          # refill planning counts the boluses of the last 7 days
 MAX_STABLE_S = const(31536000)  # a fill's stability: at most a year
-FILL_LEN = const(11)           # 4 + BOLUS_DAYS
+FILL_LEN = const(11)           # 4 + _BOLUS_DAYS
 DRUG_MAX = const(24)           # characters of a drug's name
-DRUG_INTS = const(8)           # DRUG_MAX // 3
-CATH_LEN = const(12)           # 4 + DRUG_INTS
-EMPTY = const(0)               # the catheter holds nothing yet (a new pump, a revised catheter)
+_DRUG_INTS = const(8)           # DRUG_MAX // 3
+CATH_LEN = const(12)           # 4 + _DRUG_INTS
+_EMPTY = const(0)               # the catheter holds nothing yet (a new pump, a revised catheter)
 FULL = const(1)                # it is full of drug
 _BOLUS_DAY_MAX = const(1 << 27)  # a day's bolus volume saturates here (7 of them stay small)
 _DAY_S = const(86400)
@@ -48,22 +48,22 @@ class Reservoir:
         self.fill_ts = -1           # pump clock at the last fill (-1: unknown)
         self.stable_s = 0           # its stability in the pump (0: not given)
         self.fills = 0              # fills recorded since the pump was new
-        self.bolus_nl = array("i", [0] * BOLUS_DAYS)  # bolus volume started per day, newest first
+        self.bolus_nl = array("i", [0] * _BOLUS_DAYS)  # bolus volume started per day, newest first
         self.bday_s = 0             # uptime (s) at which bolus_nl[0]'s day began
         self.refill_nl = -1         # level at which refill_due starts (-1: none)
         self.drug = None            # the fill's drug (None: not known yet)
         self.conc_ng_ml = 0         # its concentration (0: not known yet)
-        self.catheter = EMPTY       # a new pump's catheter is empty
+        self.catheter = _EMPTY       # a new pump's catheter is empty
         self.old_conc_ng_ml = 0     # the solution the catheter still holds after a change (0: none)
         self.mark_nl = 0            # the account at which the old solution is out of the catheter
-                                    # (old_conc_ng_ml), or at which the catheter was empty (EMPTY)
+                                    # (old_conc_ng_ml), or at which the catheter was empty (_EMPTY)
 
     # ---- the account -----------------------------------------------------------------------
     def fill(self, volume_nl, ts, stable_s):
         """The reservoir now holds volume_nl of a new fill, made at pump clock ts."""
-        if self.catheter == EMPTY and not self.fills:
+        if self.catheter == _EMPTY and not self.fills:
             self.mark_nl = volume_nl    # a new pump: its catheter fills from its first fill on
-        elif self.old_conc_ng_ml or self.catheter == EMPTY:
+        elif self.old_conc_ng_ml or self.catheter == _EMPTY:
             self.mark_nl += volume_nl - self.nl  # as much pumped (or still to pump) as before
         self.nl = volume_nl
         self.fill_ts = ts
@@ -95,14 +95,14 @@ class Reservoir:
 
     def emptied(self):
         """A new or revised catheter: empty, until its volume has been pumped into it."""
-        self.catheter = EMPTY
+        self.catheter = _EMPTY
         self.old_conc_ng_ml = 0
         self.mark_nl = self.nl
 
     def room_nl(self, catheter_nl):
         """How much an empty catheter of catheter_nl still takes before it is full (0: it is
         full: the basal may have filled it)."""
-        if self.catheter != EMPTY:
+        if self.catheter != _EMPTY:
             return 0
         left = catheter_nl - (self.mark_nl - self.nl)
         if left <= 0:
@@ -143,7 +143,7 @@ class Reservoir:
             return
         b = self.bolus_nl
         while mono_s - self.bday_s >= _DAY_S:
-            i = BOLUS_DAYS - 1
+            i = _BOLUS_DAYS - 1
             while i:
                 b[i] = b[i - 1]
                 i -= 1
@@ -153,14 +153,14 @@ class Reservoir:
 
     def projected_nl_day(self):
         """The volume a day the reservoir is expected to lose: the basal, and the boluses
-        started in the last BOLUS_DAYS days spread over them. 0 without a prescription."""
+        started in the last _BOLUS_DAYS days spread over them. 0 without a prescription."""
         if self.rx is None:
             return 0
         b = self.bolus_nl
         total = 0
-        for i in range(BOLUS_DAYS):
+        for i in range(_BOLUS_DAYS):
             total += b[i]
-        return self.rx.basal_nl_day + total // BOLUS_DAYS
+        return self.rx.basal_nl_day + total // _BOLUS_DAYS
 
     def replan(self):
         rx = self.rx
@@ -248,7 +248,7 @@ class Reservoir:
         out[fill_at + 2] = self.fills
         out[fill_at + 3] = mono_s - self.bday_s
         b = self.bolus_nl
-        for i in range(BOLUS_DAYS):
+        for i in range(_BOLUS_DAYS):
             out[fill_at + 4 + i] = b[i]
 
     def save_cath(self, out, at):
@@ -268,7 +268,7 @@ class Reservoir:
             self.mark_nl = 0
             self.drug = None
             return
-        self.catheter = FULL if src[at] == FULL else EMPTY
+        self.catheter = FULL if src[at] == FULL else _EMPTY
         self.conc_ng_ml = src[at + 1] if src[at + 1] > 0 else 0
         self.old_conc_ng_ml = src[at + 2] if src[at + 2] > 0 else 0
         self.mark_nl = src[at + 3]
@@ -292,16 +292,16 @@ class Reservoir:
         self.fills = fills if fills > 0 else 0
         bday = src[fill_at + 3]
         self.bday_s = mono_s - bday if 0 <= bday < _DAY_S else 0
-        for i in range(BOLUS_DAYS):
+        for i in range(_BOLUS_DAYS):
             v = src[fill_at + 4 + i]
             self.bolus_nl[i] = v if 0 <= v <= _BOLUS_DAY_MAX else 0
 
 
 def pack_name(name, out, at):
-    """A drug's name (at most DRUG_MAX characters of ASCII; None: not known) into DRUG_INTS ints
+    """A drug's name (at most DRUG_MAX characters of ASCII; None: not known) into _DRUG_INTS ints
     of three characters each, zero-padded."""
     raw = name.encode() if name is not None else b""
-    for i in range(DRUG_INTS):
+    for i in range(_DRUG_INTS):
         v = 0
         for j in range(3):
             k = i * 3 + j
@@ -311,7 +311,7 @@ def pack_name(name, out, at):
 
 def unpack_name(src, at):
     raw = bytearray()
-    for i in range(DRUG_INTS):
+    for i in range(_DRUG_INTS):
         v = src[at + i]
         for shift in (16, 8, 0):
             c = (v >> shift) & 255

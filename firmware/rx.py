@@ -10,16 +10,16 @@ from firmware.guard import UNITS
 
 DAY_MS = const(86400000)
 MAX_STEPS = const(13)
-MAX_PB_PER_DAY = const(24)
+_MAX_PB_PER_DAY = const(24)
 SMALL = const(1 << 30)          # every value used per stroke stays below this
-MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
-DEFAULT_NOTICE_S = const(604800)  # refill_due a week before the low-reservoir date (the issue's)
+_MAX_RATE_NL_DAY = const(1 << 28)  # keeps StrokeClock's carried remainders small
+_DEFAULT_NOTICE_S = const(604800)  # refill_due a week before the low-reservoir date (the issue's)
 DEFAULT_REMINDER_S = const(3600)  # an open-ended stop raises therapy_stopped after an hour ...
 DEFAULT_SILENCE_S = const(3600)   # ... and an acknowledged critical alarm sounds again after one
-MAX_NOTICE_S = const(7776000)     # at most 90 days of notice
-MAX_MODEL = const(32)             # characters of a catheter's model name
-MAX_CATHETER_MM = const(3000)     # 3 m: longer than any intrathecal catheter
-MAX_NL_PER_CM = const(20000)      # 0.02 mL/cm: wider than any intrathecal catheter
+_MAX_NOTICE_S = const(7776000)     # at most 90 days of notice
+_MAX_MODEL = const(32)             # characters of a catheter's model name
+_MAX_CATHETER_MM = const(3000)     # 3 m: longer than any intrathecal catheter
+_MAX_NL_PER_CM = const(20000)      # 0.02 mL/cm: wider than any intrathecal catheter
 
 
 class RxError(Exception):
@@ -48,7 +48,7 @@ class Rx:
         stroke_nl = board.STROKE_NL
         max_motor_nl_day = board.MAX_STROKES_PER_MIN * stroke_nl * 1440
         min_rate = board.MIN_RATE_NL_DAY
-        if (max_motor_nl_day >= MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2
+        if (max_motor_nl_day >= _MAX_RATE_NL_DAY or stroke_nl * DAY_MS // min_rate >= SMALL // 2
                 or board.MAX_STROKES_PER_MIN * 1440 * UNITS >= SMALL):
             # A board whose numbers would push the stroke clock past its small-integer range.
             raise RxError("board", "stroke volume, motor speed or minimum rate out of range")
@@ -108,9 +108,9 @@ class Rx:
                                                              self.max_daily_strokes))
         self.basal_strokes = basal_strokes
         self.low_res_nl = _int(params, "low_res_nl", 0, SMALL - 1)
-        notice = params.get("refill_notice_s", DEFAULT_NOTICE_S)
+        notice = params.get("refill_notice_s", _DEFAULT_NOTICE_S)
         self.refill_notice_s = _int({"refill_notice_s": notice}, "refill_notice_s", 0,
-                                    MAX_NOTICE_S)
+                                    _MAX_NOTICE_S)
         self.catheter_nl = catheter_nl(params)
         self.stop_reminder_s = _int({"stop_reminder_s": params.get(
             "stop_reminder_s", DEFAULT_REMINDER_S)}, "stop_reminder_s", 60, 86400)
@@ -136,7 +136,7 @@ class Rx:
             dose_ng = _int(p, "pb.dose_ng", 1, 10 ** 12)
             dur_s = _int(p, "pb.duration_s", 1, 86400)
             self.pb_lockout_s = _int(p, "pb.lockout_s", 600, 86400)
-            self.pb_max = _int(p, "pb.max_per_day", 1, MAX_PB_PER_DAY)
+            self.pb_max = _int(p, "pb.max_per_day", 1, _MAX_PB_PER_DAY)
             if dur_s > self.pb_lockout_s:
                 raise RxError("pb.duration_s", "a patient bolus must end before its lockout does")
             self.pb_dose_nl = ng_to_nl(dose_ng, conc)
@@ -173,10 +173,10 @@ def catheter_nl(params):
         if k not in ("model", "length_mm", "nl_per_cm"):
             raise RxError("catheter." + k, "is not a catheter key (model, length_mm, nl_per_cm)")
     model = cat.get("model")
-    if type(model) is not str or not 0 < len(model) <= MAX_MODEL:
-        raise RxError("catheter.model", "must be a name of 1 to %d characters" % MAX_MODEL)
-    length = _int(cat, "length_mm", 10, MAX_CATHETER_MM)
-    per_cm = _int(cat, "nl_per_cm", 100, MAX_NL_PER_CM)
+    if type(model) is not str or not 0 < len(model) <= _MAX_MODEL:
+        raise RxError("catheter.model", "must be a name of 1 to %d characters" % _MAX_MODEL)
+    length = _int(cat, "length_mm", 10, _MAX_CATHETER_MM)
+    per_cm = _int(cat, "nl_per_cm", 100, _MAX_NL_PER_CM)
     return (length * per_cm + 5) // 10
 
 

@@ -47,10 +47,10 @@ FAIL = const(2)
 SKIP = const(3)
 TMC2209_VERSION = const(0x21)
 WDT_TEST_MS = const(100)        # the watchdog's timeout in its test
-MEM_PASS_S = const(3600)        # a memory pass an hour, in at most 10 checks
+_MEM_PASS_S = const(3600)        # a memory pass an hour, in at most 10 checks
 _ONE_CHECK = const(160)         # march visits (9 a cell) a region may take in a single check
-SAMPLES = const(5)              # battery samples, every SAMPLE_S (6 h): a day back and more
-SAMPLE_S = const(21600)
+SAMPLES = const(5)              # battery samples, every _SAMPLE_S (6 h): a day back and more
+_SAMPLE_S = const(21600)
 _OTPW = const(1)                # DRV_STATUS: the pre-warning,
 _SHUTS = const(0x3E)            # ot and the shorts (to ground, to the supply, either phase),
 _OPEN = const(0xC0)             # an open coil (trusted after three checks running)
@@ -183,7 +183,7 @@ class SelfTest:
         mem = self.mem
         if not self.mem_on:
             self.mem_on = True
-            self.mem_due_s = mono + MEM_PASS_S   # a pass starts every hour
+            self.mem_due_s = mono + _MEM_PASS_S   # a pass starts every hour
             mem.cells = self.hal.test_ram()      # the same cells (a simulator's view may change)
             mem.restart()
         r = mem.step(self.mem_slice)
@@ -196,7 +196,7 @@ class SelfTest:
                 self._failed(now, P_MEMORY, mem.bad_cell)
 
     def _sample(self, mono, strokes):
-        self.ring_s = mono + SAMPLE_S
+        self.ring_s = mono + _SAMPLE_S
         r = self.ring
         k = self.ring_i * 4
         r[k] = mono

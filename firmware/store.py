@@ -28,13 +28,14 @@ from array import array
 
 from hashlib import sha256
 
+from firmware.compat import const
 from firmware.loader import Fs
 
 MAGIC = b"PSR1"
 HEAD_LEN = 12
-CHECK_LEN = 4
+_CHECK_LEN = const(4)
 SEQ_MASK = 0x3FFFFFFF   # sequence numbers stay below 2**30 (small ints on a 32-bit VM)
-SEQ_HALF = 0x20000000   # a is newer than b when 0 < (a - b) mod 2**30 < 2**29
+_SEQ_HALF = const(0x20000000)   # a is newer than b when 0 < (a - b) mod 2**30 < 2**29
 SLOTS = (".a", ".b")
 CHUNK = 256             # bytes compared at a time when a save is read back
 # int32 arrays are copied as their bytes where the machine is little-endian (the RP2040, x86,
@@ -47,34 +48,34 @@ _LE = sys.byteorder == "little"
 def newer(a, b):
     """True when sequence number a comes after b (serial-number order, survives the wrap)."""
     d = (a - b) & SEQ_MASK
-    return 0 < d < SEQ_HALF
+    return 0 < d < _SEQ_HALF
 
 
 def encode(seq, payload, tail=b""):
     """The bytes of one record (its payload: payload, then tail)."""
     m = len(payload)
     n = m + len(tail)
-    buf = bytearray(HEAD_LEN + n + CHECK_LEN)
+    buf = bytearray(HEAD_LEN + n + _CHECK_LEN)
     buf[0:4] = MAGIC
     struct.pack_into("<II", buf, 4, seq & SEQ_MASK, n)
     buf[HEAD_LEN:HEAD_LEN + m] = payload
     buf[HEAD_LEN + m:HEAD_LEN + n] = tail
-    buf[HEAD_LEN + n:] = sha256(memoryview(buf)[:HEAD_LEN + n]).digest()[:CHECK_LEN]
+    buf[HEAD_LEN + n:] = sha256(memoryview(buf)[:HEAD_LEN + n]).digest()[:_CHECK_LEN]
     return buf  # a bytearray: no copy (a record-sized buffer less on the Pico's heap)
 
 
 def check(data):
     """The sequence number of a valid record, or None for anything else (short, torn,
     corrupt); nothing is copied."""
-    if data is None or len(data) < HEAD_LEN + CHECK_LEN:
+    if data is None or len(data) < HEAD_LEN + _CHECK_LEN:
         return None
     if data[0:4] != MAGIC:
         return None
     seq, n = struct.unpack_from("<II", data, 4)
-    if seq > SEQ_MASK or len(data) != HEAD_LEN + n + CHECK_LEN:
+    if seq > SEQ_MASK or len(data) != HEAD_LEN + n + _CHECK_LEN:
         return None
     end = HEAD_LEN + n
-    if sha256(memoryview(data)[:end]).digest()[:CHECK_LEN] != data[end:]:
+    if sha256(memoryview(data)[:end]).digest()[:_CHECK_LEN] != data[end:]:
         return None
     return seq
 
@@ -84,7 +85,7 @@ def decode(data):
     seq = check(data)
     if seq is None or data is None:
         return None
-    return seq, bytes(data[HEAD_LEN:len(data) - CHECK_LEN])
+    return seq, bytes(data[HEAD_LEN:len(data) - _CHECK_LEN])
 
 
 class RecordStore:
@@ -178,6 +179,26 @@ def _holds(dev, path, rec):
     if same is not None:
         return same(path, rec)
     return dev.read(path) == rec
+
+
+# The pump clock at the moment of each state save rides behind the pump's state record, so a
+# board that loses its clock (a Pico: no battery-backed RTC) carries on from it. Older records
+# have no trailer; the state record itself (firmware/record.py) is not changed by it.
+CLOCK_TAG = b"CLK1"
+_CLOCK_TRAILER_LEN = const(8)
+
+
+def clock_trailer(ts):
+    return CLOCK_TAG + struct.pack("<i", ts)
+
+
+def split_clock(payload):
+    """(the state record's bytes, the clock saved with them or None)."""
+    n = len(payload) - _CLOCK_TRAILER_LEN
+    if n >= 0 and payload[n:n + 4] == CLOCK_TAG:
+        # a view, not a copy: on the Pico a record-sized buffer counts
+        return memoryview(payload)[:n], struct.unpack_from("<i", payload, n + 4)[0]
+    return payload, None
 
 
 def pack_ints(values):

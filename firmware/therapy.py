@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 BOOT_WATCHDOG = const(1)       # boot(cause=...): the watchdog reset the board
 PRIME_CONFIRM_S = const(120)   # a priming bolus's (or a catheter revision's) second step must
                                # come within this
-FLUSH = const(2)               # after a change to a weaker solution, the catheter's volume times
+_FLUSH = const(2)               # after a change to a weaker solution, the catheter's volume times
                                # this counts at the stronger one (a catheter up to twice as long
                                # as the settings say is still covered)
 _CRITICAL = const(301990746)  # codes.CRITICAL_MASK (checked in tests/firmware/test_alarms.py)
@@ -520,12 +520,12 @@ class Therapy:
 
     def _new_concentration(self, old, new, catheter_nl):
         """What the dose guard's window holds was the old solution: count it in the new one's
-        units. A weaker one follows a stronger one out of a full catheter: until FLUSH times
+        units. A weaker one follows a stronger one out of a full catheter: until _FLUSH times
         its volume has been pumped, each stroke counts at the stronger solution."""
         guard = self.guard
         guard.rescale(old, new)
         if new < old and self.reservoir.catheter == FULL and catheter_nl > 0:
-            strokes = (FLUSH * catheter_nl + self.stroke_nl - 1) // self.stroke_nl
+            strokes = (_FLUSH * catheter_nl + self.stroke_nl - 1) // self.stroke_nl
             w = (UNITS * old + new - 1) // new
             if guard.left and guard.w > w:
                 w = guard.w

@@ -4,14 +4,14 @@
 # core is serviced at least every MAX_SLEEP_MS and keeps long horizons in its own counters.
 from firmware.compat import const
 
-PERIOD = const(1 << 30)
+_PERIOD = const(1 << 30)
 MASK = const((1 << 30) - 1)
-HALF = const(1 << 29)
+_HALF = const(1 << 29)
 
 
 def diff(a, b):
     """Signed a - b on the wrapping tick circle."""
-    return ((a - b + HALF) & MASK) - HALF
+    return ((a - b + _HALF) & MASK) - _HALF
 
 
 def add(a, delta):

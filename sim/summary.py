@@ -95,7 +95,7 @@ def _human(scn, result: dict) -> str:
 
 
 def _reason_text(name: str) -> str:
-    from firmware import codes
+    from firmware import codes, codetext
 
     if name == "no_power":
         return "the pump was off"
@@ -103,7 +103,7 @@ def _reason_text(name: str) -> str:
         return "no such alarm was active"
     for code, n in codes.REASON_NAMES.items():
         if n == name:
-            return codes.REASON_TEXT.get(code, name)
+            return codetext.REASON_TEXT.get(code, name)
     return name
 
 

@@ -77,7 +77,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from boards import virtual
-from firmware import codes
+from firmware import codes, codetext
 from firmware.bolus import SAVE_LEN as PB_SAVE_LEN
 from firmware.guard import SAVE_LEN as GUARD_SAVE_LEN
 from firmware.guard import UNITS
@@ -380,7 +380,7 @@ class FaultBench:
     def on_event(self, code, now, a, b):
         v = self.v
         if STATS:
-            event(codes.EVENT_NAMES.get(code, str(code)) +
+            event(codetext.EVENT_NAMES.get(code, str(code)) +
                   (":" + codes.ALARM_NAMES[a] if code == codes.EV_ALARM else ""))
         if code == codes.EV_ALARM:
             if (1 << a) & CRIT:

@@ -12,7 +12,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware import auth, codes
+from firmware import auth, codes, codetext
 from firmware.app import App
 from firmware.guard import UNITS
 from firmware.proto import HINT
@@ -393,7 +393,7 @@ def test_a_fallback_to_the_older_state_record_is_logged():
     data[30] ^= 0xFF
     dev.files[newest] = bytes(data)
     app2 = boot(dev)
-    names = [codes.EVENT_NAMES[e[1]] for e in app2.events.entries()]
+    names = [codetext.EVENT_NAMES[e[1]] for e in app2.events.entries()]
     assert "record_fallback" in names
     assert app2.therapy.pump.rx is not None and not app2.therapy.sup.alarms & (1 << codes.AL_MEMORY_ERROR)
 

@@ -10,7 +10,7 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import codes, post
+from firmware import codes, codetext, post
 from firmware.codecheck import DIGEST, FAILED, PASSED, RUNNING, CodeCheck
 from firmware.march import March
 from firmware.selftest import (FAIL, P_BATTERY, P_DRIVER, P_MEMORY, P_PRESSURE, PASS, SKIP,
@@ -228,7 +228,7 @@ class Log:
         self.events = []
 
     def add(self, code, now, a, b):
-        self.events.append((codes.EVENT_NAMES.get(code, code), a, b))
+        self.events.append((codetext.EVENT_NAMES.get(code, code), a, b))
 
 
 def post_on(hal):

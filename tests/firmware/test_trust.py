@@ -4,7 +4,7 @@ a new pump or after the button, signed replies bound to their request, `info` wi
 
 import json
 
-from firmware import auth, codes
+from firmware import auth, codes, codetext
 from firmware.app import BUTTON_HOLD_MS, PROVISION_MS
 from tests.firmware.proto_bench import (CLIN, PAT, PARAMS, Signer, ask, boot, programmed,
                                         provisioned, reply_tag, run_for)
@@ -65,7 +65,7 @@ def test_near_the_counters_end_only_a_re_key_is_taken_and_it_recovers_the_pump()
     assert fresh.ctr == 0 and ask(app, fresh.line("stop"))["ok"]
     assert Signer(app, key=new_p, role="patient").ctr == 0
     assert ask(boot(app.hal.dev), Signer(boot(app.hal.dev), key=new_c).hello_line())["ok"]
-    names = [codes.EVENT_NAMES[e[1]] for e in app.events.entries()]
+    names = [codetext.EVENT_NAMES[e[1]] for e in app.events.entries()]
     assert "keys" in names
 
 
@@ -143,7 +143,7 @@ def test_one_damaged_copy_falls_back_with_the_counters_moved_on():
     app2 = boot(dev)
     assert not app2.keys.damaged and app2.keys.fallback
     assert app2.keys.last[auth.CLINICIAN] >= used + auth.WINDOW
-    assert "key_fallback" in [codes.EVENT_NAMES[e[1]] for e in app2.events.entries()]
+    assert "key_fallback" in [codetext.EVENT_NAMES[e[1]] for e in app2.events.entries()]
     assert ask(app2, Signer(app2).line("status"))["ok"]
 
 
@@ -187,7 +187,7 @@ def test_provisioning_again_needs_the_button_held_at_boot():
     _run_loop(held, 5_000)
     r = ask(held, prov)
     assert r["ok"] and r["provisioned"] is True
-    names = [codes.EVENT_NAMES[e[1]] for e in held.events.entries()]
+    names = [codetext.EVENT_NAMES[e[1]] for e in held.events.entries()]
     assert names[-2:] == ["button", "keys"]
     assert ask(held, Signer(key=CLIN).hello_line())["error"] == "E_AUTH"   # old key gone
     assert ask(held, Signer(held, key=bytes(range(1, 33))).line("status"))["ok"]

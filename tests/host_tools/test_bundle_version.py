@@ -28,7 +28,7 @@ def compiled(dest: Path, text: str) -> Path:
     src = dest / "version.py"
     src.write_text(text)
     (dest / "b" / "firmware").mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(MPY_CROSS), "-march=armv6m", "-o",
+    subprocess.run([str(MPY_CROSS), "-march=armv6m", "-O3", "-o",
                     str(dest / "b" / "firmware" / "version.mpy"), str(src)], check=True)
     return dest / "b"
 

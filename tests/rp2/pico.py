@@ -125,6 +125,6 @@ def pico_bundle(dest: Path, version: str, app_source: str | None = None) -> Path
         # compiled from its path relative to the bundle, as `make build` does from the tree:
         # the .mpy records the source's name, so unchanged files are byte for byte the ones
         # the pump runs (and make flash lets the pump copy them instead of sending them)
-        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-o", str(target),
+        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-O3", "-o", str(target),
                         str(py.relative_to(src))], check=True, cwd=src)
     return out
