@@ -102,7 +102,9 @@ BOARD_SHARED = $(if $(filter virtual,$(BOARD)),,boards/rp2_common.py boards/step
 
 # -O3: no source line numbers in the bytecode (tracebacks name the file and the function, not
 # the line). The Pico loads every module's bytecode into its heap: the line tables cost 4.3 KB
-# of it (docs/benchmarks.md). Every .mpy that goes onto a board is compiled with MPY_FLAGS.
+# of it (docs/benchmarks.md). -O3 also drops `assert` statements: the firmware and the boards
+# have none (tests/repo/test_no_assert.py). Every .mpy that goes onto a board is compiled with
+# MPY_FLAGS.
 MPY_FLAGS = -march=armv6m -O3
 
 # DEV=1 builds a development bundle (firmware/buildinfo.py says "development"): it keeps the

@@ -8,7 +8,10 @@
 # steady loop must allocate nothing on the rp2 port either (a record save, which the design lets
 # allocate, is counted instead of written meanwhile, as tests/vm/loop_check.py does on the unix
 # port). Prints:
-#   HEAP_FREE_BOOT <bytes>   gc.mem_free() after boot and programming (collected)
+#   HEAP_FREE_BOOT <bytes>   gc.mem_free() after boot and programming (collected), once every
+#                            module the pump loads for a request and lets go (ON_REQUEST) has
+#                            been loaded and let go: the names it interns stay for good, as they
+#                            do on a pump after its first help, info, log or refusal
 #   HEAP_FREE_RUN <bytes>    gc.mem_free() while delivering (collected at LOCK_AT)
 #   CYCLE_MAX_US <us>        the slowest cycle once locked, in the chip's own microseconds
 #   STROKES <n>              strokes the loop made
@@ -30,8 +33,7 @@ import micropython
 
 from boards.pico import Hal
 from firmware.app import App
-from firmware import post
-from firmware.compat import TYPE_CHECKING
+from firmware.compat import TYPE_CHECKING, unload
 from firmware.loader import Fs
 from firmware.store import FileDev
 
@@ -40,6 +42,9 @@ LOCK_AT = 40
 CYCLES = 400
 CYCLES_MAX = 4000
 LOCKED_STROKES = 60
+# What the firmware loads for a request or a boot and lets go again (firmware/compat.py unload).
+ON_REQUEST = ("about", "codetext", "keying", "testreport", "lifetime", "histpages", "post",
+              "start")
 CHECKS = 24          # more than a whole memory pass (at most 10 checks) and many code slices
 # 1 mg/mL at 60 mg/day: 60 mL/day, about 2.8 strokes a second.
 PARAMS = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
@@ -122,6 +127,9 @@ def main():
     app.save_settings(PARAMS)
     app.therapy.program(now, PARAMS)
     app.therapy.refill(now, 20000000)
+    for name in ON_REQUEST:
+        __import__("firmware." + name)
+        unload("firmware." + name)
     gc.collect()
     heap_boot = gc.mem_free()
     try:
@@ -129,6 +137,7 @@ def main():
         checks = app.therapy.checks
         # The bench's records are not the pump's filesystem, so the boot above had no code to
         # check: the running firmware's files, as the pump's own self-test loads them.
+        from firmware import post      # (after the heap's figures: the pump lets it go)
         code, found = post.load(Fs(""), _active(), None, hal.NAME)
         post._code(checks, code, found)
         checks.mem_due_s = 0            # a memory pass starts at the first of these checks
