@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tests.firmware.test_migration import Hal as MigrationHal
     from tests.firmware.test_restart_regressions import Hal as RestartHal
     from tests.firmware.test_selftest import FaultHal as SelfTestHal
-    from tests.firmware.test_selftest import PostHal
+    from tests.firmware.test_selftest import PostHal, StoppedDriverHal
     from tests.firmware.test_tones import Hal as TonesHal
     from tests.testboard import HealthyHal, MemBoard
     from tests.vm.alloc_check import Hal as AllocHal
@@ -30,4 +30,4 @@ if TYPE_CHECKING:
                                          IdleHal]
     MECHANISMS: "list[type[Mechanism]]" = [
         EngineHal, HealthyHal, BundleSmokeHal, HarnessHal, FaultHal, MigrationHal,
-        RestartHal, TonesHal, AllocHal, StrokeBenchHal, SelfTestHal, PostHal]
+        RestartHal, TonesHal, AllocHal, StrokeBenchHal, SelfTestHal, PostHal, StoppedDriverHal]
