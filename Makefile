@@ -34,12 +34,14 @@ ui: $(STAMP) browser
 	    --override-titration "demo pump: already on intrathecal morphine" > /dev/null && \
 	  $$ctl ui $(if $(NO_BROWSER),--no-browser)
 
-# Two workers (pytest-xdist, one per core of the CI machine). Modules whose tests share a board
-# and build on each other's steps are marked with an xdist_group and run whole on one worker
-# (worksteal split them across workers by chance); the rest are shared out as they finish:
-# about half the wall time of one process (docs/benchmarks.md).
+# Two workers (pytest-xdist, one per core of the CI machine), a whole file to a worker: several
+# modules share one board among their tests, each building on the steps before it (the relay,
+# the update, the terminals), which worksteal could split across the workers (a relay test once
+# ran on a pump never programmed). `--dist loadgroup` with xdist_group marks does not group
+# here (pytest 9.2, xdist 3.8: tried, the marked tests still went to both workers). About half
+# the wall time of one process (docs/benchmarks.md).
 test: $(STAMP) browser
-	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadgroup
+	HYPOTHESIS_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Headless Chromium for the report-page test (tests/sim/test_report_browser.py): Debian's
 # package, installed when missing. Installing needs root (CI runs as root); otherwise it says

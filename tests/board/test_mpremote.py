@@ -14,10 +14,6 @@ import pytest
 from firmware.proto import RAW_REASON
 from tests.board.vboard_fixture import programmed_board
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("board-mpremote")
-
 MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 REASON = RAW_REASON.decode().strip()
 # A deadline for a hang, not a timing: mpremote waited for ever before (issue 21).

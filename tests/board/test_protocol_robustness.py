@@ -14,10 +14,6 @@ from hypothesis import strategies as st
 
 from tests.board.vboard_fixture import LiveBoard
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("board-robustness")
-
 # One continuous rate, so any hour of delivery is rate/24 within a stroke.
 CONTINUOUS = {"conc_ng_ml": 10_000_000, "steps": [[0, 2_400_000]], "max_daily_ng": 6_000_000,
               "low_res_nl": 1_000_000, "pb": [100_000, 600, 7200, 4]}

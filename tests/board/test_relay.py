@@ -22,10 +22,6 @@ from host_tools import pumpctl as cli
 from tests.board.vboard_fixture import LiveBoard
 from tests.session_client import Session, read_reply, split
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("board-relay")
-
 MORPHINE = (Path(__file__).resolve().parents[2] / "examples" / "prescriptions"
             / "morphine_flex.toml").read_text()
 REDUCED = MORPHINE.replace('"3 mg/day"', '"2.5 mg/day"')

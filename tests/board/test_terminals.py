@@ -22,10 +22,6 @@ import serial
 from host_tools import pumpctl
 from tests.board.vboard_fixture import LiveBoard
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("board-terminals")
-
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):

@@ -17,10 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sim.runner import ROOT
 from tests.board.vboard_fixture import programmed_board
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("board-update")
-
 
 def source_bundle(dest: Path, version: str, app_source: str | None = None) -> Path:
     """The firmware and the virtual board as source (the VM compiles it), version changed."""

@@ -10,10 +10,6 @@ import pytest
 from boards import stepgen, tmc2209, virtual
 from sim.runner import micropython_exe
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("boards-build")
-
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 

@@ -14,10 +14,6 @@ from tests.host_tools.serial_peer import SECRET, Peer, body_of
 from tests.ui.conftest import served
 from tests.ui.test_security import LIMITS, request
 
-# The page's tests share one board and run in file order (tests/ui/conftest.py): one worker
-# takes them all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("ui")
-
 INFO = {"pump_id": "pump-1", "firmware": "0.5.0", "board": "virtual-pico",
         "build": "production", "keys": "ok", "clock_ts": 92_000_000,
         "ctr": {"clinician": 3, "patient": 0}, "limits": LIMITS, "uptime_s": 60}

@@ -5,15 +5,9 @@ by pumpctl. A change the drug library refuses shows its reason and changes nothi
 
 import re
 
-import pytest
-
 from host_tools import fmt
 from host_tools.ui.server import rows
 from tests.ui.conftest import facts, rx_text, shot
-
-# The page's tests share one board and run in file order (tests/ui/conftest.py): one worker
-# takes them all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("ui")
 
 LOWER_RX = rx_text("25 mg/mL", {"00:00": "1.5 mg/day", "08:00": "2.5 mg/day"})
 

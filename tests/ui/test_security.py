@@ -17,10 +17,6 @@ from host_tools.ui.pump import PumpView
 from tests.host_tools.serial_peer import SECRET, Peer, body_of
 from tests.ui.conftest import board_view, served, shot
 
-# The page's tests share one board and run in file order (tests/ui/conftest.py): one worker
-# takes them all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("ui")
-
 
 def request(ui, method: str, path: str, body: dict | None = None, headers: dict | None = None,
             host: str | None = None) -> tuple[int, dict, str]:

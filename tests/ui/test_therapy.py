@@ -7,15 +7,9 @@ and test_security.py (file order) and leave the pump on baclofen."""
 import re
 from datetime import datetime
 
-import pytest
-
 from host_tools.ui.server import rows
 from tests.ui.conftest import facts, shot
 from tests.ui.test_page import report, upload
-
-# The page's tests share one board and run in file order (tests/ui/conftest.py): one worker
-# takes them all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("ui")
 
 BACLOFEN_RX = ('drug = "baclofen"\nconcentration = "500 mcg/mL"\n[basal]\nrate = "100 mcg/day"\n'
                '[limits]\nmax_daily_dose = "200 mcg"\nlow_reservoir = "2 mL"\n')

@@ -17,10 +17,6 @@ from firmware import update
 from firmware.version import VERSION
 from sim.runner import ROOT, micropython_exe
 
-# The module's tests share its board and build on each other's steps: one worker takes them
-# all (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("vm-update")
-
 SCRIPT = ROOT / "tests" / "vm" / "update_check.py"
 FILES = {"firmware/__init__.py": b"# firmware\n", "firmware/app.py": b"print('new app')\n" * 40,
          "boards/__init__.py": b"# boards\n",
