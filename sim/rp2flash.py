@@ -85,12 +85,17 @@ def _edit(image_path: Path, names, change) -> list[str]:
             continue
         if changed:
             done.append(name)
+    _write_back(image_path, whole, fs)
+    return done
+
+
+def _write_back(image_path: Path, whole: bytearray, fs) -> None:
+    """The edited filesystem back into the whole image, replaced at once."""
     fs.unmount()
     whole[FS_OFFSET:FLASH_BYTES] = fs.context.buffer
     tmp = image_path.with_suffix(".tmp")
     tmp.write_bytes(whole)
     os.replace(tmp, image_path)
-    return done
 
 
 def damage_code(image_path: Path) -> list[str]:
@@ -101,28 +106,24 @@ def damage_code(image_path: Path) -> list[str]:
     off. Returns the path changed (empty when the image holds no firmware)."""
     import json
 
+    from firmware import loader
+
     image_path = Path(image_path)
     whole = bytearray(image_path.read_bytes())
     fs = _mount(whole[FS_OFFSET:FLASH_BYTES])
-    root = ""
     try:
-        with fs.open("/fw/boot", "r") as f:
-            active = json.loads(f.read()).get("active", "base")
-        if active != "base":
-            root = f"fw/{active}/"
+        with fs.open("/" + loader.POINTER, "r") as f:
+            active = json.loads(f.read()).get("active", loader.BASE)
     except (FileNotFoundError, ValueError):
-        pass
+        active = loader.BASE
+    root = "" if active == loader.BASE else loader.slot_dir(active) + "/"
     path = root + CODE_VICTIM
     try:
         with fs.open("/" + path, "ab") as f:
             f.write(b"\n")
     except FileNotFoundError:
         return []
-    fs.unmount()
-    whole[FS_OFFSET:FLASH_BYTES] = fs.context.buffer
-    tmp = image_path.with_suffix(".tmp")
-    tmp.write_bytes(whole)
-    os.replace(tmp, image_path)
+    _write_back(image_path, whole, fs)
     return [path]
 
 

@@ -434,17 +434,15 @@ class VirtualHal(_Data):
 
 
     def _code_victim(self):
-        """The file corrupt_code changes: firmware/march of the firmware the loader runs from
-        the flash directory (fw/boot's "active" slot, else the base at its root); None when
-        that firmware is not in the flash directory."""
-        root = self.flash_dir + "/"
-        try:
-            with open(root + "fw/boot") as f:
-                active = json.loads(f.read()).get("active", "base")
-            if active != "base":
-                root += "fw/" + active + "/"
-        except (OSError, ValueError):
-            pass
+        """The file corrupt_code changes: firmware/march of the firmware running now (the
+        directory the loader imported the package from), when that is in the flash directory;
+        None when the board runs the repository's own tree."""
+        import firmware
+
+        pkg = firmware.__file__
+        root = pkg[:pkg.rfind("/firmware/") + 1]
+        if not root.startswith(self.flash_dir + "/"):
+            return None
         for name in ("firmware/march.mpy", "firmware/march.py"):
             try:
                 with open(root + name, "rb"):

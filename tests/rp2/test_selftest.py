@@ -9,13 +9,8 @@ The board's strokes read DRV_STATUS while the driver is enabled (a short or an o
 only then) and hand what they saw to the next 5-minute check together with its own reading: a
 pre-warning that has gone is cleared by the check after the one that still saw it."""
 
-
-def alarms(pico):
-    return {a["code"] for a in pico.ask({"cmd": "alarms"}, sign=True)["alarms"]}
-
-
-def events(pico):
-    return [e[2] for e in pico.ask({"cmd": "log", "args": {"max": 50}}, sign=True)["entries"]]
+from tests.board.test_selftest_board import (alarms, events,
+                                             silent_driver_sensor_at_boot_and_damaged_code)
 
 
 def test_a_new_pico_passes_its_self_test_and_its_checks_find_a_driver_fault_and_a_hot_die(
@@ -67,35 +62,4 @@ def test_a_new_pico_passes_its_self_test_and_its_checks_find_a_driver_fault_and_
 
 
 def test_a_silent_driver_a_sensor_out_of_range_at_boot_and_a_code_file_damaged_while_off(pico):
-    pico.program()
-    # The driver stops answering on its UART: three checks in a row, then driver_fault.
-    pico.inject("driver", "fault=silent")
-    pico.inject("advance", "16 min")
-    assert "driver_fault" in alarms(pico)
-    assert pico.status()["delivering"] is False
-    pico.inject("driver", "fault=ok")
-
-    # The pressure sensor reads out of its range when the board starts: the self-test's
-    # pressure part fails, a critical self_test_failed, and the pump does not deliver.
-    pico.inject("sensor_fault", "sensor=pressure", "mode=out_of_range")
-    pico.inject("reboot")
-    pico.answers()
-    st = pico.ask({"cmd": "info"})["self_test"]
-    assert st["passed"] is False and st["failing"] == ["pressure"], st
-    assert st["parts"]["pressure"]["outcome"] == "fail", st
-    prio = {a["code"]: a["priority"] for a in pico.ask({"cmd": "alarms"}, sign=True)["alarms"]}
-    assert prio.get("self_test_failed") == "critical", prio
-    assert pico.status()["delivering"] is False
-
-    # The sensor is mended; then a code file changes while the power is off (one byte more at
-    # the end of firmware/march.mpy: it still runs, but it is not what the manifest signed).
-    pico.inject("sensor_fault", "sensor=pressure", "mode=ok")
-    got = pico.inject("corrupt_code")
-    assert got["ok"], got
-    pico.answers()
-    st = pico.ask({"cmd": "info"})["self_test"]
-    assert st["parts"]["pressure"]["outcome"] == "pass", st
-    assert st["parts"]["code"]["outcome"] == "fail", st
-    assert st["parts"]["code"]["found"] == "firmware/march.mpy does not match", st
-    assert st["failing"] == ["code"], st
-    assert "self_test_failed" in alarms(pico)
+    silent_driver_sensor_at_boot_and_damaged_code(pico, pico.answers, "firmware/march.mpy")
