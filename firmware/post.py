@@ -134,9 +134,11 @@ def _code(st, code, found):
         return
     ok = code.full() == PASSED
     _part(st, P_CODE, ok, found if ok else 100 + code.bad)
-    # the periodic check hashes a pass a day, a slice each check
-    per_check = code.total * st.hal.CHECK_MS // 86400000 + 1
-    st.code_slice = (per_check + 511) // 512 * 512
+    # the periodic check hashes a pass a day, a slice each check; a file's opening takes a
+    # check of its own and its last slice may be short: two checks a file go to those
+    calls = 86400000 // st.hal.CHECK_MS - 2 * code.count
+    per_check = code.total // (calls if calls > 0 else 1) + 1
+    st.code_slice = (per_check + 255) // 256 * 256
 
 
 def _watchdog(st, now, hal, store, ident, before_reset):

@@ -11,7 +11,12 @@
 #   the memory    a slice of the march (firmware/march.py), a whole pass every hour
 #   the code      a slice of the files' hashes (firmware/codecheck.py), a whole pass a day
 #
-# and counts what the battery estimate needs (firmware/lifetime.py): tones played, wake-ups,
+# The slices of the memory and the code are the long parts (opening a file through littlefs takes
+# about 4 ms of the Pico's time, a slice of the march 2 to 3 ms): on a board, the control loop
+# does each in a wake-up of its own when no stroke or other deadline is near (slice(),
+# firmware/app.py), so neither lengthens the check's cycle nor ever delays a stroke.
+#
+# It also counts what the battery estimate needs (firmware/lifetime.py): tones played, wake-ups,
 # samples every 6 hours, a day back. What `info` shows of it is firmware/testreport.py's, loaded per
 # request: the Pico's heap is small.
 #
@@ -57,6 +62,8 @@ _OPEN = const(0xC0)             # an open coil (trusted after three checks runni
 _HOT_BIT = const(1 << 27)       # 1 << codes.AL_DRIVER_HOT
 _FAULT_BIT = const(1 << 28)     # 1 << codes.AL_DRIVER_FAULT
 _DIE_BIT = const(1 << 29)       # 1 << codes.AL_DIE_TEMP
+_OWE_MEM = const(1)             # a slice of the memory's march
+_OWE_CODE = const(2)            # a step of the code's hashes
 
 
 class SelfTest:
@@ -80,6 +87,8 @@ class SelfTest:
         self.mem_on = False
         self.code = None                # firmware/codecheck.py's CodeCheck, from the self-test
         self.code_slice = 0             # bytes a check: a pass about once a day
+        self.owed = 0                   # slices check() owes (_OWE_*), slice() does them
+        self.defer = False              # True: the control loop calls slice() (firmware/app.py)
         self.passes = array("i", [0, 0])  # periodic passes of the code, of the memory
         self.silent = 0                 # checks running the driver did not answer
         self.opens = 0                  # ... it showed an open coil
@@ -119,29 +128,47 @@ class SelfTest:
     # ---- the periodic checks ---------------------------------------------------------------
     def check(self, now, tone):
         """Every CHECK_MS, from the supervisor's check once it brought the pump clock up to
-        now; tone: the pattern it just played (0: none)."""
+        now; tone: the pattern it just played (0: none). With `defer` (the control loop's),
+        the memory's and the code's slices are only owed here and done by slice(), each in a
+        wake-up of its own; without it (the simulator, the tests), here."""
         hal = self.hal
         self._drv(now, hal.driver_status())
         self._die(now, hal.read_die_temp())
         pump = self.pump
         mono = pump.mono_s
         if self.mem_on or mono >= self.mem_due_s:
-            self._mem(now, mono)
-        code = self.code
-        if code is not None:
-            r = code.step(self.code_slice)
-            if r == PASSED:
-                self.passes[0] += 1
-                self._passed(now, P_CODE)
-            elif r == FAILED:
-                # What runs was checked at boot; a file changed since: the next boot goes back
-                # to the firmware before this one, which the boot loader checks again.
-                code.fall_back()
-                self._failed(now, P_CODE, code.bad)
+            self.owed |= _OWE_MEM
+        if self.code is not None:
+            self.owed |= _OWE_CODE
+        if not self.defer:
+            while self.owed:
+                self.slice(now)
         if tone:
             self.tones += 1
         if mono >= self.ring_s:
             self._sample(mono, pump.strokes)
+
+    def slice(self, now):
+        """One owed slice: the memory's, else the code's (a file opened, or a slice of it
+        hashed). True while more is owed."""
+        owed = self.owed
+        if owed & _OWE_MEM:
+            self.owed = owed & ~_OWE_MEM
+            self._mem(now, self.pump.mono_s)
+        elif owed & _OWE_CODE:
+            self.owed = owed & ~_OWE_CODE
+            code = self.code
+            if code is not None:
+                r = code.step(self.code_slice)
+                if r == PASSED:
+                    self.passes[0] += 1
+                    self._passed(now, P_CODE)
+                elif r == FAILED:
+                    # What runs was checked at boot; a file changed since: the next boot goes
+                    # back to the firmware before this one, which the boot loader checks again.
+                    code.fall_back()
+                    self._failed(now, P_CODE, code.bad)
+        return self.owed != 0
 
     def _drv(self, now, s):
         self.drv = s

@@ -105,9 +105,10 @@ def _varuint(data: bytes, i: int) -> tuple[int, int]:
             return n, i
 
 
-def mpy_strings(data: bytes) -> list[str]:
-    """The strings of a MicroPython .mpy file (format 6, bytecode only, as mpy-cross writes
-    it): its qstr table and its string constants, in file order."""
+def mpy_qstrs(data: bytes) -> tuple[list[str], int, int]:
+    """A MicroPython .mpy file's (format 6, bytecode only, as mpy-cross writes it) qstr table:
+    the names it has MicroPython intern when it loads (the port's static ones, which it names
+    by number, left out), where its constants start, and how many there are."""
     if len(data) < 4 or data[0] != ord("M") or data[1] != 6 or data[2] >> 2:
         raise ValueError("not a bytecode .mpy of format 6")
     n_qstr, i = _varuint(data, 4)
@@ -120,6 +121,13 @@ def mpy_strings(data: bytes) -> list[str]:
         n >>= 1
         out.append(data[i:i + n].decode("utf-8"))
         i += n + 1            # the text and its NUL
+    return out, i, n_obj
+
+
+def mpy_strings(data: bytes) -> list[str]:
+    """The strings of a MicroPython .mpy file: its qstr table and its string constants, in
+    file order."""
+    out, i, n_obj = mpy_qstrs(data)
     for _ in range(n_obj):
         kind = data[i]
         i += 1

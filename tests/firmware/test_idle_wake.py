@@ -87,3 +87,58 @@ def test_delivery_keeps_its_schedule_when_idle_wake_ups_skip_the_service():
     assert app.therapy.pump.strokes == old.therapy.pump.strokes > 20 and hal.t == old_hal.t
     assert hal.waits == old_hal.waits and hal.strokes == old_hal.strokes
     assert len(serviced) < len(old_serviced) // 3 and hal.reads < old_hal.reads // 100
+
+
+def test_the_checks_slices_run_in_wake_ups_of_their_own_far_from_any_stroke(tmp_path):
+    """The memory's march and the code's hashes (firmware/selftest.py slice()) are the checks'
+    long parts: the loop does each in a wake-up that serviced nothing due and read nothing,
+    with the next deadline at least 30 ms away, and they still finish their passes."""
+    from tests.firmware.test_selftest import codecheck_over
+
+    hal = IdleHal()
+    app = App(hal)
+    hal.app = app
+    app.boot()
+    now = hal.ticks_ms()
+    app.therapy.program(now, PARAMS)
+    app.therapy.refill(now, 20_000_000)
+    app.btn_until = None
+    checks = app.therapy.checks
+    files = {f"firmware/m{i}.py": bytes([65 + i]) * (300 + 97 * i) for i in range(4)}
+    checks.code = codecheck_over(tmp_path, files)
+    checks.code_slice = 256
+    pump = app.therapy.pump
+    service = pump.service
+    slice_ = checks.slice
+    busy_at = set()      # wake-ups whose service made a stroke or ran the check
+    checks_at = []       # ... ran the check
+    slices = []
+
+    def counting(now):
+        before = (pump.strokes, pump.check_at)
+        wait = service(now)
+        if (pump.strokes, pump.check_at) != before:
+            busy_at.add(now)
+        if pump.check_at != before[1]:
+            checks_at.append(now)
+        return wait
+
+    def slicing(now):
+        slices.append((now, pump.next_in_ms(now), checks_at[-1]))
+        return slice_(now)
+    pump.service = counting
+    checks.slice = slicing
+    hal.stop_after = 6000            # about 5 simulated hours of 4 s naps, strokes and checks
+    app.run()
+    assert checks.defer is True
+    assert checks.passes[1] >= 4            # a memory pass an hour
+    assert checks.passes[0] >= 5            # the code's four little files, pass after pass
+    assert checks.failed == 0
+    # each check owes a step of the code, and one an hour a slice of the memory (this board's
+    # 16 cells take one): each in a wake-up of its own, right after the check's
+    assert len(checks_at) >= 50 and checks.owed == 0
+    assert len(checks_at) < len(slices) <= len(checks_at) + checks.passes[1]
+    for now, room, check in slices:
+        assert now not in busy_at           # never in the wake-up of a stroke or a check
+        assert room >= 30                   # nor within 30 ms of the next deadline
+        assert 0 < now - check <= 10

