@@ -9,7 +9,7 @@ heap (docs/benchmarks.md, "The heap"), neither changing what the code does:
 - **Integer constants are written in where they are used.** A module-level `NAME =
   const(<int>)` that other modules import (`from firmware.codes import AL_OCCLUSION`, or
   `codes.AL_OCCLUSION`) is a global of its module on MicroPython, and its name an interned
-  string for good: 170 of them, the names of the alarm, event and refusal codes above all.
+  string for good: 170 such names, those of the alarm, event and refusal codes above all.
   mpy-cross folds a constant only inside its own module, so here each use is replaced by the
   number itself (the source, run as it is on CPython and the unix VM, is unchanged), and the
   definition and the import go.
@@ -22,8 +22,10 @@ the firmware below the point where MicroPython takes a new pool of about 8 KB (1
 the v1.28.0 rp2 port; tests/repo/test_mpybuild.py checks the margin).
 
 A name is written in only where that is certain to mean the same: its value folds from
-integers and other such constants, and no module binds the name to anything else. Anything
-else stays as it was.
+integers and other such constants, no module binds the name to anything else, and no module
+reads it through something other than an import of its module (handlers.py's `update =
+_update()`: those stay, 5 of the 170). Anything else stays as it was, and a use of a removed
+name that is left anywhere fails the build.
 """
 
 from __future__ import annotations
@@ -103,7 +105,11 @@ class _Module:
                     and isinstance(node.value.func, ast.Name) and node.value.func.id == "const"
                     and len(node.value.args) == 1):
                 self.defined[node.targets[0].id] = node.value
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        # imports at the top and inside functions alike (`from firmware import update` where
+        # a handler needs it): a name they bind means the same module everywhere in the file,
+        # or the rebinding check below leaves it alone
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 for a in node.names:
                     if node.module.split(".")[0] in PACKAGES and "." in node.module:
                         self.imported[a.asname or a.name] = (node.module, a.name)
@@ -151,10 +157,16 @@ def constants(mods: dict[str, _Module]) -> dict[str, dict[str, int]]:
                     if v is not None:
                         k[name] = v
                         changed = True
-    # A name some module also binds otherwise is not written in anywhere.
+    # A name some module also binds otherwise is not written in anywhere; nor is one a module
+    # reads through a module alias it also binds otherwise (a method named `update` beside
+    # `from firmware import update`), which must stay a global of its module.
     shadowed = set()
     for m in mods.values():
         shadowed |= m.stores & set(known[m.name])
+        for n in ast.walk(m.tree):
+            if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                    and n.value.id in m.mod_alias and n.value.id in m.stores):
+                shadowed.add(n.attr)
     if shadowed:
         for k in known.values():
             for name in shadowed:
@@ -206,6 +218,8 @@ def _prune(body: list[ast.stmt], m: _Module, names: dict[str, int],
             inner = getattr(node, field, None)
             if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
                 inner[:] = _prune(inner, m, names, gone) or [ast.Pass()]
+        for h in getattr(node, "handlers", None) or ():
+            h.body[:] = _prune(h.body, m, names, gone) or [ast.Pass()]
         out.append(node)
     return out
 
@@ -230,6 +244,33 @@ def transform(sources: dict[str, str]) -> dict[str, str]:
         gone = {a for a in inline.used if a not in left}
         tree.body = _prune(tree.body, m, names, gone) or [ast.Pass()]
         out[m.rel] = ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+    # Every use of a constant whose definition went must have been written in: such a name
+    # left in a module (read bare, through the module's name or an alias, imported, or named to
+    # getattr()) fails the build.
+    gone = {m.name: {n for n in m.defined if n in known[m.name]} for m in mods.values()}
+    for m in mods.values():
+        mine = set(gone[m.name]) | {a for a, (src, name) in m.imported.items()
+                                    if name in gone.get(src, ())}
+        via = {a: gone.get(t, set()) for a, t in m.mod_alias.items()}
+        for t in mods:
+            via.setdefault(t.rsplit(".", 1)[-1], set()).update(gone[t])
+        every = set().union(*gone.values())
+        for n in ast.walk(ast.parse(out[m.rel], m.rel)):
+            left = None
+            if isinstance(n, ast.Name) and n.id in mine:
+                left = n.id
+            elif (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                    and n.attr in via.get(n.value.id, ())):
+                left = n.value.id + "." + n.attr
+            elif isinstance(n, ast.ImportFrom) and n.module in gone:
+                left = next((a.name for a in n.names if a.name in gone[n.module]), None)
+            elif (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                    and n.func.id in ("getattr", "hasattr") and len(n.args) > 1
+                    and isinstance(n.args[1], ast.Constant) and n.args[1].value in every):
+                left = repr(n.args[1].value)
+            if left:
+                raise ValueError(f"{m.rel}: {left} is still used after its constant was "
+                                 "written in (host_tools/mpybuild.py cannot follow this use)")
     return out
 
 

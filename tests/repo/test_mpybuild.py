@@ -41,10 +41,10 @@ def _vm(path: str, script: str, *args: str) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("script", ["tests/vm/alloc_check.py", "tests/vm/continuity_check.py"])
+@pytest.mark.parametrize("script", ["tests/vm/alloc_check.py", "tests/vm/continuity_check.py",
+                                    "tests/repo/mpybuild_check.py"])
 def test_the_rewritten_firmware_does_what_the_source_does_on_the_vm(tmp_path, script):
-    rels = FIRMWARE + ["boards/__init__.py", "boards/virtual.py", "tests/__init__.py",
-                       "tests/testboard.py", script]
+    rels = FIRMWARE + ["boards/__init__.py", "boards/virtual.py", "tests/testboard.py", script]
     rels = [r for r in rels if (ROOT / r).exists()]
     tree = _rewrite(tmp_path, rels)
     assert "const(" not in (tree / "firmware/codes.py").read_text()   # it really was rewritten
@@ -114,3 +114,38 @@ def test_build_refuses_a_file_that_is_not_there(tmp_path, capsys):
     assert e.value.code == 2
     assert "no file firmware/nothere.py" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_module_read_inside_a_function_or_through_a_local_keeps_what_it_reads():
+    """Regression: handlers.py reads update.MANIFEST_MAX through `update = _update()`, a local
+    holding the module; the first rewrite took the constant out of update.py and every
+    update_begin (and info's chunk_max) failed on the Pico with an AttributeError."""
+    src = {
+        "firmware/update.py": "from firmware.compat import const\n"
+                              "MANIFEST_MAX = const(8192)\nCHUNK_MAX = const(768)\n"
+                              "FILES_MAX = const(64)\n",
+        "firmware/handlers.py": "def _update():\n    from firmware import update\n"
+                                "    return update\n"
+                                "def begin(n):\n    update = _update()\n"
+                                "    return n <= update.MANIFEST_MAX\n"
+                                "def chunk():\n    from firmware import update as u\n"
+                                "    return u.CHUNK_MAX\n",
+        "firmware/other.py": "from firmware.update import FILES_MAX\nX = FILES_MAX\n",
+    }
+    out = mpybuild.transform(src)
+    assert "MANIFEST_MAX = const(8192)" in out["firmware/update.py"]   # kept: read via a local
+    assert "update.MANIFEST_MAX" in out["firmware/handlers.py"]
+    assert "return 768" in out["firmware/handlers.py"]     # a function's own import: written in
+    assert "CHUNK_MAX" not in out["firmware/update.py"] and "FILES_MAX" not in out[
+        "firmware/update.py"]
+    assert "X = 64" in out["firmware/other.py"]
+
+
+def test_a_use_it_cannot_follow_fails_the_build():
+    src = {
+        "firmware/codes.py": "from firmware.compat import const\nA = const(3)\n",
+        "firmware/one.py": "from firmware.codes import A\nimport firmware\n"
+                           "def f():\n    return A + getattr(firmware.codes, 'A')\n",
+    }
+    with pytest.raises(ValueError, match="'A' is still used"):
+        mpybuild.transform(src)
