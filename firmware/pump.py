@@ -114,7 +114,7 @@ class Pump:
         """Bring the uptime and time-of-day counters up to self.t. They are read rarely (rate
         changes, commands, saves), so the stroke path only moves self.t and leaves this to them;
         service() also calls it at least daily so the tick difference stays valid."""
-        ms = diff(self.t, self.t_clock)
+        ms = ((self.t - self.t_clock + _HALF) & _MASK) - _HALF  # diff(), inline: every check
         if ms <= 0:
             return
         self.t_clock = self.t
@@ -418,7 +418,7 @@ class Pump:
             self.stroke_at = now
             self.strokes += 1
             mon = self.mon
-            if not mon.rise_ok(kernel.before_pa, mon.pressure_pa()):
+            if not mon.rise_ok(kernel.before_pa):
                 self.sup.raise_alarm(AL_SENSOR_FAULT, now)
             if mon.probe and not mon.probe_under_load():
                 self.sup.raise_alarm(AL_BATTERY_SENSOR, now)

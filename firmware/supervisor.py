@@ -41,6 +41,8 @@ _OCCLUSION_BIT = const(1 << 1)   # 1 << codes.AL_OCCLUSION
 _REFILL_DUE_BIT = const(1 << 15)  # 1 << codes.AL_REFILL_DUE
 _EXPIRED_BIT = const(1 << 16)    # 1 << codes.AL_DRUG_EXPIRED
 _STOPPED_BIT = const(1 << 24)    # 1 << codes.AL_THERAPY_STOPPED
+_ERI_BIT = const(1 << 5)         # 1 << codes.AL_BATTERY_ERI
+_EOS_BIT = const(1 << 6)         # 1 << codes.AL_BATTERY_EOS
 _REMINDER_S = const(3600)        # rx.DEFAULT_REMINDER_S: a stop's reminder without a program
 
 
@@ -136,13 +138,14 @@ class Supervisor:
         if mv == BAD:
             self.raise_alarm(AL_BATTERY_SENSOR, now)
         elif mv and mon.mv_n >= 4:
+            # (a clear only when the alarm is on: a call less at almost every check)
             if mv <= hal.B_EOS_MV:
                 self.raise_alarm(AL_BATTERY_EOS, now)
-            elif mv > hal.B_EOS_MV + 20:
+            elif self.al.active & _EOS_BIT and mv > hal.B_EOS_MV + 20:
                 self.clear_alarm(AL_BATTERY_EOS, now)
             if mv <= hal.B_ERI_MV:
                 self.raise_alarm(AL_BATTERY_ERI, now)
-            elif mv > hal.B_ERI_MV + 20:
+            elif self.al.active & _ERI_BIT and mv > hal.B_ERI_MV + 20:
                 self.clear_alarm(AL_BATTERY_ERI, now)
         if self.al.active & _OCCLUSION_BIT:
             p = mon.pressure_pa()

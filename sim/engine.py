@@ -38,6 +38,9 @@ HASH_MOD = const(2147483647)
 _DONE = const(1)
 _NOT_DONE = const(0)
 _UNCERTAIN = const(2)
+# firmware.ticks.MASK, for the hot loop (a name imported from another module is looked up
+# at every use on the MicroPython VM)
+_TICKS_MASK = const((1 << 30) - 1)
 # Rng.below(2000001)'s bound (draws at or above it are thrown away), for Engine._run.
 _TOL_TOP = const((1 << 24) - (1 << 24) % 2000001)
 
@@ -112,6 +115,10 @@ class Plant:
         self.board = board
         self.sensor_rng = Rng(seed + 7919)  # sensor noise does not disturb the stroke volumes
         self.noise_pa = noise_pa
+        # Rng.below(2 * noise_pa + 1)'s modulus and bound, once (sense_pressure draws inline)
+        m = 2 * noise_pa + 1
+        self.noise_m = m
+        self.noise_top = (1 << 24) - (1 << 24) % m if m <= (1 << 24) else 1 << 24
         self.stalled = False       # True, or PARTWAY: the next stroke stops half way
         self.half_next = False
         self.rise_pa = stroke_nl * 1000 // COMPLIANCE_NL_PER_KPA
@@ -130,6 +137,8 @@ class Plant:
         self.ram = RamCells(board.MEMTEST_CELLS)
         self.driver = "ok"         # a sim/faults.py DRIVER_FAULTS name
         self.die_c = DIE_C
+        self.die_raw_c = None      # the temperature die_raw was last computed for
+        self.die_raw = 0
         self.t = 0                 # virtual time (ms) the sensors read at: sense_pressure()
         self.p_zero = board.P_RAW_ZERO
         self.peaks = []            # the pressure right after each stroke (SampledPlant only)
@@ -145,7 +154,11 @@ class Plant:
         return -1 if self.driver == "silent" else TMC2209_VERSION
 
     def read_die_temp(self):
-        return die_raw(self.board, self.die_c)
+        c = self.die_c
+        if c != self.die_raw_c:  # the reading changes only with the temperature
+            self.die_raw = die_raw(self.board, c)
+            self.die_raw_c = c
+        return self.die_raw
 
     def test_ram(self):
         """The memory test's cells: the plain array while they are healthy (a march over it
@@ -195,6 +208,8 @@ class Plant:
         """The pressure sensor's ADC reading now (at self.t): the engine's HAL calls it as is."""
         mode = self.p_mode
         n = self.noise_pa
+        m = self.noise_m
+        top = self.noise_top
         if mode != "ok":
             if mode == "out_of_range":
                 return 65535
@@ -202,6 +217,8 @@ class Plant:
                 return self.p_stuck
             if mode == "noisy":
                 n = NOISY_PA
+                m = 2 * n + 1
+                top = (1 << 24) - (1 << 24) % m
         pa = self.p_pa
         if pa:
             t = self.t
@@ -218,8 +235,6 @@ class Plant:
         if n:
             # self.sensor_rng.below(2 * n + 1), inline
             rng = self.sensor_rng
-            m = 2 * n + 1
-            top = (1 << 24) - (1 << 24) % m if m <= (1 << 24) else 1 << 24
             s = rng.s
             while True:
                 s = (s * 1103515245 + 12345) & 0x7FFFFFFF
@@ -424,6 +439,9 @@ class Hal(_Data):
         self.pending = engine.pending
         self.read_pressure = plant.sense_pressure
         self.read_battery = plant.sense_battery
+        # The self-test's readings at every periodic check, also the plant's own methods.
+        self.driver_status = plant.driver_status
+        self.read_die_temp = plant.read_die_temp
         if isinstance(plant, SampledPlant):
             self.stroke = self._stroke_sampled  # its push also notes the peak
 
@@ -470,10 +488,10 @@ class Hal(_Data):
             return _UNCERTAIN
         return _NOT_DONE
 
-    def driver_status(self):
+    def driver_status(self):  # (bound to the plant's in __init__)
         return self.engine.plant.driver_status()
 
-    def read_die_temp(self):
+    def read_die_temp(self):  # (idem)
         return self.engine.plant.read_die_temp()
 
     def test_ram(self):
@@ -1166,11 +1184,11 @@ class Engine:
         pump = self._running()
         plant = self.plant
         base = self.ticks0 - self.boot_t
-        tn = self.t + pump.next_in_ms((base + self.t) & MASK)
+        tn = self.t + pump.next_in_ms((base + self.t) & _TICKS_MASK)
         while tn < horizon:
             self.t = tn
             plant.t = tn
-            tn += pump.service((base + tn) & MASK)
+            tn += pump.service((base + tn) & _TICKS_MASK)
 
     def run(self):
         self.flash.params = self.rx_params

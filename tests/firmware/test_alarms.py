@@ -19,6 +19,8 @@ INLINED = {
     "_REFILL_DUE_BIT": 1 << codes.AL_REFILL_DUE,
     "_EXPIRED_BIT": 1 << codes.AL_DRUG_EXPIRED,
     "_STOPPED_BIT": 1 << codes.AL_THERAPY_STOPPED,
+    "_ERI_BIT": 1 << codes.AL_BATTERY_ERI,
+    "_EOS_BIT": 1 << codes.AL_BATTERY_EOS,
     "_REMINDER_S": rx.DEFAULT_REMINDER_S,
     "_R_LATE": codes.R_LATE,
     "_R_UNSAVED": codes.R_UNSAVED,

@@ -73,3 +73,10 @@ def test_reboot_keeps_the_rolling_account():
               (4 * H, "clinician_bolus", {"dose_nl": 120_000, "duration_ms": H})]
     s = run(plan(continuous(2_400_000, 6_000_000), events=events, days=2))
     assert s["max_rolling_24h_nl"] <= 240_000
+
+
+def test_the_engines_inlined_tick_mask_is_the_firmwares():
+    from firmware import ticks
+    from sim import engine
+
+    assert engine._TICKS_MASK == ticks.MASK
