@@ -324,26 +324,29 @@ class Handlers:
 
     def do_update_begin(self, args, now, out):
         update = _update()
-        mlen = arg(args, "manifest_len", 1, update.MANIFEST_MAX)
-        slen = arg(args, "sig_len", 1, update.KEY_MAX)
+        # (the limits imported by name: make build writes them in, host_tools/mpybuild.py)
+        from firmware.update import CHUNK_MAX, COPY_MAX, KEY_MAX, MANIFEST_MAX
+        mlen = arg(args, "manifest_len", 1, MANIFEST_MAX)
+        slen = arg(args, "sig_len", 1, KEY_MAX)
         try:
             out["slot"] = self._updater().begin(mlen, slen)
         except update.UpdateError as e:
             raise Refusal("E_UPDATE", str(e))
         out["have"] = 0
-        out["chunk_max"] = update.CHUNK_MAX
-        out["copy_max"] = update.COPY_MAX
+        out["chunk_max"] = CHUNK_MAX
+        out["copy_max"] = COPY_MAX
         if args.get("files") is True:
             out["running"] = self._updater().running_files()
 
     def do_update_chunk(self, args, now, out):
         update = _update()
+        from firmware.update import CHUNK_MAX, COPY_MAX
         off = arg(args, "off", 0, ID_MAX)
         up = self._updater()
         if "copy" in args:
             if "data" in args:
                 raise Refusal("E_ARGS", "a chunk has data or copy, not both")
-            n = arg(args, "copy", 1, update.COPY_MAX)
+            n = arg(args, "copy", 1, COPY_MAX)
             try:
                 out["have"] = up.copy(off, n)
             except update.UpdateError as e:
@@ -352,8 +355,8 @@ class Handlers:
             return
         data = args.get("data")
         raw = update.b64(data) if type(data) is str else None
-        if raw is None or not raw or len(raw) > update.CHUNK_MAX:
-            raise Refusal("E_ARGS", "data must be 1 to %d bytes in base64" % update.CHUNK_MAX)
+        if raw is None or not raw or len(raw) > CHUNK_MAX:
+            raise Refusal("E_ARGS", "data must be 1 to %d bytes in base64" % CHUNK_MAX)
         try:
             out["have"] = up.chunk(off, raw)
         except update.UpdateError as e:

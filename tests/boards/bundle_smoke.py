@@ -5,7 +5,6 @@ import sys
 from array import array
 
 from boards import stepgen, tmc2209
-from firmware.codes import DONE
 from firmware.compat import TYPE_CHECKING
 from firmware.therapy import Therapy
 from firmware.ticks import add
@@ -28,7 +27,7 @@ class Hal(_Data):
     def stroke(self):
         self.strokes += 1
         self.pa = self.STROKE_RISE_PA
-        return DONE
+        return self.STROKE_DONE   # codes.DONE, from test_build.py
 
     def read_pressure(self):
         pa = self.pa

@@ -3,8 +3,8 @@
 #
 # It boots the firmware's App on the board's own HAL (real pins: the step PIO, the ADCs, the
 # driver's UART) with its records in /bench, never the pump's own /data, programs a fast basal,
-# and runs the control loop for at least CYCLES cycles and until LOCKED_STROKES strokes have been
-# made with the heap locked (CYCLES_MAX cycles at most: a pump that stops stroking still ends). From cycle LOCK_AT on the heap is locked: the
+# and runs the control loop for at least _CYCLES cycles and until _LOCKED_STROKES strokes have been
+# made with the heap locked (_CYCLES_MAX cycles at most: a pump that stops stroking still ends). From cycle _LOCK_AT on the heap is locked: the
 # steady loop must allocate nothing on the rp2 port either (a record save, which the design lets
 # allocate, is counted instead of written meanwhile, as tests/vm/loop_check.py does on the unix
 # port). Prints:
@@ -12,13 +12,13 @@
 #                            module the pump loads for a request and lets go (ON_REQUEST) has
 #                            been loaded and let go: the names it interns stay for good, as they
 #                            do on a pump after its first help, info, log or refusal
-#   HEAP_FREE_RUN <bytes>    gc.mem_free() while delivering (collected at LOCK_AT)
+#   HEAP_FREE_RUN <bytes>    gc.mem_free() while delivering (collected at _LOCK_AT)
 #   CYCLE_MAX_US <us>        the slowest cycle once locked, in the chip's own microseconds
 #   STROKES <n>              strokes the loop made
 #   STROKES_LOCKED <n>       of which with the heap locked
 #   CHECK_MAX_US <us>        the slowest of the periodic checks (firmware/selftest.py check:
 #                            DRV_STATUS, the die) run one after another once the loop ended:
-#                            at least CHECKS, and on until the code's hashes made a whole pass
+#                            at least _CHECKS, and on until the code's hashes made a whole pass
 #   CHECKS <n>               how many
 #   CHECK_MEAN_US <us>       their mean
 #   SLICE_MAX_US <us>        the slowest of the slices those checks owed (a slice of the memory
@@ -39,20 +39,20 @@ import micropython
 
 from boards.pico import Hal
 from firmware.app import App
-from firmware.compat import TYPE_CHECKING, unload
+from firmware.compat import TYPE_CHECKING, const, unload
 from firmware.loader import Fs
 from firmware.store import FileDev
 
 micropython.alloc_emergency_exception_buf(256)   # a traceback even with the heap locked
-LOCK_AT = 40
-CYCLES = 400
-CYCLES_MAX = 4000
-LOCKED_STROKES = 60
+_LOCK_AT = const(40)
+_CYCLES = const(400)
+_CYCLES_MAX = const(4000)
+_LOCKED_STROKES = const(60)
 # What the firmware loads for a request or a boot and lets go again (firmware/compat.py unload).
 ON_REQUEST = ("about", "codetext", "keying", "testreport", "lifetime", "histpages", "post",
               "start")
-CHECKS = 24          # more than a whole memory pass (at most 10 checks) ...
-CHECKS_MAX = 600     # ... and on to the end of a pass of the code's hashes (about 270 checks)
+_CHECKS = const(24)   # more than a whole memory pass (at most 10 checks) ...
+_CHECKS_MAX = const(600)  # ... and on to the end of a pass of the code's hashes (about 270 checks)
 # 1 mg/mL at 60 mg/day: 60 mL/day, about 2.8 strokes a second.
 PARAMS = {"conc_ng_ml": 1000000, "steps": [[0, 60000000]], "max_daily_ng": 80000000,
           "low_res_nl": 2000000}
@@ -93,12 +93,12 @@ class BenchHal(Hal):
         return True    # as a save the flash confirmed (the pump acts on a failed one)
 
     def wait(self, ms):
-        if self.cycles > LOCK_AT:
+        if self.cycles > _LOCK_AT:
             d = time.ticks_diff(time.ticks_us(), self.t_us)
             if d > self.cycle_max_us:
                 self.cycle_max_us = d
         self.cycles += 1
-        if self.cycles == LOCK_AT:
+        if self.cycles == _LOCK_AT:
             self.app.therapy.record.port = self.count_save
             self.app.therapy.record.journal_port = self.count_save  # (the journal too)
             gc.collect()
@@ -106,9 +106,9 @@ class BenchHal(Hal):
             self.strokes_at_lock = self.app.therapy.pump.strokes
             micropython.heap_lock()
             self.locked = True
-        elif self.cycles >= CYCLES and self.locked and (
-                self.app.therapy.pump.strokes - self.strokes_at_lock >= LOCKED_STROKES
-                or self.cycles >= CYCLES_MAX):
+        elif self.cycles >= _CYCLES and self.locked and (
+                self.app.therapy.pump.strokes - self.strokes_at_lock >= _LOCKED_STROKES
+                or self.cycles >= _CYCLES_MAX):
             self.unlock()
             self.app.quit = True
         woke = Hal.wait(self, ms)
@@ -159,8 +159,8 @@ def main():
         s_n = 0
         n = 0
         pass0 = checks.passes[0]
-        # at least CHECKS, and on until a whole pass of the code (every file opened once)
-        while n < CHECKS or code is not None and checks.passes[0] == pass0 and n < CHECKS_MAX:
+        # at least _CHECKS, and on until a whole pass of the code (every file opened once)
+        while n < _CHECKS or code is not None and checks.passes[0] == pass0 and n < _CHECKS_MAX:
             n += 1
             t0 = time.ticks_us()
             checks.check(hal.ticks_ms(), 0)
