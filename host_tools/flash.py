@@ -451,7 +451,9 @@ def install(port: str, args, update_key, built) -> int:
     info = None
     end = time.monotonic() + BACK_S
     while info is None and time.monotonic() < end:
-        info = _info(port, timeout_s=1.0)
+        # 5 s for the reply: a first `info` loads its modules from flash, which on a busy
+        # emulated Pico took longer than the 1 s this once allowed, every time
+        info = _info(port, timeout_s=5.0)
         if info is None:
             time.sleep(0.5)
     if info is None:
